@@ -1,0 +1,430 @@
+//! The protocol between Understudy's call plane and its engine workers.
+//!
+//! Each engine (VAD, STT, LLM, TTS, embeddings) runs in its own process so that
+//! an engine crash never takes a call down and so that whisper.cpp and
+//! llama.cpp (two incompatible ggml copies) never share a binary. The call
+//! plane talks to a worker over the worker's stdin/stdout; the worker's stderr
+//! carries its logs. `docs/ipc.md` is the human-readable version of this file.
+//!
+//! # Framing
+//! Every message, both directions, is one frame:
+//! ```text
+//! u32 LE header_len | u32 LE payload_len | header (UTF-8 JSON) | payload (raw bytes)
+//! ```
+//! The header is an [`Envelope`]: `{"id": N, "more": bool, "kind": "...", ...}`.
+//! Requests carry a caller-chosen `id`; every response repeats it. A request may
+//! get several responses: all but the last have `"more": true` (streamed LLM
+//! tokens, streamed TTS audio). Audio travels in the payload as signed 16-bit
+//! little-endian mono PCM; embeddings as f32 little-endian.
+//!
+//! # Life cycle
+//! 1. The worker loads its model, then sends [`Response::Ready`] with id 0 (or
+//!    [`Response::Error`] with id 0 and exits non-zero when the model is bad).
+//! 2. It serves requests until stdin closes or [`Request::Shutdown`] arrives.
+//! 3. [`Request::Ping`] is answered with [`Response::Pong`] even while a long
+//!    request runs, so the supervisor can tell "busy" from "hung".
+//! 4. [`Request::Cancel`] asks the worker to stop request `target` early; the
+//!    target then ends with [`ErrorCode::Cancelled`].
+
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+pub mod worker;
+
+/// Protocol version, announced in [`Response::Ready`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Upper bound on a header, to reject garbage quickly (headers are small JSON).
+pub const MAX_HEADER_BYTES: u32 = 1 << 20;
+/// Upper bound on a payload (10 minutes of 16 kHz audio is ~19 MB).
+pub const MAX_PAYLOAD_BYTES: u32 = 64 << 20;
+
+/// The JSON header of every frame.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope<T> {
+    pub id: u64,
+    /// True when more responses for the same id follow.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub more: bool,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One chat message for [`Request::Generate`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        ChatMessage { role: role.to_string(), content: content.into() }
+    }
+}
+
+/// Requests from the call plane to a worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Request {
+    /// Liveness check; answered with [`Response::Pong`].
+    Ping,
+    /// Finish and exit.
+    Shutdown,
+    /// Stop request `target` early.
+    Cancel { target: u64 },
+
+    /// VAD worker: speech probabilities for the payload (s16le, 16 kHz).
+    /// Streaming works by carrying the recurrent state: pass the `state` of the
+    /// previous answer for the same audio stream, or `None` at stream start.
+    /// The payload should be a multiple of [`VAD_CHUNK_SAMPLES`]; a tail is
+    /// zero-padded.
+    Vad {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<VadState>,
+    },
+
+    /// STT worker: transcribe the payload (s16le, 16 kHz mono). The worker
+    /// first runs its own Silero VAD and answers `no_speech` without running
+    /// Whisper when there is none (Whisper invents text on silence).
+    Transcribe {
+        /// Domain words that bias recognition (Whisper's initial prompt).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<String>,
+    },
+
+    /// LLM worker: complete a chat with the model's own chat template.
+    Generate {
+        messages: Vec<ChatMessage>,
+        max_tokens: u32,
+        #[serde(default)]
+        temperature: f32,
+        /// GBNF grammar constraining the output (classification, slot filling).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grammar: Option<String>,
+        /// Stop as soon as the output contains one of these.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        stop: Vec<String>,
+        /// Stream [`Response::Token`]s before the final [`Response::Generated`].
+        #[serde(default)]
+        stream: bool,
+    },
+
+    /// TTS worker: speak `text`. With `stream`, one [`Response::Audio`] per
+    /// sentence as soon as it is ready, then [`Response::Synthesized`].
+    Synthesize {
+        text: String,
+        #[serde(default)]
+        stream: bool,
+    },
+
+    /// Embedding worker: one L2-normalised vector per text.
+    Embed { texts: Vec<String> },
+}
+
+/// Silero's recurrent state between [`Request::Vad`] calls of one stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VadState {
+    /// LSTM state, 2 x 1 x 128 floats.
+    pub lstm: Vec<f32>,
+    /// The last 64 samples of the previous chunk (Silero's context window).
+    pub context: Vec<f32>,
+}
+
+/// Samples per Silero VAD chunk at 16 kHz (32 ms).
+pub const VAD_CHUNK_SAMPLES: usize = 512;
+
+/// Where time went inside a worker for one request (milliseconds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerTimings {
+    #[serde(default)]
+    pub total_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vad_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_output_ms: Option<f64>,
+}
+
+/// Responses from a worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Response {
+    /// Sent once, unsolicited, with id 0, after the model loaded.
+    Ready {
+        protocol: u32,
+        engine: String,
+        model: String,
+        load_ms: f64,
+        /// Engine facts worth logging (threads, sample rate, GPU...).
+        #[serde(default)]
+        info: serde_json::Map<String, serde_json::Value>,
+    },
+    Pong,
+    /// Speech probability per [`VAD_CHUNK_SAMPLES`] chunk, and the state to
+    /// pass with the next chunk of the same stream.
+    VadProbs { probs: Vec<f32>, state: VadState },
+    Transcript {
+        text: String,
+        /// The worker's VAD found no speech; Whisper was not run.
+        no_speech: bool,
+        /// Speech found by the worker's VAD, in ms from the start of the audio.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        speech_ms: Option<(f64, f64)>,
+        timings: WorkerTimings,
+    },
+    /// A streamed piece of LLM output (`more: true`).
+    Token { text: String },
+    Generated {
+        text: String,
+        prompt_tokens: u32,
+        completion_tokens: u32,
+        /// Tokens of the prompt served from the KV cache of an earlier request.
+        #[serde(default)]
+        cached_tokens: u32,
+        timings: WorkerTimings,
+    },
+    /// Streamed audio (`more: true`); payload s16le mono at `sample_rate`.
+    Audio { sample_rate: u32, text: String },
+    /// End of a synthesis; with `stream: false` the payload holds all audio.
+    Synthesized { sample_rate: u32, samples: u64, timings: WorkerTimings },
+    /// Payload: `count` x `dim` f32le.
+    Embeddings { count: u32, dim: u32 },
+    Error { code: ErrorCode, message: String },
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request does not fit this worker or is malformed.
+    BadRequest,
+    /// The model could not be loaded (sent with id 0 before exiting).
+    ModelLoad,
+    /// The engine failed on this input.
+    Engine,
+    /// Stopped by [`Request::Cancel`].
+    Cancelled,
+}
+
+/// Errors of the framing layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame header of {0} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")]
+    HeaderTooLarge(u32),
+    #[error("frame payload of {0} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")]
+    PayloadTooLarge(u32),
+    #[error("frame header is not valid JSON for this message: {0}")]
+    BadHeader(#[from] serde_json::Error),
+}
+
+/// A decoded frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame<T> {
+    pub envelope: Envelope<T>,
+    pub payload: Vec<u8>,
+}
+
+/// Serialise one frame into bytes.
+pub fn encode_frame<T: Serialize>(envelope: &Envelope<T>, payload: &[u8]) -> Vec<u8> {
+    let header = serde_json::to_vec(envelope).expect("protocol types always serialise");
+    let mut out = Vec::with_capacity(8 + header.len() + payload.len());
+    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    out
+}
+
+fn check_lengths(prefix: [u8; 8]) -> Result<(usize, usize), FrameError> {
+    let header_len = u32::from_le_bytes(prefix[0..4].try_into().unwrap());
+    let payload_len = u32::from_le_bytes(prefix[4..8].try_into().unwrap());
+    if header_len > MAX_HEADER_BYTES {
+        return Err(FrameError::HeaderTooLarge(header_len));
+    }
+    if payload_len > MAX_PAYLOAD_BYTES {
+        return Err(FrameError::PayloadTooLarge(payload_len));
+    }
+    Ok((header_len as usize, payload_len as usize))
+}
+
+/// Write one frame and flush.
+pub fn write_frame<W: Write, T: Serialize>(
+    w: &mut W,
+    envelope: &Envelope<T>,
+    payload: &[u8],
+) -> io::Result<()> {
+    w.write_all(&encode_frame(envelope, payload))?;
+    w.flush()
+}
+
+/// Read one frame; `Ok(None)` on a clean end of stream between frames.
+pub fn read_frame<R: Read, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Option<Frame<T>>, FrameError> {
+    let mut prefix = [0u8; 8];
+    match r.read_exact(&mut prefix) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let (header_len, payload_len) = check_lengths(prefix)?;
+    let mut header = vec![0u8; header_len];
+    r.read_exact(&mut header)?;
+    let mut payload = vec![0u8; payload_len];
+    r.read_exact(&mut payload)?;
+    let envelope = serde_json::from_slice(&header)?;
+    Ok(Some(Frame { envelope, payload }))
+}
+
+/// Async framing for the call plane.
+#[cfg(feature = "async")]
+pub mod asynch {
+    use super::*;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+        w: &mut W,
+        envelope: &Envelope<T>,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        w.write_all(&encode_frame(envelope, payload)).await?;
+        w.flush().await
+    }
+
+    pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+        r: &mut R,
+    ) -> Result<Option<Frame<T>>, FrameError> {
+        let mut prefix = [0u8; 8];
+        match r.read_exact(&mut prefix).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let (header_len, payload_len) = check_lengths(prefix)?;
+        let mut header = vec![0u8; header_len];
+        r.read_exact(&mut header).await?;
+        let mut payload = vec![0u8; payload_len];
+        r.read_exact(&mut payload).await?;
+        let envelope = serde_json::from_slice(&header)?;
+        Ok(Some(Frame { envelope, payload }))
+    }
+}
+
+/// s16le bytes from samples.
+pub fn pcm16_to_bytes(samples: &[i16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// Samples from s16le bytes (a trailing odd byte is ignored).
+pub fn bytes_to_pcm16(bytes: &[u8]) -> Vec<i16> {
+    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+}
+
+/// s16le bytes to f32 samples in [-1, 1), as the engines want them.
+pub fn bytes_to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0)
+        .collect()
+}
+
+/// f32 samples to s16le bytes, clamping.
+pub fn f32_to_pcm16_bytes(samples: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        let v = (s * 32767.0).round().clamp(-32768.0, 32767.0) as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// f32 vector to f32le bytes (embeddings).
+pub fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+/// f32le bytes to floats.
+pub fn bytes_to_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips_through_a_frame() {
+        let env = Envelope {
+            id: 7,
+            more: false,
+            body: Request::Generate {
+                messages: vec![ChatMessage::new("user", "hi")],
+                max_tokens: 16,
+                temperature: 0.0,
+                grammar: Some("root ::= \"a\"".into()),
+                stop: vec![],
+                stream: true,
+            },
+        };
+        let bytes = encode_frame(&env, b"xyz");
+        let frame: Frame<Request> = read_frame(&mut &bytes[..]).unwrap().unwrap();
+        assert_eq!(frame.envelope, env);
+        assert_eq!(frame.payload, b"xyz");
+    }
+
+    #[test]
+    fn header_shape_is_flat_json() {
+        let env = Envelope { id: 3, more: true, body: Response::Token { text: "Hel".into() } };
+        let bytes = encode_frame(&env, &[]);
+        let header = std::str::from_utf8(&bytes[8..]).unwrap();
+        assert_eq!(header, r#"{"id":3,"more":true,"kind":"token","text":"Hel"}"#);
+    }
+
+    #[test]
+    fn clean_eof_is_none_and_truncation_is_an_error() {
+        let empty: &[u8] = &[];
+        assert!(read_frame::<_, Request>(&mut &empty[..]).unwrap().is_none());
+        let bytes = encode_frame(&Envelope { id: 1, more: false, body: Request::Ping }, b"abcdef");
+        let cut = &bytes[..bytes.len() - 2];
+        assert!(matches!(read_frame::<_, Request>(&mut &cut[..]), Err(FrameError::Io(_))));
+    }
+
+    #[test]
+    fn oversized_and_garbage_headers_are_rejected() {
+        let mut bytes = vec![];
+        bytes.extend_from_slice(&(MAX_HEADER_BYTES + 1).to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        assert!(matches!(
+            read_frame::<_, Request>(&mut &bytes[..]),
+            Err(FrameError::HeaderTooLarge(_))
+        ));
+        let mut bytes = vec![];
+        bytes.extend_from_slice(&5u32.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(b"{oops");
+        assert!(matches!(read_frame::<_, Request>(&mut &bytes[..]), Err(FrameError::BadHeader(_))));
+    }
+
+    #[test]
+    fn pcm_helpers_round_trip() {
+        let s = [0i16, 1, -1, i16::MAX, i16::MIN];
+        assert_eq!(bytes_to_pcm16(&pcm16_to_bytes(&s)), s);
+        let f = [0.5f32, -0.25];
+        assert_eq!(bytes_to_f32s(&f32s_to_bytes(&f)), f);
+    }
+}
