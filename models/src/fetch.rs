@@ -1,0 +1,670 @@
+//! `fetch`: download, verify, join, convert and install every file of a pack.
+//!
+//! Idempotent and resumable: a file whose stamp still matches is skipped without hashing; a
+//! present but unstamped file is hashed once; archives stay in the download cache until every
+//! output of the pack verifies; outputs are built under a temporary name and renamed into place
+//! only after their sha256 matched, so an interrupted run leaves nothing that looks finished.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::archive::with_member;
+use crate::files::{
+    copy_hashed, partial_path, presence, remove_stale_partials, remove_stamp, sha256_file,
+    stamped_sha256, write_stamp, FetchLock, HashingWriter, Presence,
+};
+use crate::manifest::{Artefact, Build, FileSpec, Input, Manifest};
+use crate::progress::{Progress, Step};
+use crate::registry::{archive_path, ensure_archive};
+use crate::{cache_dir, ct2_whisper, fix_command};
+
+/// Knobs of [`fetch`].
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Download cache; default `$UNDERSTUDY_CACHE_DIR`, else `<models_dir>/.cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Keep the downloaded archives after the pack verified (default: delete them).
+    pub keep_downloads: bool,
+}
+
+/// What [`fetch`] did, per output file.
+#[derive(Debug, Clone)]
+pub struct FetchReport {
+    pub pack: String,
+    pub models_dir: PathBuf,
+    pub files: Vec<FetchedFile>,
+    /// Packages downloaded by this run (not found in the cache).
+    pub downloads: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchedFile {
+    pub artefact: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    pub action: FetchAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchAction {
+    /// Stamp matched: not even hashed.
+    AlreadyVerified,
+    /// Present without a valid stamp; hashed and found correct.
+    Rehashed,
+    /// Built by this run (extracted, joined or converted), in this much time.
+    Built(Duration),
+}
+
+impl std::fmt::Display for FetchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let built = self
+            .files
+            .iter()
+            .filter(|f| matches!(f.action, FetchAction::Built(_)))
+            .count();
+        let bytes: u64 = self.files.iter().map(|f| f.size).sum();
+        write!(
+            f,
+            "pack {}: {} files ({:.1} MB) verified in {}, {built} built, {} packages downloaded, {:.1} s",
+            self.pack,
+            self.files.len(),
+            bytes as f64 / 1e6,
+            self.models_dir.display(),
+            self.downloads,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Installs `pack` into `models_dir`. See the module documentation.
+pub fn fetch(models_dir: &Path, pack: &str, options: &FetchOptions) -> Result<FetchReport> {
+    fetch_from(&Manifest::builtin()?, models_dir, pack, options)
+}
+
+fn fetch_from(
+    manifest: &Manifest,
+    models_dir: &Path,
+    pack: &str,
+    options: &FetchOptions,
+) -> Result<FetchReport> {
+    let started = Instant::now();
+    let artefacts = manifest.select(pack)?;
+    fs::create_dir_all(models_dir).with_context(|| {
+        format!(
+            "cannot create the models directory {}",
+            models_dir.display()
+        )
+    })?;
+    let _lock = FetchLock::acquire(models_dir)?;
+    let cache = options
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| cache_dir(models_dir));
+    let progress = Progress::new();
+    let mut fetcher = Fetcher {
+        models_dir,
+        cache: &cache,
+        pack,
+        progress: &progress,
+        downloads: 0,
+    };
+
+    let mut files = Vec::new();
+    let mut failures = Vec::new();
+    for (index, artefact) in artefacts.iter().enumerate() {
+        progress.note(&format!(
+            "[{}/{}] {} ({})",
+            index + 1,
+            artefacts.len(),
+            artefact.name,
+            artefact.role
+        ));
+        for file in &artefact.files {
+            match fetcher.install(artefact, file) {
+                Ok(done) => files.push(done),
+                // Keep going: one unreachable package should not hold back the rest, and the
+                // next run resumes from whatever was finished.
+                Err(e) => failures.push(format!("{}: {e:#}", file.path)),
+            }
+        }
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} of the pack's files could not be installed (downloads are kept; fix the cause and run `{}` again):\n  {}",
+            failures.len(),
+            fix_command(models_dir, pack),
+            failures.join("\n  ")
+        );
+    }
+
+    if !options.keep_downloads {
+        remove_downloads(&cache, &artefacts);
+    }
+    let report = FetchReport {
+        pack: pack.to_string(),
+        models_dir: models_dir.to_path_buf(),
+        files,
+        downloads: fetcher.downloads,
+        elapsed: started.elapsed(),
+    };
+    progress.note(&report.to_string());
+    Ok(report)
+}
+
+struct Fetcher<'a> {
+    models_dir: &'a Path,
+    cache: &'a Path,
+    pack: &'a str,
+    progress: &'a Progress,
+    downloads: usize,
+}
+
+impl Fetcher<'_> {
+    fn install(&mut self, artefact: &Artefact, file: &FileSpec) -> Result<FetchedFile> {
+        let path = self.models_dir.join(&file.path);
+        let done = |sha256: String, action| FetchedFile {
+            artefact: artefact.name.clone(),
+            path: path.clone(),
+            size: file.size,
+            sha256,
+            action,
+        };
+
+        if let Some(existing) = self.check_existing(file, &path)? {
+            return Ok(done(existing.0, existing.1));
+        }
+
+        for name in file.package_names() {
+            let package = artefact
+                .packages
+                .iter()
+                .find(|p| p.name == name)
+                .expect("validated manifest");
+            let (_, downloaded) = ensure_archive(self.cache, package, self.progress)?;
+            self.downloads += usize::from(downloaded);
+        }
+
+        let started = Instant::now();
+        let sha256 = self.build(artefact, file, &path)?;
+        Ok(done(sha256, FetchAction::Built(started.elapsed())))
+    }
+
+    /// `Some` when the installed file is already correct.
+    fn check_existing(
+        &self,
+        file: &FileSpec,
+        path: &Path,
+    ) -> Result<Option<(String, FetchAction)>> {
+        match presence(path, file.size) {
+            Presence::Missing => return Ok(None),
+            Presence::WrongSize { actual } => {
+                tracing::warn!(
+                    "{} is {actual} bytes instead of {}; rebuilding it",
+                    path.display(),
+                    file.size
+                );
+                return Ok(None);
+            }
+            Presence::Present => {}
+        }
+        if let Some(stamped) = stamped_sha256(self.models_dir, &file.path) {
+            if file.sha256.as_ref().is_none_or(|pinned| *pinned == stamped) {
+                self.progress
+                    .note(&format!("  {}: verified earlier", file.path));
+                return Ok(Some((stamped, FetchAction::AlreadyVerified)));
+            }
+        }
+        let step = self
+            .progress
+            .bytes(format!("verify {}", file.path), file.size);
+        let actual = sha256_file(path, Some(&step))?;
+        if file.sha256.as_ref().is_some_and(|pinned| *pinned != actual) {
+            step.done("sha256 mismatch: rebuilding");
+            remove_stamp(self.models_dir, &file.path);
+            return Ok(None);
+        }
+        write_stamp(self.models_dir, &file.path, &actual)?;
+        step.done("ok");
+        Ok(Some((actual, FetchAction::Rehashed)))
+    }
+
+    /// Builds `file` under a temporary name, checks it, renames it into place; returns its sha256.
+    fn build(&self, artefact: &Artefact, file: &FileSpec, path: &Path) -> Result<String> {
+        fs::create_dir_all(path.parent().expect("output under the models dir"))?;
+        remove_stale_partials(path);
+        let partial = partial_path(path);
+        let result = self.write_output(artefact, file, &partial);
+        let (sha256, size) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                let _ = fs::remove_file(&partial);
+                return Err(e);
+            }
+        };
+        let mismatch = if size != file.size {
+            Some(format!(
+                "size mismatch for {}: expected {} bytes, got {size}",
+                file.path, file.size
+            ))
+        } else {
+            match &file.sha256 {
+                Some(pinned) if *pinned != sha256 => Some(format!(
+                    "sha256 mismatch for {}: expected {pinned}, got {sha256}",
+                    file.path
+                )),
+                _ => None,
+            }
+        };
+        if let Some(mismatch) = mismatch {
+            let _ = fs::remove_file(&partial);
+            bail!(
+                "{mismatch}; its inputs came from {}: delete that directory and run `{}`",
+                self.cache.join("downloads").display(),
+                fix_command(self.models_dir, self.pack)
+            );
+        }
+        if file.sha256.is_none() {
+            self.progress.note(&format!(
+                "  {}: sha256 {sha256}, size {size}: not pinned in models/manifest.toml yet, add it",
+                file.path
+            ));
+        }
+        fs::rename(&partial, path)
+            .with_context(|| format!("cannot move {} into place", partial.display()))?;
+        write_stamp(self.models_dir, &file.path, &sha256)?;
+        Ok(sha256)
+    }
+
+    fn write_output(
+        &self,
+        artefact: &Artefact,
+        file: &FileSpec,
+        partial: &Path,
+    ) -> Result<(String, u64)> {
+        let out = File::create(partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let mut out = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+        match file.build {
+            Build::Copy | Build::Join => {
+                let step = self
+                    .progress
+                    .bytes(format!("extract {}", file.path), file.size);
+                for input in &file.inputs {
+                    self.read_input(artefact, input, Some(&step), &mut out)?;
+                }
+                step.done(if file.inputs.len() > 1 {
+                    "joined"
+                } else {
+                    "extracted"
+                });
+            }
+            Build::Ct2WhisperGgml => {
+                let expected: u64 = file.inputs.iter().filter_map(|i| i.size).sum();
+                let step = self.progress.bytes(
+                    format!("read CTranslate2 model for {}", file.path),
+                    expected,
+                );
+                let mut model = Vec::with_capacity(expected as usize);
+                for input in &file.inputs {
+                    self.read_input(artefact, input, Some(&step), &mut model)?;
+                }
+                let vocabulary_input = file.vocabulary.as_ref().expect("validated manifest");
+                let mut vocabulary = Vec::new();
+                self.read_input(artefact, vocabulary_input, None, &mut vocabulary)?;
+                let vocabulary =
+                    String::from_utf8(vocabulary).context("vocabulary.txt is not UTF-8")?;
+                step.done(&format!("{:.1} MB", model.len() as f64 / 1e6));
+
+                let step = self
+                    .progress
+                    .spinner(format!("convert to ggml {}", file.path));
+                let hp =
+                    ct2_whisper::convert(&model, &vocabulary, &mut out).with_context(|| {
+                        format!("cannot convert the CTranslate2 model of {}", artefact.name)
+                    })?;
+                step.done(&format!(
+                    "{} encoder + {} decoder layers, width {}, {} tokens",
+                    hp.n_audio_layer, hp.n_text_layer, hp.n_audio_state, hp.n_vocab
+                ));
+            }
+        }
+        let (buffered, sha256, size) = out.finish()?;
+        buffered
+            .into_inner()
+            .map_err(|e| e.into_error())?
+            .sync_all()?;
+        Ok((sha256, size))
+    }
+
+    /// Streams one archive member into `out`, checking its pinned size and sha256.
+    fn read_input(
+        &self,
+        artefact: &Artefact,
+        input: &Input,
+        step: Option<&Step>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        let package = artefact
+            .packages
+            .iter()
+            .find(|p| p.name == input.package)
+            .expect("validated manifest");
+        let archive = archive_path(self.cache, package);
+        let (sha256, size) = with_member(
+            &archive,
+            package.registry,
+            &input.member,
+            |reader: &mut dyn Read| Ok(copy_hashed(reader, out, step)?),
+        )
+        .with_context(|| format!("cannot extract {} from {}", input.member, package.spec()))?;
+        if input.size.is_some_and(|expected| expected != size)
+            || input.sha256.as_ref().is_some_and(|s| *s != sha256)
+        {
+            bail!(
+                "{} in {} is {size} bytes with sha256 {sha256}; the manifest pins {} bytes, sha256 {}: \
+                 delete {} and run `{}`",
+                input.member,
+                package.spec(),
+                input.size.map_or("any".into(), |s| s.to_string()),
+                input.sha256.as_deref().unwrap_or("any"),
+                archive.display(),
+                fix_command(self.models_dir, self.pack)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the archives of the pack's packages: all its outputs verified, they are not needed.
+fn remove_downloads(cache: &Path, artefacts: &[&Artefact]) {
+    let archives: BTreeSet<PathBuf> = artefacts
+        .iter()
+        .flat_map(|a| a.packages.iter())
+        .map(|p| archive_path(cache, p))
+        .collect();
+    for archive in archives {
+        if archive.exists() {
+            match fs::remove_file(&archive) {
+                Ok(()) => tracing::debug!("removed {}", archive.display()),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", archive.display()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+    use std::io::Write;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    /// A wheel holding `members`, placed in the download cache as if pip had fetched it.
+    fn cached_wheel(cache: &Path, file: &str, members: &[(&str, &[u8])]) -> String {
+        let path = cache.join("downloads/pypi").join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut zip = zip::ZipWriter::new(File::create(&path).unwrap());
+        for (name, body) in members {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(body).unwrap();
+        }
+        zip.finish().unwrap();
+        sha(&fs::read(&path).unwrap())
+    }
+
+    struct Setup {
+        _tmp: tempfile::TempDir,
+        models: PathBuf,
+        options: FetchOptions,
+        manifest: Manifest,
+        ggml: Vec<u8>,
+    }
+
+    /// Pack "p": a join of two parts, a copy, and a Whisper model split in two then converted.
+    fn setup(joined_sha: &str) -> Setup {
+        let tmp = tempfile::tempdir().unwrap();
+        let models = tmp.path().join("models");
+        let cache = tmp.path().join("cache");
+        let model = crate::ct2_whisper::tests::tiny_model();
+        let vocab = crate::ct2_whisper::tests::VOCAB;
+        let (first, second) = model.split_at(model.len() / 3);
+        let mut ggml = Vec::new();
+        crate::ct2_whisper::convert(&model, vocab, &mut ggml).unwrap();
+        let wheel_sha = cached_wheel(
+            &cache,
+            "pkg-1.0-py3-none-any.whl",
+            &[
+                ("pkg/a.bin", b"hello "),
+                ("pkg/b.bin", b"world"),
+                ("pkg/m.part1", first),
+                ("pkg/m.part2", second),
+                ("pkg/vocabulary.txt", vocab.as_bytes()),
+            ],
+        );
+        let text = format!(
+            r#"
+schema = 1
+[[pack]]
+name = "p"
+description = "d"
+artefacts = ["llm", "stt"]
+
+[[artefact]]
+name = "llm"
+role = "llm_model"
+path = "llm/joined.gguf"
+licence = "MIT"
+upstream = "u"
+description = "d"
+[[artefact.package]]
+registry = "pypi"
+name = "pkg"
+version = "1.0"
+file = "pkg-1.0-py3-none-any.whl"
+sha256 = "{wheel_sha}"
+[[artefact.file]]
+path = "llm/joined.gguf"
+sha256 = "{joined_sha}"
+size = 11
+build = "join"
+inputs = [{{ package = "pkg", member = "pkg/a.bin" }}, {{ package = "pkg", member = "pkg/b.bin", size = 5, sha256 = "{b_sha}" }}]
+
+[[artefact]]
+name = "stt"
+role = "stt_model"
+path = "stt"
+licence = "MIT"
+upstream = "u"
+description = "d"
+[[artefact.package]]
+registry = "pypi"
+name = "pkg"
+version = "1.0"
+file = "pkg-1.0-py3-none-any.whl"
+sha256 = "{wheel_sha}"
+[[artefact.file]]
+path = "stt/a.bin"
+sha256 = "{a_sha}"
+size = 6
+build = "copy"
+inputs = [{{ package = "pkg", member = "pkg/a.bin" }}]
+[[artefact.file]]
+path = "stt/ggml.bin"
+sha256 = "{ggml_sha}"
+size = {ggml_len}
+build = "ct2-whisper-ggml"
+inputs = [{{ package = "pkg", member = "pkg/m.part1" }}, {{ package = "pkg", member = "pkg/m.part2" }}]
+vocabulary = {{ package = "pkg", member = "pkg/vocabulary.txt" }}
+"#,
+            b_sha = sha(b"world"),
+            a_sha = sha(b"hello "),
+            ggml_sha = sha(&ggml),
+            ggml_len = ggml.len(),
+        );
+        let manifest = Manifest::parse(&text).unwrap();
+        let options = FetchOptions {
+            cache_dir: Some(cache),
+            keep_downloads: false,
+        };
+        Setup {
+            _tmp: tmp,
+            models,
+            options,
+            manifest,
+            ggml,
+        }
+    }
+
+    fn actions(report: &FetchReport) -> Vec<(String, FetchAction)> {
+        let strip = |a: FetchAction| {
+            if let FetchAction::Built(_) = a {
+                FetchAction::Built(Duration::ZERO)
+            } else {
+                a
+            }
+        };
+        report
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    strip(f.action),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builds_then_skips_then_repairs() {
+        let s = setup(&sha(b"hello world"));
+        let built = FetchAction::Built(Duration::ZERO);
+        // A file left behind by a killed run.
+        fs::create_dir_all(s.models.join("llm")).unwrap();
+        fs::write(s.models.join("llm/joined.gguf.partial-999999"), b"junk").unwrap();
+
+        let report = fetch_from(&s.manifest, &s.models, "p", &s.options).unwrap();
+        assert_eq!(
+            actions(&report),
+            [
+                ("joined.gguf".into(), built),
+                ("a.bin".into(), built),
+                ("ggml.bin".into(), built)
+            ]
+        );
+        assert_eq!(
+            fs::read(s.models.join("llm/joined.gguf")).unwrap(),
+            b"hello world"
+        );
+        assert_eq!(fs::read(s.models.join("stt/ggml.bin")).unwrap(), s.ggml);
+        assert!(
+            !s.models.join("llm/joined.gguf.partial-999999").exists(),
+            "stale partial removed"
+        );
+        let cache = s.options.cache_dir.clone().unwrap();
+        assert!(
+            !cache
+                .join("downloads/pypi/pkg-1.0-py3-none-any.whl")
+                .exists(),
+            "downloads removed once verified"
+        );
+
+        // Second run: stamps match, nothing is read, nothing downloaded (the wheel is gone).
+        let report = fetch_from(&s.manifest, &s.models, "p", &s.options).unwrap();
+        assert!(report
+            .files
+            .iter()
+            .all(|f| f.action == FetchAction::AlreadyVerified));
+        assert_eq!(report.downloads, 0);
+
+        // A corrupted file (same size) loses its stamp, is re-hashed, and rebuilt from the
+        // archive (put back into the cache, as a download would).
+        fs::write(s.models.join("llm/joined.gguf"), b"hello WORLD").unwrap();
+        // Make the rewrite visible even on a coarse-mtime filesystem.
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(s.models.join("llm/joined.gguf"))
+            .unwrap();
+        file.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1))
+            .unwrap();
+        setup_wheel_again(&s);
+        let report = fetch_from(&s.manifest, &s.models, "p", &s.options).unwrap();
+        assert_eq!(actions(&report)[0], ("joined.gguf".into(), built));
+        assert_eq!(
+            fs::read(s.models.join("llm/joined.gguf")).unwrap(),
+            b"hello world"
+        );
+
+        // Present without a stamp (copied in by hand): hashed once, accepted.
+        fs::remove_dir_all(s.models.join(".verified")).unwrap();
+        let report = fetch_from(&s.manifest, &s.models, "p", &s.options).unwrap();
+        assert!(report
+            .files
+            .iter()
+            .all(|f| f.action == FetchAction::Rehashed));
+    }
+
+    fn setup_wheel_again(s: &Setup) {
+        let fresh = setup(&sha(b"hello world"));
+        let from = fresh
+            .options
+            .cache_dir
+            .as_ref()
+            .unwrap()
+            .join("downloads/pypi/pkg-1.0-py3-none-any.whl");
+        let to = s
+            .options
+            .cache_dir
+            .as_ref()
+            .unwrap()
+            .join("downloads/pypi/pkg-1.0-py3-none-any.whl");
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(from, to).unwrap();
+    }
+
+    #[test]
+    fn mismatch_is_reported_with_the_fix_and_nothing_is_installed() {
+        let s = setup(&"0".repeat(64));
+        let err = format!(
+            "{:#}",
+            fetch_from(&s.manifest, &s.models, "p", &s.options).unwrap_err()
+        );
+        assert!(
+            err.contains(&format!(
+                "sha256 mismatch for llm/joined.gguf: expected {}, got {}",
+                "0".repeat(64),
+                sha(b"hello world")
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("understudy models fetch --pack p --models-dir"),
+            "{err}"
+        );
+        assert!(!s.models.join("llm/joined.gguf").exists());
+        assert!(
+            fs::read_dir(s.models.join("llm")).unwrap().next().is_none(),
+            "no partial left"
+        );
+        // The other files were still installed, and the archive is kept for the next try.
+        assert!(s.models.join("stt/ggml.bin").exists());
+        assert!(s
+            .options
+            .cache_dir
+            .as_ref()
+            .unwrap()
+            .join("downloads/pypi/pkg-1.0-py3-none-any.whl")
+            .exists());
+    }
+}

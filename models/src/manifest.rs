@@ -1,0 +1,515 @@
+//! The model manifest (`models/manifest.toml`): packs, artefacts, the registry packages they
+//! come from and the sha256/size every output must have. The file is compiled into the crate,
+//! so an installed `understudy` binary carries the manifest it was built with.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Component, Path};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// The manifest shipped with this build (`models/manifest.toml`).
+pub const BUILTIN_MANIFEST: &str = include_str!("../manifest.toml");
+
+const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema: u32,
+    #[serde(rename = "pack")]
+    pub packs: Vec<Pack>,
+    #[serde(rename = "artefact")]
+    pub artefacts: Vec<Artefact>,
+}
+
+/// A named set of artefacts installed together ("test", "default"...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pack {
+    pub name: String,
+    pub description: String,
+    pub artefacts: Vec<String>,
+}
+
+/// One model (or other asset) as the engines see it: a role and a path, made of one or more
+/// output files built from registry packages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artefact {
+    pub name: String,
+    pub role: Role,
+    /// What [`crate::resolve`] returns for the role, relative to the models directory.
+    pub path: String,
+    pub licence: String,
+    pub upstream: String,
+    pub description: String,
+    #[serde(rename = "package")]
+    pub packages: Vec<Package>,
+    #[serde(rename = "file")]
+    pub files: Vec<FileSpec>,
+}
+
+/// What the engines use an artefact for; one per pack at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    SttModel,
+    SttVadModel,
+    VadModel,
+    LlmModel,
+    TtsVoice,
+    OnnxruntimeLib,
+    EmbedDir,
+    TestAudio,
+    EvalAudio,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::SttModel => "stt_model",
+            Role::SttVadModel => "stt_vad_model",
+            Role::VadModel => "vad_model",
+            Role::LlmModel => "llm_model",
+            Role::TtsVoice => "tts_voice",
+            Role::OnnxruntimeLib => "onnxruntime_lib",
+            Role::EmbedDir => "embed_dir",
+            Role::TestAudio => "test_audio",
+            Role::EvalAudio => "eval_audio",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Registry {
+    Pypi,
+    Npm,
+    Debian,
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Registry::Pypi => "pypi",
+            Registry::Npm => "npm",
+            Registry::Debian => "debian",
+        })
+    }
+}
+
+/// A registry package, pinned by version and by the sha256 of the archive its client saves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    pub registry: Registry,
+    pub name: String,
+    pub version: String,
+    /// File name of the archive the client saves (wheel, npm tarball, .deb).
+    pub file: String,
+    pub sha256: Option<String>,
+    pub size: Option<u64>,
+    /// pip `--platform` for platform wheels (with `python_version`).
+    pub platform: Option<String>,
+    /// pip `--python-version`.
+    pub python_version: Option<String>,
+}
+
+impl Package {
+    /// `name==version` / `name@version` / `name=version`, as the registry's client spells it.
+    pub fn spec(&self) -> String {
+        match self.registry {
+            Registry::Pypi => format!("{}=={}", self.name, self.version),
+            Registry::Npm => format!("{}@{}", self.name, self.version),
+            Registry::Debian => format!("{}={}", self.name, self.version),
+        }
+    }
+}
+
+/// How an output file is made from its inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Build {
+    /// The single input, as is.
+    Copy,
+    /// The inputs concatenated in order.
+    Join,
+    /// The inputs concatenated into a CTranslate2 Whisper `model.bin`, converted to ggml.
+    Ct2WhisperGgml,
+}
+
+/// One output file of an artefact.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Relative to the models directory.
+    pub path: String,
+    /// Of the final file. Every file of the shipped manifest is pinned (a test checks it); a
+    /// missing value only happens while adding an artefact, and fetch then prints the hash.
+    pub sha256: Option<String>,
+    pub size: u64,
+    pub build: Build,
+    pub inputs: Vec<Input>,
+    /// `vocabulary.txt` of a CTranslate2 Whisper model (build = "ct2-whisper-ggml").
+    pub vocabulary: Option<Input>,
+}
+
+impl FileSpec {
+    /// Every package this file reads from, in first-use order, without repeats.
+    pub fn package_names(&self) -> Vec<&str> {
+        let mut seen = HashSet::new();
+        self.inputs
+            .iter()
+            .chain(self.vocabulary.iter())
+            .map(|input| input.package.as_str())
+            .filter(|name| seen.insert(*name))
+            .collect()
+    }
+}
+
+/// A member of a package archive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// Name of a package of the same artefact.
+    pub package: String,
+    /// Path inside the archive (wheel, npm tarball, or the data of a .deb without the leading `./`).
+    pub member: String,
+    pub size: Option<u64>,
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    /// The manifest compiled into this build.
+    pub fn builtin() -> Result<Manifest> {
+        Manifest::parse(BUILTIN_MANIFEST).context("the built-in models/manifest.toml is invalid")
+    }
+
+    pub fn parse(text: &str) -> Result<Manifest> {
+        let manifest: Manifest = toml::from_str(text).context("cannot parse the model manifest")?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    pub fn pack(&self, name: &str) -> Result<&Pack> {
+        self.packs.iter().find(|p| p.name == name).with_context(|| {
+            format!(
+                "unknown model pack {name:?}; packs: {}",
+                self.packs
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+    }
+
+    pub fn artefact(&self, name: &str) -> Result<&Artefact> {
+        self.artefacts
+            .iter()
+            .find(|a| a.name == name)
+            .with_context(|| {
+                format!(
+                    "unknown artefact {name:?}; artefacts: {}",
+                    self.artefacts
+                        .iter()
+                        .map(|a| a.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// The artefacts of `pack`, in manifest order.
+    pub fn select(&self, pack: &str) -> Result<Vec<&Artefact>> {
+        self.pack(pack)?
+            .artefacts
+            .iter()
+            .map(|name| self.artefact(name))
+            .collect()
+    }
+
+    /// Packs that include `artefact`.
+    pub fn packs_with(&self, artefact: &str) -> Vec<&str> {
+        self.packs
+            .iter()
+            .filter(|p| p.artefacts.iter().any(|a| a == artefact))
+            .map(|p| p.name.as_str())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.schema != SCHEMA_VERSION {
+            bail!(
+                "manifest schema {} is not supported (expected {SCHEMA_VERSION})",
+                self.schema
+            );
+        }
+        let mut names = HashSet::new();
+        let mut output_paths = HashSet::new();
+        for artefact in &self.artefacts {
+            let ctx = || format!("manifest artefact {:?}", artefact.name);
+            if !names.insert(artefact.name.as_str()) {
+                bail!("{}: duplicate name", ctx());
+            }
+            check_relative(&artefact.path).with_context(ctx)?;
+            if artefact.files.is_empty() {
+                bail!("{}: has no [[artefact.file]]", ctx());
+            }
+            let packages: HashSet<&str> =
+                artefact.packages.iter().map(|p| p.name.as_str()).collect();
+            for package in &artefact.packages {
+                check_sha256(package.sha256.as_deref()).with_context(ctx)?;
+                if package.platform.is_some() != package.python_version.is_some() {
+                    bail!(
+                        "{}: package {} needs both platform and python_version",
+                        ctx(),
+                        package.name
+                    );
+                }
+            }
+            for file in &artefact.files {
+                let fctx = || format!("{}, file {:?}", ctx(), file.path);
+                check_relative(&file.path).with_context(fctx)?;
+                // The artefact's path is either one of its files (a Piper voice with its
+                // config beside it) or the directory that holds them all.
+                let is_main_file = artefact.files.iter().any(|f| f.path == artefact.path);
+                if !is_main_file && !Path::new(&file.path).starts_with(&artefact.path) {
+                    bail!(
+                        "{}: not under the artefact path {:?}",
+                        fctx(),
+                        artefact.path
+                    );
+                }
+                if !output_paths.insert(file.path.as_str()) {
+                    bail!("{}: two artefacts write this path", fctx());
+                }
+                check_sha256(file.sha256.as_deref()).with_context(fctx)?;
+                let inputs_ok = match file.build {
+                    Build::Copy => file.inputs.len() == 1,
+                    Build::Join | Build::Ct2WhisperGgml => !file.inputs.is_empty(),
+                };
+                if !inputs_ok {
+                    bail!(
+                        "{}: build {:?} with {} inputs",
+                        fctx(),
+                        file.build,
+                        file.inputs.len()
+                    );
+                }
+                if (file.build == Build::Ct2WhisperGgml) != file.vocabulary.is_some() {
+                    bail!(
+                        "{}: a vocabulary goes with build = \"ct2-whisper-ggml\" and only there",
+                        fctx()
+                    );
+                }
+                for input in file.inputs.iter().chain(file.vocabulary.iter()) {
+                    if !packages.contains(input.package.as_str()) {
+                        bail!(
+                            "{}: input package {:?} is not a package of this artefact",
+                            fctx(),
+                            input.package
+                        );
+                    }
+                    check_sha256(input.sha256.as_deref()).with_context(fctx)?;
+                }
+            }
+        }
+        let mut pack_names = HashSet::new();
+        for pack in &self.packs {
+            if !pack_names.insert(pack.name.as_str()) {
+                bail!("manifest pack {:?}: duplicate name", pack.name);
+            }
+            let mut roles = BTreeSet::new();
+            for name in &pack.artefacts {
+                let artefact = self
+                    .artefact(name)
+                    .with_context(|| format!("manifest pack {:?}", pack.name))?;
+                if !roles.insert(artefact.role) {
+                    bail!(
+                        "manifest pack {:?}: two artefacts for role {}",
+                        pack.name,
+                        artefact.role
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_relative(path: &str) -> Result<()> {
+    let p = Path::new(path);
+    if path.is_empty() || !p.components().all(|c| matches!(c, Component::Normal(_))) {
+        bail!("path {path:?} must be relative, without `..` or `.`");
+    }
+    Ok(())
+}
+
+fn check_sha256(sha: Option<&str>) -> Result<()> {
+    match sha {
+        Some(s)
+            if s.len() != 64
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) =>
+        {
+            bail!("sha256 {s:?} is not 64 lowercase hex digits")
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_manifest_parses_and_pins_every_file() {
+        let m = Manifest::builtin().unwrap();
+        for artefact in &m.artefacts {
+            for package in &artefact.packages {
+                assert!(
+                    package.sha256.is_some(),
+                    "package {} of {} is not pinned",
+                    package.name,
+                    artefact.name
+                );
+            }
+            for file in &artefact.files {
+                assert!(file.sha256.is_some(), "{} has no sha256", file.path);
+                assert!(file.size > 0, "{} has no size", file.path);
+            }
+        }
+    }
+
+    #[test]
+    fn engine_packs_provide_every_engine_role() {
+        let m = Manifest::builtin().unwrap();
+        let engine_roles = [
+            Role::SttModel,
+            Role::SttVadModel,
+            Role::VadModel,
+            Role::LlmModel,
+            Role::TtsVoice,
+            Role::OnnxruntimeLib,
+            Role::EmbedDir,
+            Role::TestAudio,
+        ];
+        for pack in ["test", "default", "default-1.5b"] {
+            let roles: BTreeSet<Role> = m.select(pack).unwrap().iter().map(|a| a.role).collect();
+            assert_eq!(roles, engine_roles.into_iter().collect(), "pack {pack}");
+        }
+    }
+
+    #[test]
+    fn pinned_sizes_match_models_md() {
+        // Figures MODELS.md measured; the converter must reproduce the ggml sizes exactly.
+        let m = Manifest::builtin().unwrap();
+        let size = |artefact: &str| m.artefact(artefact).unwrap().files[0].size;
+        assert_eq!(size("whisper-tiny.en"), 77_704_715);
+        assert_eq!(size("whisper-base"), 147_951_465);
+        assert_eq!(size("qwen2.5-coder-0.5b-instruct-q4_k_m"), 491_400_064);
+        assert_eq!(size("qwen2.5-coder-1.5b-instruct-q4_k_m"), 1_117_320_768);
+        assert_eq!(size("silero-vad-ggml"), 885_098);
+        assert_eq!(size("silero-vad-onnx"), 2_327_524);
+        assert_eq!(size("piper-en_US-joe-medium"), 63_201_294);
+    }
+
+    #[test]
+    fn larger_llm_pack_differs_from_default_only_by_its_llm() {
+        let m = Manifest::builtin().unwrap();
+        let names = |pack| {
+            m.select(pack)
+                .unwrap()
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+        };
+        let (default, big) = (names("default"), names("default-1.5b"));
+        let differing: Vec<(&&str, &&str)> =
+            default.iter().zip(&big).filter(|(a, b)| a != b).collect();
+        assert_eq!(default.len(), big.len());
+        assert_eq!(
+            differing,
+            [(
+                &"qwen2.5-coder-0.5b-instruct-q4_k_m",
+                &"qwen2.5-coder-1.5b-instruct-q4_k_m"
+            )]
+        );
+    }
+
+    #[test]
+    fn unknown_pack_lists_the_known_ones() {
+        let m = Manifest::builtin().unwrap();
+        let err = m.select("tiny").unwrap_err().to_string();
+        assert!(
+            err.contains("\"tiny\"") && err.contains("test, default"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_rejects_bad_manifests() {
+        let base = r#"
+schema = 1
+[[pack]]
+name = "p"
+description = "d"
+artefacts = ["a"]
+[[artefact]]
+name = "a"
+role = "stt_model"
+path = "stt/a.bin"
+licence = "MIT"
+upstream = "u"
+description = "d"
+[[artefact.package]]
+registry = "pypi"
+name = "pkg"
+version = "1"
+file = "pkg-1-py3-none-any.whl"
+[[artefact.file]]
+path = "stt/a.bin"
+size = 1
+build = "copy"
+inputs = [{ package = "pkg", member = "a.bin" }]
+"#;
+        Manifest::parse(base).unwrap();
+        let cases = [
+            (
+                base.replace("\"stt/a.bin\"\nsize", "\"../a.bin\"\nsize"),
+                "must be relative",
+            ),
+            (
+                base.replace("{ package = \"pkg\"", "{ package = \"other\""),
+                "not a package of this artefact",
+            ),
+            (
+                base.replace("build = \"copy\"", "build = \"ct2-whisper-ggml\""),
+                "vocabulary",
+            ),
+            (
+                base.replace("artefacts = [\"a\"]", "artefacts = [\"a\", \"b\"]"),
+                "unknown artefact",
+            ),
+            (
+                base.replace("size = 1\n", "size = 1\nsha256 = \"ABC\"\n"),
+                "64 lowercase hex",
+            ),
+            (base.replace("schema = 1", "schema = 2"), "schema 2"),
+        ];
+        for (text, expected) in cases {
+            let err = format!("{:#}", Manifest::parse(&text).unwrap_err());
+            assert!(err.contains(expected), "expected {expected:?} in {err}");
+        }
+    }
+}
