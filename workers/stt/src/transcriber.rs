@@ -1,0 +1,224 @@
+//! Whisper (whisper.cpp through whisper-rs) with the settings measured for
+//! short caller turns in BUILD-NOTES.md ("Whisper settings").
+
+use std::ffi::c_void;
+use std::path::Path;
+use whisper_rs::{
+    FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState,
+    WhisperTokenId,
+};
+
+use crate::speech_gate::SAMPLE_RATE;
+
+pub struct Settings<'a> {
+    pub threads: u16,
+    pub language: &'a str,
+    /// Used when a request brings no prompt of its own.
+    pub initial_prompt: Option<&'a str>,
+    pub use_gpu: bool,
+}
+
+pub struct Transcriber {
+    ctx: WhisperContext,
+    /// Reused by every request: `no_context(true)` clears the text history it
+    /// keeps, and a fresh state costs buffer allocations each time.
+    state: WhisperState,
+    threads: u16,
+    language: String,
+    default_prompt: Vec<WhisperTokenId>,
+}
+
+impl Transcriber {
+    pub fn load(model: &Path, settings: &Settings) -> Result<Self, String> {
+        crate::whisper_log::clear();
+        let mut params = WhisperContextParameters::default();
+        params.use_gpu(settings.use_gpu);
+        let ctx = WhisperContext::new_with_params(model, params)
+            .map_err(|e| crate::load_error("Whisper model", model, e))?;
+        let state = ctx
+            .create_state()
+            .map_err(|e| crate::load_error("Whisper model", model, e))?;
+        if whisper_rs::get_lang_id(settings.language).is_none() {
+            return Err(format!(
+                "--language {}: not a language Whisper knows",
+                settings.language
+            ));
+        }
+        if !ctx.is_multilingual() && settings.language != "en" {
+            return Err(format!(
+                "--language {}: {} is an English-only model",
+                settings.language,
+                model.display()
+            ));
+        }
+        let mut transcriber = Transcriber {
+            ctx,
+            state,
+            threads: settings.threads,
+            language: settings.language.to_string(),
+            default_prompt: Vec::new(),
+        };
+        if let Some(prompt) = settings.initial_prompt {
+            transcriber.default_prompt = transcriber.tokenize(prompt)?;
+        }
+        Ok(transcriber)
+    }
+
+    /// "tiny", "base"... as whisper.cpp reads it from the file.
+    pub fn model_type(&self) -> String {
+        self.ctx
+            .model_type_readable_str_lossy()
+            .map(|s| s.into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn is_multilingual(&self) -> bool {
+        self.ctx.is_multilingual()
+    }
+
+    /// Transcribe 16 kHz `samples` (one utterance). `prompt` replaces the
+    /// default initial prompt. Returns `None` when `cancelled()` turned true.
+    pub fn transcribe<F: Fn() -> bool>(
+        &mut self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        cancelled: &F,
+    ) -> Result<Option<String>, String> {
+        let request_prompt;
+        let prompt_tokens: &[WhisperTokenId] = match prompt {
+            Some(p) => {
+                request_prompt = self.tokenize(p)?;
+                &request_prompt
+            }
+            None => &self.default_prompt,
+        };
+
+        // Greedy, temperature 0 (whisper.cpp's 0.2 fallback step kept), one
+        // segment without timestamps, no text carried between callers.
+        let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
+        params.set_n_threads(self.threads.into());
+        params.set_language(Some(&self.language));
+        params.set_temperature(0.0);
+        params.set_no_timestamps(true);
+        params.set_single_segment(true);
+        params.set_no_context(true);
+        // A 30 s window costs the same for a 1 s turn as for a 30 s one:
+        // shrink the encoder to the audio and cap the tokens to match.
+        params.set_audio_ctx(audio_ctx_for(samples.len()));
+        params.set_max_tokens(max_tokens_for(samples.len()));
+        if !prompt_tokens.is_empty() {
+            params.set_tokens(prompt_tokens);
+        }
+        // print_realtime would printf to stdout, which carries the protocol.
+        params.set_print_realtime(false);
+        params.set_print_progress(false);
+        params.set_print_timestamps(false);
+        params.set_print_special(false);
+        // SAFETY: `cancelled` outlives `full()` below, which is the only place
+        // whisper.cpp calls the callback (after each encoder/decoder pass).
+        unsafe {
+            params.set_abort_callback(Some(abort_trampoline::<F>));
+            params.set_abort_callback_user_data(cancelled as *const F as *mut c_void);
+        }
+
+        crate::whisper_log::clear();
+        let result = self.state.full(params, samples);
+        if cancelled() {
+            return Ok(None);
+        }
+        result.map_err(|e| format!("Whisper failed: {}", crate::whisper_log::reason(e)))?;
+        let mut text = String::new();
+        for segment in self.state.as_iter() {
+            let piece = segment
+                .to_str_lossy()
+                .map_err(|e| format!("Whisper output: {e}"))?;
+            text.push_str(&piece);
+        }
+        Ok(Some(strip_non_speech(&text)))
+    }
+
+    fn tokenize(&self, prompt: &str) -> Result<Vec<WhisperTokenId>, String> {
+        // whisper-rs 0.16 mishandles a too-small buffer (whisper.cpp answers
+        // with minus the size needed): every token covers at least one byte,
+        // so one slot per byte always suffices.
+        let mut tokens = self
+            .ctx
+            .tokenize(prompt, prompt.len() + 1)
+            .map_err(|e| format!("cannot tokenize the prompt: {e}"))?;
+        // Whisper reads at most half its text context of prompt; keep the end.
+        let keep = (self.ctx.n_text_ctx() / 2).max(1) as usize - 1;
+        if tokens.len() > keep {
+            tokens.drain(..tokens.len() - keep);
+        }
+        Ok(tokens)
+    }
+}
+
+unsafe extern "C" fn abort_trampoline<F: Fn() -> bool>(data: *mut c_void) -> bool {
+    // SAFETY: `data` is the `&F` set in `transcribe`, alive during `full()`.
+    let cancelled = unsafe { &*(data as *const F) };
+    cancelled()
+}
+
+/// Encoder frames (50 per second) for `samples`, rounded up to 64, plus a
+/// 256-frame margin: smaller margins made Whisper loop (BUILD-NOTES.md).
+pub fn audio_ctx_for(samples: usize) -> i32 {
+    let frames = (samples * 50).div_ceil(SAMPLE_RATE);
+    (frames.div_ceil(64) * 64 + 256).min(1500) as i32
+}
+
+/// Token budget: 10 plus 6 per second of audio (fast talkers say ~4).
+pub fn max_tokens_for(samples: usize) -> i32 {
+    (10 + (6 * samples).div_ceil(SAMPLE_RATE)).min(i32::MAX as usize) as i32
+}
+
+/// Drop Whisper's non-speech annotations ("[BLANK_AUDIO]", "(wind blowing)")
+/// and normalise the spaces they leave.
+pub fn strip_non_speech(text: &str) -> String {
+    let mut kept = String::with_capacity(text.len());
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => kept.push(c),
+            _ => {}
+        }
+    }
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_follows_the_build_notes_formula() {
+        // 1 s: ceil(50) = 50 -> 64 + 256.
+        assert_eq!(audio_ctx_for(16_000), 320);
+        // 2.5 s: 125 -> 128 + 256.
+        assert_eq!(audio_ctx_for(40_000), 384);
+        // 11 s (jfk.wav): 550 -> 576 + 256.
+        assert_eq!(audio_ctx_for(176_000), 832);
+        // Long audio keeps the full 30 s window.
+        assert_eq!(audio_ctx_for(30 * 16_000), 1500);
+        assert_eq!(max_tokens_for(16_000), 16);
+        assert_eq!(max_tokens_for(16_001), 17);
+        assert_eq!(max_tokens_for(176_000), 76);
+    }
+
+    #[test]
+    fn non_speech_annotations_are_dropped() {
+        assert_eq!(strip_non_speech(" [BLANK_AUDIO]"), "");
+        assert_eq!(strip_non_speech(" (wind blowing)"), "");
+        assert_eq!(
+            strip_non_speech(" Hello. [MUSIC] Bye (laughs) now."),
+            "Hello. Bye now."
+        );
+        assert_eq!(
+            strip_non_speech(" ask not what your country can do for you"),
+            "ask not what your country can do for you"
+        );
+        assert_eq!(strip_non_speech("[a [b] c] kept"), "kept");
+    }
+}
