@@ -7,19 +7,34 @@
 
 use crate::{read_frame, write_frame, Envelope, ErrorCode, Request, Response, PROTOCOL_VERSION};
 use std::collections::HashSet;
-use std::io::{self, BufReader, BufWriter, Stdout};
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter};
+use std::os::fd::FromRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
 /// Where an engine writes its responses.
 #[derive(Clone)]
 pub struct Responder {
-    out: Arc<Mutex<BufWriter<Stdout>>>,
+    out: Arc<Mutex<BufWriter<File>>>,
 }
 
 impl Responder {
+    /// Take stdout for the protocol alone: the engines' C code prints to
+    /// fd 1 now and then (whisper.cpp, llama.cpp), and one stray byte would
+    /// break the framing. The protocol keeps a private duplicate of stdout,
+    /// and fd 1 is pointed at stderr, where logs belong.
     fn new() -> Self {
-        Responder { out: Arc::new(Mutex::new(BufWriter::new(io::stdout()))) }
+        // SAFETY: plain dup/dup2 on the process's own standard descriptors,
+        // before any other thread exists.
+        let file = unsafe {
+            let protocol_fd = libc::dup(1);
+            if protocol_fd < 0 || libc::dup2(2, 1) < 0 {
+                panic!("cannot set up the protocol descriptor: {}", io::Error::last_os_error());
+            }
+            File::from_raw_fd(protocol_fd)
+        };
+        Responder { out: Arc::new(Mutex::new(BufWriter::new(file))) }
     }
 
     /// Send one response. A broken pipe means the call plane is gone: exit.
