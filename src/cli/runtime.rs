@@ -1,0 +1,71 @@
+//! Start-up shared by the commands: configuration, engines, the bot, and the
+//! session setup that calls share.
+
+use super::GlobalArgs;
+use crate::config::{Config, EngineConfig};
+use crate::dialog::{Bot, Bundle, Nlu};
+use crate::engines::{EngineSet, Engines};
+use crate::session::{self, prompts::PromptCache, SessionSetup};
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The configuration file with the command line's overrides applied.
+pub fn load_config(global: &GlobalArgs) -> Result<Config> {
+    let mut config = Config::load(global.config.as_deref())?;
+    if let Some(dir) = &global.models_dir {
+        config.models.dir = dir.clone();
+    }
+    if let Some(pack) = &global.pack {
+        config.models.pack = pack.clone();
+    }
+    Ok(config)
+}
+
+/// Start the engines in `set` and wait until they are ready; a model that
+/// cannot load fails here with the worker's own explanation.
+pub async fn start_engines(config: &Config, set: EngineSet) -> Result<(Engines, EngineConfig)> {
+    let engine_config = config.engine_config()?;
+    let started = Instant::now();
+    let engines = Engines::start(&engine_config, set);
+    if let Err(e) = engines.wait_ready(engine_config.startup_timeout).await {
+        engines.shutdown();
+        anyhow::bail!(
+            "{e}\n(check the model files with `understudy models verify --pack {}`; \
+             re-fetch with `understudy models fetch --pack {}`)",
+            config.models.pack,
+            config.models.pack
+        );
+    }
+    tracing::info!(ms = started.elapsed().as_millis() as u64, pack = %config.models.pack, "engines ready");
+    Ok((engines, engine_config))
+}
+
+/// The bot bundle: `path`, else the configured one, else the built-in demo.
+pub fn load_bundle(path: Option<&Path>, config: &Config) -> Result<Bundle> {
+    match path.or(config.bot.bundle.as_deref()) {
+        Some(path) => Bundle::load(path).with_context(|| format!("cannot load the bot bundle {}", path.display())),
+        None => Ok(Bundle::demo()),
+    }
+}
+
+/// Everything a call needs: engines, bot, pre-rendered prompts, settings.
+pub async fn session_setup(config: &Config, bundle_path: Option<&Path>) -> Result<Arc<SessionSetup>> {
+    let bundle = load_bundle(bundle_path, config)?;
+    let (engines, _) = start_engines(config, EngineSet::ALL).await?;
+    prepare_session(config, bundle, engines).await
+}
+
+/// The bot and its prompt audio, on engines that are already running.
+pub async fn prepare_session(config: &Config, bundle: Bundle, engines: Engines) -> Result<Arc<SessionSetup>> {
+    let nlu = Nlu { embed: engines.embed.clone(), llm: engines.llm.clone() };
+    let bot = Arc::new(Bot::load(bundle, nlu).await.context("cannot prepare the bot")?);
+    let settings = session::settings_for(&bot, &config.session);
+    let prompts = Arc::new(PromptCache::default());
+    let mut texts = bot.static_prompts();
+    texts.push(settings.apology.clone());
+    let tts = engines.tts.as_ref().context("the TTS engine is not running")?;
+    prompts.prerender(tts, &texts).await.context("cannot pre-render the bot's prompts")?;
+    Ok(Arc::new(SessionSetup { bot, engines, prompts, settings }))
+}

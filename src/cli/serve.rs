@@ -1,0 +1,136 @@
+//! `understudy serve`: the appliance daemon.
+//!
+//! Starts the engine workers and keeps them supervised, loads the bot and
+//! pre-renders its prompts, serves health, readiness and metrics over
+//! HTTP, and answers calls by SIP (`crate::sip`, docs/sip.md). Readiness is
+//! true only when every engine is warm and the bot is loaded; an engine that
+//! cannot load its model keeps the appliance up but not ready, with the
+//! reason in `/readyz`.
+
+use crate::config::Config;
+use crate::engines::{EngineSet, Engines};
+use crate::http::{self, ApplianceStatus};
+use crate::session::SessionSetup;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address for health (/healthz), readiness (/readyz), status (/status) and metrics (/metrics).
+    #[arg(long)]
+    pub http_listen: Option<String>,
+    /// Address for SIP calls, UDP and TCP on one port (default 0.0.0.0:5060; `off` disables SIP).
+    #[arg(long)]
+    pub sip_listen: Option<String>,
+    /// Bot bundle to serve instead of the configured one (default: the demo bot).
+    #[arg(long)]
+    pub bundle: Option<PathBuf>,
+}
+
+/// What the appliance is serving; shared with the HTTP handlers.
+pub struct Appliance {
+    pub engines: Engines,
+    pub setup: OnceLock<Arc<SessionSetup>>,
+    /// Why the bot is not loaded, if it failed.
+    pub bot_error: std::sync::Mutex<Option<String>>,
+    pub pack: String,
+    pub started: Instant,
+}
+
+impl Appliance {
+    pub fn status(&self) -> ApplianceStatus {
+        let engines = self.engines.health();
+        let bot_loaded = self.setup.get().is_some();
+        let ready = bot_loaded && self.engines.all_ready();
+        ApplianceStatus {
+            ready,
+            bot: self.setup.get().map(|s| s.bot.bundle().name().to_string()),
+            bot_error: self.bot_error.lock().unwrap().clone(),
+            pack: self.pack.clone(),
+            uptime_s: self.started.elapsed().as_secs(),
+            prompts_cached: self.setup.get().map(|s| s.prompts.len()).unwrap_or(0),
+            engines,
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
+    if let Some(listen) = args.http_listen {
+        config.http.listen = listen;
+    }
+    if let Some(listen) = args.sip_listen {
+        config.sip.listen = listen;
+    }
+    let bundle = super::runtime::load_bundle(args.bundle.as_deref(), &config)?;
+    let engine_config = config.engine_config()?;
+    let engines = Engines::start(&engine_config, EngineSet::ALL);
+    let appliance = Arc::new(Appliance {
+        engines: engines.clone(),
+        setup: OnceLock::new(),
+        bot_error: Default::default(),
+        pack: config.models.pack.clone(),
+        started: Instant::now(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(&config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {} (in use? set --http-listen)", config.http.listen))?;
+    tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
+    // SIP listens from the start and answers 503 until the appliance is ready.
+    let sessions: crate::sip::SessionSource = {
+        let appliance = appliance.clone();
+        Arc::new(move || if appliance.status().ready { appliance.setup.get().cloned() } else { None })
+    };
+    let sip = crate::sip::start(&config.sip, sessions).await?;
+    let status_source = appliance.clone();
+    let http_task = tokio::spawn(http::serve(listener, Arc::new(move || status_source.status())));
+
+    // Bring the bot up once the engines are warm.
+    let warmup = {
+        let appliance = appliance.clone();
+        let config = config.clone();
+        async move {
+            if let Err(e) = appliance.engines.wait_ready(engine_config.startup_timeout).await {
+                tracing::error!(error = %e, "an engine is not ready; serving not-ready until it is fixed");
+                *appliance.bot_error.lock().unwrap() = Some(e.to_string());
+                return;
+            }
+            match super::runtime::prepare_session(&config, bundle, appliance.engines.clone()).await {
+                Ok(setup) => {
+                    let name = setup.bot.bundle().name().to_string();
+                    let _ = appliance.setup.set(setup);
+                    *appliance.bot_error.lock().unwrap() = None;
+                    tracing::info!(bot = %name, ms = appliance.started.elapsed().as_millis() as u64, "ready for calls");
+                    crate::systemd::notify_ready(&format!("serving {name}"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "cannot load the bot");
+                    *appliance.bot_error.lock().unwrap() = Some(format!("{e:#}"));
+                }
+            }
+        }
+    };
+    tokio::spawn(warmup);
+    crate::systemd::spawn_watchdog();
+
+    tokio::select! {
+        r = http_task => r.context("HTTP server task")?.context("HTTP server")?,
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    crate::systemd::notify_stopping();
+    if let Some(sip) = sip {
+        sip.shutdown().await;
+    }
+    engines.shutdown();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,331 @@
+//! The appliance configuration: one TOML file, every field optional.
+//!
+//! Looked up at `--config PATH`, else `$UNDERSTUDY_CONFIG`, else
+//! `/etc/understudy/understudy.toml` when it exists; otherwise the defaults
+//! below apply (the demo bot with the default model pack). `docs/config.md`
+//! documents every field; `understudy config --print` shows the effective one.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use understudy_models::PackPaths;
+
+pub const SYSTEM_CONFIG: &str = "/etc/understudy/understudy.toml";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub models: ModelsConfig,
+    pub engines: EnginesConfig,
+    pub bot: BotConfig,
+    pub session: SessionConfig,
+    pub http: HttpConfig,
+    pub sip: SipConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Where packs are installed (`understudy models fetch`).
+    pub dir: PathBuf,
+    /// `default` or `test`.
+    pub pack: String,
+}
+
+impl Default for ModelsConfig {
+    fn default() -> Self {
+        ModelsConfig { dir: understudy_models::default_models_dir(), pack: "default".into() }
+    }
+}
+
+/// Threads per engine. Two cores shared by five engines: measure before
+/// changing (BUILD-NOTES: 2-thread whisper VAD was erratic, 1 was steady).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Threads {
+    pub vad: u32,
+    pub stt: u32,
+    pub llm: u32,
+    pub tts: u32,
+    pub embed: u32,
+}
+
+impl Default for Threads {
+    fn default() -> Self {
+        Threads { vad: 1, stt: 2, llm: 2, tts: 1, embed: 1 }
+    }
+}
+
+/// Per-request deadlines; a request past its deadline takes the safety net.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeoutsMs {
+    pub vad: u64,
+    pub stt: u64,
+    pub llm: u64,
+    pub tts: u64,
+    pub embed: u64,
+}
+
+impl Default for TimeoutsMs {
+    fn default() -> Self {
+        TimeoutsMs { vad: 1_000, stt: 6_000, llm: 6_000, tts: 5_000, embed: 2_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnginesConfig {
+    /// Directory of the `understudy-*` worker executables (default: beside `understudy`).
+    pub worker_dir: Option<PathBuf>,
+    /// Run STT and LLM on the GPU (needs a `cuda` build).
+    pub gpu: bool,
+    pub threads: Threads,
+    pub timeouts_ms: TimeoutsMs,
+    /// LLM context length in tokens.
+    pub llm_ctx: u32,
+    /// How long a worker may take to load its model.
+    pub startup_timeout_s: u64,
+    /// espeak-ng data for the voice (default: the worker finds its own).
+    pub espeak_data: Option<PathBuf>,
+}
+
+impl Default for EnginesConfig {
+    fn default() -> Self {
+        EnginesConfig {
+            worker_dir: None,
+            gpu: false,
+            threads: Threads::default(),
+            timeouts_ms: TimeoutsMs::default(),
+            llm_ctx: 2048,
+            startup_timeout_s: 120,
+            espeak_data: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BotConfig {
+    /// A bot bundle file; unset means the built-in demo bot.
+    pub bundle: Option<PathBuf>,
+}
+
+/// Turn-taking settings that are not the bot's business.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// Silence after speech that ends the caller's turn.
+    pub endpoint_silence_ms: u32,
+    /// Speech needed before a turn (or a barge-in) counts as started.
+    pub min_speech_ms: u32,
+    /// Silero probability above which a chunk is speech.
+    pub vad_threshold: f32,
+    /// Let callers interrupt the bot.
+    pub barge_in: bool,
+    /// Speech over the bot's playback needed before it counts as a barge-in
+    /// (longer than `min_speech_ms`: "mhm" should not stop the bot).
+    pub barge_in_min_speech_ms: u32,
+    /// Silence between keys that ends a DTMF entry (`#` ends it at once).
+    pub dtmf_interdigit_ms: u32,
+    /// A turn with no answer by then gets the safety net (apology, transfer).
+    pub turn_deadline_ms: u32,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            endpoint_silence_ms: 480,
+            min_speech_ms: 128,
+            vad_threshold: 0.5,
+            barge_in: true,
+            barge_in_min_speech_ms: 192,
+            dtmf_interdigit_ms: 1500,
+            turn_deadline_ms: 8000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Health, readiness and metrics.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+/// How a caller reaches a human (see docs/sip.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Ask the caller's side to call the target (REFER); if it refuses or the
+    /// transfer fails, call the target and relay the media ourselves.
+    ReferThenBridge,
+    /// REFER only: a refused or failed transfer ends the call.
+    Refer,
+    /// Always call the target and relay the media.
+    Bridge,
+}
+
+/// Calls by SIP/RTP (docs/sip.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Where SIP is served, UDP and TCP on the same port (`off` disables SIP).
+    pub listen: String,
+    /// `udp`, `tcp`.
+    pub transports: Vec<String>,
+    /// The address written in Contact and SDP when the peer must use another
+    /// one than the local address facing it (NAT). Default: that local address.
+    pub advertised_address: Option<String>,
+    /// Concurrent calls before INVITEs and OPTIONS get 503 (measured default,
+    /// docs/sip.md "Capacity").
+    pub capacity: usize,
+    /// Retry-After on 503, in seconds.
+    pub retry_after_s: u32,
+    /// RTP ports, one even port per call leg.
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// The address RTP sockets bind to (default: the SIP listen address).
+    pub rtp_bind: Option<String>,
+    /// No RTP for this long from a peer that should be sending ends the call.
+    pub rtp_timeout_s: u64,
+    /// Jitter buffer delay, and the most it may hold.
+    pub jitter_target_ms: u32,
+    pub jitter_max_ms: u32,
+    /// Send silence packets while the bot is quiet (many SBCs need continuous RTP).
+    pub comfort_silence: bool,
+    /// Accepted codecs, preferred first: `PCMU`, `PCMA`.
+    pub codecs: Vec<String>,
+    /// Where every transfer goes, overriding the bot's targets (a SIP URI).
+    pub transfer_target: Option<String>,
+    /// Host for targets that are numbers or names, not URIs (default: the
+    /// address the call came from, i.e. the SBC).
+    pub transfer_domain: Option<String>,
+    pub transfer_mode: TransferMode,
+    /// How long a transfer may take (REFER until the final NOTIFY; bridge until answered).
+    pub transfer_timeout_s: u64,
+    /// Ring this long before answering (0: answer at once).
+    pub answer_delay_ms: u64,
+}
+
+/// Calls this 2-core box holds with voice-to-voice p95 under 1.5 s at the RTP
+/// leg (SIPp load benchmark, docs/sip.md).
+pub const DEFAULT_SIP_CAPACITY: usize = 2;
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "0.0.0.0:5060".into(),
+            transports: vec!["udp".into(), "tcp".into()],
+            advertised_address: None,
+            capacity: DEFAULT_SIP_CAPACITY,
+            retry_after_s: 10,
+            rtp_port_min: 20000,
+            rtp_port_max: 20999,
+            rtp_bind: None,
+            rtp_timeout_s: 30,
+            jitter_target_ms: 40,
+            jitter_max_ms: 200,
+            comfort_silence: true,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            transfer_target: None,
+            transfer_domain: None,
+            transfer_mode: TransferMode::ReferThenBridge,
+            transfer_timeout_s: 30,
+            answer_delay_ms: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Load the configuration: `path`, else `$UNDERSTUDY_CONFIG`, else the
+    /// system file if present, else defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let chosen = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("UNDERSTUDY_CONFIG").map(PathBuf::from))
+            .or_else(|| Path::new(SYSTEM_CONFIG).exists().then(|| PathBuf::from(SYSTEM_CONFIG)));
+        let Some(path) = chosen else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "configuration file {} is invalid: {e}\n(see docs/config.md; `understudy config --print` shows a valid file)",
+                path.display()
+            )
+        })?;
+        Ok(config)
+    }
+
+    /// What the engine supervisor needs; checks that the pack is installed.
+    pub fn engine_config(&self) -> Result<EngineConfig> {
+        let pack = understudy_models::resolve(&self.models.dir, &self.models.pack)?;
+        Ok(EngineConfig {
+            worker_dir: self.engines.worker_dir.clone().unwrap_or_else(crate::engines::default_worker_dir),
+            pack,
+            threads: self.engines.threads.clone(),
+            timeouts: self.engines.timeouts_ms.clone(),
+            startup_timeout: Duration::from_secs(self.engines.startup_timeout_s),
+            llm_ctx: self.engines.llm_ctx,
+            gpu: self.engines.gpu,
+            espeak_data: self.engines.espeak_data.clone(),
+        })
+    }
+}
+
+/// Everything needed to start the workers.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub worker_dir: PathBuf,
+    pub pack: PackPaths,
+    pub threads: Threads,
+    pub timeouts: TimeoutsMs,
+    pub startup_timeout: Duration,
+    pub llm_ctx: u32,
+    pub gpu: bool,
+    pub espeak_data: Option<PathBuf>,
+}
+
+impl EngineConfig {
+    pub fn request_timeout(&self, engine: &str) -> Duration {
+        let ms = match engine {
+            "vad" => self.timeouts.vad,
+            "stt" => self.timeouts.stt,
+            "llm" => self.timeouts.llm,
+            "tts" => self.timeouts.tts,
+            _ => self.timeouts.embed,
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults_and_unknown_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.toml");
+        std::fs::write(&path, "").unwrap();
+        let c = Config::load(Some(&path)).unwrap();
+        assert_eq!(c.models.pack, "default");
+        std::fs::write(&path, "[engines.threads]\nstt = 1\nllmm = 3\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("llmm") && err.contains("u.toml"), "{err}");
+    }
+
+    #[test]
+    fn printed_defaults_parse_back() {
+        let text = toml::to_string_pretty(&Config::default()).unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.engines.threads.stt, Config::default().engines.threads.stt);
+    }
+}

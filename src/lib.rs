@@ -1,0 +1,14 @@
+//! Understudy's call plane: everything but the inference engines, which run
+//! in supervised worker processes (see `docs/architecture.md`).
+
+pub mod audio;
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod dialog;
+pub mod engines;
+pub mod http;
+pub mod metrics;
+pub mod session;
+pub mod sip;
+pub mod systemd;

@@ -1,0 +1,648 @@
+//! The per-call conversation session: one task per call, a state machine
+//! (listening, thinking, speaking, transferring, ended) driven by events.
+//!
+//! An ingress (SIP/RTP, a WAV file, ...) sends [`CallEvent`]s: caller audio as
+//! canonical 20 ms frames, DTMF digits, playout acknowledgements and hang-up.
+//! The session answers with [`SessionAction`]s: audio to play, "stop playing"
+//! (barge-in), transfer, hang-up, and a [`TurnReport`] per turn. The session
+//! never knows how the call arrived.
+//!
+//! Latency design: VAD runs on every chunk as it arrives; a pause in the
+//! caller's speech starts a speculative transcription that is kept when the
+//! pause turns out to be the end of the turn; prompts are pre-rendered; TTS
+//! streams sentence by sentence.
+
+pub mod endpoint;
+pub mod file_call;
+pub mod prompts;
+mod turn;
+
+use crate::audio::{Frame, SAMPLE_RATE};
+use crate::dialog::{Action, Bot, Conversation};
+use crate::engines::{EngineError, Engines};
+use crate::metrics;
+use endpoint::{EndpointEvent, EndpointParams, Endpointer};
+use prompts::PromptCache;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use turn::{CallerAudio, SpeakerDone, TurnDone, TurnInput};
+use understudy_ipc::{VadState, VAD_CHUNK_SAMPLES};
+
+/// The state of a call, as the design names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    Listening,
+    Thinking,
+    Speaking,
+    Transferring,
+    Ended,
+}
+
+/// Events into a session.
+#[derive(Debug)]
+pub enum CallEvent {
+    /// 20 ms of caller audio at 16 kHz.
+    Audio(Box<Frame>),
+    /// One DTMF key (`0`-`9`, `*`, `#`, `A`-`D`).
+    Dtmf(char),
+    /// The egress finished playing everything up to this mark.
+    PlayoutDone { mark: u64 },
+    /// The caller hung up (or the ingress lost the call).
+    Hangup,
+}
+
+/// What the session asks of the ingress.
+#[derive(Debug, Clone)]
+pub enum SessionAction {
+    /// Queue this audio (16 kHz) for the caller; acknowledge with
+    /// `CallEvent::PlayoutDone { mark }` once it has been played.
+    Play { samples: Arc<Vec<i16>>, mark: u64 },
+    /// Drop everything queued: the caller barged in.
+    ClearPlayout,
+    /// Hand the caller to a human at `target` (a SIP URI or number).
+    Transfer { target: String, reason: String },
+    /// End the call.
+    Hangup,
+    /// A turn finished (for logs, tests and `understudy converse`).
+    Report(Box<TurnReport>),
+    /// The state changed.
+    State(CallState),
+}
+
+/// Where time went in one turn, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TurnTimings {
+    /// End of caller speech until the endpointer was sure.
+    pub endpoint: Option<f64>,
+    pub stt: Option<f64>,
+    pub dialog: Option<f64>,
+    /// Start of speech output until the first audio was ready.
+    pub tts_first_audio: Option<f64>,
+    /// End of caller speech until the first bot audio left for the caller.
+    pub voice_to_voice: Option<f64>,
+    /// The transcription started during the pause and was kept.
+    pub speculative_stt: bool,
+}
+
+/// One turn, for reports.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TurnReport {
+    pub turn: u32,
+    /// What the caller said (empty for no-input and DTMF).
+    pub transcript: String,
+    pub dtmf: Option<String>,
+    pub intent: Option<String>,
+    pub confidence: f32,
+    pub matched_by: String,
+    /// What the bot said.
+    pub reply: String,
+    pub action: String,
+    pub slots: std::collections::BTreeMap<String, String>,
+    /// Caller speech in the call's audio, in ms.
+    pub speech_ms: Option<(f64, f64)>,
+    pub timings_ms: TurnTimings,
+    /// The turn ended in the safety net (engine failure).
+    pub safety_net: bool,
+    pub barged_in: bool,
+    pub error: Option<String>,
+}
+
+/// Session settings (appliance config merged with the bot's own).
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub endpoint: EndpointParams,
+    pub barge_in: bool,
+    /// Speech needed during playback before it counts as a barge-in.
+    pub barge_in_min_speech_ms: u32,
+    pub no_input_timeout: Duration,
+    /// Keys after which a DTMF entry is complete without a `#`.
+    pub dtmf_interdigit: Duration,
+    /// A turn that has produced no audio by then gets the safety net.
+    pub turn_deadline: Duration,
+    /// Where the safety net sends callers.
+    pub safety_target: String,
+    pub apology: String,
+    /// Whisper's domain prompt (words the bot expects).
+    pub stt_prompt: Option<String>,
+}
+
+/// Everything calls share: the bot, the engines, the prompt audio.
+pub struct SessionSetup {
+    pub bot: Arc<Bot>,
+    pub engines: Engines,
+    pub prompts: Arc<PromptCache>,
+    pub settings: SessionSettings,
+}
+
+/// The ingress side of a running session.
+pub struct CallHandle {
+    pub events: mpsc::Sender<CallEvent>,
+    pub actions: mpsc::Receiver<SessionAction>,
+    pub task: JoinHandle<()>,
+}
+
+/// Start a session for one call.
+pub fn start_call(setup: Arc<SessionSetup>, call_id: String) -> CallHandle {
+    // Events: 50 audio frames a second; a few seconds of slack.
+    let (event_tx, event_rx) = mpsc::channel(512);
+    let (action_tx, action_rx) = mpsc::channel(512);
+    let task = tokio::spawn(async move {
+        let mut session = Session::new(setup, call_id.clone(), action_tx);
+        metrics::gauge_add("understudy_calls_active", &[], 1.0);
+        metrics::counter_inc("understudy_calls_total", &[]);
+        session.run(event_rx).await;
+        metrics::gauge_add("understudy_calls_active", &[], -1.0);
+        tracing::info!(call = %call_id, "session ended");
+    });
+    CallHandle { events: event_tx, actions: action_rx, task }
+}
+
+/// Where a turn's work stands.
+enum Work {
+    Idle,
+    /// Transcribing and deciding; the conversation is inside the task.
+    Thinking(JoinHandle<TurnDone>),
+    /// Speaking: the speaker task queues audio; once it is done (`task`
+    /// None) the turn completes when the egress acknowledges `last_mark`.
+    Speaking { task: Option<JoinHandle<SpeakerDone>>, after: Action, last_mark: Option<u64> },
+}
+
+struct Session {
+    setup: Arc<SessionSetup>,
+    call_id: String,
+    actions: mpsc::Sender<SessionAction>,
+    state: CallState,
+    conversation: Option<Conversation>,
+    audio: CallerAudio,
+    endpointer: Endpointer,
+    vad_state: Option<VadState>,
+    /// Samples not yet sent to the VAD (less than one chunk).
+    vad_pending: Vec<i16>,
+    work: Work,
+    /// A transcription started at a pause: (speech end it assumed, task).
+    speculative: Option<(u64, JoinHandle<Result<crate::engines::Transcript, EngineError>>)>,
+    next_mark: u64,
+    turn: u32,
+    no_input_deadline: Option<tokio::time::Instant>,
+    dtmf: String,
+    dtmf_deadline: Option<tokio::time::Instant>,
+    /// Barge-in detection during playback.
+    barge_in: Endpointer,
+    /// The report of the turn being spoken.
+    pending_report: Option<TurnReport>,
+    /// A turn that ended while another was in progress.
+    queued_turn: Option<TurnInput>,
+}
+
+impl Session {
+    fn new(setup: Arc<SessionSetup>, call_id: String, actions: mpsc::Sender<SessionAction>) -> Self {
+        let endpoint = setup.settings.endpoint.clone();
+        let barge_in = Endpointer::new(EndpointParams {
+            min_speech_ms: setup.settings.barge_in_min_speech_ms,
+            ..endpoint.clone()
+        });
+        Session {
+            call_id,
+            actions,
+            state: CallState::Listening,
+            conversation: None,
+            audio: CallerAudio::new(),
+            endpointer: Endpointer::new(endpoint),
+            vad_state: None,
+            vad_pending: Vec::with_capacity(VAD_CHUNK_SAMPLES),
+            work: Work::Idle,
+            speculative: None,
+            next_mark: 1,
+            turn: 0,
+            no_input_deadline: None,
+            dtmf: String::new(),
+            dtmf_deadline: None,
+            barge_in,
+            pending_report: None,
+            queued_turn: None,
+            setup,
+        }
+    }
+
+    async fn emit(&self, action: SessionAction) {
+        // The ingress went away: the run loop notices on its next event.
+        let _ = self.actions.send(action).await;
+    }
+
+    async fn set_state(&mut self, state: CallState) {
+        if self.state != state {
+            tracing::debug!(call = %self.call_id, from = ?self.state, to = ?state, "state");
+            self.state = state;
+            self.emit(SessionAction::State(state)).await;
+        }
+    }
+
+    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>) {
+        let (conversation, greeting) = self.setup.bot.start();
+        self.conversation = Some(conversation);
+        let report = TurnReport {
+            turn: 0,
+            reply: greeting.say.join(" "),
+            intent: greeting.intent.clone(),
+            matched_by: "greeting".into(),
+            action: format!("{:?}", greeting.action),
+            ..Default::default()
+        };
+        self.speak(greeting.say.clone(), greeting.action.clone(), report, None).await;
+
+        loop {
+            if self.state == CallState::Ended {
+                break;
+            }
+            let no_input = self.no_input_deadline;
+            let dtmf_due = self.dtmf_deadline;
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => { self.hang_up_quietly().await; break; }
+                },
+                done = wait_work(&mut self.work) => match done {
+                    WorkDone::Thought(done) => self.on_thought(done).await,
+                    WorkDone::Spoken(done) => self.on_spoken(done).await,
+                },
+                _ = sleep_until(no_input) => {
+                    self.no_input_deadline = None;
+                    self.run_turn(TurnInput::NoInput).await;
+                }
+                _ = sleep_until(dtmf_due) => {
+                    self.dtmf_deadline = None;
+                    let digits = std::mem::take(&mut self.dtmf);
+                    self.run_turn(TurnInput::Dtmf(digits)).await;
+                }
+            }
+        }
+        self.stop_work();
+    }
+
+    fn stop_work(&mut self) {
+        match std::mem::replace(&mut self.work, Work::Idle) {
+            Work::Thinking(task) => task.abort(),
+            Work::Speaking { task: Some(task), .. } => task.abort(),
+            Work::Speaking { task: None, .. } | Work::Idle => {}
+        }
+        if let Some((_, task)) = self.speculative.take() {
+            task.abort();
+        }
+    }
+
+    async fn hang_up_quietly(&mut self) {
+        self.stop_work();
+        self.set_state(CallState::Ended).await;
+    }
+
+    async fn on_event(&mut self, event: CallEvent) {
+        match event {
+            CallEvent::Audio(frame) => self.on_audio(&frame[..]).await,
+            CallEvent::Dtmf(key) => self.on_dtmf(key).await,
+            CallEvent::PlayoutDone { mark } => self.on_playout_done(mark).await,
+            CallEvent::Hangup => self.hang_up_quietly().await,
+        }
+    }
+
+    async fn on_audio(&mut self, samples: &[i16]) {
+        if matches!(self.state, CallState::Transferring | CallState::Ended) {
+            return;
+        }
+        self.audio.push(samples);
+        self.vad_pending.extend_from_slice(samples);
+        while self.vad_pending.len() >= VAD_CHUNK_SAMPLES {
+            let chunk: Vec<i16> = self.vad_pending.drain(..VAD_CHUNK_SAMPLES).collect();
+            let prob = match self.vad(&chunk).await {
+                Ok(p) => p,
+                Err(e) => {
+                    self.safety_net(e, None).await;
+                    return;
+                }
+            };
+            self.on_vad(prob).await;
+            if matches!(self.state, CallState::Transferring | CallState::Ended) {
+                return;
+            }
+        }
+    }
+
+    async fn vad(&mut self, chunk: &[i16]) -> Result<f32, EngineError> {
+        let vad = self
+            .setup
+            .engines
+            .vad
+            .as_ref()
+            .ok_or_else(|| EngineError::Unavailable { engine: "vad", reason: "not started".into() })?;
+        let (probs, state) = vad.probs(chunk, self.vad_state.take()).await?;
+        self.vad_state = Some(state);
+        Ok(probs.first().copied().unwrap_or(0.0))
+    }
+
+    async fn on_vad(&mut self, prob: f32) {
+        // Barge-in: a separate, stricter endpointer watches speech over playback.
+        if self.state == CallState::Speaking && self.setup.settings.barge_in {
+            if let Some(EndpointEvent::SpeechStarted { .. }) = self.barge_in.push(prob) {
+                self.on_barge_in().await;
+            }
+        } else {
+            self.barge_in.reset();
+            let _ = self.barge_in.push(0.0);
+        }
+        let Some(event) = self.endpointer.push(prob) else { return };
+        match event {
+            EndpointEvent::SpeechStarted { start } => {
+                tracing::debug!(call = %self.call_id, start, "speech started");
+                self.no_input_deadline = None;
+            }
+            EndpointEvent::Paused { start, end } => {
+                if matches!(self.state, CallState::Listening) {
+                    self.start_speculative(start, end);
+                }
+            }
+            EndpointEvent::Resumed { .. } => {
+                if let Some((_, task)) = self.speculative.take() {
+                    task.abort();
+                    metrics::counter_inc("understudy_speculative_stt_total", &[("result", "discarded")]);
+                }
+            }
+            EndpointEvent::SpeechEnded { start, end } => {
+                let detected_at = Instant::now();
+                let lag = crate::audio::samples_to_ms((self.endpointer.position() - end) as usize, SAMPLE_RATE);
+                let speech_end = detected_at.checked_sub(Duration::from_secs_f64(lag / 1000.0)).unwrap_or(detected_at);
+                let speculative = match self.speculative.take() {
+                    Some((spec_end, task)) if spec_end == end => {
+                        metrics::counter_inc("understudy_speculative_stt_total", &[("result", "kept")]);
+                        Some(task)
+                    }
+                    Some((_, task)) => {
+                        task.abort();
+                        None
+                    }
+                    None => None,
+                };
+                let input = TurnInput::Speech {
+                    audio: self.audio.utterance(start, end),
+                    speech_ms: (
+                        crate::audio::samples_to_ms(start as usize, SAMPLE_RATE),
+                        crate::audio::samples_to_ms(end as usize, SAMPLE_RATE),
+                    ),
+                    speech_end,
+                    endpoint_ms: lag,
+                    speculative,
+                };
+                self.run_turn(input).await;
+            }
+        }
+    }
+
+    fn start_speculative(&mut self, start: u64, end: u64) {
+        let Some(stt) = self.setup.engines.stt.clone() else { return };
+        if let Some((_, old)) = self.speculative.take() {
+            old.abort();
+        }
+        let audio = self.audio.utterance(start, end);
+        let prompt = self.setup.settings.stt_prompt.clone();
+        let task = tokio::spawn(async move { stt.transcribe(&audio, prompt.as_deref()).await });
+        self.speculative = Some((end, task));
+    }
+
+    async fn on_barge_in(&mut self) {
+        tracing::info!(call = %self.call_id, "barge-in: stopping playback");
+        metrics::counter_inc("understudy_barge_in_total", &[]);
+        if let Work::Speaking { task: Some(task), .. } = std::mem::replace(&mut self.work, Work::Idle) {
+            task.abort();
+        }
+        self.emit(SessionAction::ClearPlayout).await;
+        if let Some(mut report) = self.pending_report.take() {
+            report.barged_in = true;
+            self.emit(SessionAction::Report(Box::new(report))).await;
+        }
+        self.set_state(CallState::Listening).await;
+    }
+
+    async fn on_dtmf(&mut self, key: char) {
+        if matches!(self.state, CallState::Transferring | CallState::Ended) {
+            return;
+        }
+        metrics::counter_inc("understudy_dtmf_total", &[]);
+        if self.state == CallState::Speaking && self.setup.settings.barge_in {
+            self.on_barge_in().await;
+        }
+        self.no_input_deadline = None;
+        if key == '#' && !self.dtmf.is_empty() {
+            self.dtmf_deadline = None;
+            let digits = std::mem::take(&mut self.dtmf);
+            self.run_turn(TurnInput::Dtmf(digits)).await;
+            return;
+        }
+        self.dtmf.push(key);
+        self.dtmf_deadline = Some(tokio::time::Instant::now() + self.setup.settings.dtmf_interdigit);
+    }
+
+    async fn on_playout_done(&mut self, mark: u64) {
+        let finished = matches!(&self.work, Work::Speaking { task: None, last_mark: Some(m), .. } if *m <= mark);
+        if finished {
+            self.finish_speaking().await;
+        }
+    }
+
+    /// Start (or queue) a turn.
+    async fn run_turn(&mut self, input: TurnInput) {
+        if matches!(self.state, CallState::Transferring | CallState::Ended) {
+            return;
+        }
+        if matches!(self.work, Work::Thinking(_)) {
+            // One turn at a time; the newest input waits.
+            self.queued_turn = Some(input);
+            return;
+        }
+        if let Work::Speaking { task, .. } = std::mem::replace(&mut self.work, Work::Idle) {
+            if let Some(task) = task {
+                task.abort();
+            }
+            self.emit(SessionAction::ClearPlayout).await;
+        }
+        let Some(conversation) = self.conversation.take() else {
+            self.queued_turn = Some(input);
+            return;
+        };
+        self.no_input_deadline = None;
+        self.turn += 1;
+        self.set_state(CallState::Thinking).await;
+        let task = tokio::spawn(turn::think(self.setup.clone(), conversation, input, self.turn));
+        self.work = Work::Thinking(task);
+    }
+
+    async fn on_thought(&mut self, done: Result<TurnDone, tokio::task::JoinError>) {
+        self.work = Work::Idle;
+        let done = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // The conversation went down with the task: start it over.
+                let (conversation, _) = self.setup.bot.start();
+                self.conversation = Some(conversation);
+                let err = EngineError::Protocol { engine: "dialog", detail: format!("turn task failed: {e}") };
+                self.safety_net(err, None).await;
+                return;
+            }
+        };
+        self.conversation = Some(done.conversation);
+        match done.outcome {
+            Ok((bot_turn, report)) => {
+                let speech_end = done.speech_end;
+                self.speak(bot_turn.say.clone(), bot_turn.action.clone(), report, speech_end).await;
+            }
+            Err(e) => self.safety_net(e, Some(done.report)).await,
+        }
+    }
+
+    /// Speak a turn's texts, then do its action.
+    async fn speak(&mut self, texts: Vec<String>, after: Action, report: TurnReport, speech_end: Option<Instant>) {
+        self.set_state(CallState::Speaking).await;
+        self.barge_in.reset();
+        let first_mark = self.next_mark;
+        // Marks are numbered by the speaker; reserve a generous block.
+        self.next_mark += 10_000;
+        let task = tokio::spawn(turn::speak(
+            self.setup.clone(),
+            texts,
+            self.actions.clone(),
+            first_mark,
+            speech_end,
+            report,
+        ));
+        self.pending_report = None;
+        self.work = Work::Speaking { task: Some(task), after, last_mark: None };
+    }
+
+    async fn on_spoken(&mut self, done: Result<SpeakerDone, tokio::task::JoinError>) {
+        let Ok(done) = done else { return };
+        let last_mark = done.last_mark;
+        match done.error {
+            Some(e) => {
+                self.work = Work::Idle;
+                self.safety_net(e, Some(done.report)).await;
+            }
+            None => {
+                self.pending_report = Some(done.report);
+                // Everything is queued; the egress tells when it has been played.
+                if let Work::Speaking { task, last_mark: mark, .. } = &mut self.work {
+                    *task = None;
+                    *mark = last_mark;
+                }
+                if last_mark.is_none() {
+                    // Nothing to play (an empty turn): done at once.
+                    self.finish_speaking().await;
+                }
+            }
+        }
+    }
+
+    async fn finish_speaking(&mut self) {
+        let after = match std::mem::replace(&mut self.work, Work::Idle) {
+            Work::Speaking { task, after, .. } => {
+                if let Some(task) = task {
+                    task.abort();
+                }
+                after
+            }
+            other => {
+                self.work = other;
+                return;
+            }
+        };
+        if let Some(report) = self.pending_report.take() {
+            self.emit(SessionAction::Report(Box::new(report))).await;
+        }
+        match after {
+            Action::Listen => {
+                self.set_state(CallState::Listening).await;
+                if let Some(input) = self.queued_turn.take() {
+                    self.run_turn(input).await;
+                } else {
+                    self.no_input_deadline = Some(tokio::time::Instant::now() + self.setup.settings.no_input_timeout);
+                }
+            }
+            Action::Transfer { target, reason } => {
+                self.set_state(CallState::Transferring).await;
+                metrics::counter_inc("understudy_transfers_total", &[("reason", "dialog")]);
+                self.emit(SessionAction::Transfer { target, reason }).await;
+            }
+            Action::Hangup => {
+                self.emit(SessionAction::Hangup).await;
+                self.set_state(CallState::Ended).await;
+            }
+        }
+    }
+
+    /// An engine failed: apologise (pre-rendered audio) and transfer to a human.
+    async fn safety_net(&mut self, error: EngineError, report: Option<TurnReport>) {
+        tracing::error!(call = %self.call_id, %error, "engine failure: safety net");
+        metrics::counter_inc("understudy_safety_net_total", &[]);
+        self.stop_work();
+        self.emit(SessionAction::ClearPlayout).await;
+        let setup = self.setup.clone();
+        let settings = &setup.settings;
+        let mut report = report.unwrap_or_else(|| TurnReport { turn: self.turn, ..Default::default() });
+        report.safety_net = true;
+        report.error = Some(error.to_string());
+        report.reply = settings.apology.clone();
+        report.action = "transfer".into();
+        if let Some(audio) = self.setup.prompts.get(&settings.apology) {
+            let mark = self.next_mark;
+            self.next_mark += 1;
+            self.emit(SessionAction::Play { samples: audio, mark }).await;
+        }
+        self.emit(SessionAction::Report(Box::new(report))).await;
+        self.set_state(CallState::Transferring).await;
+        metrics::counter_inc("understudy_transfers_total", &[("reason", "safety_net")]);
+        let target = settings.safety_target.clone();
+        self.emit(SessionAction::Transfer { target, reason: format!("safety net: {error}") }).await;
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum WorkDone {
+    Thought(Result<TurnDone, tokio::task::JoinError>),
+    Spoken(Result<SpeakerDone, tokio::task::JoinError>),
+}
+
+/// The turn task or the speaker task finishing, whichever is running.
+async fn wait_work(work: &mut Work) -> WorkDone {
+    match work {
+        Work::Thinking(task) => WorkDone::Thought(task.await),
+        Work::Speaking { task: Some(task), .. } => WorkDone::Spoken(task.await),
+        _ => std::future::pending().await,
+    }
+}
+
+/// Merge the bot's turn-taking settings with the appliance's.
+pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> SessionSettings {
+    let bundle = bot.bundle();
+    SessionSettings {
+        endpoint: EndpointParams {
+            threshold: config.vad_threshold,
+            min_speech_ms: config.min_speech_ms,
+            end_silence_ms: config.endpoint_silence_ms,
+            ..Default::default()
+        },
+        barge_in: config.barge_in && bundle.barge_in_allowed(),
+        barge_in_min_speech_ms: config.barge_in_min_speech_ms,
+        no_input_timeout: bundle.no_input_timeout(),
+        dtmf_interdigit: Duration::from_millis(config.dtmf_interdigit_ms as u64),
+        turn_deadline: Duration::from_millis(config.turn_deadline_ms as u64),
+        safety_target: bundle.safety_net_target(),
+        apology: bundle.safety_net_prompt().unwrap_or_else(|| prompts::DEFAULT_APOLOGY.to_string()),
+        stt_prompt: Some(bundle.stt_hint()),
+    }
+}
