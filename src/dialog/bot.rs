@@ -1,0 +1,144 @@
+//! A loaded bot: the bundle compiled for one language, with its training
+//! phrases and facts embedded once. Immutable after load, so one `Arc<Bot>`
+//! serves every call; per-call state lives in [`super::Conversation`].
+
+use super::bundle::{Bundle, BundleError, Text};
+use super::knowledge::Knowledge;
+use super::recognize::Recognizer;
+use super::slots::Matcher;
+use super::validate::Severity;
+use crate::engines::{EmbedClient, EngineError, LlmClient};
+use crate::metrics;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+/// The understanding engines a bot may use; either may be absent (rules-only
+/// or rules + embeddings work without an LLM, e.g. `understudy chat --no-llm`).
+#[derive(Clone, Default)]
+pub struct Nlu {
+    pub embed: Option<EmbedClient>,
+    pub llm: Option<LlmClient>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BotError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("cannot load the bot: {0} (the embed engine must be ready before the bot loads)")]
+    Engine(#[from] EngineError),
+    #[error("the bundle has no texts in language `{0}` (it offers {1}); pick one of those")]
+    Language(String, String),
+}
+
+pub struct Bot {
+    pub(super) bundle: Bundle,
+    pub(super) nlu: Nlu,
+    pub(super) lang: String,
+    pub(super) recognizer: Recognizer,
+    pub(super) knowledge: Knowledge,
+    /// Compiled entities, by entity name.
+    pub(super) matchers: BTreeMap<String, Matcher>,
+    /// Slots whose values are spoken digit by digit.
+    pub(super) digit_slots: BTreeSet<String>,
+    /// Intents each state listens for (its transitions + the global ones).
+    pub(super) active: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Bot {
+    /// Load `bundle` in its default language.
+    pub async fn load(bundle: Bundle, nlu: Nlu) -> Result<Bot, BotError> {
+        let lang = bundle.language().to_string();
+        Bot::load_language(bundle, nlu, &lang).await
+    }
+
+    /// Load `bundle` for conversations in `lang`: validates it, compiles its
+    /// entities, and embeds its training phrases and facts when an embed
+    /// engine is given.
+    pub async fn load_language(bundle: Bundle, nlu: Nlu, lang: &str) -> Result<Bot, BotError> {
+        let started = Instant::now();
+        let errors: Vec<_> = bundle.validate().into_iter().filter(|i| i.severity == Severity::Error).collect();
+        if !errors.is_empty() {
+            return Err(BundleError::Invalid { origin: format!("bot `{}`", bundle.bot.name), issues: errors }.into());
+        }
+        if lang != bundle.language() && !bundle.bot.languages.iter().any(|l| l == lang) {
+            let mut offered = vec![bundle.language().to_string()];
+            offered.extend(bundle.bot.languages.iter().cloned());
+            return Err(BotError::Language(lang.into(), offered.join(", ")));
+        }
+        let matchers: BTreeMap<String, Matcher> =
+            bundle.entities.iter().map(|(name, e)| (name.clone(), Matcher::new(e, lang, bundle.language()))).collect();
+        let mut digit_slots = BTreeSet::new();
+        for state in bundle.flow.states.values() {
+            for c in &state.collect {
+                if matchers.get(&c.entity).is_some_and(Matcher::speaks_digits) {
+                    digit_slots.insert(c.slot.clone());
+                }
+            }
+        }
+        let global: BTreeSet<String> = bundle.flow.global.iter().filter_map(|t| t.intent.clone()).collect();
+        let active = bundle
+            .flow
+            .states
+            .iter()
+            .map(|(name, s)| {
+                let mut set = global.clone();
+                set.extend(s.transitions.iter().filter_map(|t| t.intent.clone()));
+                (name.clone(), set)
+            })
+            .collect();
+        let mut recognizer = Recognizer::new(&bundle, lang);
+        let mut knowledge = Knowledge::new(&bundle, lang);
+        if let Some(embed) = &nlu.embed {
+            recognizer.embed_phrases(embed, &bundle, lang).await?;
+            if bundle.settings.knowledge.enabled && !knowledge.is_empty() {
+                knowledge.embed(embed).await?;
+            }
+        }
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        metrics::observe_ms("understudy_dialog_stage_ms", &[("stage", "bot_load")], ms);
+        tracing::info!(
+            bot = %bundle.bot.name,
+            lang,
+            intents = bundle.intents.len(),
+            states = bundle.flow.states.len(),
+            embeddings = nlu.embed.is_some(),
+            llm = nlu.llm.is_some(),
+            ms,
+            "bot loaded"
+        );
+        Ok(Bot { bundle, nlu, lang: lang.to_string(), recognizer, knowledge, matchers, digit_slots, active })
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// The conversation language.
+    pub fn language(&self) -> &str {
+        &self.lang
+    }
+
+    /// Which recognition stages this bot runs, cheapest first.
+    pub fn stages(&self) -> Vec<&'static str> {
+        let mut out = vec!["rules"];
+        if self.nlu.embed.is_some() {
+            out.push("embeddings");
+        }
+        if self.nlu.llm.is_some() && self.bundle.settings.recognition.llm_classify {
+            out.push("llm");
+        }
+        out
+    }
+
+    /// Every prompt without slot placeholders, in the bot's language: what
+    /// to pre-render to audio.
+    pub fn static_prompts(&self) -> Vec<String> {
+        self.bundle.static_prompts(&self.lang)
+    }
+
+    /// A text in the conversation language (the bundle's default as fallback;
+    /// validation guarantees one of them exists).
+    pub(super) fn t<'a>(&self, text: &'a Text) -> &'a str {
+        text.get(&self.lang, self.bundle.language()).map(String::as_str).unwrap_or("")
+    }
+}

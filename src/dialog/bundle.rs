@@ -1,0 +1,977 @@
+//! The bot bundle, format `understudy-bundle/1`: everything a bot is, in one
+//! YAML (or JSON) file. `docs/bundle-format.md` is the reference; importers
+//! (Dialogflow CX/ES, Lex V2, Rasa) write this shape, the dialog engine reads it.
+
+use super::validate::{self, Issue, Severity};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The `format` value this build reads and writes.
+pub const FORMAT_V1: &str = "understudy-bundle/1";
+
+/// The built-in demo bot (the default when no bundle is configured).
+pub const DEMO_BUNDLE_YAML: &str = include_str!("demo_bundle.yaml");
+
+/// A bot bundle. Field order follows the file: see docs/bundle-format.md.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// Always `understudy-bundle/1` for this version.
+    pub format: String,
+    pub bot: BotInfo,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Humans to hand callers to, by name (`agents: {uri: sip:...}`).
+    #[serde(default)]
+    pub transfer_targets: BTreeMap<String, TransferTarget>,
+    /// Slot value types, by name.
+    #[serde(default)]
+    pub entities: BTreeMap<String, Entity>,
+    pub intents: BTreeMap<String, Intent>,
+    pub flow: Flow,
+    /// Facts the bot may state in free-form answers, and nothing beyond them.
+    #[serde(default)]
+    pub knowledge: Vec<Text>,
+    /// Small lookup tables (`lookup:` in a state reads them).
+    #[serde(default)]
+    pub data: BTreeMap<String, Table>,
+    /// Conversations that must keep working (the parity tester replays them).
+    #[serde(default)]
+    pub tests: Vec<TestConversation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BotInfo {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The bundle's own version (free text: a date, a git hash, a CX version id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Language of unmarked texts and the default conversation language.
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// Further languages the per-language texts (`{en: .., de: ..}`) provide.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
+    /// Where the bundle came from (importer, source agent id, export time...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source: BTreeMap<String, String>,
+}
+
+fn default_language() -> String {
+    "en".into()
+}
+
+// ---------------------------------------------------------------- texts
+
+/// A value given once (in the bot's language) or per language:
+/// `"Hello"` or `{en: "Hello", de: "Hallo"}`. No `T` used here is itself a
+/// map, so a map always means "per language".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Localized<T> {
+    One(T),
+    ByLang(BTreeMap<String, T>),
+}
+
+impl<T> Localized<T> {
+    /// The value for `lang`, else for `fallback` (the bundle's language).
+    pub fn get(&self, lang: &str, fallback: &str) -> Option<&T> {
+        match self {
+            Localized::One(v) => Some(v),
+            Localized::ByLang(m) => m.get(lang).or_else(|| m.get(fallback)),
+        }
+    }
+
+    /// Languages given explicitly (`None`: one value for all).
+    pub fn languages(&self) -> Option<Vec<&str>> {
+        match self {
+            Localized::One(_) => None,
+            Localized::ByLang(m) => Some(m.keys().map(String::as_str).collect()),
+        }
+    }
+
+    pub fn values(&self) -> Vec<&T> {
+        match self {
+            Localized::One(v) => vec![v],
+            Localized::ByLang(m) => m.values().collect(),
+        }
+    }
+}
+
+impl<T: Default> Default for Localized<T> {
+    fn default() -> Self {
+        Localized::One(T::default())
+    }
+}
+
+impl<T: Serialize> Serialize for Localized<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Localized::One(v) => v.serialize(s),
+            Localized::ByLang(m) => m.serialize(s),
+        }
+    }
+}
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Localized<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Mapping(map) => {
+                let mut out = BTreeMap::new();
+                for (k, v) in map {
+                    let lang = k.as_str().ok_or_else(|| D::Error::custom("a language code (like `en`) must be a string"))?;
+                    let value = serde_yaml::from_value(v).map_err(|e| D::Error::custom(format!("language `{lang}`: {e}")))?;
+                    out.insert(lang.to_string(), value);
+                }
+                Ok(Localized::ByLang(out))
+            }
+            other => serde_yaml::from_value(other).map(Localized::One).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// A prompt or fact: one text, or one per language.
+pub type Text = Localized<String>;
+
+impl Text {
+    pub fn text(s: impl Into<String>) -> Text {
+        Localized::One(s.into())
+    }
+}
+
+/// What to say, in order: one text or a list (`say: "Hi"` or `say: ["Hi.", "How can I help?"]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prompts(pub Vec<Text>);
+
+impl Prompts {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Prompts {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            all => all.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Prompts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Sequence(items) => items
+                .into_iter()
+                .map(serde_yaml::from_value::<Text>)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Prompts)
+                .map_err(D::Error::custom),
+            Value::Null => Ok(Prompts::default()),
+            one => serde_yaml::from_value::<Text>(one).map(|t| Prompts(vec![t])).map_err(D::Error::custom),
+        }
+    }
+}
+
+/// Numbers and booleans written where a string is meant (`dtmf: 0`, `order_number: 48213`).
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Null => Ok(None),
+        v => scalar_string(&v).map(Some).ok_or_else(|| D::Error::custom("expected a string or a number")),
+    }
+}
+
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, Value>::deserialize(d)?;
+    map.into_iter()
+        .map(|(k, v)| match scalar_string(&v) {
+            Some(s) => Ok((k, s)),
+            None => Err(D::Error::custom(format!("`{k}`: expected a string or a number"))),
+        })
+        .collect()
+}
+
+fn scalar_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<String, String>>, D::Error> {
+    let rows = Vec::<BTreeMap<String, Value>>::deserialize(d)?;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| {
+            row.into_iter()
+                .map(|(k, v)| match scalar_string(&v) {
+                    Some(s) => Ok((k, s)),
+                    None => Err(D::Error::custom(format!("rows[{i}].{k}: expected a string or a number"))),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- settings
+
+/// Bot-wide behaviour. Every field has a default (shown in docs/bundle-format.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Transfer target for handoffs the flow does not name (repeated
+    /// no-match/no-input, engine failure). Default: the only target, if one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff_target: Option<String>,
+    /// Said before a handoff on repeated no-match/no-input.
+    pub handoff_prompt: Prompts,
+    /// Said when an engine fails mid-call, before the safety-net transfer.
+    pub apology_prompt: Prompts,
+    pub no_input: NoInputSettings,
+    pub no_match: NoMatchSettings,
+    /// Whether callers may interrupt prompts (a state may override it).
+    pub barge_in: bool,
+    pub dtmf: DtmfSettings,
+    pub recognition: RecognitionSettings,
+    pub knowledge: KnowledgeSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            handoff_target: None,
+            handoff_prompt: Prompts(vec![Text::text("Let me connect you with someone who can help.")]),
+            apology_prompt: Prompts(vec![Text::text(
+                "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.",
+            )]),
+            no_input: NoInputSettings::default(),
+            no_match: NoMatchSettings::default(),
+            barge_in: true,
+            dtmf: DtmfSettings::default(),
+            recognition: RecognitionSettings::default(),
+            knowledge: KnowledgeSettings::default(),
+        }
+    }
+}
+
+/// When the caller says nothing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoInputSettings {
+    /// Silence after a prompt that counts as no input.
+    pub timeout_ms: u32,
+    /// The `max`-th consecutive no-input escalates (`then`).
+    pub max: u32,
+    /// Said on the 1st, 2nd... no-input (the last one repeats), before the pending question.
+    pub prompts: Vec<Text>,
+    /// What escalation does; default: `handoff_prompt` and transfer to `handoff_target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then: Option<Transition>,
+}
+
+impl Default for NoInputSettings {
+    fn default() -> Self {
+        NoInputSettings {
+            timeout_ms: 6000,
+            max: 3,
+            prompts: vec![Text::text("Sorry, I didn't hear anything."), Text::text("Are you still there?")],
+            then: None,
+        }
+    }
+}
+
+/// When the bot cannot tell what the caller wants.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NoMatchSettings {
+    /// The `max`-th consecutive no-match escalates (`then`): handoff after repeated no-match.
+    pub max: u32,
+    pub prompts: Vec<Text>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then: Option<Transition>,
+}
+
+impl Default for NoMatchSettings {
+    fn default() -> Self {
+        NoMatchSettings {
+            max: 3,
+            prompts: vec![
+                Text::text("Sorry, I didn't understand that."),
+                Text::text("Sorry, I still didn't get that."),
+            ],
+            then: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DtmfSettings {
+    pub enabled: bool,
+    /// Ends a keyed entry early (stripped before matching).
+    pub terminator: String,
+    /// Pause that ends a keyed entry (the session's business; carried for it).
+    pub inter_digit_timeout_ms: u32,
+    pub max_digits: u32,
+}
+
+impl Default for DtmfSettings {
+    fn default() -> Self {
+        DtmfSettings { enabled: true, terminator: "#".into(), inter_digit_timeout_ms: 3000, max_digits: 16 }
+    }
+}
+
+/// Recognition cascade knobs (rules -> embeddings -> LLM).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecognitionSettings {
+    /// Cosine similarity to the closest training phrase needed to accept an intent.
+    pub embedding_accept: f32,
+    /// How far the best intent must lead the runner-up.
+    pub embedding_margin: f32,
+    /// Ask the LLM (grammar-constrained) when rules and embeddings are unsure.
+    pub llm_classify: bool,
+    /// With embeddings, the LLM chooses among at most this many intents...
+    pub llm_candidates: usize,
+    /// ...each at least this similar to the utterance; none that close: no LLM
+    /// (it would pick *something* for "what's the weather like?").
+    pub llm_floor: f32,
+    /// Ask the LLM to fill a slot the deterministic extractors missed.
+    pub llm_slots: bool,
+}
+
+impl Default for RecognitionSettings {
+    fn default() -> Self {
+        // Tuned on tests/fixtures/bundles/demo_tuning.yaml with all-MiniLM-L6-v2.
+        RecognitionSettings {
+            embedding_accept: 0.42,
+            embedding_margin: 0.05,
+            llm_classify: true,
+            llm_candidates: 3,
+            llm_floor: 0.35,
+            llm_slots: true,
+        }
+    }
+}
+
+/// Free-form answers from `knowledge`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeSettings {
+    pub enabled: bool,
+    /// Let the LLM word the answer (checked by the guard); off: speak the best fact.
+    pub llm_answers: bool,
+    /// Similarity a fact needs to count as relevant (embeddings; lexical overlap without them).
+    pub min_similarity: f32,
+    /// Facts given to the LLM.
+    pub top_k: usize,
+    /// When the guard rejects the LLM's answer.
+    pub on_guard_reject: GuardFallback,
+    /// Said after an answer when no slot is pending.
+    pub followup: Prompts,
+}
+
+impl Default for KnowledgeSettings {
+    fn default() -> Self {
+        KnowledgeSettings {
+            enabled: true,
+            llm_answers: true,
+            min_similarity: 0.45,
+            top_k: 3,
+            on_guard_reject: GuardFallback::BestFact,
+            followup: Prompts(vec![Text::text("Is there anything else I can help you with?")]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardFallback {
+    /// Speak the most relevant fact verbatim.
+    BestFact,
+    /// Say the handoff prompt and transfer to the handoff target.
+    Handoff,
+}
+
+// ---------------------------------------------------------------- targets, entities, intents
+
+/// A human destination. `uri` is a SIP URI (`sip:agents@pbx.example.com`),
+/// a `tel:` URI or a phone number (`+15551234567`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferTarget {
+    pub uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl TransferTarget {
+    /// The URI a SIP REFER would carry: phone numbers become `tel:` URIs.
+    pub fn destination(&self) -> String {
+        let uri = self.uri.trim();
+        if uri.starts_with('+') || uri.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("tel:{}", uri.replace([' ', '-', '(', ')', '.'], ""))
+        } else {
+            uri.to_string()
+        }
+    }
+}
+
+/// The type of a slot's value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Entity {
+    /// A digit string (order, account, PIN...), spoken in any form or keyed in;
+    /// spoken back digit by digit.
+    Digits {
+        #[serde(default = "one")]
+        min_digits: usize,
+        #[serde(default = "twenty")]
+        max_digits: usize,
+    },
+    /// One of a closed set of values, each with synonyms.
+    List { values: Localized<Vec<EntityValue>> },
+    /// A regular expression over the transcript (group 1 if it has one).
+    Regex { pattern: String },
+    /// Whatever the caller says.
+    Any,
+}
+
+fn one() -> usize {
+    1
+}
+fn twenty() -> usize {
+    20
+}
+
+/// `small` or `{value: large, synonyms: [big, XL]}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EntityValue {
+    pub value: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub synonyms: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for EntityValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Full {
+            #[serde(deserialize_with = "required_scalar")]
+            value: String,
+            #[serde(default)]
+            synonyms: Vec<String>,
+        }
+        match Value::deserialize(d)? {
+            v @ Value::Mapping(_) => serde_yaml::from_value::<Full>(v)
+                .map(|f| EntityValue { value: f.value, synonyms: f.synonyms })
+                .map_err(D::Error::custom),
+            v => scalar_string(&v)
+                .map(|value| EntityValue { value, synonyms: vec![] })
+                .ok_or_else(|| D::Error::custom("an entity value is a string or {value, synonyms}")),
+        }
+    }
+}
+
+fn required_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_scalar(d)?.ok_or_else(|| D::Error::custom("expected a string or a number"))
+}
+
+/// What a caller may want. Training phrases feed the embedding matcher and the
+/// exact/contains rules; keywords only the contains rule.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intent {
+    /// One line for the LLM classifier (and for humans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Text>,
+    #[serde(default)]
+    pub phrases: Localized<Vec<String>>,
+    /// Words or short phrases that alone identify the intent ("agent", "opening hours").
+    #[serde(default)]
+    pub keywords: Localized<Vec<String>>,
+}
+
+// ---------------------------------------------------------------- flow
+
+/// The conversation graph: states, and transitions that apply everywhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// The state a call begins in.
+    pub start: String,
+    /// Transitions active in every state (checked after the state's own).
+    #[serde(default)]
+    pub global: Vec<Transition>,
+    pub states: BTreeMap<String, State>,
+}
+
+/// A step of the conversation. On entry it says `say`, clears and collects
+/// its slots (asking for each missing one), runs `lookup`, then takes the
+/// first transition without an intent/DTMF trigger whose `if` holds; if none
+/// holds it listens and routes the caller's answer by intent or key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Prompts::is_empty")]
+    pub say: Prompts,
+    /// Repeated after a no-match/no-input prompt while this state listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reprompt: Option<Text>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collect: Vec<Collect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookup: Option<Lookup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barge_in: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_input_timeout_ms: Option<u32>,
+}
+
+/// Ask for a slot until it is filled (or `max_attempts` runs out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    pub slot: String,
+    /// Name of an entry in `entities`.
+    pub entity: String,
+    pub prompt: Text,
+    /// Said after an answer that did not fill the slot (1st, 2nd...; the last repeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reprompts: Vec<Text>,
+    /// Answers allowed before `on_fail` (default: `settings.no_match.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Default: the no-match escalation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_fail: Option<Transition>,
+}
+
+/// Look `key`'s slot value up in table `table`; on a hit every column of the
+/// row becomes slot `<into>.<column>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lookup {
+    pub table: String,
+    pub key: String,
+    pub into: String,
+}
+
+/// A move: triggered by an intent, a DTMF key string, a condition, or
+/// nothing (always); it may say something, then goes `to` a state,
+/// transfers, or ends the call (exactly one of the three).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    #[serde(default, deserialize_with = "opt_scalar", skip_serializing_if = "Option::is_none")]
+    pub dtmf: Option<String>,
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    #[serde(default, skip_serializing_if = "Prompts::is_empty")]
+    pub say: Prompts,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Name of a transfer target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<String>,
+    /// Hang up (after `say`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end: bool,
+}
+
+impl Transition {
+    /// Taken on entry/after slot filling rather than on caller input.
+    pub fn is_automatic(&self) -> bool {
+        self.intent.is_none() && self.dtmf.is_none()
+    }
+}
+
+/// A test on slots: `{filled: order.status}`, `{equals: {slot: x, value: y}}`, `{not: ...}`...
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "ConditionRepr", into = "ConditionRepr")]
+pub enum Condition {
+    Filled(String),
+    Empty(String),
+    Equals { slot: String, value: String },
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+}
+
+/// The file shape of a condition: a map with exactly one key (serde_yaml
+/// reads enums only from `!tags`, which designers should not need).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConditionRepr {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    filled: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    empty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    equals: Option<EqualsRepr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all: Option<Vec<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    any: Option<Vec<Condition>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    not: Option<Box<Condition>>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EqualsRepr {
+    slot: String,
+    #[serde(deserialize_with = "required_scalar")]
+    value: String,
+}
+
+impl TryFrom<ConditionRepr> for Condition {
+    type Error = String;
+    fn try_from(r: ConditionRepr) -> Result<Self, String> {
+        let mut found = vec![];
+        if let Some(s) = r.filled {
+            found.push(Condition::Filled(s));
+        }
+        if let Some(s) = r.empty {
+            found.push(Condition::Empty(s));
+        }
+        if let Some(e) = r.equals {
+            found.push(Condition::Equals { slot: e.slot, value: e.value });
+        }
+        if let Some(c) = r.all {
+            found.push(Condition::All(c));
+        }
+        if let Some(c) = r.any {
+            found.push(Condition::Any(c));
+        }
+        if let Some(c) = r.not {
+            found.push(Condition::Not(c));
+        }
+        match found.len() {
+            1 => Ok(found.pop().unwrap()),
+            _ => Err("a condition has exactly one of filled, empty, equals, all, any, not".into()),
+        }
+    }
+}
+
+impl From<Condition> for ConditionRepr {
+    fn from(c: Condition) -> Self {
+        let mut r = ConditionRepr::default();
+        match c {
+            Condition::Filled(s) => r.filled = Some(s),
+            Condition::Empty(s) => r.empty = Some(s),
+            Condition::Equals { slot, value } => r.equals = Some(EqualsRepr { slot, value }),
+            Condition::All(c) => r.all = Some(c),
+            Condition::Any(c) => r.any = Some(c),
+            Condition::Not(c) => r.not = Some(c),
+        }
+        r
+    }
+}
+
+impl Condition {
+    pub fn holds(&self, slots: &BTreeMap<String, String>) -> bool {
+        let filled = |s: &str| slots.get(s).is_some_and(|v| !v.is_empty());
+        match self {
+            Condition::Filled(s) => filled(s),
+            Condition::Empty(s) => !filled(s),
+            Condition::Equals { slot, value } => {
+                slots.get(slot).is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
+            }
+            Condition::All(cs) => cs.iter().all(|c| c.holds(slots)),
+            Condition::Any(cs) => cs.iter().any(|c| c.holds(slots)),
+            Condition::Not(c) => !c.holds(slots),
+        }
+    }
+
+    /// Every slot name the condition reads.
+    pub fn slots(&self) -> Vec<&str> {
+        match self {
+            Condition::Filled(s) | Condition::Empty(s) | Condition::Equals { slot: s, .. } => vec![s.as_str()],
+            Condition::All(cs) | Condition::Any(cs) => cs.iter().flat_map(Condition::slots).collect(),
+            Condition::Not(c) => c.slots(),
+        }
+    }
+}
+
+/// A lookup table: rows of columns, one of them the key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    pub key: String,
+    #[serde(deserialize_with = "scalar_rows")]
+    pub rows: Vec<BTreeMap<String, String>>,
+}
+
+// ---------------------------------------------------------------- tests
+
+/// A scripted conversation and what the bot must do at each turn.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestConversation {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub greeting_contains: Vec<String>,
+    pub turns: Vec<TestTurn>,
+}
+
+/// One caller input (`user`, `dtmf` or `no_input`) and the expectations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestTurn {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, deserialize_with = "opt_scalar", skip_serializing_if = "Option::is_none")]
+    pub dtmf: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_input: bool,
+    /// Expected intent; `none` means no intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    /// Case-insensitive fragments the reply must contain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reply_contains: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<ActionKind>,
+    /// Expected transfer target name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Slots that must hold these values after the turn.
+    #[serde(default, deserialize_with = "scalar_map", skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Listen,
+    Transfer,
+    Hangup,
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Why a bundle cannot be used. Each message names the file, the field and
+/// what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read the bot bundle {path}: {source} (check `--bundle` or `[bot] bundle` in the configuration)")]
+    Read { path: String, source: std::io::Error },
+    #[error(
+        "bot bundle {origin} does not parse: {message}\n  (fix the field named above; docs/bundle-format.md describes every field)"
+    )]
+    Syntax { origin: String, message: String },
+    #[error(
+        "bot bundle {origin} has format `{found}`, this build reads `{FORMAT_V1}` (set `format: {FORMAT_V1}` or re-export the bundle with this version)"
+    )]
+    Format { origin: String, found: String },
+    #[error("bot bundle {origin} is invalid:\n{}", render_issues(issues))]
+    Invalid { origin: String, issues: Vec<Issue> },
+}
+
+fn render_issues(issues: &[Issue]) -> String {
+    issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
+}
+
+impl Bundle {
+    /// Parse and validate a bundle from YAML or JSON text; `origin` names it in errors.
+    /// Validation errors fail; warnings are logged (see [`Bundle::validate`]).
+    pub fn parse(text: &str, origin: &str) -> Result<Bundle, BundleError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<Value>,
+        }
+        let syntax = |e: serde_yaml::Error| BundleError::Syntax { origin: origin.to_string(), message: e.to_string() };
+        // The format first: a future version's new fields must not read as typos.
+        let header: Header = serde_yaml::from_str(text).map_err(syntax)?;
+        match header.format.as_ref().and_then(Value::as_str) {
+            Some(FORMAT_V1) => {}
+            Some(other) => return Err(BundleError::Format { origin: origin.into(), found: other.into() }),
+            None => {
+                return Err(BundleError::Syntax {
+                    origin: origin.into(),
+                    message: format!("missing `format: {FORMAT_V1}` at the top"),
+                })
+            }
+        }
+        let bundle: Bundle = serde_yaml::from_str(text).map_err(syntax)?;
+        let issues = bundle.validate();
+        for warning in issues.iter().filter(|i| i.severity == Severity::Warning) {
+            tracing::warn!(bundle = origin, "{warning}");
+        }
+        let errors: Vec<Issue> = issues.into_iter().filter(|i| i.severity == Severity::Error).collect();
+        if errors.is_empty() {
+            Ok(bundle)
+        } else {
+            Err(BundleError::Invalid { origin: origin.into(), issues: errors })
+        }
+    }
+
+    /// Read, parse and validate a bundle file.
+    pub fn load(path: &Path) -> Result<Bundle, BundleError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| BundleError::Read { path: path.display().to_string(), source })?;
+        Bundle::parse(&text, &path.display().to_string())
+    }
+
+    /// The built-in demo bot (retail customer service).
+    pub fn demo() -> Bundle {
+        // The demo is tested (tests/dialog_bundle.rs); a failure here is a build defect.
+        Bundle::parse(DEMO_BUNDLE_YAML, "built-in demo bundle").expect("the built-in demo bundle is valid")
+    }
+
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a bundle always serializes")
+    }
+
+    /// Problems a designer should fix (errors) or look at (warnings):
+    /// dangling transitions, missing prompts, unreachable states, unknown names.
+    pub fn validate(&self) -> Vec<Issue> {
+        validate::validate(self)
+    }
+
+    /// The bundle's default language.
+    pub fn language(&self) -> &str {
+        &self.bot.language
+    }
+
+    /// The target for handoffs the flow does not name.
+    pub fn handoff_target(&self) -> Option<&str> {
+        match &self.settings.handoff_target {
+            Some(t) => Some(t.as_str()),
+            None if self.transfer_targets.len() == 1 => self.transfer_targets.keys().next().map(String::as_str),
+            None => None,
+        }
+    }
+
+    /// The bot's name.
+    pub fn name(&self) -> &str {
+        &self.bot.name
+    }
+
+    /// Whether callers may interrupt prompts (states may still override it per turn:
+    /// see `ListenHints::barge_in`).
+    pub fn barge_in_allowed(&self) -> bool {
+        self.settings.barge_in
+    }
+
+    /// Silence after a prompt that counts as no input.
+    pub fn no_input_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.settings.no_input.timeout_ms))
+    }
+
+    /// The URI the safety net transfers to; empty when the bundle has no
+    /// human target (validation warns about that).
+    pub fn safety_net_target(&self) -> String {
+        self.handoff_target().and_then(|t| self.transfer_targets.get(t)).map(TransferTarget::destination).unwrap_or_default()
+    }
+
+    /// The apology said before the safety-net transfer, in the bundle's language.
+    pub fn safety_net_prompt(&self) -> Option<String> {
+        let lang = self.language();
+        let parts: Vec<&str> =
+            self.settings.apology_prompt.0.iter().filter_map(|t| t.get(lang, lang)).map(String::as_str).collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// Words this bot expects, as a speech-to-text prompt (Whisper's initial
+    /// prompt biases it towards the domain's vocabulary).
+    pub fn stt_hint(&self) -> String {
+        let lang = self.language();
+        let mut words = vec![self.bot.name.clone()];
+        for intent in self.intents.values() {
+            if let Some(k) = intent.keywords.get(lang, lang).and_then(|k| k.first()) {
+                words.push(k.clone());
+            }
+        }
+        for entity in self.entities.values() {
+            if let Entity::List { values } = entity {
+                words.extend(values.get(lang, lang).into_iter().flatten().take(10).map(|v| v.value.clone()));
+            }
+        }
+        format!("{}.", words.join(", "))
+    }
+
+    /// Point a transfer target somewhere else (site configuration overrides the bundle).
+    pub fn set_transfer_uri(&mut self, target: &str, uri: &str) {
+        self.transfer_targets.insert(target.to_string(), TransferTarget { uri: uri.to_string(), description: None });
+    }
+
+    /// Every prompt text in the bundle with its field path, for validation
+    /// and for pre-rendering audio. Knowledge facts are not prompts.
+    pub fn prompts(&self) -> Vec<(String, &Text)> {
+        let mut out: Vec<(String, &Text)> = vec![];
+        let s = &self.settings;
+        fn list<'a>(path: String, prompts: &'a [Text], out: &mut Vec<(String, &'a Text)>) {
+            for (i, t) in prompts.iter().enumerate() {
+                out.push((format!("{path}[{i}]"), t));
+            }
+        }
+        fn transition<'a>(path: String, t: &'a Transition, out: &mut Vec<(String, &'a Text)>) {
+            for (i, text) in t.say.0.iter().enumerate() {
+                out.push((format!("{path}.say[{i}]"), text));
+            }
+        }
+        list("settings.handoff_prompt".into(), &s.handoff_prompt.0, &mut out);
+        list("settings.apology_prompt".into(), &s.apology_prompt.0, &mut out);
+        list("settings.no_input.prompts".into(), &s.no_input.prompts, &mut out);
+        list("settings.no_match.prompts".into(), &s.no_match.prompts, &mut out);
+        list("settings.knowledge.followup".into(), &s.knowledge.followup.0, &mut out);
+        if let Some(t) = &s.no_input.then {
+            transition("settings.no_input.then".into(), t, &mut out);
+        }
+        if let Some(t) = &s.no_match.then {
+            transition("settings.no_match.then".into(), t, &mut out);
+        }
+        for (i, t) in self.flow.global.iter().enumerate() {
+            transition(format!("flow.global[{i}]"), t, &mut out);
+        }
+        for (name, state) in &self.flow.states {
+            let base = format!("flow.states.{name}");
+            list(format!("{base}.say"), &state.say.0, &mut out);
+            if let Some(r) = &state.reprompt {
+                out.push((format!("{base}.reprompt"), r));
+            }
+            for (i, c) in state.collect.iter().enumerate() {
+                out.push((format!("{base}.collect[{i}].prompt"), &c.prompt));
+                list(format!("{base}.collect[{i}].reprompts"), &c.reprompts, &mut out);
+                if let Some(t) = &c.on_fail {
+                    transition(format!("{base}.collect[{i}].on_fail"), t, &mut out);
+                }
+            }
+            for (i, t) in state.transitions.iter().enumerate() {
+                transition(format!("{base}.transitions[{i}]"), t, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Every prompt without `{slot}` placeholders, in `lang`, deduplicated:
+    /// what can be rendered to audio ahead of time. The dialog engine says
+    /// these texts byte for byte, so a cache keyed by text hits.
+    pub fn static_prompts(&self, lang: &str) -> Vec<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.prompts()
+            .into_iter()
+            .filter_map(|(_, t)| t.get(lang, self.language()))
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty() && !super::slots::has_placeholders(t))
+            .filter(|t| seen.insert(t.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,39 @@
+//! Bot bundles and the dialog engine.
+//!
+//! - [`bundle`]: the bundle format `understudy-bundle/1` (docs/bundle-format.md),
+//!   loading with clear errors, and [`validate`] for what makes one unusable.
+//! - [`Bot`]: a bundle compiled for one language, shared by every call;
+//!   [`Conversation`]: one call's dialog state; [`Bot::respond`] runs a turn.
+//! - Recognition ([`recognize`]) goes rules -> embeddings -> LLM (grammar-
+//!   constrained); [`slots`] extracts values deterministically first; [`flow`]
+//!   moves through states; [`knowledge`] answers from the bundle's facts and
+//!   [`guard`] refuses answers those facts do not support.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use understudy::dialog::{Bot, Bundle, Nlu, UserInput};
+//! let bot = Bot::load(Bundle::demo(), Nlu::default()).await?;
+//! let (mut conv, greeting) = bot.start();
+//! println!("{}", greeting.text());
+//! let turn = bot.respond(&mut conv, UserInput::Text("where is my order".into())).await?;
+//! println!("{} -> {:?}", turn.text(), turn.action);
+//! # Ok(()) }
+//! ```
+
+mod bot;
+pub mod bundle;
+pub mod flow;
+pub mod guard;
+pub mod knowledge;
+pub mod recognize;
+pub mod slots;
+pub mod testing;
+pub mod text;
+mod turn;
+pub mod validate;
+
+pub use bot::{Bot, BotError, Nlu};
+pub use bundle::{Bundle, BundleError, FORMAT_V1};
+pub use flow::Conversation;
+pub use turn::{Action, BotTurn, DialogTimings, ListenHints, MatchSource, Outcome, TransferReason, UserInput};
+pub use validate::{Issue, Severity};

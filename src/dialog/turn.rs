@@ -1,0 +1,188 @@
+//! What goes into and comes out of a dialog turn: the session's contract.
+
+use super::knowledge::Answer;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What the caller did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserInput {
+    /// A transcript (an empty one counts as no input).
+    Text(String),
+    /// Keyed digits, e.g. "0" or "48213#" (the terminator is stripped).
+    Dtmf(String),
+    /// Silence past the no-input timeout.
+    NoInput,
+}
+
+/// Which stage decided the turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchSource {
+    Rule,
+    Embedding,
+    Llm,
+    Dtmf,
+    /// A grounded answer from the bundle's knowledge.
+    Knowledge,
+    None,
+}
+
+impl MatchSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchSource::Rule => "rule",
+            MatchSource::Embedding => "embedding",
+            MatchSource::Llm => "llm",
+            MatchSource::Dtmf => "dtmf",
+            MatchSource::Knowledge => "knowledge",
+            MatchSource::None => "none",
+        }
+    }
+}
+
+/// Why a call goes to a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferReason {
+    /// The caller asked (an intent or key whose transition transfers).
+    Requested,
+    /// The flow transfers by itself (a state's automatic transition).
+    Flow,
+    /// Repeated no-match.
+    NoMatch,
+    /// Repeated silence.
+    NoInput,
+    /// A slot stayed empty after its attempts.
+    SlotNotFilled,
+    /// The guard rejected an answer and the bundle hands off in that case.
+    GuardRejected,
+    /// An engine failed mid-turn (the session's safety net).
+    EngineFailure,
+}
+
+impl TransferReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferReason::Requested => "requested",
+            TransferReason::Flow => "flow",
+            TransferReason::NoMatch => "no_match",
+            TransferReason::NoInput => "no_input",
+            TransferReason::SlotNotFilled => "slot_not_filled",
+            TransferReason::GuardRejected => "guard_rejected",
+            TransferReason::EngineFailure => "engine_failure",
+        }
+    }
+}
+
+/// What the session does after speaking `say`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Wait for the caller (see [`ListenHints`]).
+    Listen,
+    /// Hand the call to a human: `target` is the SIP or tel: URI to refer
+    /// to, `reason` a [`TransferReason`] label (`requested`, `no_match`...).
+    /// [`BotTurn::transfer_target`] names the bundle's target.
+    Transfer { target: String, reason: String },
+    Hangup,
+}
+
+impl Action {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Action::Listen => "listen",
+            Action::Transfer { .. } => "transfer",
+            Action::Hangup => "hangup",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Action::Listen)
+    }
+}
+
+/// What happened in the turn, for metrics and designers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Greeting,
+    /// An intent (or a mapped key) took a transition.
+    Intent,
+    /// A slot was filled.
+    SlotFilled,
+    /// Answered from knowledge.
+    Knowledge,
+    NoMatch,
+    NoInput,
+    /// Input after the conversation ended.
+    Ended,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Greeting => "greeting",
+            Outcome::Intent => "intent",
+            Outcome::SlotFilled => "slot_filled",
+            Outcome::Knowledge => "knowledge",
+            Outcome::NoMatch => "no_match",
+            Outcome::NoInput => "no_input",
+            Outcome::Ended => "ended",
+        }
+    }
+}
+
+/// Per-stage time spent in the turn, milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct DialogTimings {
+    /// The whole recognition cascade (rules + embedding + LLM classification/slot filling).
+    pub recognize_ms: f64,
+    /// Embedding the utterance.
+    pub embed_ms: f64,
+    /// Every LLM request of the turn (classification, slot filling, answer).
+    pub llm_ms: f64,
+    pub total_ms: f64,
+}
+
+/// How the session should listen after a `Listen` turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenHints {
+    pub no_input_timeout_ms: u32,
+    pub barge_in: bool,
+    /// The slot being asked for (keyed digits fill it).
+    pub expecting_slot: Option<String>,
+    pub dtmf_terminator: String,
+    pub dtmf_max_digits: u32,
+    pub dtmf_inter_digit_timeout_ms: u32,
+}
+
+/// The bot's side of one turn.
+#[derive(Debug, Clone, Serialize)]
+pub struct BotTurn {
+    /// Sentences or prompt texts, in order. Static prompts appear exactly as
+    /// in [`super::Bot::static_prompts`] (pre-rendered audio keyed by text hits).
+    pub say: Vec<String>,
+    pub intent: Option<String>,
+    pub confidence: f32,
+    pub matched_by: MatchSource,
+    pub action: Action,
+    pub outcome: Outcome,
+    /// Every slot after the turn.
+    pub slots: BTreeMap<String, String>,
+    /// The state after the turn.
+    pub state: String,
+    pub listen: ListenHints,
+    /// On a transfer: the bundle's name for the target (`agents`).
+    pub transfer_target: Option<String>,
+    /// For knowledge answers: the facts, the LLM's words and the guard's verdict.
+    pub answer: Option<Answer>,
+    pub timings: DialogTimings,
+}
+
+impl BotTurn {
+    /// Everything said, as one line.
+    pub fn text(&self) -> String {
+        self.say.join(" ")
+    }
+}
