@@ -17,6 +17,6 @@ cargo build --release --workspace --locked
 echo "== test model pack" >&2
 "$CARGO_TARGET_DIR/release/understudy" models fetch --pack test
 echo "== tests" >&2
-# Engine workers share two cores: run test binaries one at a time so timing-
+# Engine workers share two cores: run tests one at a time so timing-
 # sensitive steps (endpointing, barge-in) see a realistic machine.
-cargo test --release --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
+cargo test --release --workspace --locked -- --test-threads="${TEST_THREADS:-1}"

@@ -63,6 +63,7 @@ pub struct WorkerHealth {
     pub state: WorkerState,
     pub restarts: u64,
     pub pid: Option<u32>,
+    pub in_flight: usize,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Result<Reply, EngineError>>>>>;
@@ -126,7 +127,13 @@ impl Worker {
             state: self.shared.state.borrow().clone(),
             restarts: self.shared.restarts.load(Ordering::Relaxed),
             pid: *self.shared.pid.lock().unwrap(),
+            in_flight: self.in_flight(),
         }
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.conn.lock().unwrap().as_ref().map_or(0, |c| c.pending.lock().unwrap().len())
     }
 
     /// The default deadline of one request to this worker.

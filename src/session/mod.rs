@@ -186,6 +186,8 @@ struct Session {
     /// A transcription started at a pause: (speech end it assumed, task).
     speculative: Option<(u64, JoinHandle<Result<crate::engines::Transcript, EngineError>>)>,
     next_mark: u64,
+    /// The highest mark the egress has acknowledged as played.
+    played_mark: u64,
     turn: u32,
     no_input_deadline: Option<tokio::time::Instant>,
     dtmf: String,
@@ -217,6 +219,7 @@ impl Session {
             work: Work::Idle,
             speculative: None,
             next_mark: 1,
+            played_mark: 0,
             turn: 0,
             no_input_deadline: None,
             dtmf: String::new(),
@@ -444,6 +447,7 @@ impl Session {
     }
 
     async fn on_playout_done(&mut self, mark: u64) {
+        self.played_mark = self.played_mark.max(mark);
         let finished = matches!(&self.work, Work::Speaking { task: None, last_mark: Some(m), .. } if *m <= mark);
         if finished {
             self.finish_speaking().await;
@@ -534,8 +538,9 @@ impl Session {
                     *task = None;
                     *mark = last_mark;
                 }
-                if last_mark.is_none() {
-                    // Nothing to play (an empty turn): done at once.
+                // Nothing to play (an empty turn), or the egress already
+                // played it all (a fast egress acknowledges before we get here).
+                if last_mark.is_none_or(|m| m <= self.played_mark) {
                     self.finish_speaking().await;
                 }
             }
