@@ -120,7 +120,7 @@ impl Recognizer {
         }
         let candidates = self.intents.iter().filter(|e| active.contains(&e.name));
         let exact: BTreeSet<&str> =
-            candidates.clone().filter(|e| e.phrases.iter().any(|p| *p == said)).map(|e| e.name.as_str()).collect();
+            candidates.clone().filter(|e| e.phrases.contains(&said)).map(|e| e.name.as_str()).collect();
         if exact.len() == 1 {
             let intent = exact.into_iter().next().unwrap().to_string();
             return Some(Recognition { intent, confidence: 1.0, source: MatchSource::Rule });

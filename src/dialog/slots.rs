@@ -32,7 +32,7 @@ impl Matcher {
                     })
                     .filter(|(w, _)| !w.is_empty())
                     .collect();
-                synonyms.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                synonyms.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
                 Matcher::List(synonyms)
             }
             // Validation rejects bad patterns; this one never matches.

@@ -63,7 +63,7 @@ pub fn validate(b: &Bundle) -> Vec<Issue> {
     data(b, &mut f);
     tests(b, &mut f);
     let mut issues = f.0;
-    issues.sort_by(|a, b| a.severity.cmp(&b.severity));
+    issues.sort_by_key(|i| i.severity);
     issues
 }
 
