@@ -100,7 +100,6 @@ impl Endpointer {
         let p = &self.params;
         let voiced = prob >= p.threshold;
         let unvoiced = prob < p.threshold - p.hysteresis;
-        let min_speech = self.ms_to_samples(p.min_speech_ms);
         let end_silence = self.ms_to_samples(p.end_silence_ms);
         let pause = self.ms_to_samples(p.pause_ms);
         match self.phase {
@@ -120,7 +119,6 @@ impl Endpointer {
                     self.phase = Phase::Silence;
                     None
                 } else {
-                    let _ = min_speech;
                     None
                 }
             }
@@ -206,7 +204,10 @@ mod tests {
         assert!(matches!(kinds[0], EndpointEvent::SpeechStarted { start: 0 }));
         assert!(matches!(kinds[1], EndpointEvent::Paused { .. }));
         assert!(matches!(kinds[2], EndpointEvent::Resumed { start: 0 }));
-        assert_eq!(kinds[3], EndpointEvent::SpeechEnded { start: 0, end: 17 * 512 });
+        // The second pause is a new chance to transcribe early.
+        assert_eq!(kinds[3], EndpointEvent::Paused { start: 0, end: 17 * 512 });
+        assert_eq!(kinds[4], EndpointEvent::SpeechEnded { start: 0, end: 17 * 512 });
+        assert_eq!(kinds.len(), 5);
     }
 
     #[test]
