@@ -1,0 +1,104 @@
+//! The transfer of last resort: the appliance calls the human itself and
+//! relays the media between the caller's leg and the new one (8 kHz frames
+//! and DTMF keys both ways), until either side hangs up.
+
+use super::media::{BridgeFrame, MediaCommand, MediaLeg, Upstream};
+use super::sdp::{self, LocalMedia, SdpSession};
+use super::server::Shared;
+use rsipstack::dialog::dialog::DialogStateReceiver;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Host, StatusCodeKind, Transport, Uri};
+use rsipstack::transport::SipAddr;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The leg to the human.
+pub struct Bridge {
+    pub dialog: InviteDialog,
+    pub states: DialogStateReceiver,
+    pub leg: MediaLeg,
+    pub sdp: SdpSession,
+    pub target: String,
+}
+
+/// Where to send a request for `uri`: its host (IP, or resolved) and port.
+async fn destination(uri: &Uri) -> Result<(SocketAddr, Transport), String> {
+    let transport = uri
+        .params
+        .iter()
+        .find_map(|p| match p {
+            rsipstack::sip::Param::Transport(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(Transport::Udp);
+    let port = uri.host_with_port.port.map(|p| u16::from(p)).unwrap_or(5060);
+    let addr = match &uri.host_with_port.host {
+        Host::IpAddr(ip) => SocketAddr::new(*ip, port),
+        Host::Domain(domain) => tokio::net::lookup_host((domain.to_string(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {domain}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{domain} has no address"))?,
+    };
+    Ok((addr, transport))
+}
+
+/// Call `target` (a SIP URI) with a fresh RTP leg; returns once it answered.
+pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str) -> Result<Bridge, String> {
+    let callee = Uri::try_from(target).map_err(|e| format!("bad transfer target {target:?}: {e}"))?;
+    let (to, transport) = destination(&callee).await?;
+    let socket = shared.ports.bind().await.map_err(|e| e.to_string())?;
+    let leg = MediaLeg::spawn(socket, shared.media.clone(), format!("bridge/{target}")).map_err(|e| e.to_string())?;
+    let local_ip = shared.local_ip_for(to.ip());
+    let mut sdp = SdpSession::new(LocalMedia {
+        address: local_ip,
+        rtp_port: leg.local.port(),
+        session_id: rand::random::<u32>() as u64,
+        version: 1,
+        codecs: shared.settings.codecs.clone(),
+    });
+    let contact = super::contact_uri(local_ip, shared.listen.port(), transport);
+    let user = if caller_user.is_empty() { "understudy" } else { caller_user };
+    let caller = Uri::try_from(format!("sip:{user}@{local_ip}").as_str()).map_err(|e| e.to_string())?;
+    let option = InviteOption {
+        caller,
+        callee,
+        contact,
+        destination: Some(SipAddr { r#type: Some(transport), addr: to.into() }),
+        content_type: Some("application/sdp".into()),
+        offer: Some(sdp.offer(sdp::Direction::SendRecv).into_bytes()),
+        ..Default::default()
+    };
+    let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
+    tracing::info!(%target, %to, rtp = %leg.local, "bridge: calling the target");
+    let (dialog, response) = shared.dialogs.do_invite(option, state_tx).await.map_err(|e| format!("calling {target} failed: {e}"))?;
+    let response = response.ok_or_else(|| format!("{target} gave no answer"))?;
+    if response.status_code.kind() != StatusCodeKind::Successful {
+        leg.stop().await;
+        return Err(format!("{target} answered {}", response.status_code));
+    }
+    match sdp.accept_answer(&response.body) {
+        Ok(params) => leg.send(MediaCommand::Update(params)),
+        Err(e) => {
+            let _ = dialog.bye().await;
+            shared.dialogs.remove_dialog(&dialog.id());
+            leg.stop().await;
+            return Err(format!("{target} answered with unusable SDP: {e}"));
+        }
+    }
+    Ok(Bridge { dialog, states, leg, sdp, target: target.to_string() })
+}
+
+/// Relay the two legs into each other.
+pub fn connect(caller: &MediaLeg, agent: &MediaLeg) {
+    // A second of frames in flight at most; the legs drop rather than wait.
+    let (to_agent, from_caller) = mpsc::channel::<BridgeFrame>(50);
+    let (to_caller, from_agent) = mpsc::channel::<BridgeFrame>(50);
+    caller.send(MediaCommand::Clear);
+    caller.send(MediaCommand::Attach(Upstream::Bridge(to_agent)));
+    agent.send(MediaCommand::BridgeFrom(from_caller));
+    agent.send(MediaCommand::Attach(Upstream::Bridge(to_caller)));
+    caller.send(MediaCommand::BridgeFrom(from_agent));
+}
