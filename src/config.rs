@@ -22,6 +22,7 @@ pub struct Config {
     pub session: SessionConfig,
     pub http: HttpConfig,
     pub sip: SipConfig,
+    pub sync: SyncConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -240,6 +241,48 @@ impl Default for SipConfig {
             transfer_mode: TransferMode::ReferThenBridge,
             transfer_timeout_s: 30,
             answer_delay_ms: 0,
+        }
+    }
+}
+
+/// The sync agent: where bundle versions are kept and where exports come
+/// from (docs/sync.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The versioned bundle store. Default: `$UNDERSTUDY_DATA_DIR/bundles`,
+    /// else `~/.local/share/understudy/bundles` (`/var/lib/understudy/bundles` on an appliance).
+    pub store: Option<PathBuf>,
+    /// The export to pull: a path (zip, folder, bundle file) or an http(s) URL.
+    pub source: Option<String>,
+    /// Seconds between pulls inside `serve` (0: pull only on demand).
+    pub interval_s: u64,
+    /// Share of the bundle's test conversations that must pass before a version is activated.
+    pub min_pass_rate: f64,
+    /// Versions kept besides the active one, the last-good one and the rollback stack.
+    pub keep: usize,
+    /// Activate a pulled version that validates and passes parity (false: pull only stores it).
+    pub auto_activate: bool,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { store: None, source: None, interval_s: 300, min_pass_rate: 0.8, keep: 10, auto_activate: true }
+    }
+}
+
+impl SyncConfig {
+    /// The store folder, with the defaults applied.
+    pub fn store_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.store {
+            return dir.clone();
+        }
+        if let Some(data) = std::env::var_os("UNDERSTUDY_DATA_DIR") {
+            return PathBuf::from(data).join("bundles");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".local/share/understudy/bundles"),
+            None => PathBuf::from("/var/lib/understudy/bundles"),
         }
     }
 }

@@ -11,4 +11,5 @@ pub mod http;
 pub mod metrics;
 pub mod session;
 pub mod sip;
+pub mod sync;
 pub mod systemd;

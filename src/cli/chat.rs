@@ -11,15 +11,16 @@ use crate::engines::{EngineSet, Engines};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
-    /// Bot bundle file (YAML or JSON, format understudy-bundle/1). Default: the configured
-    /// bundle (`[bot] bundle`), else the built-in demo bot.
-    #[arg(long)]
-    pub bundle: Option<PathBuf>,
+    /// What to talk to: a bundle file (understudy-bundle/1), a cloud bot export (zip or
+    /// folder: Dialogflow CX/ES, Lex V2, Rasa; imported on the fly), or a stored sync version
+    /// (id, unique prefix, or `active`). Default: the configured bundle (`[bot] bundle`),
+    /// else the built-in demo bot.
+    #[arg(long, value_name = "PATH|VERSION")]
+    pub bundle: Option<String>,
     /// Print one JSON object per turn: user, intent, confidence, matched_by, reply, action,
     /// slots, timings_ms (and the facts and guard verdict of knowledge answers).
     #[arg(long)]
@@ -39,7 +40,10 @@ pub struct ChatArgs {
 }
 
 pub async fn run(args: ChatArgs, config: &Config) -> Result<()> {
-    let bundle = runtime::load_bundle(args.bundle.as_deref(), config)?;
+    let bundle = match &args.bundle {
+        Some(spec) => crate::sync::resolve_bundle(spec, config)?,
+        None => runtime::load_bundle(None, config)?,
+    };
     let set = EngineSet { embed: !args.no_embed, llm: !args.no_llm, ..Default::default() };
     // Rules-only chat needs no models at all.
     let engines =

@@ -7,6 +7,7 @@ pub mod models;
 pub mod runtime;
 pub mod say;
 pub mod serve;
+pub mod sync;
 pub mod transcribe;
 
 use clap::{Args, Parser, Subcommand};
@@ -83,6 +84,10 @@ pub enum Command {
     /// STT word error rate and intent accuracy at 16 kHz and 8 kHz G.711, and the same
     /// stages on the raw engines (the pipeline's own overhead). Needs espeak-ng.
     Bench(bench::BenchArgs),
+    /// Keep the local bot matched to the cloud bot: pull an export (Dialogflow CX/ES, Lex V2,
+    /// Rasa), see what changed, test it, activate it, roll it back (docs/sync.md).
+    #[command(subcommand)]
+    Sync(sync::SyncCommand),
     /// Print the effective configuration as TOML (a starting point for /etc/understudy/understudy.toml).
     Config,
 }
@@ -113,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => transcribe::run(args, &config).await,
         Command::Say(args) => say::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,
+        Command::Sync(cmd) => sync::run(cmd, &config).await,
         Command::Models(cmd) => {
             let (dir, pack) = (config.models.dir.clone(), config.models.pack.clone());
             tokio::task::spawn_blocking(move || models::run_with_defaults(cmd, dir, &pack)).await?

@@ -13,7 +13,7 @@ use crate::http::{self, ApplianceStatus};
 use crate::session::SessionSetup;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -32,7 +32,8 @@ pub struct ServeArgs {
 /// What the appliance is serving; shared with the HTTP handlers.
 pub struct Appliance {
     pub engines: Engines,
-    pub setup: OnceLock<Arc<SessionSetup>>,
+    /// The bot calls start with; swapped when sync activates a version (src/sync/live.rs).
+    pub setup: Arc<crate::sync::live::LiveSetup>,
     /// Why the bot is not loaded, if it failed.
     pub bot_error: std::sync::Mutex<Option<String>>,
     pub pack: String,
@@ -40,17 +41,24 @@ pub struct Appliance {
 }
 
 impl Appliance {
+    /// The setup for a call starting now: a call keeps this `Arc` for its whole
+    /// life, so a sync activation never changes a call in progress.
+    pub fn current_setup(&self) -> Option<Arc<SessionSetup>> {
+        self.setup.current()
+    }
+
     pub fn status(&self) -> ApplianceStatus {
         let engines = self.engines.health();
-        let bot_loaded = self.setup.get().is_some();
+        let setup = self.current_setup();
+        let bot_loaded = setup.is_some();
         let ready = bot_loaded && self.engines.all_ready();
         ApplianceStatus {
             ready,
-            bot: self.setup.get().map(|s| s.bot.bundle().name().to_string()),
+            bot: setup.as_ref().map(|s| s.bot.bundle().name().to_string()),
             bot_error: self.bot_error.lock().unwrap().clone(),
             pack: self.pack.clone(),
             uptime_s: self.started.elapsed().as_secs(),
-            prompts_cached: self.setup.get().map(|s| s.prompts.len()).unwrap_or(0),
+            prompts_cached: setup.as_ref().map(|s| s.prompts.len()).unwrap_or(0),
             engines,
         }
     }
@@ -63,12 +71,13 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     if let Some(listen) = args.sip_listen {
         config.sip.listen = listen;
     }
-    let bundle = super::runtime::load_bundle(args.bundle.as_deref(), &config)?;
+    // Sync: the store's active version unless --bundle names one (docs/sync.md).
+    let (bundle, version) = crate::sync::service::startup_bundle(&config, args.bundle.as_deref())?;
     let engine_config = config.engine_config()?;
     let engines = Engines::start(&engine_config, EngineSet::ALL);
     let appliance = Arc::new(Appliance {
         engines: engines.clone(),
-        setup: OnceLock::new(),
+        setup: Default::default(),
         bot_error: Default::default(),
         pack: config.models.pack.clone(),
         started: Instant::now(),
@@ -81,7 +90,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     // SIP listens from the start and answers 503 until the appliance is ready.
     let sessions: crate::sip::SessionSource = {
         let appliance = appliance.clone();
-        Arc::new(move || if appliance.status().ready { appliance.setup.get().cloned() } else { None })
+        Arc::new(move || if appliance.status().ready { appliance.current_setup() } else { None })
     };
     let sip = crate::sip::start(&config.sip, sessions).await?;
     let status_source = appliance.clone();
@@ -97,10 +106,11 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
                 *appliance.bot_error.lock().unwrap() = Some(e.to_string());
                 return;
             }
-            match super::runtime::prepare_session(&config, bundle, appliance.engines.clone()).await {
-                Ok(setup) => {
+            let audio = crate::sync::service::prompt_audio(&config);
+            match crate::sync::live::prepare(&config, bundle, appliance.engines.clone(), audio.as_ref()).await {
+                Ok((setup, _)) => {
                     let name = setup.bot.bundle().name().to_string();
-                    let _ = appliance.setup.set(setup);
+                    appliance.setup.install(setup, version);
                     *appliance.bot_error.lock().unwrap() = None;
                     tracing::info!(bot = %name, ms = appliance.started.elapsed().as_millis() as u64, "ready for calls");
                     crate::systemd::notify_ready(&format!("serving {name}"));
@@ -113,6 +123,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         }
     };
     tokio::spawn(warmup);
+    // Sync: pull [sync] source on a timer, and swap in versions activated
+    // by a pull or by `understudy sync activate/rollback` (src/sync/service.rs).
+    crate::sync::service::spawn(config.clone(), engines.clone(), appliance.setup.clone());
     crate::systemd::spawn_watchdog();
 
     tokio::select! {

@@ -1,0 +1,69 @@
+//! The serving side of activation: the session setup calls start with,
+//! swappable while calls run.
+//!
+//! A call takes `LiveSetup::current()` once, when it starts, and keeps
+//! that `Arc<SessionSetup>` (bot, prompts, settings) for its whole life;
+//! activating a version builds a complete new setup first (bot loaded,
+//! phrases embedded, prompt audio ready) and then swaps the pointer in one
+//! step. So a call in progress finishes on the version it started with, a
+//! new call gets the new one, and no call ever sees half a bundle. The old
+//! setup is freed when its last call ends.
+
+use super::prompt_audio::{PrerenderStats, PromptAudio};
+use crate::config::Config;
+use crate::dialog::{Bot, Bundle, Nlu};
+use crate::engines::Engines;
+use crate::session::{self, prompts::PromptCache, SessionSetup};
+use anyhow::{Context, Result};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+#[derive(Default)]
+pub struct LiveSetup {
+    slot: RwLock<Option<(Arc<SessionSetup>, Option<String>)>>,
+}
+
+impl LiveSetup {
+    /// The setup a call starting now uses (`None` until the first bot is ready).
+    pub fn current(&self) -> Option<Arc<SessionSetup>> {
+        self.slot.read().unwrap().as_ref().map(|(s, _)| s.clone())
+    }
+
+    /// The store version being served (`None`: a bundle file or the demo).
+    pub fn version(&self) -> Option<String> {
+        self.slot.read().unwrap().as_ref().and_then(|(_, v)| v.clone())
+    }
+
+    /// Serve `setup` to every call that starts from now on.
+    pub fn install(&self, setup: Arc<SessionSetup>, version: Option<String>) {
+        let name = setup.bot.bundle().name().to_string();
+        *self.slot.write().unwrap() = Some((setup, version.clone()));
+        tracing::info!(bot = %name, version = version.as_deref().unwrap_or("-"), "serving");
+    }
+}
+
+/// Everything a call needs for `bundle` on running engines: the bot
+/// (phrases embedded) and its static prompts' audio, read from the disk
+/// cache or rendered now.
+pub async fn prepare(
+    config: &Config,
+    bundle: Bundle,
+    engines: Engines,
+    audio: Option<&PromptAudio>,
+) -> Result<(Arc<SessionSetup>, PrerenderStats)> {
+    let started = Instant::now();
+    let nlu = Nlu { embed: engines.embed.clone(), llm: engines.llm.clone() };
+    let bot = Arc::new(Bot::load(bundle, nlu).await.context("cannot prepare the bot")?);
+    let settings = session::settings_for(&bot, &config.session);
+    let prompts = Arc::new(PromptCache::default());
+    let mut texts = bot.static_prompts();
+    texts.push(settings.apology.clone());
+    let tts = engines.tts.as_ref().context("the TTS engine is not running")?;
+    let stats = match audio {
+        Some(audio) => audio.prerender(tts, &texts, &prompts).await,
+        None => prompts.prerender(tts, &texts).await.map(|rendered| PrerenderStats { rendered, ..Default::default() }),
+    }
+    .context("cannot pre-render the bot's prompts")?;
+    crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "prepare")], started.elapsed().as_secs_f64() * 1e3);
+    Ok((Arc::new(SessionSetup { bot, engines, prompts, settings }), stats))
+}

@@ -1,0 +1,480 @@
+//! The versioned bundle store: content-addressed versions on disk, one
+//! active pointer, rollback, pruning that never drops the active or the
+//! last-good version.
+//!
+//! ```text
+//! <store>/
+//!   versions/<id>/bundle.yaml   the canonical bundle (never changed once written)
+//!   versions/<id>/meta.json     where it came from, counts, warnings, parity result
+//!   state.json                  active version, rollback stack, activation log
+//!   sources.json                per source: ETag, Last-Modified, last pull and its result
+//!   prompt-audio/<voice>/...    rendered static prompts, shared by every version
+//!   tmp/                        staging; emptied on open
+//!   lock                        one writer at a time (serve's timer, the CLI)
+//! ```
+//!
+//! Crash safety: a version is written into `tmp/`, fsynced, then renamed
+//! into `versions/` in one step; `state.json` and `sources.json` are
+//! replaced the same way (write temp, fsync, rename, fsync the folder). A
+//! power cut leaves either the old or the new file, never half of one, and
+//! `state.json` only ever names versions that are complete.
+
+use super::import::{ExportFormat, ImportStats, ImportWarning};
+use super::parity::ParityReport;
+use crate::dialog::Bundle;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Versions kept besides the active one, the last-good one and the rollback stack.
+pub const DEFAULT_KEEP: usize = 10;
+
+/// What is known about a stored version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionMeta {
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The path or URL it was pulled from.
+    pub source: String,
+    pub format: ExportFormat,
+    pub bot_name: String,
+    #[serde(default)]
+    pub bot_version: Option<String>,
+    pub stats: ImportStats,
+    #[serde(default)]
+    pub warnings: Vec<ImportWarning>,
+    /// Validation warnings (errors refuse the import before it is stored).
+    #[serde(default)]
+    pub validation: Vec<String>,
+    /// The last parity run on this version.
+    #[serde(default)]
+    pub parity: Option<ParityReport>,
+    /// Import time, ms.
+    #[serde(default)]
+    pub import_ms: f64,
+}
+
+/// One activation, for `sync status` and the log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Activation {
+    pub id: String,
+    pub at: u64,
+    /// `pull`, `activate`, `rollback`, `startup`...
+    pub reason: String,
+}
+
+/// `state.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StoreState {
+    pub active: Option<String>,
+    /// Versions that were active before, most recent last: `rollback` pops it.
+    #[serde(default)]
+    pub previous: Vec<String>,
+    /// The most recent version that served and was replaced by a newer one:
+    /// known to work, never pruned.
+    #[serde(default)]
+    pub last_good: Option<String>,
+    #[serde(default)]
+    pub log: Vec<Activation>,
+}
+
+/// The outcome of one pull, kept per source.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullRecord {
+    pub at: u64,
+    /// `ok`, `unchanged`, `not_modified`, `refused` or `failed`.
+    pub result: String,
+    pub detail: String,
+    /// The version the source held (when it could be imported).
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// `sources.json` entry: conditional-request validators and the last pull.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceState {
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    #[serde(default)]
+    pub last_pull: Option<PullRecord>,
+    /// The last pull that reached the source and imported (its version is the cloud's latest).
+    #[serde(default)]
+    pub last_success: Option<PullRecord>,
+}
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Holds the store's lock; dropped, it releases it.
+pub struct StoreLock {
+    _file: std::fs::File,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The content address of a bundle: its canonical YAML without `bot.source`
+/// (the same bot pulled from a file or a URL is the same version).
+pub fn version_id(bundle: &Bundle) -> String {
+    let mut b = bundle.clone();
+    b.bot.source.clear();
+    let digest = Sha256::digest(b.to_yaml().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+impl Store {
+    /// Open (creating) the store at `root`, and clear what an interrupted write left in tmp/.
+    pub fn open(root: &Path) -> Result<Store> {
+        for dir in ["versions", "tmp", "prompt-audio"] {
+            std::fs::create_dir_all(root.join(dir)).with_context(|| {
+                format!("cannot create the bundle store at {} (set [sync] store to a writable folder)", root.display())
+            })?;
+        }
+        let store = Store { root: root.to_path_buf() };
+        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+            }
+        }
+        // Temp files of a replace that never reached its rename.
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn prompt_audio_dir(&self) -> PathBuf {
+        self.root.join("prompt-audio")
+    }
+
+    /// Exclusive access for a change (blocks while another process changes the store).
+    pub fn lock(&self) -> Result<StoreLock> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("lock"))
+            .with_context(|| format!("cannot open {}/lock", self.root.display()))?;
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("cannot lock the bundle store {}: {}", self.root.display(), std::io::Error::last_os_error());
+        }
+        Ok(StoreLock { _file: file })
+    }
+
+    fn version_dir(&self, id: &str) -> PathBuf {
+        self.root.join("versions").join(id)
+    }
+
+    /// Store a bundle; returns its id and whether it was new.
+    pub fn put(&self, bundle: &Bundle, meta: &VersionMeta) -> Result<(String, bool)> {
+        let id = version_id(bundle);
+        let dir = self.version_dir(&id);
+        if dir.join("meta.json").exists() {
+            return Ok((id, false));
+        }
+        let stage = self.root.join("tmp").join(format!("{id}-{}-{}", std::process::id(), nanos()));
+        std::fs::create_dir_all(&stage)?;
+        let mut meta = meta.clone();
+        meta.id = id.clone();
+        write_synced(&stage.join("bundle.yaml"), bundle.to_yaml().as_bytes())?;
+        write_synced(&stage.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        sync_dir(&stage)?;
+        match std::fs::rename(&stage, &dir) {
+            Ok(()) => {}
+            // Another writer stored the same content first: same bytes, keep theirs.
+            Err(_) if dir.join("meta.json").exists() => {
+                let _ = std::fs::remove_dir_all(&stage);
+                return Ok((id, false));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot move the new version into {}", dir.display())),
+        }
+        sync_dir(&self.root.join("versions"))?;
+        tracing::info!(version = %id, bot = %meta.bot_name, "stored a new bundle version");
+        Ok((id, true))
+    }
+
+    /// Replace a version's metadata (the parity result), atomically.
+    pub fn update_meta(&self, meta: &VersionMeta) -> Result<()> {
+        replace_file(&self.version_dir(&meta.id).join("meta.json"), serde_json::to_string_pretty(meta)?.as_bytes())
+    }
+
+    /// The full id of a version given by a unique prefix (`3f2a` for `3f2a91c0...`).
+    pub fn resolve(&self, spec: &str) -> Result<String> {
+        let spec = spec.trim();
+        let all = self.ids()?;
+        let matches: Vec<&String> = all.iter().filter(|id| id.starts_with(spec)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] if all.is_empty() => bail!("no version `{spec}`: the store {} is empty (run `understudy sync pull`)", self.root.display()),
+            [] => bail!("no version `{spec}` in the store (kept: {}); `understudy sync status` lists them", all.join(", ")),
+            many => bail!("`{spec}` matches several versions ({}); give more characters", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+        }
+    }
+
+    fn ids(&self) -> Result<Vec<String>> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(self.root.join("versions"))? {
+            let e = e?;
+            if e.path().join("meta.json").is_file() {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    pub fn meta(&self, id: &str) -> Result<VersionMeta> {
+        let path = self.version_dir(id).join("meta.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    pub fn bundle_path(&self, id: &str) -> PathBuf {
+        self.version_dir(id).join("bundle.yaml")
+    }
+
+    pub fn bundle(&self, id: &str) -> Result<Bundle> {
+        Bundle::load(&self.bundle_path(id)).with_context(|| format!("stored version {id} cannot be loaded"))
+    }
+
+    /// Every stored version, oldest first.
+    pub fn versions(&self) -> Result<Vec<VersionMeta>> {
+        let mut out: Vec<VersionMeta> = self.ids()?.iter().filter_map(|id| self.meta(id).ok()).collect();
+        out.sort_by_key(|m| (m.created, m.id.clone()));
+        Ok(out)
+    }
+
+    pub fn state(&self) -> Result<StoreState> {
+        read_json(&self.root.join("state.json"))
+    }
+
+    fn write_state(&self, state: &StoreState) -> Result<()> {
+        replace_file(&self.root.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())
+    }
+
+    /// The active version's id, if one was activated.
+    pub fn active(&self) -> Result<Option<String>> {
+        Ok(self.state()?.active)
+    }
+
+    /// Make `id` the active version (the caller holds the lock).
+    pub fn activate(&self, id: &str, reason: &str) -> Result<()> {
+        if !self.version_dir(id).join("meta.json").is_file() {
+            bail!("version {id} is not in the store");
+        }
+        let mut state = self.state()?;
+        if state.active.as_deref() == Some(id) {
+            return Ok(());
+        }
+        if let Some(old) = state.active.take() {
+            state.previous.retain(|p| *p != old);
+            state.previous.push(old.clone());
+            state.last_good = Some(old);
+        }
+        state.active = Some(id.to_string());
+        self.log(&mut state, id, reason);
+        self.write_state(&state)?;
+        tracing::info!(version = id, reason, "activated");
+        Ok(())
+    }
+
+    /// Go back to the version that was active before; returns it.
+    pub fn rollback(&self) -> Result<String> {
+        let mut state = self.state()?;
+        let current = state.active.clone();
+        let Some(prev) = state.previous.iter().rev().find(|p| Some(*p) != current.as_ref()).cloned() else {
+            bail!("nothing to roll back to: no version was active before {}", current.as_deref().unwrap_or("(none)"));
+        };
+        state.previous.retain(|p| *p != prev && Some(p) != current.as_ref());
+        state.active = Some(prev.clone());
+        // The version rolled back from is not known good; the one before `prev` is.
+        state.last_good = state.previous.last().cloned().or(Some(prev.clone()));
+        self.log(&mut state, &prev, &format!("rollback from {}", current.as_deref().unwrap_or("-")));
+        self.write_state(&state)?;
+        tracing::info!(version = %prev, "rolled back");
+        Ok(prev)
+    }
+
+    fn log(&self, state: &mut StoreState, id: &str, reason: &str) {
+        state.log.push(Activation { id: id.to_string(), at: now(), reason: reason.to_string() });
+        let excess = state.log.len().saturating_sub(100);
+        state.log.drain(..excess);
+    }
+
+    /// Delete old versions beyond the newest `keep`; never the active, the
+    /// last-good or one on the rollback stack. Returns the deleted ids.
+    pub fn prune(&self, keep: usize) -> Result<Vec<String>> {
+        let state = self.state()?;
+        let mut protected: Vec<String> = state.previous.iter().rev().take(keep).cloned().collect();
+        protected.extend(state.active.clone());
+        protected.extend(state.last_good.clone());
+        let versions = self.versions()?;
+        let newest: Vec<String> = versions.iter().rev().take(keep).map(|m| m.id.clone()).collect();
+        let mut removed = vec![];
+        for m in versions {
+            if protected.contains(&m.id) || newest.contains(&m.id) {
+                continue;
+            }
+            // Rename first so a crash never leaves a half-deleted version in versions/.
+            let doomed = self.root.join("tmp").join(format!("prune-{}-{}", m.id, nanos()));
+            std::fs::rename(self.version_dir(&m.id), &doomed)?;
+            std::fs::remove_dir_all(&doomed)?;
+            removed.push(m.id);
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.root.join("versions"))?;
+            tracing::info!(removed = ?removed, "pruned old bundle versions");
+        }
+        Ok(removed)
+    }
+
+    pub fn sources(&self) -> Result<BTreeMap<String, SourceState>> {
+        read_json(&self.root.join("sources.json"))
+    }
+
+    pub fn source_state(&self, source: &str) -> Result<SourceState> {
+        Ok(self.sources()?.remove(source).unwrap_or_default())
+    }
+
+    /// Record what a pull of `source` found (the caller holds the lock).
+    pub fn record_source(&self, source: &str, update: impl FnOnce(&mut SourceState)) -> Result<()> {
+        let mut all = self.sources()?;
+        update(all.entry(source.to_string()).or_default());
+        replace_file(&self.root.join("sources.json"), serde_json::to_string_pretty(&all)?.as_bytes())
+    }
+}
+
+fn nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+fn read_json<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).with_context(|| {
+            format!("{} is damaged (it is only ever replaced whole; was it edited by hand?)", path.display())
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Write a new file and fsync it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Replace a file atomically: temp in the same folder, fsync, rename, fsync the folder.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.{}-{}.tmp", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id(), nanos()));
+    write_synced(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync folder {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> VersionMeta {
+        VersionMeta {
+            id: String::new(),
+            created: now(),
+            source: "test".into(),
+            format: ExportFormat::Bundle,
+            bot_name: name.into(),
+            bot_version: None,
+            stats: Default::default(),
+            warnings: vec![],
+            validation: vec![],
+            parity: None,
+            import_ms: 0.0,
+        }
+    }
+
+    fn bundle(name: &str) -> Bundle {
+        let mut b = Bundle::demo();
+        b.bot.name = name.into();
+        b
+    }
+
+    #[test]
+    fn same_content_same_version_and_rollback_pops_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, new) = store.put(&bundle("A"), &meta("A")).unwrap();
+        assert!(new);
+        let mut again = bundle("A");
+        again.bot.source.insert("export".into(), "elsewhere.zip".into());
+        assert_eq!(store.put(&again, &meta("A")).unwrap(), (a.clone(), false), "source does not change the id");
+        let (b, _) = store.put(&bundle("B"), &meta("B")).unwrap();
+        let (c, _) = store.put(&bundle("C"), &meta("C")).unwrap();
+        store.activate(&a, "test").unwrap();
+        store.activate(&b, "test").unwrap();
+        store.activate(&c, "test").unwrap();
+        assert_eq!(store.state().unwrap().last_good.as_deref(), Some(b.as_str()));
+        assert_eq!(store.rollback().unwrap(), b);
+        assert_eq!(store.rollback().unwrap(), a);
+        assert!(store.rollback().is_err(), "nothing before A");
+        assert_eq!(store.resolve(&b[..6]).unwrap(), b);
+    }
+
+    #[test]
+    fn prune_keeps_active_last_good_and_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..6).map(|i| store.put(&bundle(&format!("v{i}")), &meta("v")).unwrap().0).collect();
+        store.activate(&ids[0], "t").unwrap();
+        store.activate(&ids[1], "t").unwrap();
+        let removed = store.prune(2).unwrap();
+        let left: Vec<String> = store.versions().unwrap().into_iter().map(|m| m.id).collect();
+        for keep in [&ids[0], &ids[1]] {
+            assert!(left.contains(keep), "active/last-good kept: {left:?}");
+        }
+        assert_eq!(removed.len() + left.len(), 6);
+        assert!(left.len() <= 4, "{left:?}");
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_write_are_cleared_and_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, _) = store.put(&bundle("A"), &meta("A")).unwrap();
+        store.activate(&a, "t").unwrap();
+        // A crash mid-write: a staged version in tmp/, a half-written state temp file.
+        std::fs::create_dir_all(dir.path().join("tmp/deadbeef-1-1")).unwrap();
+        std::fs::write(dir.path().join("tmp/deadbeef-1-1/bundle.yaml"), "format: understu").unwrap();
+        std::fs::write(dir.path().join(".state.json.1-1.tmp"), "{\"act").unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.active().unwrap().as_deref(), Some(a.as_str()));
+        assert_eq!(store.versions().unwrap().len(), 1);
+        assert!(std::fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    }
+}
