@@ -33,7 +33,7 @@ async fn destination(uri: &Uri) -> Result<(SocketAddr, Transport), String> {
             _ => None,
         })
         .unwrap_or(Transport::Udp);
-    let port = uri.host_with_port.port.map(|p| u16::from(p)).unwrap_or(5060);
+    let port = uri.host_with_port.port.map(u16::from).unwrap_or(5060);
     let addr = match &uri.host_with_port.host {
         Host::IpAddr(ip) => SocketAddr::new(*ip, port),
         Host::Domain(domain) => tokio::net::lookup_host((domain.to_string(), port))

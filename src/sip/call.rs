@@ -341,17 +341,22 @@ impl Call {
 
     async fn on_agent_event(&mut self, event: AgentEvent) -> Option<End> {
         let bridge = self.bridge.as_mut()?;
-        match event {
-            AgentEvent::State(Some(DialogState::Terminated(_, reason))) => {
+        let state = match event {
+            AgentEvent::Media(Some(MediaEvent::Timeout)) => return end("transferred", "no RTP from the agent"),
+            AgentEvent::Media(None) => return end("failed", "the bridge's RTP leg stopped"),
+            AgentEvent::State(None) => return end("transferred", "the agent's dialog went away"),
+            AgentEvent::State(Some(state)) => *state,
+        };
+        match state {
+            DialogState::Terminated(_, reason) => {
                 end("transferred", format!("the bridge ended on the agent's side ({reason:?})"))
             }
-            AgentEvent::State(None) => end("transferred", "the agent's dialog went away"),
-            AgentEvent::State(Some(DialogState::Updated(_, request, handle))) => {
+            DialogState::Updated(_, request, handle) => {
                 // Our bridge INVITE carried the offer; later offers come from the agent.
                 let _ = answer_offer(&mut bridge.sdp, &bridge.leg, &request, handle).await;
                 None
             }
-            AgentEvent::State(Some(DialogState::Info(_, request, handle))) => {
+            DialogState::Info(_, request, handle) => {
                 let key = info_key(&request);
                 let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
                 let _ = handle.reply(status).await;
@@ -360,22 +365,18 @@ impl Call {
                 }
                 None
             }
-            AgentEvent::State(Some(
-                DialogState::Options(_, _, handle)
-                | DialogState::Notify(_, _, handle)
-                | DialogState::Message(_, _, handle)
-                | DialogState::Publish(_, _, handle),
-            )) => {
+            DialogState::Options(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
                 let _ = handle.reply(StatusCode::OK).await;
                 None
             }
-            AgentEvent::State(Some(DialogState::Refer(_, _, handle))) => {
+            DialogState::Refer(_, _, handle) => {
                 let _ = handle.reply(StatusCode::Decline).await;
                 None
             }
-            AgentEvent::State(Some(_)) => None,
-            AgentEvent::Media(Some(MediaEvent::Timeout)) => end("transferred", "no RTP from the agent"),
-            AgentEvent::Media(None) => end("failed", "the bridge's RTP leg stopped"),
+            _ => None,
         }
     }
 
@@ -505,14 +506,14 @@ async fn next_outcome(task: &mut Option<TransferTask>) -> Outcome {
 }
 
 enum AgentEvent {
-    State(Option<DialogState>),
+    State(Option<Box<DialogState>>),
     Media(Option<MediaEvent>),
 }
 
 async fn next_agent_event(bridge: &mut Option<Box<Bridge>>) -> AgentEvent {
     let Some(b) = bridge.as_mut() else { return std::future::pending().await };
     tokio::select! {
-        state = b.states.recv() => AgentEvent::State(state),
+        state = b.states.recv() => AgentEvent::State(state.map(Box::new)),
         event = b.leg.events.recv() => AgentEvent::Media(event),
     }
 }

@@ -212,8 +212,8 @@ mod tests {
         // Two frames of silence (the 40 ms delay), then every packet in order.
         assert_eq!(out[0].1, FrameKind::Silence);
         assert_eq!(out[1].1, FrameKind::Silence);
-        for i in 2..10 {
-            assert_eq!(out[i], (packet(i as u32 - 2), FrameKind::Audio), "frame {i}");
+        for (i, frame) in out.iter().enumerate().skip(2) {
+            assert_eq!(*frame, (packet(i as u32 - 2), FrameKind::Audio), "frame {i}");
         }
     }
 
