@@ -58,6 +58,12 @@ struct Args {
     /// bot's product names. A request's own prompt replaces it.
     #[arg(long, value_name = "TEXT")]
     initial_prompt: Option<String>,
+
+    /// Run Whisper on the GPU (needs a build with `--features cuda`, see
+    /// docs/gpu.md); Silero stays on the CPU, where its few milliseconds do not
+    /// pay for a transfer. Without it, or in a CPU build, Whisper runs on the CPU.
+    #[arg(long)]
+    gpu: bool,
 }
 
 fn main() {
@@ -67,11 +73,14 @@ fn main() {
     worker::serve(|| load(&args));
 }
 
-/// GPU builds (feature `cuda`) put Whisper on the GPU; Silero stays on the
-/// CPU, where its few milliseconds do not pay for a transfer.
-const USE_GPU: bool = cfg!(feature = "cuda");
+/// Whether this build has a GPU backend (feature `cuda`).
+const GPU_BUILD: bool = cfg!(feature = "cuda");
 
 fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
+    if args.gpu && !GPU_BUILD {
+        tracing::warn!("--gpu: this build has no GPU backend (build with `--features cuda`); running on the CPU");
+    }
+    let use_gpu = args.gpu && GPU_BUILD;
     model_file::check(&args.model, ModelKind::Whisper)?;
     model_file::check(&args.vad_model, ModelKind::SileroVad)?;
     let gate = SpeechGate::load(&args.vad_model, args.vad_threads, false)?;
@@ -79,7 +88,7 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
         threads: args.threads,
         language: &args.language,
         initial_prompt: args.initial_prompt.as_deref(),
-        use_gpu: USE_GPU,
+        use_gpu,
     };
     let whisper = Transcriber::load(&args.model, &settings)?;
 
@@ -93,7 +102,7 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
         "initial_prompt".into(),
         args.initial_prompt.is_some().into(),
     );
-    info.insert("gpu".into(), USE_GPU.into());
+    info.insert("gpu".into(), use_gpu.into());
     info.insert(
         "vad_model".into(),
         args.vad_model.display().to_string().into(),
