@@ -119,7 +119,7 @@ impl SyncAgent {
         let key = source.key();
         let span = tracing::info_span!("sync_pull", source = %key);
         let result = tracing::Instrument::instrument(self.pull_inner(&source, &key, &opts), span).await;
-        let record = |result: &str, detail: String, version: Option<String>| PullRecord { at: now(), result: result.into(), detail, version };
+        let record = |result: &str, detail: String, version: Option<String>| PullRecord { at: now(), at_ms: store::now_ms(), result: result.into(), detail, version };
         let (rec, success) = match &result {
             Ok(PullResult::NotModified) => (record("not_modified", "the source did not change".into(), None), true),
             Ok(PullResult::Unchanged { id }) => (record("unchanged", format!("same as the active version {id}"), Some(id.clone())), true),
@@ -263,7 +263,8 @@ impl SyncAgent {
                 let s = self.store.source_state(k)?;
                 (s.last_pull, s.last_success.and_then(|r| r.version))
             }
-            None => (None, None),
+            // No configured source: the most recent pull of any (`--from`).
+            None => (self.store.sources()?.into_values().filter_map(|s| s.last_pull).max_by_key(|p| p.at_ms), None),
         };
         let mut drift = match (&source, check) {
             (None, _) => "unknown: no [sync] source configured".to_string(),

@@ -88,6 +88,9 @@ pub struct StoreState {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PullRecord {
     pub at: u64,
+    /// Milliseconds, to order pulls within one second.
+    #[serde(default)]
+    pub at_ms: u128,
     /// `ok`, `unchanged`, `not_modified`, `refused` or `failed`.
     pub result: String,
     pub detail: String,
@@ -362,6 +365,10 @@ impl Store {
         update(all.entry(source.to_string()).or_default());
         replace_file(&self.root.join("sources.json"), serde_json::to_string_pretty(&all)?.as_bytes())
     }
+}
+
+pub fn now_ms() -> u128 {
+    nanos() / 1_000_000
 }
 
 fn nanos() -> u128 {

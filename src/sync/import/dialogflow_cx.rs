@@ -235,18 +235,11 @@ impl Cx<'_> {
                 patterns.dedup();
                 Entity::Regex { pattern: patterns.join("|") }
             } else {
-                let mut missing = vec![];
-                match values.localize(&self.langs, |l| missing.push(l.to_string())) {
-                    Some(values) => {
-                        if !missing.is_empty() {
-                            self.w.warn(&base, format!("no values in {}: the {} values are used", missing.join(", "), self.langs.default));
-                        }
-                        Entity::List { values }
-                    }
-                    None => {
-                        self.w.warn(&base, "has no values; the caller's words are kept as said");
-                        Entity::Any
-                    }
+                if values.is_empty() {
+                    self.w.warn(&base, "has no values; the caller's words are kept as said");
+                    Entity::Any
+                } else {
+                    Entity::List { values: values.partial(&self.langs) }
                 }
             };
             self.entities.insert(ident(&display), entity);
@@ -279,7 +272,7 @@ impl Cx<'_> {
                 continue;
             }
             let description = json_str(&meta, "description").filter(|d| !d.is_empty()).map(Text::text);
-            let phrases = phrases.localize(&self.langs, |_| {}).unwrap_or_default();
+            let phrases = phrases.partial(&self.langs);
             out.insert(ident(&display), Intent { description, phrases, keywords: Default::default() });
         }
         Ok(out)

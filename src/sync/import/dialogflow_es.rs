@@ -209,12 +209,11 @@ impl Es<'_> {
             let entity = if meta["isRegexp"].as_bool() == Some(true) {
                 Entity::Regex { pattern: patterns.join("|") }
             } else {
-                match values.localize(&self.langs, |_| {}) {
-                    Some(values) => Entity::List { values },
-                    None => {
-                        self.w.warn(&path, "has no entries; the caller's words are kept as said");
-                        Entity::Any
-                    }
+                if values.is_empty() {
+                    self.w.warn(&path, "has no entries; the caller's words are kept as said");
+                    Entity::Any
+                } else {
+                    Entity::List { values: values.partial(&self.langs) }
                 }
             };
             self.entities.insert(ident(&name), entity);
@@ -305,7 +304,7 @@ impl Es<'_> {
         let fallback = doc["fallbackIntent"].as_bool() == Some(true);
         let intent = (!fallback).then(|| Intent {
             description: None,
-            phrases: phrases.localize(&self.langs, |_| {}).unwrap_or_default(),
+            phrases: phrases.partial(&self.langs),
             keywords: Default::default(),
         });
         let read = EsIntent { name, file: path.into(), input_contexts, output_contexts, say, transfer, end, collect, welcome, fallback };

@@ -121,7 +121,7 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
             name.clone(),
             Intent {
                 description: intent.description.clone().map(Text::text),
-                phrases: phrases.localize(&lex.langs, |_| {}).unwrap_or_default(),
+                phrases: phrases.partial(&lex.langs),
                 keywords: Default::default(),
             },
         );

@@ -304,6 +304,16 @@ impl<T: Clone + Default> PerLang<T> {
         self.0.is_empty()
     }
 
+    /// One value when the bundle has one language; else what each language
+    /// gives (phrases and entity values: a missing language falls back to
+    /// the default one at run time, nothing to fill in).
+    pub fn partial(mut self, langs: &Languages) -> Localized<T> {
+        if langs.others().is_empty() {
+            return Localized::One(self.0.remove(&langs.default).or_else(|| self.0.into_values().next()).unwrap_or_default());
+        }
+        Localized::ByLang(self.0)
+    }
+
     /// One value when only the default language has one; else a map with
     /// every language of the bundle (missing ones take the default
     /// language's value, reported by `missing`).

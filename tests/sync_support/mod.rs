@@ -1,0 +1,152 @@
+//! Support for the sync tests: the project's own export fixtures, the real
+//! exports in ../shared/testdata, messy zips made from folders, and the
+//! `understudy` binary with a private bundle store.
+#![allow(dead_code)] // each test crate uses a different part
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Our own fixtures (tests/fixtures/exports/<format>/<bot>).
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exports").join(rel)
+}
+
+/// Real exports written by others: `../shared/testdata/bot-exports` beside the repository.
+pub fn shared_export(rel: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/bot-exports");
+    assert!(
+        root.is_dir(),
+        "{} is missing: the real bot exports live in ../shared/testdata (a sibling of the repository); CI and developer machines have it",
+        root.display()
+    );
+    let path = root.join(rel);
+    assert!(path.exists(), "{} is missing from the shared test data", path.display());
+    path
+}
+
+/// A zip of `dir` as real exports come: inside a top folder, with URL-encoded
+/// names, macOS junk and a `.DS_Store`.
+pub fn messy_zip(dir: &Path) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("__MACOSX/export/._agent.json", opts).unwrap();
+        z.write_all(b"\0\x05\x16\x07junk").unwrap();
+        z.add_directory("My Export/", opts).unwrap();
+        z.start_file("My Export/.DS_Store", opts).unwrap();
+        z.write_all(b"junk").unwrap();
+        for path in walk(dir) {
+            let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+            let encoded: Vec<String> =
+                rel.split('/').map(|p| percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string()).collect();
+            z.start_file(format!("My%20Export/{}", encoded.join("/")), opts).unwrap();
+            z.write_all(&std::fs::read(&path).unwrap()).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    buf.into_inner()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Copy a folder (to change a fixture for one test).
+pub fn copy_dir(from: &Path, to: &Path) {
+    for path in walk(from) {
+        let dest = to.join(path.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&path, &dest).unwrap();
+    }
+}
+
+/// Replace `old` (which must be there) with `new` in a file.
+pub fn edit(path: &Path, old: &str, new: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(old), "{} does not contain {old:?}", path.display());
+    std::fs::write(path, text.replacen(old, new, 1)).unwrap();
+}
+
+/// `understudy` with a configuration whose bundle store is `store`.
+pub struct Cli {
+    pub dir: tempfile::TempDir,
+    pub store: PathBuf,
+    config: PathBuf,
+}
+
+impl Cli {
+    pub fn new() -> Cli {
+        Cli::with_config("")
+    }
+
+    /// Extra TOML for the `[sync]` table (e.g. `min_pass_rate = 0.9`).
+    pub fn with_config(sync_extra: &str) -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("bundles");
+        let config = dir.path().join("understudy.toml");
+        std::fs::write(&config, format!("[sync]\nstore = {:?}\n{sync_extra}\n", store.display().to_string())).unwrap();
+        Cli { dir, store, config }
+    }
+
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_understudy"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("UNDERSTUDY_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run understudy");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args, "");
+        assert!(out.status.success(), "understudy {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+        text(&out.stdout)
+    }
+
+    /// Run and require failure; returns stdout + stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args, "");
+        assert!(!out.status.success(), "understudy {args:?} should have failed:\n{}", text(&out.stdout));
+        format!("{}{}", text(&out.stdout), text(&out.stderr))
+    }
+
+    /// Rules-only chat (no models): the bot's lines for these caller lines.
+    pub fn chat(&self, bundle: &str, lines: &[&str]) -> Vec<String> {
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let out = self.run(&["chat", "--no-llm", "--no-embed", "--bundle", bundle], &input);
+        assert!(out.status.success(), "chat with {bundle} failed:\n{}", text(&out.stderr));
+        text(&out.stdout).lines().filter_map(|l| l.strip_prefix("bot: ")).map(str::to_string).collect()
+    }
+
+    /// `sync status --offline --json`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["sync", "status", "--offline", "--json"])).unwrap()
+    }
+
+    pub fn active(&self) -> Option<String> {
+        self.status()["active"]["id"].as_str().map(str::to_string)
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
