@@ -42,6 +42,10 @@ pub(super) struct CallSetup {
 
 /// How long queued bot audio may take to finish before a transfer or hang-up.
 const DRAIN_LIMIT: Duration = Duration::from_secs(20);
+/// After a successful REFER the caller's side usually hangs up itself; we
+/// send BYE if it has not within this time (and never before our answer to
+/// its final NOTIFY has left).
+const REFERRED_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a call ended: a metrics label and the details for the log.
 struct End {
@@ -78,6 +82,8 @@ struct Call {
     transfer: Option<TransferTask>,
     sipfrags: Option<mpsc::Sender<u16>>,
     bridge: Option<Box<Bridge>>,
+    /// The transfer is done; hang up at this time unless the caller does first.
+    hang_up_at: Option<tokio::time::Instant>,
     confirmed: bool,
     started: Instant,
 }
@@ -99,6 +105,7 @@ pub(super) async fn run(setup: CallSetup) {
         transfer: None,
         sipfrags: None,
         bridge: None,
+        hang_up_at: None,
         confirmed: false,
         started: Instant::now(),
     };
@@ -124,6 +131,7 @@ impl Call {
                 },
                 outcome = next_outcome(&mut self.transfer) => self.on_transfer(outcome),
                 event = next_agent_event(&mut self.bridge) => self.on_agent_event(event).await,
+                _ = sleep_until(self.hang_up_at) => end("transferred", "by REFER"),
             };
             if let Some(end) = ended {
                 return end;
@@ -234,6 +242,7 @@ impl Call {
             DialogState::Terminated(_, reason) => match reason {
                 TerminatedReason::UacCancel => end("cancelled", "CANCEL"),
                 TerminatedReason::UacBye if self.bridge.is_some() => end("transferred", "the caller hung up the bridge"),
+                TerminatedReason::UacBye if self.hang_up_at.is_some() => end("transferred", "by REFER"),
                 TerminatedReason::UacBye => end("completed", "the caller hung up"),
                 TerminatedReason::Timeout => end("failed", "no ACK for our answer"),
                 other => end("failed", format!("dialog terminated: {other:?}")),
@@ -325,7 +334,10 @@ impl Call {
     fn on_transfer(&mut self, outcome: Outcome) -> Option<End> {
         self.sipfrags = None;
         match outcome {
-            Outcome::Referred => end("transferred", "by REFER"),
+            Outcome::Referred => {
+                self.hang_up_at = Some(tokio::time::Instant::now() + REFERRED_GRACE);
+                None
+            }
             Outcome::Bridged(b) => {
                 tracing::info!(call = %self.id, target = %b.target, "bridged to the target");
                 bridge::connect(&self.leg, &b.leg);
@@ -489,6 +501,13 @@ fn log_turn(call: &str, r: &TurnReport) {
         safety_net = r.safety_net,
         "turn"
     );
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn next_action(session: &mut Option<SessionLink>) -> Option<SessionAction> {

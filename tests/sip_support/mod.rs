@@ -166,6 +166,24 @@ impl Serve {
             .collect()
     }
 
+    /// Log events with this message, with their time (seconds into the day).
+    pub fn logged_at(&self, message: &str) -> Vec<(f64, Value)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| {
+                let fields = e.get("fields")?;
+                if fields.get("message")?.as_str()? != message {
+                    return None;
+                }
+                // "2026-01-01T12:34:56.789Z"
+                let clock = e.get("timestamp")?.as_str()?.split('T').nth(1)?.trim_end_matches('Z');
+                let mut parts = clock.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0));
+                let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((h * 3600.0 + m * 60.0 + s, fields.clone()))
+            })
+            .collect()
+    }
+
     /// Wait until `message` has been logged `count` times in all.
     pub fn wait_logged(&self, message: &str, count: usize, limit: Duration) -> Vec<Value> {
         let started = Instant::now();
