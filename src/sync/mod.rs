@@ -152,14 +152,8 @@ impl SyncAgent {
     async fn pull_inner(&self, source: &Source, key: &str, opts: &PullOptions) -> Result<PullResult> {
         let state = self.store.source_state(key)?;
         let fetched = source.fetch(&state, !opts.force).await?;
-        let (imported, validators) = match fetched {
-            Fetched::NotModified => return Ok(PullResult::NotModified),
-            Fetched::Path(p) => (tokio::task::spawn_blocking(move || import::import_path(&p)).await??, None),
-            Fetched::Download { bytes, etag, last_modified } => {
-                let origin = key.to_string();
-                let imported = tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &origin)).await??;
-                (imported, Some((etag, last_modified)))
-            }
+        let Some((imported, validators)) = import_fetched(fetched, key).await? else {
+            return Ok(PullResult::NotModified);
         };
         let id = store::version_id(&imported.bundle);
         if let Some((etag, last_modified)) = validators {
@@ -305,11 +299,10 @@ impl SyncAgent {
         let source = self.source(None)?;
         let key = source.key();
         let state = self.store.source_state(&key)?;
-        let bundle = match source.fetch(&state, true).await? {
-            Fetched::NotModified => return Ok(state.last_success.and_then(|r| r.version)),
-            Fetched::Path(p) => tokio::task::spawn_blocking(move || import::import_path(&p)).await??.bundle,
-            Fetched::Download { bytes, .. } => tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &key)).await??.bundle,
+        let Some((imported, _)) = import_fetched(source.fetch(&state, true).await?, &key).await? else {
+            return Ok(state.last_success.and_then(|r| r.version));
         };
+        let bundle = imported.bundle;
         Ok(Some(store::version_id(&bundle)))
     }
 
@@ -322,16 +315,31 @@ impl SyncAgent {
         if spec.starts_with("http://") || spec.starts_with("https://") || Path::new(spec).exists() {
             let source = Source::parse(spec);
             let key = source.key();
-            let bundle = match source.fetch(&Default::default(), false).await? {
-                Fetched::Path(p) => tokio::task::spawn_blocking(move || import::import_path(&p)).await??.bundle,
-                Fetched::Download { bytes, .. } => tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &key)).await??.bundle,
-                Fetched::NotModified => unreachable!("an unconditional fetch"),
-            };
+            let (imported, _) = import_fetched(source.fetch(&Default::default(), false).await?, &key)
+                .await?
+                .context("an unconditional fetch always brings the export")?;
+            let bundle = imported.bundle;
             return Ok((spec.to_string(), bundle));
         }
         let id = self.store.resolve(spec)?;
         Ok((id.clone(), self.store.bundle(&id)?))
     }
+}
+
+/// ETag and Last-Modified of a download, to send with the next pull.
+type Validators = (Option<String>, Option<String>);
+
+/// Import what a fetch brought (`None`: the server said it had not changed).
+async fn import_fetched(fetched: Fetched, origin: &str) -> Result<Option<(Imported, Option<Validators>)>> {
+    let origin = origin.to_string();
+    Ok(match fetched {
+        Fetched::NotModified => None,
+        Fetched::Path(p) => Some((tokio::task::spawn_blocking(move || import::import_path(&p)).await??, None)),
+        Fetched::Download { bytes, etag, last_modified } => {
+            let imported = tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &origin)).await??;
+            Some((imported, Some((etag, last_modified))))
+        }
+    })
 }
 
 /// The bundle `understudy chat --bundle X` talks to: a bundle file, an

@@ -19,13 +19,14 @@ use std::time::{Duration, Instant};
 /// How often the store's active pointer is checked.
 const WATCH: Duration = Duration::from_secs(2);
 
-/// The bundle `serve` starts with: `--bundle`, else the store's active
-/// version, else `[bot] bundle`, else the demo; with its store version.
+/// The bundle `serve` starts with: `--bundle`, else `[bot] bundle` (an
+/// explicit choice wins), else the store's active version, else the demo;
+/// with its store version.
 pub fn startup_bundle(config: &Config, cli: Option<&Path>) -> Result<(Bundle, Option<String>)> {
-    if cli.is_none() {
+    if cli.is_none() && config.bot.bundle.is_none() {
         match SyncAgent::open(config).and_then(|a| a.active_bundle()) {
             Ok(Some((id, bundle))) => {
-                tracing::info!(version = %id, bot = %bundle.name(), "serving the store's active version");
+                tracing::info!(version = %id, bot = %bundle.name(), store = %config.sync.store_dir().display(), "serving the sync store's active version");
                 return Ok((bundle, Some(id)));
             }
             Ok(None) => {}

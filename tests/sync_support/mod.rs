@@ -6,6 +6,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Our own fixtures (tests/fixtures/exports/<format>/<bot>).
 pub fn fixture(rel: &str) -> PathBuf {
@@ -150,3 +153,90 @@ impl Cli {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// How the test server answers.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Mode {
+    Normal,
+    /// Announce the full length, send half, close.
+    Truncate,
+    Fail500,
+}
+
+pub struct Published {
+    body: Vec<u8>,
+    etag: String,
+    mode: Mode,
+}
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 serving one export at /export.zip.
+pub struct ExportServer {
+    pub url: String,
+    published: Arc<Mutex<Published>>,
+    pub requests: Arc<AtomicUsize>,
+    pub not_modified: Arc<AtomicUsize>,
+}
+
+impl ExportServer {
+    pub async fn start(body: Vec<u8>) -> ExportServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/export.zip", listener.local_addr().unwrap());
+        let published = Arc::new(Mutex::new(Published { body, etag: "\"v1\"".into(), mode: Mode::Normal }));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let not_modified = Arc::new(AtomicUsize::new(0));
+        let (p, r, n) = (published.clone(), requests.clone(), not_modified.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let (p, r, n) = (p.clone(), r.clone(), n.clone());
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => req.extend_from_slice(&buf[..k]),
+                        }
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let head = String::from_utf8_lossy(&req).to_lowercase();
+                    let (body, etag, mode) = {
+                        let p = p.lock().unwrap();
+                        (p.body.clone(), p.etag.clone(), p.mode)
+                    };
+                    let last_modified = "Wed, 25 Nov 2026 10:00:00 GMT";
+                    let response = if mode == Mode::Fail500 {
+                        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
+                    } else if head.contains(&format!("if-none-match: {}", etag.to_lowercase())) {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        format!("HTTP/1.1 304 Not Modified\r\netag: {etag}\r\nconnection: close\r\n\r\n").into_bytes()
+                    } else {
+                        let sent = if mode == Mode::Truncate { &body[..body.len() / 2] } else { &body[..] };
+                        let mut out = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/zip\r\ncontent-length: {}\r\netag: {etag}\r\nlast-modified: {last_modified}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .into_bytes();
+                        out.extend_from_slice(sent);
+                        out
+                    };
+                    let _ = sock.write_all(&response).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        ExportServer { url, published, requests, not_modified }
+    }
+
+    pub fn publish(&self, body: Vec<u8>, etag: &str) {
+        let mut p = self.published.lock().unwrap();
+        p.body = body;
+        p.etag = etag.into();
+        p.mode = Mode::Normal;
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.published.lock().unwrap().mode = mode;
+    }
+}
+

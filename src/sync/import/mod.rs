@@ -456,7 +456,7 @@ pub fn system_entity(name: &str) -> Option<(String, Entity, Option<&'static str>
         | "postaladdress" | "location" | "url" => (
             key,
             Entity::Any,
-            Some("no resolver here: the caller's words are kept as said (a date stays \"next Tuesday\")"),
+            Some("no resolver here: the caller's words are kept as said (\"next Tuesday\", \"half past three\")"),
         ),
         _ => return None,
     };
