@@ -18,13 +18,18 @@ const GREETING_MS: u64 = 8_000;
 fn sip_calls_end_to_end() {
     require_peers();
     let agent_port = free_port();
-    let serve = Serve::start(&format!(
-        "capacity = 1\nanswer_delay_ms = 300\ntransfer_target = \"sip:agent@127.0.0.1:{agent_port}\"\ntransfer_timeout_s = 20\n"
-    ));
+    let mut serve = Serve::spawn(
+        "test",
+        &format!(
+            "capacity = 1\nanswer_delay_ms = 300\ntransfer_target = \"sip:agent@127.0.0.1:{agent_port}\"\ntransfer_timeout_s = 20\n"
+        ),
+    );
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
 
+    not_ready_until_warm(&mut serve);
     readiness(&serve, dir);
+    udp_retransmission_and_488(&serve);
     spoken_turn(&serve, dir);
     full_and_garbage(&serve, dir);
     cancel_before_answer(&serve, dir);
@@ -39,9 +44,85 @@ fn sip_calls_end_to_end() {
     assert!(metrics.contains("understudy_sip_calls_active 0"), "{metrics}");
 }
 
+/// SIP answers as soon as the process is up, but 503 until the engines are
+/// warm and the bot is loaded; then 200.
+fn not_ready_until_warm(serve: &mut Serve) {
+    let probe = RawSip::new(serve.sip);
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Some(status) = probe.options_status() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no SIP answer 30 s after start\n{}", serve.log_tail(20));
+    };
+    assert_eq!(first, 503, "OPTIONS while the models load");
+    serve.wait_ready(Duration::from_secs(600));
+    assert_eq!(probe.options_status(), Some(200), "OPTIONS once ready");
+}
+
 fn readiness(serve: &Serve, dir: &std::path::Path) {
     Sipp::new("options", dir).run(serve.sip).assert_ok("OPTIONS when ready: 200 with Allow");
     Sipp::new("options", dir).arg("-t").arg("t1").run(serve.sip).assert_ok("OPTIONS over TCP");
+}
+
+/// An offer without G.711 gets 488. Our 200 OK to an INVITE is retransmitted
+/// over UDP until the ACK comes, at T1, 2*T1, 4*T1 (RFC 3261 17.2.1).
+fn udp_retransmission_and_488(serve: &Serve) {
+    let sip = RawSip::new(serve.sip);
+    let invite = |call: &str, formats: &str, rtpmap: &str| {
+        let sdp = format!(
+            "v=0\r\no=raw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP {formats}\r\n{rtpmap}"
+        );
+        format!(
+            "INVITE sip:bot@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call}\r\n\
+             From: <sip:raw@{me}>;tag=t-{call}\r\nTo: <sip:bot@{to}>\r\nCall-ID: {call}\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:raw@{me}>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {len}\r\n\r\n{sdp}",
+            to = serve.sip,
+            me = sip.local,
+            len = sdp.len()
+        )
+    };
+    let ack = |call: &str, branch: &str, uri: &str, to: &str| {
+        format!(
+            "ACK {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch={branch}\r\nFrom: <sip:raw@{me}>;tag=t-{call}\r\n\
+             To: {to}\r\nCall-ID: {call}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            me = sip.local
+        )
+    };
+
+    sip.send(&invite("raw-g729", "18", "a=rtpmap:18 G729/8000\r\n"));
+    let replies = sip.receive_for(Duration::from_millis(800));
+    let refused = replies.iter().map(|(_, r)| r).find(|r| status_of(r) == Some(488)).expect("488 to a G.729-only offer");
+    assert!(header(refused, "Warning").unwrap_or_default().contains("PCMU"), "{refused}");
+    let to = header(refused, "To").unwrap().to_string();
+    sip.send(&ack("raw-g729", "z9hG4bK-raw-g729", &format!("sip:bot@{}", serve.sip), &to));
+
+    sip.send(&invite("raw-rt", "0", ""));
+    let replies = sip.receive_for(Duration::from_millis(2_600));
+    let oks: Vec<&(std::time::Instant, String)> = replies.iter().filter(|(_, r)| status_of(r) == Some(200)).collect();
+    assert!(oks.len() >= 3, "the 200 OK was not retransmitted: {} copies", oks.len());
+    let gaps: Vec<f64> = oks.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
+    assert!(gaps[0] > 0.35 && gaps[0] < 0.8, "first retransmission after {:.2} s (T1 = 0.5 s)", gaps[0]);
+    assert!(gaps[1] > 0.8 && gaps[1] < 1.4, "second after {:.2} s (2*T1)", gaps[1]);
+    let ok = &oks[0].1;
+    let contact = header(ok, "Contact").unwrap().trim_start_matches('<').split('>').next().unwrap().to_string();
+    let to = header(ok, "To").unwrap().to_string();
+    sip.send(&ack("raw-rt", "z9hG4bK-raw-rt-ack", &contact, &to));
+    std::thread::sleep(Duration::from_millis(1_200));
+    let after_ack = sip.receive_for(Duration::from_millis(1_200));
+    assert!(
+        !after_ack.iter().any(|(_, r)| status_of(r) == Some(200)),
+        "the 200 OK kept coming after the ACK"
+    );
+    sip.send(&format!(
+        "BYE {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-raw-rt-bye\r\nFrom: <sip:raw@{me}>;tag=t-raw-rt\r\n\
+         To: {to}\r\nCall-ID: raw-rt\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        me = sip.local
+    ));
+    let bye = sip.receive_for(Duration::from_millis(800));
+    assert!(bye.iter().any(|(_, r)| status_of(r) == Some(200) && r.contains("BYE")), "no 200 to BYE: {bye:?}");
+    serve.wait_logged("call ended", 1, Duration::from_secs(5));
 }
 
 /// The caller asks a question by voice; the bot hears it and answers.
