@@ -95,9 +95,17 @@ fn sip_load_benchmark() {
             p.sort_by(|a, b| a.partial_cmp(b).unwrap());
             p
         };
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        let load = load.split_whitespace().next().unwrap_or("?").to_string();
+        let stage = |name: &str| {
+            let mut v: Vec<f64> = turns.iter().filter_map(|t| t[name].as_f64()).collect();
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            format!("{} p50 {:.0}/p95 {:.0}", name.trim_end_matches("_ms"), percentile(&v, 50.0), percentile(&v, 95.0))
+        };
+        let stages = ["endpoint_ms", "stt_ms", "dialog_ms", "tts_first_audio_ms"].map(stage).join(", ");
         let line = format!(
             "K={k}: calls {}/{} ok, turns measured {} (understood {}), RTP-leg voice-to-voice p50 {:.0} ms p95 {:.0} ms max {:.0} ms; \
-             session's own estimate p50 {:.0} ms p95 {:.0} ms; {:.0} s",
+             session's own estimate p50 {:.0} ms p95 {:.0} ms ({stages}); {:.0} s, load average {load}",
             total - failed.min(total),
             total,
             v2v.len(),

@@ -498,6 +498,10 @@ fn log_turn(call: &str, r: &TurnReport) {
         reply = %r.reply,
         action = %r.action,
         voice_to_voice_ms = r.timings_ms.voice_to_voice.map(|v| v.round() as u64),
+        endpoint_ms = r.timings_ms.endpoint.map(|v| v.round() as u64),
+        stt_ms = r.timings_ms.stt.map(|v| v.round() as u64),
+        dialog_ms = r.timings_ms.dialog.map(|v| v.round() as u64),
+        tts_first_audio_ms = r.timings_ms.tts_first_audio.map(|v| v.round() as u64),
         safety_net = r.safety_net,
         "turn"
     );

@@ -12,7 +12,6 @@ use super::{SipSettings, ALLOW, USER_AGENT};
 use crate::metrics;
 use anyhow::{Context, Result};
 use rsipstack::dialog::dialog_layer::DialogLayer;
-use rsipstack::dialog::DialogId;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
@@ -271,10 +270,5 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
     tokio::spawn(call::run(setup));
     // Drive the INVITE transaction (100 Trying, our answer, the ACK or CANCEL).
     let mut dialog = dialog;
-    let id: Option<DialogId> = Some(dialog.id());
-    let result = dialog.handle(&mut tx).await;
-    if let (Err(e), Some(id)) = (&result, id) {
-        tracing::debug!(%id, error = %e, "INVITE transaction ended with an error");
-    }
-    result
+    dialog.handle(&mut tx).await
 }
