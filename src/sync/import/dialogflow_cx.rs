@@ -372,7 +372,7 @@ impl Cx<'_> {
             flow_routes.extend(self.group(&groups, g, &base));
         }
         self.event_handlers(&doc, &base, is_start, bundle);
-        if json_arr(&doc["knowledgeConnectorSettings"], "dataStoreConnections").len() > 0
+        if !json_arr(&doc["knowledgeConnectorSettings"], "dataStoreConnections").is_empty()
             || doc["knowledgeConnectorSettings"]["enabled"].as_bool() == Some(true)
         {
             self.w.warn(

@@ -326,9 +326,9 @@ impl<T: Clone + Default> PerLang<T> {
         }
         let fallback = self.0.get(&langs.default).or_else(|| self.0.values().next()).cloned().unwrap_or_default();
         for lang in langs.all() {
-            if !self.0.contains_key(&lang) {
-                missing(&lang);
-                self.0.insert(lang, fallback.clone());
+            if let std::collections::btree_map::Entry::Vacant(e) = self.0.entry(lang) {
+                missing(e.key());
+                e.insert(fallback.clone());
             }
         }
         Some(Localized::ByLang(self.0))
@@ -420,7 +420,7 @@ pub fn convert_placeholders(text: &str) -> Result<String, String> {
 
 /// A cloud name as an intent name here: whitespace becomes `_`.
 pub fn ident(name: &str) -> String {
-    let out: String = name.trim().split_whitespace().collect::<Vec<_>>().join("_");
+    let out: String = name.split_whitespace().collect::<Vec<_>>().join("_");
     if out.is_empty() || out == "none" {
         format!("intent_{out}")
     } else {
