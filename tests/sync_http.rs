@@ -59,6 +59,12 @@ async fn conditional_polling_and_failed_downloads_leave_the_active_version() {
     assert_eq!(agent.store.active().unwrap().as_deref(), Some(v1_id.as_str()));
     let status = agent.status(false).await.unwrap();
     assert_eq!(status.last_pull.as_ref().unwrap().result, "failed");
+    // A source nobody answers at (a closed loopback port) fails the same way.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let unreachable = format!("http://{closed}/export.zip");
+    let err = format!("{:#}", agent.pull(PullOptions { from: Some(unreachable), activate: true, ..Default::default() }).await.unwrap_err());
+    assert!(err.contains("cannot reach"), "{err}");
+    assert_eq!(agent.store.active().unwrap().as_deref(), Some(v1_id.as_str()));
 
     // Served whole: picked up and activated; status sees the cloud and the active version agree.
     server.set_mode(Mode::Normal);

@@ -75,7 +75,12 @@ impl PromptAudio {
     pub async fn prerender(&self, tts: &TtsClient, texts: &[String], cache: &PromptCache) -> Result<PrerenderStats, EngineError> {
         let started = Instant::now();
         let mut stats = PrerenderStats::default();
-        for text in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let total = texts.len();
+        for (done, text) in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).enumerate() {
+            // A large bot takes a while on two cores: say how far it is.
+            if done > 0 && done % 25 == 0 {
+                tracing::info!(done, total, rendered = stats.rendered, reused = stats.reused, "rendering prompt audio");
+            }
             if cache.get(text).is_some() {
                 continue;
             }
