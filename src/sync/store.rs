@@ -144,19 +144,10 @@ impl Store {
             })?;
         }
         let store = Store { root: root.to_path_buf() };
-        if let Ok(entries) = std::fs::read_dir(root.join("tmp")) {
-            for e in entries.flatten() {
-                let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
-            }
-        }
-        // Temp files of a replace that never reached its rename.
-        if let Ok(entries) = std::fs::read_dir(root) {
-            for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
+        // Every write happens under the lock: when nobody holds it, what
+        // tmp/ and stray temp files hold was left by a write that died.
+        if let Some(_lock) = store.try_lock() {
+            store.clear_leftovers();
         }
         Ok(store)
     }
@@ -169,19 +160,47 @@ impl Store {
         self.root.join("prompt-audio")
     }
 
-    /// Exclusive access for a change (blocks while another process changes the store).
-    pub fn lock(&self) -> Result<StoreLock> {
-        let file = std::fs::OpenOptions::new()
+    fn lock_file(&self) -> Result<std::fs::File> {
+        std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.root.join("lock"))
-            .with_context(|| format!("cannot open {}/lock", self.root.display()))?;
+            .with_context(|| format!("cannot open {}/lock", self.root.display()))
+    }
+
+    /// Exclusive access for a change (blocks while another process changes the store).
+    pub fn lock(&self) -> Result<StoreLock> {
+        let file = self.lock_file()?;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
             bail!("cannot lock the bundle store {}: {}", self.root.display(), std::io::Error::last_os_error());
         }
         Ok(StoreLock { _file: file })
+    }
+
+    /// The lock if nobody holds it now.
+    fn try_lock(&self) -> Option<StoreLock> {
+        let file = self.lock_file().ok()?;
+        // SAFETY: as above.
+        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(StoreLock { _file: file })
+    }
+
+    /// Remove what an interrupted write left: staged versions, temp files of a replace.
+    fn clear_leftovers(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) {
+            for e in entries.flatten() {
+                let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
     }
 
     fn version_dir(&self, id: &str) -> PathBuf {
