@@ -26,6 +26,11 @@ pub fn notify_ready(status: &str) {
     notify(&format!("READY=1\nSTATUS={status}"));
 }
 
+/// Update the status line `systemctl status` shows.
+pub fn notify_status(status: &str) {
+    notify(&format!("STATUS={status}"));
+}
+
 pub fn notify_stopping() {
     notify("STOPPING=1");
 }

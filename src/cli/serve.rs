@@ -113,7 +113,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
                     appliance.setup.install(setup, version);
                     *appliance.bot_error.lock().unwrap() = None;
                     tracing::info!(bot = %name, ms = appliance.started.elapsed().as_millis() as u64, "ready for calls");
-                    crate::systemd::notify_ready(&format!("serving {name}"));
+                    crate::systemd::notify_status(&format!("ready: serving {name}"));
                 }
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "cannot load the bot");
@@ -126,6 +126,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     // Sync: pull [sync] source on a timer, and swap in versions activated
     // by a pull or by `understudy sync activate/rollback` (src/sync/service.rs).
     crate::sync::service::spawn(config.clone(), engines.clone(), appliance.setup.clone());
+    // Started (health and readiness answer); ready for calls comes later,
+    // and an engine that cannot load keeps us up and saying why.
+    crate::systemd::notify_ready("started: loading engines and the bot");
     crate::systemd::spawn_watchdog();
 
     tokio::select! {
