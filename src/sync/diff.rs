@@ -117,7 +117,19 @@ pub fn diff(old: &Bundle, new: &Bundle) -> BundleDiff {
             None
         }
     });
-    let prompt_map = |b: &Bundle| -> BTreeMap<String, String> { b.prompts().into_iter().map(|(path, t)| (path, yaml(t).trim().to_string())).collect() };
+    // One entry per prompt and language, so a changed translation reads as one line.
+    let prompt_map = |b: &Bundle| -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (path, text) in b.prompts() {
+            match text {
+                Localized::One(s) => {
+                    out.insert(path, s.clone());
+                }
+                Localized::ByLang(m) => out.extend(m.iter().map(|(lang, s)| (format!("{path} ({lang})"), s.clone()))),
+            }
+        }
+        out
+    };
     let prompts = compare(&prompt_map(old), &prompt_map(new), |o, n| (o != n).then(|| format!("\"{o}\" -> \"{n}\"")));
     let states = compare(&old.flow.states, &new.flow.states, |o, n| {
         let mut what = vec![];
