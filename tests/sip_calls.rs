@@ -266,13 +266,18 @@ fn dtmf_both_ways(serve: &Serve, dir: &std::path::Path) {
 }
 
 /// "Press 0 for an agent": the bot REFERs the caller's side (through the
-/// proxy its Record-Route named) and hangs up once the NOTIFY says 200.
+/// proxy its Record-Route named, over TCP) and hangs up once the NOTIFY says 200.
 fn transfer_by_refer(serve: &Serve, dir: &std::path::Path) {
     let mut rtp = RtpCapture::new();
     rtp.keys("0");
     rtp.write_pcap(&dir.join("trigger.pcap"));
     let ended_before = serve.logged("call ended").len();
-    let r = Sipp::new("refer_accept", dir).set("greeting_ms", GREETING_MS).key("target_user", "agent").run(serve.sip);
+    let r = Sipp::new("refer_accept", dir)
+        .set("greeting_ms", GREETING_MS)
+        .key("target_user", "agent")
+        .arg("-t")
+        .arg("t1")
+        .run(serve.sip);
     r.assert_ok("transfer by REFER");
     let flow = r.flow();
     let refer = flow.iter().position(|l| l.starts_with("REFER ")).expect("no REFER");
