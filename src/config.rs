@@ -132,6 +132,9 @@ pub struct SessionConfig {
     pub dtmf_interdigit_ms: u32,
     /// A turn with no answer by then gets the safety net (apology, transfer).
     pub turn_deadline_ms: u32,
+    /// What the local bot says when it takes a call over from the cloud bot
+    /// (in-path mode, docs/continuity.md). Default: a short "I'm back".
+    pub takeover_prompt: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -144,6 +147,7 @@ impl Default for SessionConfig {
             barge_in_min_speech_ms: 192,
             dtmf_interdigit_ms: 1500,
             turn_deadline_ms: 8000,
+            takeover_prompt: None,
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use super::GlobalArgs;
 use crate::config::{Config, EngineConfig};
-use crate::dialog::{Bot, Bundle, Nlu};
+use crate::dialog::Bundle;
 use crate::engines::{EngineSet, Engines};
-use crate::session::{self, prompts::PromptCache, SessionSetup};
+use crate::session::SessionSetup;
 use anyhow::{Context, Result};
 use std::path::Path;
 use std::sync::Arc;
@@ -59,13 +59,5 @@ pub async fn session_setup(config: &Config, bundle_path: Option<&Path>) -> Resul
 
 /// The bot and its prompt audio, on engines that are already running.
 pub async fn prepare_session(config: &Config, bundle: Bundle, engines: Engines) -> Result<Arc<SessionSetup>> {
-    let nlu = Nlu { embed: engines.embed.clone(), llm: engines.llm.clone() };
-    let bot = Arc::new(Bot::load(bundle, nlu).await.context("cannot prepare the bot")?);
-    let settings = session::settings_for(&bot, &config.session);
-    let prompts = Arc::new(PromptCache::default());
-    let mut texts = bot.static_prompts();
-    texts.push(settings.apology.clone());
-    let tts = engines.tts.as_ref().context("the TTS engine is not running")?;
-    prompts.prerender(tts, &texts).await.context("cannot pre-render the bot's prompts")?;
-    Ok(Arc::new(SessionSetup { bot, engines, prompts, settings }))
+    crate::sync::live::prepare(config, bundle, engines, None).await.map(|(setup, _)| setup)
 }

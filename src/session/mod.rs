@@ -126,8 +126,18 @@ pub struct SessionSettings {
     /// Where the safety net sends callers.
     pub safety_target: String,
     pub apology: String,
+    /// Said when the local bot takes over a call from the cloud bot.
+    pub takeover: String,
     /// Whisper's domain prompt (words the bot expects).
     pub stt_prompt: Option<String>,
+}
+
+impl SessionSettings {
+    /// Texts the session may have to say when an engine cannot help (the
+    /// apology, the takeover prompt): pre-rendered with the bot's prompts.
+    pub fn fixed_prompts(&self) -> Vec<String> {
+        vec![self.apology.clone(), self.takeover.clone()]
+    }
 }
 
 /// Everything calls share: the bot, the engines, the prompt audio.
@@ -648,6 +658,7 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
         turn_deadline: Duration::from_millis(config.turn_deadline_ms as u64),
         safety_target: bundle.safety_net_target(),
         apology: bundle.safety_net_prompt().unwrap_or_else(|| prompts::DEFAULT_APOLOGY.to_string()),
+        takeover: config.takeover_prompt.clone().unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),
         stt_prompt: Some(bundle.stt_hint()),
     }
 }

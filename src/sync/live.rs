@@ -57,7 +57,7 @@ pub async fn prepare(
     let settings = session::settings_for(&bot, &config.session);
     let prompts = Arc::new(PromptCache::default());
     let mut texts = bot.static_prompts();
-    texts.push(settings.apology.clone());
+    texts.extend(settings.fixed_prompts());
     let tts = engines.tts.as_ref().context("the TTS engine is not running")?;
     let stats = match audio {
         Some(audio) => audio.prerender(tts, &texts, &prompts).await,
