@@ -41,3 +41,45 @@ fn the_safety_net_hands_the_caller_to_a_human() {
     let referred = serve.logged_at("REFER accepted; following the NOTIFYs").last().unwrap().0;
     assert!(referred - asked > 2.5, "REFER {:.1} s after the request", referred - asked);
 }
+
+/// The RTP test peer and the external-media SIPp caller: the peer hears the
+/// greeting and the bot's answer to what it says, and SIPp hangs up when
+/// the hold time passes.
+#[test]
+fn the_rtp_peer_measures_a_call() {
+    require_peers();
+    let serve = Serve::start("");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let peer = RtpPeer::start();
+    let caller = Sipp::new("call_external_media", dir)
+        .key("rtp_port", peer.port)
+        .arg("-recv_timeout")
+        .arg("14000")
+        .spawn(Some(serve.sip));
+    let started = std::time::Instant::now();
+    peer.wait_remote(Duration::from_secs(10));
+    let greeting = peer.wait_audio_after(started, Duration::from_secs(10)).expect("no greeting");
+    // Let the greeting play out, then ask.
+    std::thread::sleep(Duration::from_secs(6));
+    let asked = std::time::Instant::now();
+    peer.say(&say("What time does the store open?", dir));
+    let speech_end = peer.wait_said(asked, Duration::from_secs(10)).expect("the question had no speech");
+    let answer = peer.wait_audio_after(speech_end, Duration::from_secs(8)).expect("no answer");
+    eprintln!(
+        "greeting {:.0} ms after the INVITE, answer {:.0} ms after the end of speech",
+        (greeting - started).as_secs_f64() * 1e3,
+        (answer - speech_end).as_secs_f64() * 1e3
+    );
+    let sipp = caller.wait();
+    sipp.assert_ok("the caller holds, then hangs up");
+    assert!(sipp.flow().iter().any(|l| l.starts_with("BYE ")), "SIPp hung up after the hold: {:?}", sipp.flow());
+    let heard = peer.recording_between(Some(speech_end), None);
+    assert!(heard.len() > 8000, "{} samples after the question", heard.len());
+    let wav = dir.join("heard.wav");
+    write_wav(&wav, &heard);
+    let text = transcribe(&wav).to_lowercase();
+    assert!(text.contains("monday") || text.contains("9") || text.contains("nine") || text.contains("open"), "{text}");
+    let gaps = peer.utterances(started, std::time::Instant::now(), Duration::from_millis(600));
+    assert!(gaps.len() >= 2, "greeting and answer: {gaps:?}");
+}

@@ -16,6 +16,9 @@ use understudy::audio::g711::Law;
 use understudy::sip::dtmf;
 use understudy::sip::rtp::RtpSender;
 
+pub mod rtp_peer;
+pub use rtp_peer::RtpPeer;
+
 pub const LOOPBACK: &str = "127.0.0.1";
 
 /// Fail with an install hint when a peer program is missing.
