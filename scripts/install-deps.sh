@@ -3,12 +3,13 @@
 # Only missing packages are installed, so a prepared machine pays nothing.
 #   build:  cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev
 #   tests:  espeak-ng sox (synthesized callers, G.711 reference),
-#           sip-tester (SIPp) and baresip (real SIP peers)
+#           sip-tester (SIPp) and baresip (real SIP peers),
+#           kamailio (the dispatcher in front, tests/continuity_standby.rs)
 #   models: pip and npm fetch model packages through their registries
 set -euo pipefail
 
 build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
-test_pkgs=(espeak-ng sox sip-tester baresip)
+test_pkgs=(espeak-ng sox sip-tester baresip kamailio)
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     want+=("${test_pkgs[@]}")
@@ -26,6 +27,11 @@ if ((${#missing[@]})); then
     [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
     "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The tests run their own Kamailio on loopback; the package's system
+    # service would take port 5060 on every address (Understudy's default).
+    if [[ " ${missing[*]} " == *" kamailio "* && -d /run/systemd/system ]]; then
+        "${sudo_cmd[@]}" systemctl disable --now kamailio >/dev/null 2>&1 || true
+    fi
 fi
 command -v cargo >/dev/null 2>&1 || { echo "install-deps: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 echo "install-deps: ok" >&2
