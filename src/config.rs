@@ -130,11 +130,34 @@ pub struct SessionConfig {
     pub barge_in_min_speech_ms: u32,
     /// Silence between keys that ends a DTMF entry (`#` ends it at once).
     pub dtmf_interdigit_ms: u32,
-    /// A turn with no answer by then gets the safety net (apology, transfer).
+    /// A turn that has no answer this long after the caller stopped talking
+    /// says the bot's filler ("One moment, please."), once; 0: never.
+    pub filler_after_ms: u32,
+    /// A turn with no answer this long after the caller stopped talking gets
+    /// the safety net (apology, transfer).
     pub turn_deadline_ms: u32,
     /// What the local bot says when it takes a call over from the cloud bot
     /// (in-path mode, docs/continuity.md). Default: a short "I'm back".
     pub takeover_prompt: Option<String>,
+}
+
+impl SessionConfig {
+    /// Values that cannot work, with what to do about them.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1_000..=60_000).contains(&self.turn_deadline_ms) {
+            return Err(format!(
+                "session.turn_deadline_ms = {} is out of range: give 1000 to 60000 (default 3500)",
+                self.turn_deadline_ms
+            ));
+        }
+        if self.filler_after_ms != 0 && self.filler_after_ms >= self.turn_deadline_ms {
+            return Err(format!(
+                "session.filler_after_ms = {} would never play: give less than session.turn_deadline_ms ({}), or 0 for no filler",
+                self.filler_after_ms, self.turn_deadline_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for SessionConfig {
@@ -146,7 +169,13 @@ impl Default for SessionConfig {
             barge_in: true,
             barge_in_min_speech_ms: 192,
             dtmf_interdigit_ms: 1500,
-            turn_deadline_ms: 8000,
+            // No dead air over 2 s (docs/continuity.md): the filler starts
+            // 1.2 s after the end of the caller's speech and is about 1.1 s
+            // of audio (0.9 s of it speech), so the apology at 3.5 s comes
+            // about 1.3 s after the filler's last word. Any filler longer
+            // than 0.3 s keeps that gap under 2 s.
+            filler_after_ms: 1200,
+            turn_deadline_ms: 3500,
             takeover_prompt: None,
         }
     }
@@ -308,6 +337,7 @@ impl Config {
                 path.display()
             )
         })?;
+        config.session.validate().map_err(|e| anyhow::anyhow!("configuration file {} is invalid: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -367,6 +397,21 @@ mod tests {
         std::fs::write(&path, "[engines.threads]\nstt = 1\nllmm = 3\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("llmm") && err.contains("u.toml"), "{err}");
+    }
+
+    #[test]
+    fn session_deadlines_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.toml");
+        std::fs::write(&path, "[session]\nfiller_after_ms = 5000\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("filler_after_ms") && err.contains("u.toml"), "{err}");
+        std::fs::write(&path, "[session]\nturn_deadline_ms = 200\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("turn_deadline_ms"), "{err}");
+        std::fs::write(&path, "[session]\nfiller_after_ms = 0\nturn_deadline_ms = 3000\n").unwrap();
+        assert_eq!(Config::load(Some(&path)).unwrap().session.filler_after_ms, 0);
+        assert!(SessionConfig::default().validate().is_ok());
     }
 
     #[test]

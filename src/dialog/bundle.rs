@@ -234,6 +234,9 @@ pub struct Settings {
     pub handoff_prompt: Prompts,
     /// Said when an engine fails mid-call, before the safety-net transfer.
     pub apology_prompt: Prompts,
+    /// Said when a turn is slow to answer (session.filler_after_ms), so the
+    /// caller does not hear dead air; once per turn.
+    pub filler_prompt: Prompts,
     pub no_input: NoInputSettings,
     pub no_match: NoMatchSettings,
     /// Whether callers may interrupt prompts (a state may override it).
@@ -251,6 +254,7 @@ impl Default for Settings {
             apology_prompt: Prompts(vec![Text::text(
                 "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.",
             )]),
+            filler_prompt: Prompts(vec![Text::text("One moment, please.")]),
             no_input: NoInputSettings::default(),
             no_match: NoMatchSettings::default(),
             barge_in: true,
@@ -889,6 +893,14 @@ impl Bundle {
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
+    /// The filler said while a slow turn is still thinking, in the bundle's language.
+    pub fn filler_prompt(&self) -> Option<String> {
+        let lang = self.language();
+        let parts: Vec<&str> =
+            self.settings.filler_prompt.0.iter().filter_map(|t| t.get(lang, lang)).map(String::as_str).collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
     /// Words this bot expects, as a speech-to-text prompt (Whisper's initial
     /// prompt biases it towards the domain's vocabulary).
     pub fn stt_hint(&self) -> String {
@@ -929,6 +941,7 @@ impl Bundle {
         }
         list("settings.handoff_prompt".into(), &s.handoff_prompt.0, &mut out);
         list("settings.apology_prompt".into(), &s.apology_prompt.0, &mut out);
+        list("settings.filler_prompt".into(), &s.filler_prompt.0, &mut out);
         list("settings.no_input.prompts".into(), &s.no_input.prompts, &mut out);
         list("settings.no_match.prompts".into(), &s.no_match.prompts, &mut out);
         list("settings.knowledge.followup".into(), &s.knowledge.followup.0, &mut out);

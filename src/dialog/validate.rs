@@ -115,6 +115,7 @@ fn settings(b: &Bundle, f: &mut Findings) {
         let builtin = [
             ("settings.handoff_prompt", s.handoff_prompt.0 == defaults.handoff_prompt.0),
             ("settings.apology_prompt", s.apology_prompt.0 == defaults.apology_prompt.0),
+            ("settings.filler_prompt", s.filler_prompt.0 == defaults.filler_prompt.0),
             ("settings.no_input.prompts", s.no_input.prompts == defaults.no_input.prompts),
             ("settings.no_match.prompts", s.no_match.prompts == defaults.no_match.prompts),
             ("settings.knowledge.followup", s.knowledge.followup.0 == defaults.knowledge.followup.0),

@@ -107,6 +107,8 @@ pub struct TurnReport {
     pub timings_ms: TurnTimings,
     /// The turn ended in the safety net (engine failure).
     pub safety_net: bool,
+    /// The turn was slow and the caller heard the filler first.
+    pub filler: bool,
     pub barged_in: bool,
     pub error: Option<String>,
 }
@@ -121,8 +123,13 @@ pub struct SessionSettings {
     pub no_input_timeout: Duration,
     /// Keys after which a DTMF entry is complete without a `#`.
     pub dtmf_interdigit: Duration,
-    /// A turn that has produced no audio by then gets the safety net.
+    /// A turn that has produced no audio this long after the caller stopped
+    /// talking gets the safety net.
     pub turn_deadline: Duration,
+    /// A turn with no answer this long after the caller stopped talking
+    /// plays `filler` (once); `None`: never.
+    pub filler_after: Option<Duration>,
+    pub filler: String,
     /// Where the safety net sends callers.
     pub safety_target: String,
     pub apology: String,
@@ -136,7 +143,7 @@ impl SessionSettings {
     /// Texts the session may have to say when an engine cannot help (the
     /// apology, the takeover prompt): pre-rendered with the bot's prompts.
     pub fn fixed_prompts(&self) -> Vec<String> {
-        vec![self.apology.clone(), self.takeover.clone()]
+        vec![self.apology.clone(), self.takeover.clone(), self.filler.clone()]
     }
 }
 
@@ -208,6 +215,10 @@ struct Session {
     pending_report: Option<TurnReport>,
     /// A turn that ended while another was in progress.
     queued_turn: Option<TurnInput>,
+    /// When the thinking turn's filler is due (no answer yet by then).
+    filler_due: Option<tokio::time::Instant>,
+    /// The current turn played its filler.
+    filler_played: bool,
 }
 
 impl Session {
@@ -237,6 +248,8 @@ impl Session {
             barge_in,
             pending_report: None,
             queued_turn: None,
+            filler_due: None,
+            filler_played: false,
             setup,
         }
     }
@@ -273,6 +286,7 @@ impl Session {
             }
             let no_input = self.no_input_deadline;
             let dtmf_due = self.dtmf_deadline;
+            let filler_due = self.filler_due;
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_event(event).await,
@@ -291,6 +305,7 @@ impl Session {
                     let digits = std::mem::take(&mut self.dtmf);
                     self.run_turn(TurnInput::Dtmf(digits)).await;
                 }
+                _ = sleep_until(filler_due) => self.play_filler().await,
             }
         }
         self.stop_work();
@@ -487,12 +502,39 @@ impl Session {
         self.no_input_deadline = None;
         self.turn += 1;
         self.set_state(CallState::Thinking).await;
+        // Like the turn deadline, the filler counts from the end of speech.
+        let since = match &input {
+            TurnInput::Speech { speech_end, .. } => *speech_end,
+            _ => Instant::now(),
+        };
+        self.filler_played = false;
+        self.filler_due = self.setup.settings.filler_after.map(|after| tokio::time::Instant::from_std(since + after));
         let task = tokio::spawn(turn::think(self.setup.clone(), conversation, input, self.turn));
         self.work = Work::Thinking(task);
     }
 
+    /// The turn is slow: say the filler (pre-rendered) so the caller does not
+    /// hear dead air. The answer, when it comes, queues behind it.
+    async fn play_filler(&mut self) {
+        self.filler_due = None;
+        if !matches!(self.work, Work::Thinking(_)) {
+            return;
+        }
+        let Some(audio) = self.setup.prompts.get(&self.setup.settings.filler) else {
+            tracing::warn!(call = %self.call_id, "the filler is not pre-rendered; the caller waits in silence");
+            return;
+        };
+        tracing::info!(call = %self.call_id, turn = self.turn, ms = audio.len() / 16, "turn is slow: filler");
+        metrics::counter_inc("understudy_fillers_total", &[]);
+        self.filler_played = true;
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        self.emit(SessionAction::Play { samples: audio, mark }).await;
+    }
+
     async fn on_thought(&mut self, done: Result<TurnDone, tokio::task::JoinError>) {
         self.work = Work::Idle;
+        self.filler_due = None;
         let done = match done {
             Ok(done) => done,
             Err(e) => {
@@ -506,7 +548,8 @@ impl Session {
         };
         self.conversation = Some(done.conversation);
         match done.outcome {
-            Ok((bot_turn, report)) => {
+            Ok((bot_turn, mut report)) => {
+                report.filler = std::mem::take(&mut self.filler_played);
                 let speech_end = done.speech_end;
                 self.speak(bot_turn.say.clone(), bot_turn.action.clone(), report, speech_end).await;
             }
@@ -598,12 +641,19 @@ impl Session {
     async fn safety_net(&mut self, error: EngineError, report: Option<TurnReport>) {
         tracing::error!(call = %self.call_id, %error, "engine failure: safety net");
         metrics::counter_inc("understudy_safety_net_total", &[]);
+        // While thinking, only a prompt (the filler, a takeover prompt) can be
+        // queued: let it finish, the apology follows at once. A half-spoken
+        // answer is cut.
+        if self.state != CallState::Thinking {
+            self.emit(SessionAction::ClearPlayout).await;
+        }
         self.stop_work();
-        self.emit(SessionAction::ClearPlayout).await;
+        self.filler_due = None;
         let setup = self.setup.clone();
         let settings = &setup.settings;
         let mut report = report.unwrap_or_else(|| TurnReport { turn: self.turn, ..Default::default() });
         report.safety_net = true;
+        report.filler |= std::mem::take(&mut self.filler_played);
         report.error = Some(error.to_string());
         report.reply = settings.apology.clone();
         report.action = "transfer".into();
@@ -656,6 +706,8 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
         no_input_timeout: bundle.no_input_timeout(),
         dtmf_interdigit: Duration::from_millis(config.dtmf_interdigit_ms as u64),
         turn_deadline: Duration::from_millis(config.turn_deadline_ms as u64),
+        filler_after: (config.filler_after_ms > 0).then(|| Duration::from_millis(config.filler_after_ms as u64)),
+        filler: bundle.filler_prompt().unwrap_or_else(|| prompts::DEFAULT_FILLER.to_string()),
         safety_target: bundle.safety_net_target(),
         apology: bundle.safety_net_prompt().unwrap_or_else(|| prompts::DEFAULT_APOLOGY.to_string()),
         takeover: config.takeover_prompt.clone().unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),

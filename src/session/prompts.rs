@@ -13,6 +13,9 @@ use std::time::Instant;
 
 /// What the caller hears when an engine fails; always pre-rendered.
 pub const DEFAULT_APOLOGY: &str = "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.";
+/// What the caller hears when a turn is slow to answer (the bundle's
+/// `filler_prompt` replaces it); always pre-rendered.
+pub const DEFAULT_FILLER: &str = "One moment, please.";
 /// What the caller hears when the local bot takes a call over from a failed
 /// cloud bot (in-path mode); always pre-rendered.
 pub const DEFAULT_TAKEOVER: &str = "Sorry about that, I'm back with you.";

@@ -78,12 +78,22 @@ pub struct TurnDone {
     pub speech_end: Option<Instant>,
 }
 
+/// When a turn must have produced audio: `turn_deadline` after the caller
+/// stopped talking (the caller's wait counts from there, endpointing included).
+pub fn turn_deadline(setup: &SessionSetup, speech_end: Option<Instant>) -> Instant {
+    speech_end.unwrap_or_else(Instant::now) + setup.settings.turn_deadline
+}
+
 /// Transcribe (if speech) and decide what to say.
 pub async fn think(setup: Arc<SessionSetup>, mut conversation: Conversation, input: TurnInput, turn: u32) -> TurnDone {
     let mut report = TurnReport { turn, ..Default::default() };
     let mut speech_end = None;
-    let deadline = setup.settings.turn_deadline;
-    let outcome = match tokio::time::timeout(
+    let ended = match &input {
+        TurnInput::Speech { speech_end, .. } => Some(*speech_end),
+        _ => None,
+    };
+    let deadline = tokio::time::Instant::from_std(turn_deadline(&setup, ended));
+    let outcome = match tokio::time::timeout_at(
         deadline,
         decide(&setup, &mut conversation, input, &mut report, &mut speech_end),
     )
@@ -180,12 +190,24 @@ pub async fn speak(
     let started = Instant::now();
     let mut mark = first_mark;
     let mut last_mark = None;
+    // A caller's turn must produce its first audio by the turn deadline (a
+    // stalled TTS is dead air too); the greeting has no deadline.
+    let deadline = speech_end.map(|end| tokio::time::Instant::from_std(turn_deadline(&setup, Some(end))));
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
-        let mut speech = match Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text).await {
+        let first = deadline.filter(|_| last_mark.is_none());
+        let mut speech = match by(first, Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text)).await {
             Ok(s) => s,
             Err(e) => return SpeakerDone { last_mark, error: Some(e), report },
         };
-        while let Some(piece) = speech.next(&setup.prompts).await {
+        loop {
+            let first = deadline.filter(|_| last_mark.is_none());
+            let piece = match first {
+                Some(at) => tokio::time::timeout_at(at, speech.next(&setup.prompts))
+                    .await
+                    .unwrap_or(Some(Err(EngineError::Timeout { engine: "tts" }))),
+                None => speech.next(&setup.prompts).await,
+            };
+            let Some(piece) = piece else { break };
             let samples = match piece {
                 Ok(s) => s,
                 Err(e) => return SpeakerDone { last_mark, error: Some(e), report },
@@ -208,4 +230,15 @@ pub async fn speak(
         }
     }
     SpeakerDone { last_mark, error: None, report }
+}
+
+/// `work`, or a TTS timeout at `deadline` when there is one.
+async fn by<T>(
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = Result<T, EngineError>>,
+) -> Result<T, EngineError> {
+    match deadline {
+        Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or(Err(EngineError::Timeout { engine: "tts" })),
+        None => work.await,
+    }
 }
