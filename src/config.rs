@@ -23,6 +23,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub sip: SipConfig,
     pub sync: SyncConfig,
+    pub cloud: CloudConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -274,6 +275,65 @@ impl Default for SipConfig {
             transfer_mode: TransferMode::ReferThenBridge,
             transfer_timeout_s: 30,
             answer_delay_ms: 0,
+        }
+    }
+}
+
+/// Who routes calls between the cloud bot and this box (docs/continuity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudMode {
+    /// The SBC routes; we answer OPTIONS 200/503 and take what it sends.
+    Standby,
+    /// We front the cloud bot (B2BUA): calls are bridged to it while it is
+    /// healthy, and the local bot takes a call over when its cloud leg fails.
+    InPath,
+}
+
+/// The cloud bot, its health probes, and takeover (docs/continuity.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    pub mode: CloudMode,
+    /// The cloud bot's SIP URI (in-path mode), e.g. `sip:bot@10.0.0.5:5060`.
+    pub uri: Option<String>,
+    /// Probe the cloud bot with SIP OPTIONS to `uri`.
+    pub probe_options: bool,
+    /// Also probe this HTTP(S) health URL (2xx is healthy).
+    pub health_url: Option<String>,
+    pub probe_interval_ms: u64,
+    /// A probe with no answer by then has failed.
+    pub probe_timeout_ms: u64,
+    /// Failures in a row (probes or calls) before new calls go to the local bot.
+    pub down_after: u32,
+    /// Good probes in a row before a degraded cloud counts as up again.
+    pub up_after: u32,
+    /// A cloud that was down must be healthy this long before new calls go back to it.
+    pub failback_after_s: u64,
+    /// The cloud must answer a call's INVITE within this; else the local bot answers.
+    pub setup_timeout_ms: u64,
+    /// No RTP from the cloud leg for this long: the local bot takes the call over.
+    pub rtp_timeout_ms: u64,
+    /// Caller audio kept, so the local bot hears what the caller said since
+    /// the cloud bot last spoke.
+    pub recent_audio_s: u64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            mode: CloudMode::Standby,
+            uri: None,
+            probe_options: true,
+            health_url: None,
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 800,
+            down_after: 3,
+            up_after: 3,
+            failback_after_s: 30,
+            setup_timeout_ms: 3000,
+            rtp_timeout_ms: 500,
+            recent_audio_s: 8,
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct ApplianceStatus {
     pub uptime_s: u64,
     pub prompts_cached: usize,
     pub engines: Vec<WorkerHealth>,
+    /// The cloud bot's health and where new calls go (when one is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cloud: Option<crate::continuity::CloudStatus>,
 }
 
 /// Produces the current status on demand.

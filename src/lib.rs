@@ -5,6 +5,7 @@ pub mod audio;
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod continuity;
 pub mod dialog;
 pub mod engines;
 pub mod http;

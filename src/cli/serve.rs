@@ -7,7 +7,8 @@
 //! cannot load its model keeps the appliance up but not ready, with the
 //! reason in `/readyz`.
 
-use crate::config::Config;
+use crate::config::{CloudMode, Config};
+use crate::continuity::{CloudSettings, Continuity};
 use crate::engines::{EngineSet, Engines};
 use crate::http::{self, ApplianceStatus};
 use crate::session::SessionSetup;
@@ -38,6 +39,8 @@ pub struct Appliance {
     pub bot_error: std::sync::Mutex<Option<String>>,
     pub pack: String,
     pub started: Instant,
+    /// The cloud bot's health (when `[cloud]` names one).
+    pub cloud: Option<Arc<Continuity>>,
 }
 
 impl Appliance {
@@ -60,6 +63,7 @@ impl Appliance {
             uptime_s: self.started.elapsed().as_secs(),
             prompts_cached: setup.as_ref().map(|s| s.prompts.len()).unwrap_or(0),
             engines,
+            cloud: self.cloud.as_ref().map(|c| c.status()),
         }
     }
 }
@@ -74,6 +78,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     // Sync: the store's active version unless --bundle names one (docs/sync.md).
     let (bundle, version) = crate::sync::service::startup_bundle(&config, args.bundle.as_deref())?;
     let engine_config = config.engine_config()?;
+    let cloud_settings = CloudSettings::from_config(&config.cloud)?;
+    let watch_cloud = cloud_settings.mode == CloudMode::InPath || cloud_settings.uri.is_some() || cloud_settings.health_url.is_some();
+    let cloud = watch_cloud.then(|| Continuity::new(cloud_settings));
     let engines = Engines::start(&engine_config, EngineSet::ALL);
     let appliance = Arc::new(Appliance {
         engines: engines.clone(),
@@ -81,7 +88,12 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         bot_error: Default::default(),
         pack: config.models.pack.clone(),
         started: Instant::now(),
+        cloud: cloud.clone(),
     });
+    if let Some(cloud) = &cloud {
+        tracing::info!(mode = ?cloud.settings.mode, uri = cloud.settings.uri.as_deref().unwrap_or("-"), "cloud: watching the cloud bot");
+        cloud.spawn_probes();
+    }
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
@@ -92,7 +104,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         let appliance = appliance.clone();
         Arc::new(move || if appliance.status().ready { appliance.current_setup() } else { None })
     };
-    let sip = crate::sip::start(&config.sip, sessions).await?;
+    let sip = crate::sip::start(&config.sip, sessions, cloud).await?;
     let status_source = appliance.clone();
     let http_task = tokio::spawn(http::serve(listener, Arc::new(move || status_source.status())));
 

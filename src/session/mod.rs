@@ -164,6 +164,22 @@ pub struct CallHandle {
 
 /// Start a session for one call.
 pub fn start_call(setup: Arc<SessionSetup>, call_id: String) -> CallHandle {
+    start_call_with(setup, call_id, Opening::Greeting)
+}
+
+/// How a session begins.
+pub enum Opening {
+    /// A new call: the bot's greeting.
+    Greeting,
+    /// The local bot takes over a call the cloud bot was handling: the
+    /// takeover prompt at once, then the caller's recent speech (16 kHz,
+    /// since the cloud bot last spoke) is heard as if live, so a question
+    /// the cloud never answered gets answered now.
+    Takeover { recent: Vec<i16> },
+}
+
+/// Start a session for one call, opening as `opening` says.
+pub fn start_call_with(setup: Arc<SessionSetup>, call_id: String, opening: Opening) -> CallHandle {
     // Events: 50 audio frames a second; a few seconds of slack.
     let (event_tx, event_rx) = mpsc::channel(512);
     let (action_tx, action_rx) = mpsc::channel(512);
@@ -171,7 +187,7 @@ pub fn start_call(setup: Arc<SessionSetup>, call_id: String) -> CallHandle {
         let mut session = Session::new(setup, call_id.clone(), action_tx);
         metrics::gauge_add("understudy_calls_active", &[], 1.0);
         metrics::counter_inc("understudy_calls_total", &[]);
-        session.run(event_rx).await;
+        session.run(event_rx, opening).await;
         metrics::gauge_add("understudy_calls_active", &[], -1.0);
         tracing::info!(call = %call_id, "session ended");
     });
@@ -267,18 +283,23 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>) {
+    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>, opening: Opening) {
         let (conversation, greeting) = self.setup.bot.start();
         self.conversation = Some(conversation);
-        let report = TurnReport {
-            turn: 0,
-            reply: greeting.say.join(" "),
-            intent: greeting.intent.clone(),
-            matched_by: "greeting".into(),
-            action: format!("{:?}", greeting.action),
-            ..Default::default()
-        };
-        self.speak(greeting.say.clone(), greeting.action.clone(), report, None).await;
+        match opening {
+            Opening::Greeting => {
+                let report = TurnReport {
+                    turn: 0,
+                    reply: greeting.say.join(" "),
+                    intent: greeting.intent.clone(),
+                    matched_by: "greeting".into(),
+                    action: format!("{:?}", greeting.action),
+                    ..Default::default()
+                };
+                self.speak(greeting.say.clone(), greeting.action.clone(), report, None).await;
+            }
+            Opening::Takeover { recent } => self.take_over(recent).await,
+        }
 
         loop {
             if self.state == CallState::Ended {
@@ -309,6 +330,30 @@ impl Session {
             }
         }
         self.stop_work();
+    }
+
+    /// Open a taken-over call: the takeover prompt goes out first (queued
+    /// on the line directly, not as a turn, so the caller's speech neither
+    /// cuts it nor waits for it), then the recent caller audio runs through
+    /// endpointing; a finished question starts a turn whose answer queues
+    /// behind the prompt, an unfinished one continues with the live audio.
+    async fn take_over(&mut self, recent: Vec<i16>) {
+        let text = self.setup.settings.takeover.clone();
+        match self.setup.prompts.get(&text) {
+            Some(samples) => {
+                let mark = self.next_mark;
+                self.next_mark += 1;
+                self.emit(SessionAction::Play { samples, mark }).await;
+            }
+            None => tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it"),
+        }
+        let report = TurnReport { turn: 0, reply: text, matched_by: "takeover".into(), action: "listen".into(), ..Default::default() };
+        self.emit(SessionAction::Report(Box::new(report))).await;
+        self.no_input_deadline = Some(tokio::time::Instant::now() + self.setup.settings.no_input_timeout);
+        for frame in recent.chunks(crate::audio::FRAME_SAMPLES) {
+            self.on_audio(frame).await;
+        }
+        tracing::info!(call = %self.call_id, recent_ms = recent.len() / 16, state = ?self.state, "took the call over");
     }
 
     fn stop_work(&mut self) {

@@ -80,6 +80,12 @@ impl Admission {
         Ok(())
     }
 
+    /// The setup calls would get now, without taking a slot (for an apology
+    /// when there is no room).
+    pub fn current_setup(&self) -> Option<Arc<SessionSetup>> {
+        (self.sessions)()
+    }
+
     /// Take a slot for a new call.
     pub fn admit(&self) -> Result<Admitted, Refusal> {
         let setup = (self.sessions)().ok_or(Refusal::NotReady)?;

@@ -2,15 +2,14 @@
 //! relays the media between the caller's leg and the new one (8 kHz frames
 //! and DTMF keys both ways), until either side hangs up.
 
-use super::media::{BridgeFrame, MediaCommand, MediaLeg, Upstream};
+use super::media::{BridgeFrame, MediaCommand, MediaConfig, MediaLeg, Upstream};
 use super::sdp::{self, LocalMedia, SdpSession};
 use super::server::Shared;
 use rsipstack::dialog::dialog::DialogStateReceiver;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Host, StatusCodeKind, Transport, Uri};
+use rsipstack::sip::{StatusCodeKind, Uri};
 use rsipstack::transport::SipAddr;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -23,34 +22,12 @@ pub struct Bridge {
     pub target: String,
 }
 
-/// Where to send a request for `uri`: its host (IP, or resolved) and port.
-async fn destination(uri: &Uri) -> Result<(SocketAddr, Transport), String> {
-    let transport = uri
-        .params
-        .iter()
-        .find_map(|p| match p {
-            rsipstack::sip::Param::Transport(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(Transport::Udp);
-    let port = uri.host_with_port.port.map(u16::from).unwrap_or(5060);
-    let addr = match &uri.host_with_port.host {
-        Host::IpAddr(ip) => SocketAddr::new(*ip, port),
-        Host::Domain(domain) => tokio::net::lookup_host((domain.to_string(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {domain}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{domain} has no address"))?,
-    };
-    Ok((addr, transport))
-}
-
 /// Call `target` (a SIP URI) with a fresh RTP leg; returns once it answered.
-pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str) -> Result<Bridge, String> {
+pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str, media: MediaConfig) -> Result<Bridge, String> {
     let callee = Uri::try_from(target).map_err(|e| format!("bad transfer target {target:?}: {e}"))?;
-    let (to, transport) = destination(&callee).await?;
+    let (to, transport) = super::resolve_uri(&callee).await?;
     let socket = shared.ports.bind().await.map_err(|e| e.to_string())?;
-    let leg = MediaLeg::spawn(socket, shared.media.clone(), format!("bridge/{target}")).map_err(|e| e.to_string())?;
+    let leg = MediaLeg::spawn(socket, media, format!("bridge/{target}")).map_err(|e| e.to_string())?;
     let local_ip = shared.local_ip_for(to.ip());
     let mut sdp = SdpSession::new(LocalMedia {
         address: local_ip,

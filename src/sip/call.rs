@@ -6,13 +6,14 @@
 use super::admission::Admitted;
 use super::bridge::{self, Bridge};
 use super::dtmf;
-use super::media::{MediaCommand, MediaEvent, MediaLeg, Upstream};
+use super::inpath::{self, CloudEvent, CloudLeg};
+use super::media::{MediaCommand, MediaConfig, MediaEvent, MediaLeg, Upstream};
 use super::sdp::{Direction, LocalMedia, Negotiated, SdpSession};
 use super::server::Shared;
 use super::transfer::{self, Outcome};
 use super::ALLOW;
 use crate::metrics;
-use crate::session::{self, CallEvent, SessionAction, TurnReport};
+use crate::session::{self, CallEvent, Opening, SessionAction, TurnReport};
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
@@ -34,7 +35,10 @@ pub(super) struct CallSetup {
     /// The INVITE's offer (`None`: a delayed offer, we offer in the 200 OK).
     pub offer: Option<Negotiated>,
     pub local: LocalMedia,
-    pub admitted: Admitted,
+    /// The call slot (`None` for a call bridged to the cloud bot).
+    pub admitted: Option<Admitted>,
+    /// In-path mode with a live cloud: bridge the call to the cloud bot.
+    pub to_cloud: bool,
     pub call_id: String,
     /// Where the INVITE came from (the SBC).
     pub peer: SocketAddr,
@@ -82,6 +86,9 @@ struct Call {
     transfer: Option<TransferTask>,
     sipfrags: Option<mpsc::Sender<u16>>,
     bridge: Option<Box<Bridge>>,
+    /// In-path mode: the cloud bot's leg while it has the call.
+    cloud: Option<Box<CloudLeg>>,
+    to_cloud: bool,
     /// The transfer is done; hang up at this time unless the caller does first.
     hang_up_at: Option<tokio::time::Instant>,
     confirmed: bool,
@@ -100,11 +107,13 @@ pub(super) async fn run(setup: CallSetup) {
         leg: setup.leg,
         offer: setup.offer,
         answer_in_ack: false,
-        admitted: Some(setup.admitted),
+        admitted: setup.admitted,
         session: None,
         transfer: None,
         sipfrags: None,
         bridge: None,
+        cloud: None,
+        to_cloud: setup.to_cloud,
         hang_up_at: None,
         confirmed: false,
         started: Instant::now(),
@@ -115,6 +124,12 @@ pub(super) async fn run(setup: CallSetup) {
 
 impl Call {
     async fn lifecycle(&mut self) -> End {
+        let _ = self.dialog.ringing(None, None);
+        if self.to_cloud {
+            if let Some(end) = self.connect_cloud().await {
+                return end;
+            }
+        }
         if let Some(end) = self.ring_and_answer().await {
             return end;
         }
@@ -131,6 +146,12 @@ impl Call {
                 },
                 outcome = next_outcome(&mut self.transfer) => self.on_transfer(outcome),
                 event = next_agent_event(&mut self.bridge) => self.on_agent_event(event).await,
+                event = next_cloud_event(&mut self.cloud) => match event {
+                    CloudEvent::Relayed => None,
+                    CloudEvent::RelayClosed => self.take_over("the cloud leg's media stopped".into()).await,
+                    CloudEvent::State(state) => self.on_cloud_event(AgentEvent::State(state)).await,
+                    CloudEvent::Media(event) => self.on_cloud_event(AgentEvent::Media(event)).await,
+                },
                 _ = sleep_until(self.hang_up_at) => end("transferred", "by REFER"),
             };
             if let Some(end) = ended {
@@ -139,9 +160,8 @@ impl Call {
         }
     }
 
-    /// 180, an optional ring time (a CANCEL ends the call there), then 200 with SDP.
+    /// An optional ring time (a CANCEL ends the call there), then 200 with SDP.
     async fn ring_and_answer(&mut self) -> Option<End> {
-        let _ = self.dialog.ringing(None, None);
         let delay = self.shared.settings.answer_delay;
         if !delay.is_zero() {
             let ring = tokio::time::sleep(delay);
@@ -256,14 +276,20 @@ impl Call {
         metrics::counter_inc("understudy_sip_dtmf_total", &[("via", "info")]);
         if let Some(bridge) = &self.bridge {
             bridge.leg.send(MediaCommand::SendDtmf(key));
+        } else if let Some(cloud) = &self.cloud {
+            cloud.bridge.leg.send(MediaCommand::SendDtmf(key));
         } else if let Some(session) = &self.session {
             let _ = session.events.send(CallEvent::Dtmf(key)).await;
         }
     }
 
     fn start_session(&mut self) {
+        self.start_session_with(Opening::Greeting);
+    }
+
+    fn start_session_with(&mut self, opening: Opening) {
         let Some(admitted) = &self.admitted else { return };
-        let handle = session::start_call(admitted.setup.clone(), self.id.clone());
+        let handle = session::start_call_with(admitted.setup.clone(), self.id.clone(), opening);
         self.leg.send(MediaCommand::Attach(Upstream::Session(handle.events.clone())));
         self.session = Some(SessionLink { events: handle.events, actions: handle.actions, _task: handle.task });
     }
@@ -392,9 +418,161 @@ impl Call {
         }
     }
 
+    /// In-path: the caller hears ringing while the cloud bot answers; if it
+    /// does not (error, timeout), the local bot answers instead, or the
+    /// caller gets 503 (the SBC's next route) when the local bot cannot.
+    async fn connect_cloud(&mut self) -> Option<End> {
+        let continuity = self.shared.continuity.clone()?;
+        let uri = continuity.settings.uri.clone()?;
+        let media = MediaConfig { rtp_timeout: continuity.settings.rtp_timeout, ..self.shared.media.clone() };
+        let caller_user = caller_user(&self.dialog.initial_request());
+        let started = Instant::now();
+        let dial = bridge::dial(&self.shared, &uri, &caller_user, media);
+        let give_up = tokio::time::sleep(continuity.settings.setup_timeout);
+        tokio::pin!(dial, give_up);
+        let result = loop {
+            tokio::select! {
+                result = &mut dial => break result,
+                _ = &mut give_up => break Err(format!("no answer within {} ms", continuity.settings.setup_timeout.as_millis())),
+                state = self.states.recv() => match state {
+                    Some(DialogState::Terminated(_, reason)) => return end("cancelled", format!("{reason:?} while calling the cloud bot")),
+                    None => return end("failed", "the dialog went away while calling the cloud bot"),
+                    Some(_) => {}
+                },
+            }
+        };
+        match result {
+            Ok(cloud) => {
+                tracing::info!(call = %self.id, cloud = %uri, ms = started.elapsed().as_millis() as u64, "bridged to the cloud bot");
+                metrics::counter_inc("understudy_inpath_calls_total", &[("route", "cloud")]);
+                self.cloud = Some(Box::new(CloudLeg::connect(&self.leg, Box::new(cloud), continuity.settings.recent_audio)));
+                None
+            }
+            Err(why) => {
+                tracing::warn!(call = %self.id, cloud = %uri, error = %why, "the cloud bot did not take the call: the local bot answers");
+                continuity.call_failed(&format!("call setup: {why}"));
+                match self.shared.admission.admit() {
+                    Ok(admitted) => {
+                        metrics::counter_inc("understudy_inpath_calls_total", &[("route", "local_after_setup_failure")]);
+                        self.admitted = Some(admitted);
+                        None
+                    }
+                    Err(refusal) => {
+                        metrics::counter_inc("understudy_inpath_calls_total", &[("route", "refused")]);
+                        let _ = self.dialog.reject(Some(StatusCode::ServiceUnavailable), Some(refusal.label().to_string()));
+                        end("refused", format!("the cloud bot failed ({why}) and the local bot is {}", refusal.label()))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_cloud_event(&mut self, event: AgentEvent) -> Option<End> {
+        let cloud = self.cloud.as_mut()?;
+        let state = match event {
+            AgentEvent::Media(Some(MediaEvent::Timeout)) => {
+                let ms = self.shared.continuity.as_ref().map_or(0, |c| c.settings.rtp_timeout.as_millis());
+                return self.take_over(format!("no RTP from the cloud bot for {ms} ms")).await;
+            }
+            AgentEvent::Media(None) => return self.take_over("the cloud leg's RTP stopped".into()).await,
+            AgentEvent::State(None) => return self.take_over("the cloud leg's dialog went away".into()).await,
+            AgentEvent::State(Some(state)) => *state,
+        };
+        match state {
+            DialogState::Terminated(id, TerminatedReason::UasBye) => {
+                let reason = self.shared.bye_reasons.lock().unwrap().remove(&id.call_id).unwrap_or_default();
+                if inpath::bye_reason_is_error(&reason) {
+                    return self.take_over(format!("the cloud bot hung up with an error ({reason})")).await;
+                }
+                end("completed", "the cloud bot hung up")
+            }
+            DialogState::Terminated(_, reason) => self.take_over(format!("the cloud leg ended: {reason:?}")).await,
+            DialogState::Updated(_, request, handle) => {
+                let _ = answer_offer(&mut cloud.bridge.sdp, &cloud.bridge.leg, &request, handle).await;
+                None
+            }
+            DialogState::Info(_, request, handle) => {
+                let key = info_key(&request);
+                let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
+                let _ = handle.reply(status).await;
+                if let Some(key) = key {
+                    self.leg.send(MediaCommand::SendDtmf(key));
+                }
+                None
+            }
+            // The cloud bot hands the caller to a human: we do the transfer
+            // (REFER to the caller's side, else bridge), the cloud leg ends.
+            DialogState::Refer(_, request, handle) => {
+                let target = request.header_value("Refer-To").map(|t| t.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_string());
+                let Some(target) = target.filter(|t| !t.is_empty()) else {
+                    let _ = handle.reply(StatusCode::BadRequest).await;
+                    return None;
+                };
+                let _ = handle.reply(StatusCode::Accepted).await;
+                tracing::info!(call = %self.id, %target, "the cloud bot transfers the caller");
+                if let Some(cloud) = self.cloud.take() {
+                    cloud.close(self.shared.clone());
+                }
+                self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
+                self.begin_transfer(target, "the cloud bot asked for it".into()).await
+            }
+            DialogState::Options(_, _, handle)
+            | DialogState::Notify(_, _, handle)
+            | DialogState::Message(_, _, handle)
+            | DialogState::Publish(_, _, handle) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The cloud leg failed mid-call: the caller's leg stays up and the
+    /// local bot takes over with what the caller said since the cloud bot
+    /// last spoke. With no room for the local bot, the caller hears the
+    /// apology and goes to a human; never a dropped call.
+    async fn take_over(&mut self, why: String) -> Option<End> {
+        let cloud = self.cloud.take()?;
+        let quiet_ms = cloud.last_cloud_frame.map(|t| t.elapsed().as_millis() as u64);
+        let recent_ms = cloud.recent.len_ms();
+        let recent = cloud.recent.to_canonical();
+        let on_cloud_s = cloud.connected.elapsed().as_secs_f64();
+        cloud.close(self.shared.clone());
+        if let Some(continuity) = &self.shared.continuity {
+            continuity.call_failed(&why);
+        }
+        // Stale cloud audio out; from here the caller's audio is the session's.
+        self.leg.send(MediaCommand::Clear);
+        self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
+        match self.shared.admission.admit() {
+            Ok(admitted) => {
+                tracing::warn!(call = %self.id, reason = %why, quiet_ms, recent_ms, on_cloud_s, "cloud leg failed: the local bot takes over");
+                metrics::counter_inc("understudy_takeovers_total", &[("to", "local_bot")]);
+                self.admitted = Some(admitted);
+                self.start_session_with(Opening::Takeover { recent });
+                None
+            }
+            Err(refusal) => {
+                tracing::warn!(call = %self.id, reason = %why, local = refusal.label(), "cloud leg failed and the local bot cannot take over: to a human");
+                metrics::counter_inc("understudy_takeovers_total", &[("to", "human")]);
+                let setup = self.shared.admission.current_setup();
+                if let Some(setup) = &setup {
+                    if let Some(samples) = setup.prompts.get(&setup.settings.apology) {
+                        self.leg.send(MediaCommand::Play { samples, mark: 0 });
+                    }
+                }
+                let target = setup.map(|s| s.settings.safety_target.clone()).unwrap_or_default();
+                self.begin_transfer(target, format!("cloud failed ({why}); local bot {}", refusal.label())).await
+            }
+        }
+    }
+
     /// Tear everything down: session, transfer in progress, bridge, dialog, RTP.
     async fn finish(mut self, end: End) {
         self.end_session();
+        if let Some(cloud) = self.cloud.take() {
+            cloud.close(self.shared.clone());
+        }
         // Dropping a transfer in progress cancels its INVITE to the target.
         self.transfer = None;
         if let Some(bridge) = self.bridge.take() {
@@ -533,8 +711,22 @@ enum AgentEvent {
     Media(Option<MediaEvent>),
 }
 
+async fn next_cloud_event(cloud: &mut Option<Box<CloudLeg>>) -> CloudEvent {
+    match cloud {
+        Some(c) => c.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_agent_event(bridge: &mut Option<Box<Bridge>>) -> AgentEvent {
-    let Some(b) = bridge.as_mut() else { return std::future::pending().await };
+    match bridge {
+        Some(b) => leg_event(b).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next signalling or media event of a leg we placed (agent or cloud bot).
+async fn leg_event(b: &mut Bridge) -> AgentEvent {
     tokio::select! {
         state = b.states.recv() => AgentEvent::State(state.map(Box::new)),
         event = b.leg.events.recv() => AgentEvent::Media(event),

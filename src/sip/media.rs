@@ -613,7 +613,7 @@ impl LegWorker {
         let since = self.last_rx.map_or(started, |t| t.max(started));
         if now.duration_since(since) > self.config.rtp_timeout {
             self.timed_out = true;
-            tracing::warn!(leg = %self.name, secs = self.config.rtp_timeout.as_secs(), "no RTP from the peer: ending the call");
+            tracing::warn!(leg = %self.name, ms = self.config.rtp_timeout.as_millis() as u64, "no RTP from the peer");
             metrics::counter_inc("understudy_rtp_timeouts_total", &[]);
             let _ = self.events.try_send(MediaEvent::Timeout);
         }

@@ -20,6 +20,7 @@ pub mod admission;
 mod bridge;
 mod call;
 pub mod dtmf;
+pub mod inpath;
 pub mod jitter;
 pub mod media;
 pub mod rtp;
@@ -138,13 +139,41 @@ impl SipSettings {
 
 /// Start the SIP server (`Ok(None)` when switched off). Until `sessions`
 /// gives a setup, OPTIONS and INVITE get 503.
-pub async fn start(config: &SipConfig, sessions: SessionSource) -> Result<Option<SipServer>> {
+pub async fn start(
+    config: &SipConfig,
+    sessions: SessionSource,
+    continuity: Option<std::sync::Arc<crate::continuity::Continuity>>,
+) -> Result<Option<SipServer>> {
     let Some(settings) = SipSettings::from_config(config)? else {
         tracing::info!("SIP is off (sip.listen = \"off\")");
         return Ok(None);
     };
     let admission = Admission::new(settings.capacity, sessions);
-    SipServer::start(settings, admission).await.map(Some)
+    SipServer::start(settings, admission, continuity).await.map(Some)
+}
+
+/// Where to send a request for `uri`: its host (IP, or resolved) and port,
+/// and the transport its `transport` parameter names (UDP by default).
+pub async fn resolve_uri(uri: &rsipstack::sip::Uri) -> Result<(SocketAddr, rsipstack::sip::Transport), String> {
+    use rsipstack::sip::{Host, Param, Transport};
+    let transport = uri
+        .params
+        .iter()
+        .find_map(|p| match p {
+            Param::Transport(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(Transport::Udp);
+    let port = uri.host_with_port.port.map(u16::from).unwrap_or(5060);
+    let addr = match &uri.host_with_port.host {
+        Host::IpAddr(ip) => SocketAddr::new(*ip, port),
+        Host::Domain(domain) => tokio::net::lookup_host((domain.to_string(), port))
+            .await
+            .map_err(|e| format!("cannot resolve {domain}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{domain} has no address"))?,
+    };
+    Ok((addr, transport))
 }
 
 /// Our Contact URI as seen from a peer.

@@ -20,7 +20,9 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::Arc;
+use crate::continuity::Continuity;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// What every call shares.
@@ -32,6 +34,12 @@ pub(super) struct Shared {
     pub media: MediaConfig,
     /// Where SIP is served (one port for every transport).
     pub listen: SocketAddr,
+    /// The cloud bot's health and routing (in-path mode bridges calls to it).
+    pub continuity: Option<Arc<Continuity>>,
+    /// `Reason` headers of BYEs received, by Call-ID, until the call reads
+    /// them (rsipstack reports a BYE without its headers; in-path mode tells
+    /// a cloud bot that hung up from one that failed by this).
+    pub bye_reasons: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -63,7 +71,7 @@ pub struct SipServer {
 
 impl SipServer {
     /// Bind the transports and start answering.
-    pub async fn start(settings: SipSettings, admission: Admission) -> Result<SipServer> {
+    pub async fn start(settings: SipSettings, admission: Admission, continuity: Option<Arc<Continuity>>) -> Result<SipServer> {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
         let mut listen = settings.listen;
@@ -102,6 +110,8 @@ impl SipServer {
             admission,
             listen,
             settings,
+            continuity,
+            bye_reasons: Mutex::new(HashMap::new()),
         });
         tracing::info!(
             addr = %listen,
@@ -152,6 +162,13 @@ async fn on_request(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsip
         (Method::Register | Method::Publish | Method::Subscribe | Method::Message, false) => {
             tx.reply_with(StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())], None).await
         }
+        (Method::Bye, true) => {
+            keep_bye_reason(&shared, &tx);
+            match shared.dialogs.match_dialog(&tx) {
+                Some(mut dialog) => dialog.handle(&mut tx).await,
+                None => tx.reply(StatusCode::CallTransactionDoesNotExist).await,
+            }
+        }
         _ => match shared.dialogs.match_dialog(&tx) {
             Some(mut dialog) => dialog.handle(&mut tx).await,
             None => {
@@ -160,6 +177,17 @@ async fn on_request(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsip
             }
         },
     }
+}
+
+fn keep_bye_reason(shared: &Shared, tx: &Transaction) {
+    let Some(reason) = tx.original.header_value("Reason") else { return };
+    let Ok(call_id) = tx.original.call_id_header() else { return };
+    let mut reasons = shared.bye_reasons.lock().unwrap();
+    // Read and removed by the call; bounded against BYEs for calls that never read them.
+    if reasons.len() >= 1_000 {
+        reasons.clear();
+    }
+    reasons.insert(call_id.value().to_string(), reason);
 }
 
 fn retry_after(shared: &Shared) -> Header {
@@ -203,7 +231,10 @@ fn peer_of(tx: &Transaction) -> Option<SocketAddr> {
 /// A new call: admit it, settle the media, create the dialog, start the call.
 async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsipstack::Error> {
     let call_id = tx.original.call_id_header().map(|c| c.value().to_string()).unwrap_or_default();
-    let admitted = match shared.admission.admit() {
+    // In-path mode with a live cloud: the call is bridged to the cloud bot and
+    // needs no engine (a slot is taken only if the local bot takes it over).
+    let to_cloud = shared.continuity.as_ref().is_some_and(|c| c.in_path() && c.routes_to_cloud());
+    let admitted = match if to_cloud { Ok(None) } else { shared.admission.admit().map(Some) } {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(call = %call_id, reason = refusal.label(), "INVITE refused: 503");
@@ -266,7 +297,7 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
         codecs: shared.settings.codecs.clone(),
     };
     tracing::info!(call = %call_id, from = %peer, %transport, rtp = %leg.local, "incoming call");
-    let setup = CallSetup { shared: shared.clone(), dialog: dialog.clone(), states, leg, offer, local, admitted, call_id, peer };
+    let setup = CallSetup { shared: shared.clone(), dialog: dialog.clone(), states, leg, offer, local, admitted, to_cloud, call_id, peer };
     tokio::spawn(call::run(setup));
     // Drive the INVITE transaction (100 Trying, our answer, the ACK or CANCEL).
     let mut dialog = dialog;

@@ -106,7 +106,7 @@ pub(super) async fn run(mut job: Job) -> Outcome {
             }
         }
     }
-    match tokio::time::timeout(settings.timeout, bridge::dial(&job.shared, &job.target, &job.caller_user)).await {
+    match tokio::time::timeout(settings.timeout, bridge::dial(&job.shared, &job.target, &job.caller_user, job.shared.media.clone())).await {
         Ok(Ok(b)) => {
             metrics::counter_inc("understudy_sip_transfers_total", &[("via", "bridge"), ("result", "ok")]);
             Outcome::Bridged(Box::new(b))

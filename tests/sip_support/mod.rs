@@ -454,6 +454,12 @@ pub struct SippRun {
 }
 
 impl SippRun {
+    /// SIGKILL: the peer vanishes mid-call (no BYE, no more RTP).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn wait(self) -> SippResult {
         let out = self.child.wait_with_output().unwrap();
         self.sipp.result(out)

@@ -1,0 +1,187 @@
+//! Continuity: knowing whether the cloud bot is alive, and routing around it.
+//!
+//! ```text
+//!  probes (SIP OPTIONS, HTTP health) ──┐
+//!  live calls (setup failed, RTP       ├─> CloudHealth: up / degraded / down
+//!   stopped, BYE with an error) ───────┘     (hysteresis, failback delay)
+//!                                              │
+//!  new INVITE (in-path mode) ─── routes_to_cloud? ──> bridge to the cloud bot
+//!                                              └─no─> local bot
+//! ```
+//!
+//! In standby mode the SBC routes and this module stays idle (readiness is
+//! `crate::sip::admission`). In in-path mode `crate::sip` bridges each call
+//! to the cloud bot and, when the cloud leg fails, the local bot takes the
+//! call over (`crate::sip::inpath`). docs/continuity.md has the whole story.
+
+pub mod health;
+mod probe;
+
+use crate::config::{CloudConfig, CloudMode};
+use crate::metrics;
+use anyhow::{bail, Context, Result};
+use health::{CloudHealth, CloudState, Hysteresis, Signal, Transition};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// The `[cloud]` configuration, checked.
+#[derive(Debug, Clone)]
+pub struct CloudSettings {
+    pub mode: CloudMode,
+    pub uri: Option<String>,
+    pub probe_options: bool,
+    pub health_url: Option<String>,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    pub hysteresis: Hysteresis,
+    pub setup_timeout: Duration,
+    pub rtp_timeout: Duration,
+    pub recent_audio: Duration,
+}
+
+impl CloudSettings {
+    pub fn from_config(c: &CloudConfig) -> Result<CloudSettings> {
+        let uri = c.uri.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
+        if let Some(uri) = &uri {
+            rsipstack::sip::Uri::try_from(uri.as_str())
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("cloud.uri {uri:?} is not a SIP URI like sip:bot@10.0.0.5:5060"))?;
+        }
+        if c.mode == CloudMode::InPath && uri.is_none() {
+            bail!("cloud.mode = \"in_path\" needs cloud.uri, the cloud bot's SIP URI (e.g. sip:bot@10.0.0.5:5060)");
+        }
+        let health_url = c.health_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
+        if let Some(url) = &health_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("cloud.health_url {url:?} must be an http:// or https:// URL");
+            }
+        }
+        if c.down_after == 0 || c.up_after == 0 {
+            bail!("cloud.down_after and cloud.up_after must be at least 1");
+        }
+        if c.probe_interval_ms < 100 || c.probe_timeout_ms == 0 {
+            bail!("cloud.probe_interval_ms must be at least 100 and cloud.probe_timeout_ms above 0");
+        }
+        if c.rtp_timeout_ms < 100 {
+            bail!("cloud.rtp_timeout_ms below 100 would take calls over on ordinary network jitter");
+        }
+        Ok(CloudSettings {
+            mode: c.mode,
+            uri,
+            probe_options: c.probe_options,
+            health_url,
+            probe_interval: Duration::from_millis(c.probe_interval_ms),
+            probe_timeout: Duration::from_millis(c.probe_timeout_ms),
+            hysteresis: Hysteresis {
+                down_after: c.down_after,
+                up_after: c.up_after,
+                failback_after: Duration::from_secs(c.failback_after_s),
+            },
+            setup_timeout: Duration::from_millis(c.setup_timeout_ms.max(100)),
+            rtp_timeout: Duration::from_millis(c.rtp_timeout_ms),
+            recent_audio: Duration::from_secs(c.recent_audio_s.clamp(1, 60)),
+        })
+    }
+}
+
+/// What `/status` shows about the cloud.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloudStatus {
+    pub mode: CloudMode,
+    pub uri: Option<String>,
+    pub state: CloudState,
+    /// Seconds in this state.
+    pub for_s: u64,
+    /// New calls go to the cloud bot.
+    pub routes_to_cloud: bool,
+}
+
+/// The cloud's health, shared by the probes, the calls and `/status`.
+pub struct Continuity {
+    pub settings: CloudSettings,
+    health: Mutex<CloudHealth>,
+    probe_now: Notify,
+}
+
+impl Continuity {
+    pub fn new(settings: CloudSettings) -> Arc<Continuity> {
+        let health = CloudHealth::new(settings.hysteresis.clone(), Instant::now());
+        metrics::gauge_set("understudy_cloud_state", &[], health.state().gauge());
+        Arc::new(Continuity { settings, health: Mutex::new(health), probe_now: Notify::new() })
+    }
+
+    pub fn in_path(&self) -> bool {
+        self.settings.mode == CloudMode::InPath
+    }
+
+    /// Where a new call goes (in-path mode).
+    pub fn routes_to_cloud(&self) -> bool {
+        self.health.lock().unwrap().routes_to_cloud()
+    }
+
+    pub fn state(&self) -> CloudState {
+        self.health.lock().unwrap().state()
+    }
+
+    pub fn status(&self) -> CloudStatus {
+        let health = self.health.lock().unwrap();
+        CloudStatus {
+            mode: self.settings.mode,
+            uri: self.settings.uri.clone(),
+            state: health.state(),
+            for_s: health.since().elapsed().as_secs(),
+            routes_to_cloud: health.routes_to_cloud(),
+        }
+    }
+
+    /// Feed one observation to the state machine; transitions are logged and counted.
+    pub fn observe(&self, signal: Signal) -> Option<Transition> {
+        let transition = self.health.lock().unwrap().observe(&signal, Instant::now());
+        if let Some(t) = &transition {
+            tracing::warn!(from = t.from.label(), to = t.to.label(), reason = %t.reason, "cloud bot state changed");
+            metrics::counter_inc("understudy_cloud_transitions_total", &[("from", t.from.label()), ("to", t.to.label())]);
+            metrics::gauge_set("understudy_cloud_state", &[], t.to.gauge());
+        }
+        transition
+    }
+
+    /// A live call's cloud leg failed: count it, and probe at once rather
+    /// than at the next tick, so a real outage is confirmed in a second.
+    pub fn call_failed(&self, why: &str) {
+        metrics::counter_inc("understudy_cloud_call_failures_total", &[]);
+        self.observe(Signal::CallFailed(why.to_string()));
+        self.probe_now.notify_one();
+    }
+
+    /// Probe the cloud bot until the process ends (in-path mode, or in
+    /// standby when a health URL is set, for `/status` and the metrics).
+    pub fn spawn_probes(self: &Arc<Self>) {
+        let probes = probe::Probes::new(&self.settings);
+        if probes.is_empty() {
+            tracing::info!("cloud: no probe configured (set cloud.uri or cloud.health_url)");
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                // One round, one observation: all probes good, or what failed.
+                let mut failed = vec![];
+                for (kind, result) in probes.run_all().await {
+                    let label = if result.is_ok() { "ok" } else { "failed" };
+                    metrics::counter_inc("understudy_cloud_probes_total", &[("probe", kind), ("result", label)]);
+                    if let Err(why) = result {
+                        tracing::debug!(probe = kind, %why, "cloud probe failed");
+                        failed.push(format!("{kind}: {why}"));
+                    }
+                }
+                this.observe(if failed.is_empty() { Signal::ProbeOk } else { Signal::ProbeFailed(failed.join("; ")) });
+                tokio::select! {
+                    _ = tokio::time::sleep(this.settings.probe_interval) => {}
+                    _ = this.probe_now.notified() => {}
+                }
+            }
+        });
+    }
+}
