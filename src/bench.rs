@@ -240,6 +240,7 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
 
 /// Run one utterance through the whole session, then through the raw engines.
 async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, audio_in: &[i16]) -> Result<Sample> {
+    quiesce(&setup.engines).await;
     let mut outcome = None;
     run_call(setup.clone(), "bench", std::slice::from_ref(&audio_in.to_vec()), |turn, o| {
         if turn == 1 {
@@ -254,6 +255,7 @@ async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, aud
 
     // The raw engines on the same input: STT on the detected speech, the
     // dialog on the transcript, TTS on the reply.
+    quiesce(&setup.engines).await;
     let stt = setup.engines.stt.as_ref().context("STT not running")?;
     let (start_ms, end_ms) = report.speech_ms.unwrap_or((0.0, audio::samples_to_ms(audio_in.len(), SAMPLE_RATE)));
     let from = audio::ms_to_samples((start_ms - 200.0).max(0.0), SAMPLE_RATE);
@@ -261,10 +263,12 @@ async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, aud
     let t = Instant::now();
     let _ = stt.transcribe(&audio_in[from..to.max(from)], setup.settings.stt_prompt.as_deref()).await?;
     let raw_stt_ms = t.elapsed().as_secs_f64() * 1e3;
+    quiesce(&setup.engines).await;
     let (mut conversation, _) = setup.bot.start();
     let t = Instant::now();
     let _ = setup.bot.respond(&mut conversation, UserInput::Text(report.transcript.clone())).await?;
     let raw_dialog_ms = t.elapsed().as_secs_f64() * 1e3;
+    quiesce(&setup.engines).await;
     let tts = setup.engines.tts.as_ref().context("TTS not running")?;
     let t = Instant::now();
     let mut stream = tts.stream(if report.reply.is_empty() { "Okay." } else { &report.reply }).await?;
@@ -292,6 +296,16 @@ async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, aud
         raw_dialog_ms,
         raw_tts_first_audio_ms,
     })
+}
+
+/// Wait until no worker is busy: a call's reply is still being rendered
+/// after its first audio (the caller would be listening to it), and timing
+/// the next step against that would measure the contention, not the step.
+async fn quiesce(engines: &crate::engines::Engines) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while engines.workers().iter().any(|w| w.in_flight() > 0) && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Run the benchmark on a ready session setup.
