@@ -189,7 +189,16 @@ pub struct ChannelSummary {
     /// STT + dialog + first audio on the raw engines, per utterance.
     pub raw_processing_ms: Stat,
     /// (pipeline processing p50 - raw processing p50) / raw processing p50.
+    /// Negative when the pipeline's overlap (transcribing during the
+    /// endpointing pause, pre-rendered prompts) beats running the engines
+    /// one after another.
     pub overhead_pct: Option<f64>,
+    /// Per turn, the processing time not spent waiting on an engine
+    /// (processing - stt - dialog - first audio): queues, frame pacing,
+    /// the session's own work.
+    pub glue_ms: Stat,
+    /// glue p50 / processing p50.
+    pub glue_pct: Option<f64>,
 }
 
 /// The whole report (`--out` JSON).
@@ -219,6 +228,15 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         (Some(p), Some(r)) if r > 0.0 => Some((p - r) / r * 100.0),
         _ => None,
     };
+    let glue = |x: &Sample| {
+        let engines = x.stt_ms.unwrap_or(0.0) + x.dialog_ms.unwrap_or(0.0) + x.tts_first_audio_ms.unwrap_or(0.0);
+        processing(x).map(|p| (p - engines).max(0.0))
+    };
+    let glue_ms = Stat::of(s.iter().filter_map(|x| glue(x)));
+    let glue_pct = match (glue_ms.p50, processing_ms.p50) {
+        (Some(g), Some(p)) if p > 0.0 => Some(g / p * 100.0),
+        _ => None,
+    };
     ChannelSummary {
         channel,
         utterances: s.len(),
@@ -235,6 +253,8 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         raw_tts_first_audio_ms: Stat::of(s.iter().map(|x| x.raw_tts_first_audio_ms)),
         raw_processing_ms,
         overhead_pct,
+        glue_ms,
+        glue_pct,
     }
 }
 
@@ -373,7 +393,14 @@ pub fn render(report: &BenchReport) -> String {
         ] {
             let _ = writeln!(out, "  {:<28} {:>7} {:>7}", name, f(stat.p50), f(stat.p95));
         }
-        let _ = writeln!(out, "  pipeline overhead over raw engines (p50): {} %", f(s.overhead_pct));
+        let _ = writeln!(out, "  pipeline vs raw engines run one after another (p50): {} %", f(s.overhead_pct));
+        let _ = writeln!(
+            out,
+            "  pipeline's own time (processing minus engine waits): p50 {} ms, p95 {} ms = {} % of processing",
+            f(s.glue_ms.p50),
+            f(s.glue_ms.p95),
+            f(s.glue_pct)
+        );
     }
     out
 }
