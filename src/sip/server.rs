@@ -202,7 +202,10 @@ async fn on_options(shared: &Shared, tx: &mut Transaction) -> Result<(), rsipsta
         Header::Accept("application/sdp".into()),
         Header::Supported("replaces".into()),
     ];
-    match shared.admission.probe() {
+    // In-path with a live cloud, calls are relayed to it and need no local
+    // engine or slot: we can take them even while loading or full.
+    let relaying = shared.continuity.as_ref().is_some_and(|c| c.in_path() && c.routes_to_cloud());
+    match if relaying { Ok(()) } else { shared.admission.probe() } {
         Ok(()) => {
             metrics::counter_inc("understudy_sip_options_total", &[("status", "200")]);
             tx.reply_with(StatusCode::OK, headers, None).await
