@@ -480,4 +480,89 @@ mod tests {
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back.engines.threads.stt, Config::default().engines.threads.stt);
     }
+
+    /// docs/config.md must document every field: each table `[a.b]` has a
+    /// heading naming it, and each key a table row "| `key` |" in that
+    /// heading's section. A new field without a row fails here.
+    #[test]
+    fn every_config_key_is_documented() {
+        const DOC: &str = include_str!("../docs/config.md");
+
+        // The section of DOC under the heading that names `[table]`, up to
+        // the next heading (lines starting with '#' inside code fences are
+        // not headings).
+        fn section(table: &str) -> Option<String> {
+            let name = format!("`[{table}]`");
+            let mut fenced = false;
+            let mut inside = false;
+            let mut out = String::new();
+            for line in DOC.lines() {
+                if line.trim_start().starts_with("```") {
+                    fenced = !fenced;
+                }
+                let heading = !fenced && line.starts_with('#');
+                if heading {
+                    if inside {
+                        break;
+                    }
+                    inside = line.contains(&name);
+                    continue;
+                }
+                if inside {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            inside.then_some(out)
+        }
+
+        // Every (table, key) of a serialized config. TOML drops unset
+        // options, so the JSON form (where they are `null`) is walked too.
+        fn walk_toml(table: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+            for (key, value) in t {
+                if table.is_empty() {
+                    assert!(value.is_table(), "top-level key {key} is not a table");
+                    walk_toml(key, value.as_table().unwrap(), out);
+                    continue;
+                }
+                out.push((table.to_string(), key.clone()));
+                if let Some(sub) = value.as_table() {
+                    walk_toml(&format!("{table}.{key}"), sub, out);
+                }
+            }
+        }
+        fn walk_json(table: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            for (key, value) in v.as_object().expect("a table") {
+                if table.is_empty() {
+                    walk_json(key, value, out);
+                    continue;
+                }
+                out.push((table.to_string(), key.clone()));
+                if value.is_object() {
+                    walk_json(&format!("{table}.{key}"), value, out);
+                }
+            }
+        }
+
+        let defaults = Config::default();
+        let text = toml::to_string_pretty(&defaults).unwrap();
+        let table: toml::Table = toml::from_str(&text).unwrap();
+        let mut keys = Vec::new();
+        walk_toml("", &table, &mut keys);
+        walk_json("", &serde_json::to_value(&defaults).unwrap(), &mut keys);
+        keys.sort();
+        keys.dedup();
+        assert!(keys.len() > 60, "too few keys found: {keys:?}");
+
+        let mut missing = Vec::new();
+        for (table, key) in &keys {
+            match section(table) {
+                None => missing.push(format!("[{table}] (no heading naming `[{table}]`)")),
+                Some(text) if !text.contains(&format!("| `{key}` |")) => missing.push(format!("{table}.{key}")),
+                Some(_) => {}
+            }
+        }
+        missing.dedup();
+        assert!(missing.is_empty(), "docs/config.md does not document: {}", missing.join(", "));
+    }
 }
