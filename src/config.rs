@@ -3,7 +3,7 @@
 //! Looked up at `--config PATH`, else `$UNDERSTUDY_CONFIG`, else
 //! `/etc/understudy/understudy.toml` when it exists; otherwise the defaults
 //! below apply (the demo bot with the default model pack). `docs/config.md`
-//! documents every field; `understudy config --print` shows the effective one.
+//! documents every field; `understudy config` prints the effective one.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -393,7 +393,7 @@ impl Config {
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
         let config: Config = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
-                "configuration file {} is invalid: {e}\n(see docs/config.md; `understudy config --print` shows a valid file)",
+                "configuration file {} is invalid: {e}\n(see docs/config.md; `understudy config` prints a valid file)",
                 path.display()
             )
         })?;
