@@ -1,13 +1,25 @@
 //! When an engine fails mid-call the session's safety net apologizes and
-//! asks for a human; over SIP that is the same transfer (REFER here), after
-//! the apology has played. Every transcription is made to time out, so the
-//! caller's first turn takes the safety net.
+//! asks for a human; over SIP that is the same transfer (REFER or bridge),
+//! after the apology has played. A slow turn says a filler first, so the
+//! caller never hears more than 2 s of dead air (docs/continuity.md).
+//!
+//! The timing tests put SIPp on the signalling and a Rust RTP peer on the
+//! media (tests/sip_support/rtp_peer.rs): gaps are measured where the
+//! caller hears them.
 
 mod sip_support;
 
+use serde_json::Value;
 use sip_support::*;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
+/// The requirement: no silence longer than this between the end of the
+/// caller's speech and the apology.
+const MAX_DEAD_AIR: Duration = Duration::from_secs(2);
+
+/// Every transcription is made to time out, so the caller's first turn
+/// takes the safety net; the caller's side takes the REFER.
 #[test]
 fn the_safety_net_hands_the_caller_to_a_human() {
     require_peers();
@@ -66,6 +78,7 @@ fn the_rtp_peer_measures_a_call() {
     peer.say(&say("What time does the store open?", dir));
     let speech_end = peer.wait_said(asked, Duration::from_secs(10)).expect("the question had no speech");
     let answer = peer.wait_audio_after(speech_end, Duration::from_secs(8)).expect("no answer");
+    assert!(answer - speech_end < Duration::from_millis(1200), "a quick turn: {:?}", answer - speech_end);
     eprintln!(
         "greeting {:.0} ms after the INVITE, answer {:.0} ms after the end of speech",
         (greeting - started).as_secs_f64() * 1e3,
@@ -82,4 +95,259 @@ fn the_rtp_peer_measures_a_call() {
     assert!(text.contains("monday") || text.contains("9") || text.contains("nine") || text.contains("open"), "{text}");
     let gaps = peer.utterances(started, std::time::Instant::now(), Duration::from_millis(600));
     assert!(gaps.len() >= 2, "greeting and answer: {gaps:?}");
+    // A turn answered in time plays no filler.
+    assert!(serve.logged("turn is slow: filler").is_empty(), "{}", serve.log_tail(20));
+    assert!(serve.logged("turn").iter().all(|t| t["safety_net"] == false));
+}
+
+/// How the test breaks an engine mid-turn.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGSTOP the LLM worker as the caller stops talking: the turn hangs.
+    StallLlm,
+    /// SIGKILL the STT worker while it holds the turn's transcription (it is
+    /// stopped while the caller talks, so the request is surely in flight).
+    KillStt,
+    /// SIGKILL the LLM worker while it holds the turn's request, after the
+    /// filler has started: it is stopped once the request has been in flight
+    /// for 100 ms (pings are answered in a millisecond), and killed when
+    /// the caller hears the filler.
+    KillLlm,
+}
+
+#[test]
+fn a_stalled_llm_gets_a_filler_then_the_apology_and_a_human() {
+    let m = safety_net_call(Fault::StallLlm);
+    let filler = m.filler.expect("a stalled turn says the filler");
+    // The filler comes after filler_after_ms (1.2 s), not before: a quick
+    // turn would not have needed it.
+    assert!(filler.0 - m.speech_end > Duration::from_millis(1000), "filler {:?} after speech", filler.0 - m.speech_end);
+    assert!(m.metrics.contains("understudy_fillers_total 1"), "{}", m.metrics);
+    assert!(m.error.contains("turn") && m.error.contains("timed out"), "the turn deadline fired: {}", m.error);
+}
+
+#[test]
+fn a_worker_killed_mid_turn_sends_the_caller_to_a_human() {
+    let m = safety_net_call(Fault::KillStt);
+    assert!(m.error.contains("stt"), "the STT failure took the safety net: {}", m.error);
+    // A dead worker fails fast: the apology does not wait for the deadline.
+    assert!(m.apology.0 - m.speech_end < Duration::from_millis(2500), "apology {:?} after speech", m.apology.0 - m.speech_end);
+}
+
+#[test]
+fn an_llm_killed_mid_answer_sends_the_caller_to_a_human() {
+    let m = safety_net_call(Fault::KillLlm);
+    assert!(m.error.contains("llm"), "the LLM failure took the safety net: {}", m.error);
+    // Killed while the filler played: the apology follows the whole filler
+    // (not cut), with no dead air between them.
+    assert!(m.filler_logged);
+    let heard = m.texts.join(" ");
+    assert!(heard.contains("moment please") || heard.contains("moment, please"), "the filler was cut: {heard}");
+}
+
+/// What the caller's RTP peer measured in a safety-net call.
+struct Measured {
+    speech_end: Instant,
+    /// (first, last) speech packet of each part the caller heard.
+    filler: Option<(Instant, Instant)>,
+    apology: (Instant, Instant),
+    /// What the caller heard, part by part.
+    texts: Vec<String>,
+    filler_logged: bool,
+    error: String,
+    metrics: String,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e3).round()
+}
+
+/// An engine worker's health, from `/status`.
+fn worker_status(serve: &Serve, engine: &str) -> Value {
+    let (_, body) = http_get(serve.http, "/status").unwrap();
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let worker = status["engines"].as_array().unwrap().iter().find(|e| e["engine"] == engine).unwrap_or_else(|| panic!("{body}"));
+    worker.clone()
+}
+
+/// The pid of an engine's worker process.
+fn worker_pid(serve: &Serve, engine: &str) -> i32 {
+    let worker = worker_status(serve, engine);
+    worker["pid"].as_i64().unwrap_or_else(|| panic!("no pid for {engine}: {worker}")) as i32
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: kill(2) on a worker process this test's server started.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// Wait until the peer has heard speech and then `quiet` without any.
+fn wait_quiet(peer: &RtpPeer, quiet: Duration, limit: Duration) {
+    let started = Instant::now();
+    loop {
+        let now = Instant::now();
+        if let Some(last) = peer.last_audio_before(now) {
+            if now - last > quiet {
+                return;
+            }
+        }
+        assert!(started.elapsed() < limit, "the greeting did not end within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Transcribe what the peer heard between two instants.
+fn heard(peer: &RtpPeer, (from, to): (Instant, Instant), dir: &Path, name: &str) -> String {
+    let pad = Duration::from_millis(200);
+    let samples = peer.recording_between(Some(from - pad), Some(to + pad));
+    let wav = dir.join(format!("{name}.wav"));
+    write_wav(&wav, &samples);
+    transcribe(&wav).to_lowercase()
+}
+
+/// A caller asks something the bot answers with the LLM, `fault` breaks an
+/// engine mid-turn, and the human backup takes the call (bridge: the caller
+/// hears the agent afterwards). Checks the caller's side of it all.
+fn safety_net_call(fault: Fault) -> Measured {
+    require_peers();
+    let agent_port = free_port();
+    let serve = Serve::start(&format!(
+        "transfer_mode = \"bridge\"\ntransfer_target = \"sip:agent@127.0.0.1:{agent_port}\"\n"
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let agent_dir = dir.join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    // The human answers, then speaks after a breath (so the caller's peer
+    // hears the apology and the human apart).
+    let mut voice = RtpCapture::new();
+    // (SIPp starts a pcap at its first packet: the breath is silent audio.)
+    voice.audio(&[0; 12_000]).audio(&say("Hello, this is Sam from customer service.", &agent_dir));
+    voice.write_pcap(&agent_dir.join("agent.pcap"));
+    let mut target = Sipp::new("target", &agent_dir);
+    target.port = agent_port;
+    let agent = target.set("talk_ms", 6_000).spawn(None);
+
+    let peer = RtpPeer::start();
+    let caller = Sipp::new("call_external_media", dir)
+        .key("rtp_port", peer.port)
+        .arg("-recv_timeout")
+        .arg("60000")
+        .spawn(Some(serve.sip));
+    let ended_before = serve.logged("call ended").len();
+    peer.wait_remote(Duration::from_secs(10));
+    wait_quiet(&peer, Duration::from_millis(1500), Duration::from_secs(20));
+
+    let question = say("Do you sell gift cards?", dir);
+    let asked = Instant::now();
+    let stopped = match fault {
+        Fault::StallLlm | Fault::KillLlm => None,
+        Fault::KillStt => {
+            let pid = worker_pid(&serve, "stt");
+            signal(pid, libc::SIGSTOP);
+            Some(pid)
+        }
+    };
+    peer.say(&question);
+    let speech_end = peer.wait_said(asked, Duration::from_secs(15)).expect("the question had no speech");
+    let stalled = match fault {
+        Fault::StallLlm => {
+            let pid = worker_pid(&serve, "llm");
+            signal(pid, libc::SIGSTOP);
+            Some(pid)
+        }
+        Fault::KillLlm => {
+            let pid = worker_pid(&serve, "llm");
+            let mut busy_since = None;
+            loop {
+                let busy = worker_status(&serve, "llm")["in_flight"].as_u64().unwrap_or(0) > 0;
+                let now = Instant::now();
+                busy_since = if busy { busy_since.or(Some(now)) } else { None };
+                if busy_since.is_some_and(|t| now - t > Duration::from_millis(100)) {
+                    break;
+                }
+                assert!(speech_end.elapsed() < Duration::from_secs(10), "the turn never asked the LLM");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            signal(pid, libc::SIGSTOP);
+            let stopped_at = speech_end.elapsed();
+            peer.wait_audio_after(speech_end, Duration::from_secs(5)).expect("no filler");
+            signal(pid, libc::SIGKILL);
+            eprintln!("LLM stopped {:.0} ms, killed {:.0} ms after the end of speech", ms(stopped_at), ms(speech_end.elapsed()));
+            None
+        }
+        Fault::KillStt => {
+            // The turn's end is detected ~0.5 s after the speech: the
+            // transcription is then waiting on the stopped worker.
+            std::thread::sleep(Duration::from_millis(800).saturating_sub(speech_end.elapsed()));
+            signal(stopped.unwrap(), libc::SIGKILL);
+            None
+        }
+    };
+    let safety = serve.wait_logged("engine failure: safety net", 1, Duration::from_secs(15));
+    if let Some(pid) = stalled {
+        signal(pid, libc::SIGCONT);
+    }
+    let agent = agent.wait();
+    let sipp = caller.wait();
+    let done = Instant::now();
+    agent.assert_ok("the human receives the bridged call");
+    assert!(agent.messages.contains("User-Agent: Understudy"), "the bridge INVITE came from the appliance");
+    sipp.assert_ok("the caller stays on the line until the appliance hangs up");
+    assert!(sipp.flow().iter().any(|l| l.starts_with("BYE ")), "the appliance ended the call: {:?}", sipp.flow());
+    let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
+    let call = ended.last().unwrap();
+    assert_eq!(call["result"], "transferred", "never dropped: {call}");
+    let turns = serve.logged("turn");
+    let failed = turns.iter().find(|t| t["safety_net"] == true).unwrap_or_else(|| panic!("no safety-net turn: {turns:?}"));
+    assert_eq!(failed["action"], "transfer", "{failed}");
+    let error = safety[0]["error"].as_str().unwrap_or_default().to_string();
+
+    // What the caller heard after the question: [filler], apology, agent.
+    let parts = peer.utterances(speech_end, done, Duration::from_millis(800));
+    let texts: Vec<String> = parts.iter().enumerate().map(|(i, p)| heard(&peer, *p, dir, &format!("part{i}"))).collect();
+    let timeline: Vec<String> = parts
+        .iter()
+        .zip(&texts)
+        .map(|((a, b), t)| format!("{:.0}-{:.0} ms {t:?}", ms(*a - speech_end), ms(*b - speech_end)))
+        .collect();
+    eprintln!("{fault:?}: after the end of speech the caller heard:\n  {}", timeline.join("\n  "));
+    let is_apology = |t: &String| t.contains("sorry") || t.contains("trouble") || t.contains("colleague");
+    let at = texts.iter().position(is_apology).unwrap_or_else(|| panic!("no apology heard: {timeline:?}"));
+    let apology = parts[at];
+    let filler = match at {
+        // The apology may follow the filler without a pause (a worker that
+        // dies while the filler plays): then they are one part.
+        0 => None,
+        1 => {
+            assert!(texts[0].contains("moment"), "before the apology only the filler: {timeline:?}");
+            Some(parts[0])
+        }
+        _ => panic!("more than the filler before the apology: {timeline:?}"),
+    };
+    let filler_logged = !serve.logged("turn is slow: filler").is_empty();
+    assert_eq!(filler.is_some() || texts[at].contains("moment"), filler_logged, "{timeline:?}");
+    let human = texts[at + 1..].iter().any(|t| t.contains("hello") || t.contains("customer") || t.contains("service"));
+    assert!(human, "the caller hears the human after the apology: {timeline:?}");
+
+    // The requirement, measured where the caller is.
+    let first = parts[0].0 - speech_end;
+    let gap = peer.longest_gap(speech_end, apology.1);
+    eprintln!(
+        "{fault:?}: first audio {:.0} ms after the end of speech; {}apology at {:.0} ms; longest silence until the \
+         apology ended {:.0} ms; error: {error}",
+        ms(first),
+        match filler {
+            Some(f) => format!("filler {:.0}-{:.0} ms, {:.0} ms silence after it; ", ms(f.0 - speech_end), ms(f.1 - speech_end), ms(apology.0 - f.1)),
+            None if texts[at].contains("moment") => "filler and apology back to back; ".into(),
+            None => String::new(),
+        },
+        ms(apology.0 - speech_end),
+        ms(gap),
+    );
+    assert!(first < MAX_DEAD_AIR, "{:?} of dead air before the first audio", first);
+    assert!(gap < MAX_DEAD_AIR, "{gap:?} of dead air before the apology: {timeline:?}");
+    Measured { speech_end, filler, apology, texts, filler_logged, error, metrics: serve.metrics() }
 }

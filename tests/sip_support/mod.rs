@@ -17,6 +17,7 @@ use understudy::sip::dtmf;
 use understudy::sip::rtp::RtpSender;
 
 pub mod rtp_peer;
+#[allow(unused_imports)]
 pub use rtp_peer::RtpPeer;
 
 pub const LOOPBACK: &str = "127.0.0.1";
