@@ -495,26 +495,24 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
         }
     });
 
-    let reason = loop {
-        tokio::select! {
-            r = &mut reader => {
-                break r.unwrap_or_else(|e| format!("reader task failed: {e}"));
+    let reason = tokio::select! {
+        r = &mut reader => {
+            r.unwrap_or_else(|e| format!("reader task failed: {e}"))
+        }
+        status = child.wait() => {
+            format!("exited: {}", status.map(|s| s.to_string()).unwrap_or_default())
+        }
+        _ = stopped(shutdown) => {
+            pinger.abort();
+            {
+                let mut stdin = conn.stdin.lock().await;
+                let frame = Envelope { id: 0, more: false, body: Request::Shutdown };
+                let _ = asynch::write_frame(&mut *stdin, &frame, &[]).await;
             }
-            status = child.wait() => {
-                break format!("exited: {}", status.map(|s| s.to_string()).unwrap_or_default());
-            }
-            _ = stopped(shutdown) => {
-                pinger.abort();
-                {
-                    let mut stdin = conn.stdin.lock().await;
-                    let frame = Envelope { id: 0, more: false, body: Request::Shutdown };
-                    let _ = asynch::write_frame(&mut *stdin, &frame, &[]).await;
-                }
-                let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
-                let _ = child.kill().await;
-                fail_pending(&pending, engine, "shutting down");
-                return RunOutcome::Shutdown;
-            }
+            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            let _ = child.kill().await;
+            fail_pending(&pending, engine, "shutting down");
+            return RunOutcome::Shutdown;
         }
     };
     pinger.abort();

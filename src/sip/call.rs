@@ -331,13 +331,15 @@ impl Call {
         if self.transfer.is_some() || self.bridge.is_some() {
             return None;
         }
-        tracing::info!(call = %self.id, %target, %reason, "transfer requested");
+        let resolved = transfer::resolve_target(&target, &self.shared.settings.transfer, self.peer);
+        let shown = resolved.as_deref().unwrap_or(&target);
+        tracing::info!(call = %self.id, target = %shown, bot_target = %target, %reason, "transfer requested");
         // The caller hears what was queued ("let me connect you") first.
         self.leg.drained(DRAIN_LIMIT).await;
         self.end_session();
         // From here the call uses no engine: free its slot for the next caller.
         self.admitted = None;
-        let uri = match transfer::resolve_target(&target, &self.shared.settings.transfer, self.peer) {
+        let uri = match resolved {
             Ok(uri) => uri,
             Err(e) => return end("transfer_failed", e),
         };
@@ -681,6 +683,7 @@ fn log_turn(call: &str, r: &TurnReport) {
         dialog_ms = r.timings_ms.dialog.map(|v| v.round() as u64),
         tts_first_audio_ms = r.timings_ms.tts_first_audio.map(|v| v.round() as u64),
         safety_net = r.safety_net,
+        filler = r.filler,
         "turn"
     );
 }
