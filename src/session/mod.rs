@@ -315,7 +315,7 @@ impl Session {
                 },
                 done = wait_work(&mut self.work) => match done {
                     WorkDone::Thought(done) => self.on_thought(*done).await,
-                    WorkDone::Spoken(done) => self.on_spoken(done).await,
+                    WorkDone::Spoken(done) => self.on_spoken(*done).await,
                 },
                 _ = sleep_until(no_input) => {
                     self.no_input_deadline = None;
@@ -724,14 +724,14 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 enum WorkDone {
     Thought(Box<Result<TurnDone, tokio::task::JoinError>>),
-    Spoken(Result<SpeakerDone, tokio::task::JoinError>),
+    Spoken(Box<Result<SpeakerDone, tokio::task::JoinError>>),
 }
 
 /// The turn task or the speaker task finishing, whichever is running.
 async fn wait_work(work: &mut Work) -> WorkDone {
     match work {
         Work::Thinking(task) => WorkDone::Thought(Box::new(task.await)),
-        Work::Speaking { task: Some(task), .. } => WorkDone::Spoken(task.await),
+        Work::Speaking { task: Some(task), .. } => WorkDone::Spoken(Box::new(task.await)),
         _ => std::future::pending().await,
     }
 }
