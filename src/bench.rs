@@ -197,7 +197,7 @@ pub struct ChannelSummary {
     /// (processing - stt - dialog - first audio): queues, frame pacing,
     /// the session's own work.
     pub glue_ms: Stat,
-    /// glue p50 / processing p50.
+    /// glue p50 / processing p50 (none when processing p50 is under 50 ms).
     pub glue_pct: Option<f64>,
 }
 
@@ -233,8 +233,9 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         processing(x).map(|p| (p - engines).max(0.0))
     };
     let glue_ms = Stat::of(s.iter().filter_map(|x| glue(x)));
+    // A share of almost nothing says nothing: only when there is processing to share.
     let glue_pct = match (glue_ms.p50, processing_ms.p50) {
-        (Some(g), Some(p)) if p > 0.0 => Some(g / p * 100.0),
+        (Some(g), Some(p)) if p >= 50.0 => Some(g / p * 100.0),
         _ => None,
     };
     ChannelSummary {

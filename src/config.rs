@@ -252,7 +252,7 @@ pub struct SipConfig {
 
 /// Calls this 2-core box holds with voice-to-voice p95 under 1.5 s at the RTP
 /// leg (SIPp load benchmark, docs/sip.md).
-pub const DEFAULT_SIP_CAPACITY: usize = 2;
+pub const DEFAULT_SIP_CAPACITY: usize = 4;
 
 impl Default for SipConfig {
     fn default() -> Self {
