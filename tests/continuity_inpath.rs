@@ -26,7 +26,15 @@ fn start_cloud(dir: &Path, port: u16, scenario: &str, extra: &[(&str, String)]) 
     for (var, value) in extra {
         cloud = cloud.set(var, value);
     }
-    cloud.spawn(None)
+    let run = cloud.spawn(None);
+    // Up before anyone probes it: on a busy box SIPp takes a moment to listen,
+    // and a cloud that fails its first probes is (rightly) routed around.
+    let probe = RawSip::new(format!("{LOOPBACK}:{port}").parse().unwrap());
+    let started = Instant::now();
+    while probe.options_status() != Some(200) {
+        assert!(started.elapsed() < Duration::from_secs(15), "the SIPp cloud bot on port {port} never answered OPTIONS");
+    }
+    run
 }
 
 /// The cloud bot's audio: a greeting, then a minute of quiet packets (a live
@@ -207,6 +215,7 @@ fn a_cloud_bot_hanging_up_with_an_error_is_taken_over() {
     let cloud_port = free_port();
     let mut cloud = start_cloud(dir, cloud_port, "cloud_bot_fails", &[("fail_ms", "5000".into())]);
     let serve = serve_in_path(cloud_port, &[]);
+    wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
 
     let caller = call(&serve, dir, Duration::from_secs(20));
     serve.wait_logged("bridged to the cloud bot", 1, Duration::from_secs(10));
