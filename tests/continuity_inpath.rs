@@ -314,9 +314,10 @@ fn failback_waits_for_a_healthy_spell() {
     let serve = serve_in_path(cloud_port, &[("failback_after_s", "5")]);
     // No cloud yet: down.
     wait_status(&serve, "\"routes_to_cloud\":false", Duration::from_secs(10));
-    let mut cloud = start_cloud(dir, cloud_port, "cloud_bot", &[]);
+    // (Timed from before the start: the serve's probes may see it up first.)
     let back = Instant::now();
-    std::thread::sleep(Duration::from_secs(3));
+    let mut cloud = start_cloud(dir, cloud_port, "cloud_bot", &[]);
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(back.elapsed()));
     let (_, body) = http_get(serve.http, "/status").unwrap();
     assert!(body.contains("\"routes_to_cloud\":false"), "failback before the healthy spell was over: {body}");
     wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
