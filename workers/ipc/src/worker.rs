@@ -13,6 +13,11 @@ use std::os::fd::FromRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Instant;
 
+/// Milliseconds since `since`, for the timings workers report.
+pub fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
 /// Where an engine writes its responses.
 #[derive(Clone)]
 pub struct Responder {

@@ -22,7 +22,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use std::time::Instant;
-use understudy_ipc::worker::{CancelToken, Engine, Responder};
+use understudy_ipc::worker::{elapsed_ms, CancelToken, Engine, Responder};
 use understudy_ipc::{ChatMessage, ErrorCode, Request, Response, WorkerTimings};
 
 type Failure = (ErrorCode, String);
@@ -316,7 +316,7 @@ impl LlmEngine {
         self.current = self.choose_slot(&prompt);
         self.slots[self.current].last_used = self.requests;
         let cached_tokens = self.prefill(&prompt)?;
-        let prefill_ms = ms(started);
+        let prefill_ms = elapsed_ms(started);
 
         let vocab = self.model.vocab();
         let mut utf8 = Utf8Stream::default();
@@ -343,7 +343,7 @@ impl LlmEngine {
                 ));
             }
             let token = sampler.sample(&self.ctx);
-            first_output_ms.get_or_insert_with(|| ms(started));
+            first_output_ms.get_or_insert_with(|| elapsed_ms(started));
             if vocab.is_eog(token) {
                 break;
             }
@@ -359,7 +359,7 @@ impl LlmEngine {
         text.push(&utf8.finish());
         send_piece(text.take_rest());
 
-        let total_ms = ms(started);
+        let total_ms = elapsed_ms(started);
         let decode_s = (total_ms - first_output_ms.unwrap_or(total_ms)) / 1e3;
         tracing::info!(
             prompt_tokens = prompt.len(),
@@ -450,10 +450,6 @@ fn kind(request: &Request) -> String {
         .ok()
         .and_then(|v| v["kind"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
 }
 
 impl Engine for LlmEngine {

@@ -4,7 +4,7 @@
 use crate::text::{self, Chunk};
 use piper_rs::Piper;
 use std::time::Instant;
-use understudy_ipc::worker::{CancelToken, Engine, Responder};
+use understudy_ipc::worker::{elapsed_ms, CancelToken, Engine, Responder};
 use understudy_ipc::{f32_to_pcm16_bytes, ErrorCode, Request, Response, WorkerTimings};
 
 type Failure = (ErrorCode, String);
@@ -69,7 +69,7 @@ impl TtsEngine {
             }
             let audio = self.speak(chunk)?;
             samples += audio.len() as u64;
-            first_output_ms.get_or_insert_with(|| ms(started));
+            first_output_ms.get_or_insert_with(|| elapsed_ms(started));
             let pcm = f32_to_pcm16_bytes(&audio);
             tracing::debug!(text = %chunk.text, spoken = %chunk.spoken, samples = audio.len(), "chunk");
             if stream {
@@ -86,7 +86,7 @@ impl TtsEngine {
                 payload.extend_from_slice(&pcm);
             }
         }
-        let total_ms = ms(started);
+        let total_ms = elapsed_ms(started);
         let audio_ms = samples as f64 * 1e3 / self.sample_rate as f64;
         tracing::info!(
             chunks = chunks.len(),
@@ -127,10 +127,6 @@ impl TtsEngine {
         }
         Ok(audio.len() as f64 * 1e3 / self.sample_rate as f64)
     }
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
 }
 
 impl Engine for TtsEngine {
