@@ -387,30 +387,9 @@ impl Call {
             AgentEvent::State(None) => return end("transferred", "the agent's dialog went away"),
             AgentEvent::State(Some(state)) => *state,
         };
-        match state {
+        match answer_placed_leg(bridge, &self.leg, state).await? {
             DialogState::Terminated(_, reason) => {
                 end("transferred", format!("the bridge ended on the agent's side ({reason:?})"))
-            }
-            DialogState::Updated(_, request, handle) => {
-                // Our bridge INVITE carried the offer; later offers come from the agent.
-                let _ = answer_offer(&mut bridge.sdp, &bridge.leg, &request, handle).await;
-                None
-            }
-            DialogState::Info(_, request, handle) => {
-                let key = info_key(&request);
-                let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
-                let _ = handle.reply(status).await;
-                if let Some(key) = key {
-                    self.leg.send(MediaCommand::SendDtmf(key));
-                }
-                None
-            }
-            DialogState::Options(_, _, handle)
-            | DialogState::Notify(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                None
             }
             DialogState::Refer(_, _, handle) => {
                 let _ = handle.reply(StatusCode::Decline).await;
@@ -480,7 +459,7 @@ impl Call {
             AgentEvent::State(None) => return self.take_over("the cloud leg's dialog went away".into()).await,
             AgentEvent::State(Some(state)) => *state,
         };
-        match state {
+        match answer_placed_leg(&mut cloud.bridge, &self.leg, state).await? {
             DialogState::Terminated(id, TerminatedReason::UasBye) => {
                 let reason = self.shared.bye_reasons.lock().unwrap().remove(&id.call_id).unwrap_or_default();
                 if inpath::bye_reason_is_error(&reason) {
@@ -489,19 +468,6 @@ impl Call {
                 end("completed", "the cloud bot hung up")
             }
             DialogState::Terminated(_, reason) => self.take_over(format!("the cloud leg ended: {reason:?}")).await,
-            DialogState::Updated(_, request, handle) => {
-                let _ = answer_offer(&mut cloud.bridge.sdp, &cloud.bridge.leg, &request, handle).await;
-                None
-            }
-            DialogState::Info(_, request, handle) => {
-                let key = info_key(&request);
-                let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
-                let _ = handle.reply(status).await;
-                if let Some(key) = key {
-                    self.leg.send(MediaCommand::SendDtmf(key));
-                }
-                None
-            }
             // The cloud bot hands the caller to a human: we do the transfer
             // (REFER to the caller's side, else bridge), the cloud leg ends.
             DialogState::Refer(_, request, handle) => {
@@ -517,13 +483,6 @@ impl Call {
                 }
                 self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
                 self.begin_transfer(target, "the cloud bot asked for it".into()).await
-            }
-            DialogState::Options(_, _, handle)
-            | DialogState::Notify(_, _, handle)
-            | DialogState::Message(_, _, handle)
-            | DialogState::Publish(_, _, handle) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                None
             }
             _ => None,
         }
@@ -650,6 +609,34 @@ async fn answer_offer(sdp: &mut SdpSession, leg: &MediaLeg, request: &Request, h
         }
     }
     false
+}
+
+/// What both legs we place (to an agent, to the cloud bot) answer alike:
+/// their re-offers (our INVITE carried the offer; later ones come from
+/// them), their keys (passed to the caller), and requests that need only a
+/// 200. Anything else comes back for the caller of this to handle.
+async fn answer_placed_leg(leg: &mut Bridge, caller: &MediaLeg, state: DialogState) -> Option<DialogState> {
+    match state {
+        DialogState::Updated(_, request, handle) => {
+            let _ = answer_offer(&mut leg.sdp, &leg.leg, &request, handle).await;
+        }
+        DialogState::Info(_, request, handle) => {
+            let key = info_key(&request);
+            let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
+            let _ = handle.reply(status).await;
+            if let Some(key) = key {
+                caller.send(MediaCommand::SendDtmf(key));
+            }
+        }
+        DialogState::Options(_, _, handle)
+        | DialogState::Notify(_, _, handle)
+        | DialogState::Message(_, _, handle)
+        | DialogState::Publish(_, _, handle) => {
+            let _ = handle.reply(StatusCode::OK).await;
+        }
+        other => return Some(other),
+    }
+    None
 }
 
 /// A DTMF key carried by an INFO request.
