@@ -45,6 +45,11 @@ impl CloudSettings {
     pub fn from_config(c: &CloudConfig) -> Result<CloudSettings> {
         let uri = c.uri.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
         if let Some(uri) = &uri {
+            // rsipstack's parser is lenient (it takes "bot.example"): want the scheme.
+            let lower = uri.to_ascii_lowercase();
+            if !(lower.starts_with("sip:") || lower.starts_with("sips:")) {
+                bail!("cloud.uri {uri:?} is not a SIP URI like sip:bot@10.0.0.5:5060");
+            }
             rsipstack::sip::Uri::try_from(uri.as_str())
                 .map_err(|e| anyhow::anyhow!("{e}"))
                 .with_context(|| format!("cloud.uri {uri:?} is not a SIP URI like sip:bot@10.0.0.5:5060"))?;
@@ -57,6 +62,10 @@ impl CloudSettings {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("cloud.health_url {url:?} must be an http:// or https:// URL");
             }
+        }
+        // Without a probe nothing could ever bring a down cloud back.
+        if c.mode == CloudMode::InPath && !c.probe_options && health_url.is_none() {
+            bail!("cloud.mode = \"in_path\" needs a probe: keep cloud.probe_options = true or set cloud.health_url");
         }
         if c.down_after == 0 || c.up_after == 0 {
             bail!("cloud.down_after and cloud.up_after must be at least 1");
@@ -183,5 +192,33 @@ impl Continuity {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_path() -> CloudConfig {
+        CloudConfig { mode: CloudMode::InPath, uri: Some("sip:bot@127.0.0.1:5090".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn in_path_settings_are_checked() {
+        assert!(CloudSettings::from_config(&in_path()).is_ok());
+        assert!(CloudSettings::from_config(&CloudConfig::default()).is_ok(), "standby needs nothing");
+        for (config, says) in [
+            (CloudConfig { uri: None, ..in_path() }, "needs cloud.uri"),
+            (CloudConfig { uri: Some("bot.example".into()), ..in_path() }, "not a SIP URI"),
+            (CloudConfig { probe_options: false, ..in_path() }, "needs a probe"),
+            (CloudConfig { health_url: Some("ftp://x".into()), ..in_path() }, "http"),
+            (CloudConfig { rtp_timeout_ms: 20, ..in_path() }, "rtp_timeout_ms"),
+            (CloudConfig { down_after: 0, ..in_path() }, "down_after"),
+        ] {
+            let e = format!("{:#}", CloudSettings::from_config(&config).unwrap_err());
+            assert!(e.contains(says), "{e}");
+        }
+        let with_http = CloudConfig { probe_options: false, health_url: Some("https://bot/health".into()), ..in_path() };
+        assert!(CloudSettings::from_config(&with_http).is_ok());
     }
 }
