@@ -124,7 +124,13 @@ pub(super) async fn run(setup: CallSetup) {
 
 impl Call {
     async fn lifecycle(&mut self) -> End {
-        let _ = self.dialog.ringing(None, None);
+        // 180 only when there is ringing to hear (a ring time, or the cloud
+        // bot being called): a 180 right before the 200 adds nothing, and a
+        // proxy forwarding replies from several processes can deliver it
+        // after the 200 (seen with Kamailio).
+        if self.to_cloud || !self.shared.settings.answer_delay.is_zero() {
+            let _ = self.dialog.ringing(None, None);
+        }
         if self.to_cloud {
             if let Some(end) = self.connect_cloud().await {
                 return end;
