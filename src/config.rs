@@ -129,8 +129,9 @@ pub struct SessionConfig {
     /// Speech over the bot's playback needed before it counts as a barge-in
     /// (longer than `min_speech_ms`: "mhm" should not stop the bot).
     pub barge_in_min_speech_ms: u32,
-    /// Silence between keys that ends a DTMF entry (`#` ends it at once).
-    pub dtmf_interdigit_ms: u32,
+    /// Silence between keys that ends a DTMF entry, for every bot; unset:
+    /// each bot's own `settings.dtmf.inter_digit_timeout_ms`.
+    pub dtmf_interdigit_ms: Option<u32>,
     /// A turn that has no answer this long after the caller stopped talking
     /// says the bot's filler ("One moment, please."), once; 0: never.
     pub filler_after_ms: u32,
@@ -151,6 +152,11 @@ impl SessionConfig {
                 self.turn_deadline_ms
             ));
         }
+        if let Some(ms) = self.dtmf_interdigit_ms.filter(|ms| !(100..=30_000).contains(ms)) {
+            return Err(format!(
+                "session.dtmf_interdigit_ms = {ms} is out of range: give 100 to 30000, or leave it out to use each bot's own"
+            ));
+        }
         if self.filler_after_ms != 0 && self.filler_after_ms >= self.turn_deadline_ms {
             return Err(format!(
                 "session.filler_after_ms = {} would never play: give less than session.turn_deadline_ms ({}), or 0 for no filler",
@@ -169,7 +175,7 @@ impl Default for SessionConfig {
             vad_threshold: 0.5,
             barge_in: true,
             barge_in_min_speech_ms: 192,
-            dtmf_interdigit_ms: 1500,
+            dtmf_interdigit_ms: None,
             // No dead air over 2 s (docs/continuity.md): the filler starts
             // 1.2 s after the end of the caller's speech and is about 1.1 s
             // of audio (0.9 s of it speech), so the apology at 3.5 s comes
@@ -460,7 +466,7 @@ mod tests {
     }
 
     #[test]
-    fn session_deadlines_are_validated() {
+    fn session_timeouts_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("u.toml");
         std::fs::write(&path, "[session]\nfiller_after_ms = 5000\n").unwrap();
@@ -471,6 +477,11 @@ mod tests {
         assert!(err.contains("turn_deadline_ms"), "{err}");
         std::fs::write(&path, "[session]\nfiller_after_ms = 0\nturn_deadline_ms = 3000\n").unwrap();
         assert_eq!(Config::load(Some(&path)).unwrap().session.filler_after_ms, 0);
+        std::fs::write(&path, "[session]\ndtmf_interdigit_ms = 0\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("dtmf_interdigit_ms") && err.contains("each bot's own"), "{err}");
+        std::fs::write(&path, "[session]\ndtmf_interdigit_ms = 2000\n").unwrap();
+        assert_eq!(Config::load(Some(&path)).unwrap().session.dtmf_interdigit_ms, Some(2000));
         assert!(SessionConfig::default().validate().is_ok());
     }
 

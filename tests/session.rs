@@ -195,6 +195,58 @@ async fn a_worker_killed_mid_request_takes_the_safety_net_and_the_call_plane_liv
     setup.engines.shutdown();
 }
 
+/// The bot's states decide how the call listens: tests/fixtures/bundles/keypad_line.yaml
+/// opens with a prompt that may not be interrupted, asks again after 1.5 s of
+/// silence (the bot-wide timeout is 60 s), and takes a four-key code that `*`
+/// or the fourth key ends (the inter-digit timeout is 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_states_barge_in_no_input_and_keypad_settings_are_followed() {
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/keypad_line.yaml");
+    let setup = understudy::cli::runtime::session_setup(&test_config(), Some(&bundle)).await.expect("session setup");
+    let (mut line, task) = Line::new(setup.clone());
+    assert!(line.run_until(Duration::from_secs(10), |l| l.played.len() >= 25).await, "the greeting never played");
+
+    // Talking over the greeting neither stops it nor counts as a turn.
+    line.say(&caller("Let me talk to someone.", "en-us")).await;
+    assert!(line.cleared_at.is_none(), "a prompt with barge_in: false was cut");
+    assert!(line.run_until(Duration::from_secs(30), |l| l.queue.is_empty()).await, "the greeting never ended");
+    let greeting_done = Instant::now();
+    assert!(line.reports.iter().all(|r| !r.barged_in), "{:?}", line.reports);
+
+    // The state's own no-input timeout, not the bot's 60 s.
+    assert!(
+        line.run_until(Duration::from_secs(15), |l| l.reports.iter().any(|r| r.turn >= 1)).await,
+        "no no-input prompt 15 s after the greeting"
+    );
+    let first = line.reports.iter().find(|r| r.turn >= 1).unwrap().clone();
+    assert!(line.transfers.is_empty(), "speech over the greeting was acted on: {:?}", line.transfers);
+    assert!(first.reply.contains("still there"), "{first:?}");
+    assert!(greeting_done.elapsed() < Duration::from_secs(15));
+
+    // "*" ends an entry at once: one key is too short for the code.
+    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    let _ = line.events.send(CallEvent::Dtmf('9')).await;
+    let _ = line.events.send(CallEvent::Dtmf('*')).await;
+    assert!(
+        line.run_until(Duration::from_secs(10), |l| l.reports.iter().any(|r| r.dtmf.as_deref() == Some("9"))).await,
+        "\"9*\" did not end the entry"
+    );
+    // The fourth key ends the next one without a terminator.
+    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    for key in ['1', '2', '3', '4'] {
+        let _ = line.events.send(CallEvent::Dtmf(key)).await;
+    }
+    assert!(
+        line.run_until(Duration::from_secs(10), |l| l.reports.iter().any(|r| r.dtmf.as_deref() == Some("1234"))).await,
+        "four keys did not complete the entry"
+    );
+    let code = line.reports.iter().find(|r| r.dtmf.as_deref() == Some("1234")).unwrap();
+    assert_eq!(code.slots.get("code").map(String::as_str), Some("1234"), "{code:?}");
+    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Ended).await, "the bot should hang up");
+    let _ = task.await;
+    setup.engines.shutdown();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dtmf_keys_reach_the_dialog() {
     let setup = setup().await;

@@ -868,15 +868,16 @@ impl Bundle {
         &self.bot.name
     }
 
-    /// Whether callers may interrupt prompts (states may still override it per turn:
-    /// see `ListenHints::barge_in`).
-    pub fn barge_in_allowed(&self) -> bool {
-        self.settings.barge_in
-    }
-
-    /// Silence after a prompt that counts as no input.
-    pub fn no_input_timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(u64::from(self.settings.no_input.timeout_ms))
+    /// The longest silence after a prompt that any state waits for before it
+    /// counts as no input (the bot-wide timeout or a state's own).
+    pub fn longest_no_input_timeout(&self) -> std::time::Duration {
+        let longest = self
+            .flow
+            .states
+            .values()
+            .filter_map(|state| state.no_input_timeout_ms)
+            .fold(self.settings.no_input.timeout_ms, u32::max);
+        std::time::Duration::from_millis(u64::from(longest))
     }
 
     /// The URI the safety net transfers to; empty when the bundle has no

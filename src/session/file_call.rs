@@ -67,7 +67,7 @@ pub async fn run_call(
     turns: &[Vec<i16>],
     mut on_turn: impl FnMut(usize, TurnOutcome),
 ) {
-    let max_wait = setup.settings.no_input_timeout + setup.settings.turn_deadline + Duration::from_secs(10);
+    let max_wait = setup.settings.longest_no_input + setup.settings.turn_deadline + Duration::from_secs(10);
     let call = start_call(setup, call_id.to_string());
     let mut c = Collector {
         actions: call.actions,

@@ -18,7 +18,7 @@ pub mod prompts;
 mod turn;
 
 use crate::audio::{Frame, SAMPLE_RATE};
-use crate::dialog::{Action, Bot, Conversation};
+use crate::dialog::{Action, Bot, BotTurn, Conversation, ListenHints};
 use crate::engines::{EngineError, Engines};
 use crate::metrics;
 use endpoint::{EndpointEvent, EndpointParams, Endpointer};
@@ -117,12 +117,15 @@ pub struct TurnReport {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub endpoint: EndpointParams,
+    /// The appliance allows barge-in (the bot's states may still turn it off).
     pub barge_in: bool,
     /// Speech needed during playback before it counts as a barge-in.
     pub barge_in_min_speech_ms: u32,
-    pub no_input_timeout: Duration,
-    /// Keys after which a DTMF entry is complete without a `#`.
-    pub dtmf_interdigit: Duration,
+    /// The longest no-input timeout of any of the bot's states (what a
+    /// caller of the session waits for at most before the bot speaks again).
+    pub longest_no_input: Duration,
+    /// The site's DTMF inter-digit timeout, over every bot's own.
+    pub dtmf_interdigit: Option<Duration>,
     /// A turn that has produced no audio this long after the caller stopped
     /// talking gets the safety net.
     pub turn_deadline: Duration,
@@ -144,6 +147,33 @@ impl SessionSettings {
     /// apology, the takeover prompt): pre-rendered with the bot's prompts.
     pub fn fixed_prompts(&self) -> Vec<String> {
         vec![self.apology.clone(), self.takeover.clone(), self.filler.clone()]
+    }
+}
+
+/// How the session listens after the bot's latest turn: that turn's
+/// [`ListenHints`] (per-state overrides included) within what the appliance allows.
+#[derive(Debug, Clone, PartialEq)]
+struct ListenPolicy {
+    barge_in: bool,
+    no_input_timeout: Duration,
+    dtmf_interdigit: Duration,
+    /// The key that ends an entry at once (`None`: only the timeout or the length does).
+    dtmf_terminator: Option<char>,
+    /// An entry this long is complete.
+    dtmf_max_digits: usize,
+}
+
+impl ListenPolicy {
+    fn new(settings: &SessionSettings, hints: &ListenHints) -> Self {
+        ListenPolicy {
+            barge_in: settings.barge_in && hints.barge_in,
+            no_input_timeout: Duration::from_millis(u64::from(hints.no_input_timeout_ms)),
+            dtmf_interdigit: settings
+                .dtmf_interdigit
+                .unwrap_or(Duration::from_millis(u64::from(hints.dtmf_inter_digit_timeout_ms))),
+            dtmf_terminator: hints.dtmf_terminator.chars().next(),
+            dtmf_max_digits: (hints.dtmf_max_digits as usize).max(1),
+        }
     }
 }
 
@@ -184,10 +214,10 @@ pub fn start_call_with(setup: Arc<SessionSetup>, call_id: String, opening: Openi
     let (event_tx, event_rx) = mpsc::channel(512);
     let (action_tx, action_rx) = mpsc::channel(512);
     let task = tokio::spawn(async move {
-        let mut session = Session::new(setup, call_id.clone(), action_tx);
+        let (mut session, greeting) = Session::new(setup, call_id.clone(), action_tx);
         metrics::gauge_add("understudy_calls_active", &[], 1.0);
         metrics::counter_inc("understudy_calls_total", &[]);
-        session.run(event_rx, opening).await;
+        session.run(event_rx, greeting, opening).await;
         metrics::gauge_add("understudy_calls_active", &[], -1.0);
         tracing::info!(call = %call_id, "session ended");
     });
@@ -227,6 +257,8 @@ struct Session {
     dtmf_deadline: Option<tokio::time::Instant>,
     /// Barge-in detection during playback.
     barge_in: Endpointer,
+    /// Set from each of the bot's turns.
+    listen: ListenPolicy,
     /// The report of the turn being spoken.
     pending_report: Option<TurnReport>,
     /// A turn that ended while another was in progress.
@@ -238,17 +270,19 @@ struct Session {
 }
 
 impl Session {
-    fn new(setup: Arc<SessionSetup>, call_id: String, actions: mpsc::Sender<SessionAction>) -> Self {
+    /// A session with its conversation started, and the bot's greeting.
+    fn new(setup: Arc<SessionSetup>, call_id: String, actions: mpsc::Sender<SessionAction>) -> (Self, BotTurn) {
+        let (conversation, greeting) = setup.bot.start();
         let endpoint = setup.settings.endpoint.clone();
         let barge_in = Endpointer::new(EndpointParams {
             min_speech_ms: setup.settings.barge_in_min_speech_ms,
             ..endpoint.clone()
         });
-        Session {
+        let session = Session {
             call_id,
             actions,
             state: CallState::Listening,
-            conversation: None,
+            conversation: Some(conversation),
             audio: CallerAudio::new(),
             endpointer: Endpointer::new(endpoint),
             vad_state: None,
@@ -262,12 +296,14 @@ impl Session {
             dtmf: String::new(),
             dtmf_deadline: None,
             barge_in,
+            listen: ListenPolicy::new(&setup.settings, &greeting.listen),
             pending_report: None,
             queued_turn: None,
             filler_due: None,
             filler_played: false,
             setup,
-        }
+        };
+        (session, greeting)
     }
 
     async fn emit(&self, action: SessionAction) {
@@ -283,9 +319,7 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>, opening: Opening) {
-        let (conversation, greeting) = self.setup.bot.start();
-        self.conversation = Some(conversation);
+    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>, greeting: BotTurn, opening: Opening) {
         match opening {
             Opening::Greeting => {
                 let report = TurnReport {
@@ -349,7 +383,7 @@ impl Session {
         }
         let report = TurnReport { turn: 0, reply: text, matched_by: "takeover".into(), action: "listen".into(), ..Default::default() };
         self.emit(SessionAction::Report(Box::new(report))).await;
-        self.no_input_deadline = Some(tokio::time::Instant::now() + self.setup.settings.no_input_timeout);
+        self.no_input_deadline = Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
         for frame in recent.chunks(crate::audio::FRAME_SAMPLES) {
             self.on_audio(frame).await;
         }
@@ -417,13 +451,21 @@ impl Session {
 
     async fn on_vad(&mut self, prob: f32) {
         // Barge-in: a separate, stricter endpointer watches speech over playback.
-        if self.state == CallState::Speaking && self.setup.settings.barge_in {
+        if self.state == CallState::Speaking && self.listen.barge_in {
             if let Some(EndpointEvent::SpeechStarted { .. }) = self.barge_in.push(prob) {
                 self.on_barge_in().await;
             }
         } else {
             self.barge_in.reset();
             let _ = self.barge_in.push(0.0);
+        }
+        if self.state == CallState::Speaking && !self.listen.barge_in {
+            // A prompt that may not be interrupted: what the caller says over
+            // it is not heard (as in Dialogflow and Lex). The position still
+            // advances, so later turns find their audio.
+            self.endpointer.reset();
+            let _ = self.endpointer.push(0.0);
+            return;
         }
         let Some(event) = self.endpointer.push(prob) else { return };
         match event {
@@ -502,18 +544,23 @@ impl Session {
             return;
         }
         metrics::counter_inc("understudy_dtmf_total", &[]);
-        if self.state == CallState::Speaking && self.setup.settings.barge_in {
+        if self.state == CallState::Speaking && self.listen.barge_in {
             self.on_barge_in().await;
         }
         self.no_input_deadline = None;
-        if key == '#' && !self.dtmf.is_empty() {
+        let terminator = self.listen.dtmf_terminator == Some(key);
+        if !terminator {
+            self.dtmf.push(key);
+        }
+        if (terminator && !self.dtmf.is_empty()) || self.dtmf.len() >= self.listen.dtmf_max_digits {
             self.dtmf_deadline = None;
             let digits = std::mem::take(&mut self.dtmf);
             self.run_turn(TurnInput::Dtmf(digits)).await;
             return;
         }
-        self.dtmf.push(key);
-        self.dtmf_deadline = Some(tokio::time::Instant::now() + self.setup.settings.dtmf_interdigit);
+        if !self.dtmf.is_empty() {
+            self.dtmf_deadline = Some(tokio::time::Instant::now() + self.listen.dtmf_interdigit);
+        }
     }
 
     async fn on_playout_done(&mut self, mark: u64) {
@@ -594,6 +641,7 @@ impl Session {
         self.conversation = Some(done.conversation);
         match done.outcome {
             Ok((bot_turn, mut report)) => {
+                self.listen = ListenPolicy::new(&self.setup.settings, &bot_turn.listen);
                 report.filler = std::mem::take(&mut self.filler_played);
                 let speech_end = done.speech_end;
                 self.speak(bot_turn.say.clone(), bot_turn.action.clone(), report, speech_end).await;
@@ -667,7 +715,7 @@ impl Session {
                 if let Some(input) = self.queued_turn.take() {
                     self.run_turn(input).await;
                 } else {
-                    self.no_input_deadline = Some(tokio::time::Instant::now() + self.setup.settings.no_input_timeout);
+                    self.no_input_deadline = Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
                 }
             }
             Action::Transfer { target, reason } => {
@@ -746,10 +794,10 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
             end_silence_ms: config.endpoint_silence_ms,
             ..Default::default()
         },
-        barge_in: config.barge_in && bundle.barge_in_allowed(),
+        barge_in: config.barge_in,
         barge_in_min_speech_ms: config.barge_in_min_speech_ms,
-        no_input_timeout: bundle.no_input_timeout(),
-        dtmf_interdigit: Duration::from_millis(config.dtmf_interdigit_ms as u64),
+        longest_no_input: bundle.longest_no_input_timeout(),
+        dtmf_interdigit: config.dtmf_interdigit_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         turn_deadline: Duration::from_millis(config.turn_deadline_ms as u64),
         filler_after: (config.filler_after_ms > 0).then(|| Duration::from_millis(config.filler_after_ms as u64)),
         filler: bundle.filler_prompt().unwrap_or_else(|| prompts::DEFAULT_FILLER.to_string()),
