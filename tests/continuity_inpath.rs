@@ -4,7 +4,8 @@
 //! packets); the caller is SIPp for signalling with the test's RTP peer for
 //! media (tests/sip_support/rtp_peer.rs), so what the caller hears is timed
 //! to the packet. Faults: the cloud SIGKILLed mid-call, the cloud hanging up
-//! with an error, the cloud gone for new calls, and a flapping cloud.
+//! with an error, the cloud gone for new calls, a cloud that only rings,
+//! and a flapping cloud.
 //!
 //! Takeover benchmark (p50/p95 over repeated kills):
 //!   cargo test --release --test continuity_inpath -- --ignored --nocapture
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The takeover requirement: local bot audio at the caller within this of the cloud's death.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(1);
 
-/// A cloud bot (SIPp UAS) on `port`; `scenario` is cloud_bot or cloud_bot_fails.
+/// A cloud bot (SIPp UAS) on `port`; `scenario` is cloud_bot, cloud_bot_fails or cloud_bot_rings.
 fn start_cloud(dir: &Path, port: u16, scenario: &str, extra: &[(&str, String)]) -> SippRun {
     let mut cloud = Sipp::new(scenario, dir);
     cloud.port = port;
@@ -247,6 +248,36 @@ fn a_cloud_bot_that_never_answers_gets_the_call_answered_locally() {
     let local = heard(&caller.peer, greeting, Instant::now(), dir, "setup-failed");
     assert!(local.contains("help with returns"), "the local bot's greeting: {local:?}");
     caller.sipp.wait().assert_ok("caller");
+    let routes = serve.metrics();
+    assert!(routes.contains("understudy_inpath_calls_total{route=\"local_after_setup_failure\"} 1"), "{routes}");
+}
+
+/// A cloud bot that rings and never answers: after `setup_timeout_ms` the
+/// local bot answers, and the cloud's INVITE is cancelled, so no half-made
+/// call is left waiting at the cloud.
+#[test]
+fn a_cloud_bot_that_only_rings_is_cancelled_and_the_call_answered_locally() {
+    require_peers();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let cloud_port = free_port();
+    let mut cloud = start_cloud(dir, cloud_port, "cloud_bot_rings", &[]);
+    let serve = serve_in_path(cloud_port, &[]);
+    wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
+    let caller = call(&serve, dir, Duration::from_secs(10));
+    let greeting = caller.peer.wait_audio_after(caller.started, Duration::from_secs(10)).expect("no greeting");
+    assert!(greeting - caller.started < Duration::from_secs(4), "{:?} before an answer", greeting - caller.started);
+    let cancelled = dir.join("cancelled.txt");
+    let waited = Instant::now();
+    while !cancelled.exists() {
+        assert!(waited.elapsed() < Duration::from_secs(5), "the cloud bot's INVITE was never cancelled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let local = heard(&caller.peer, greeting, Instant::now(), dir, "cloud-rang");
+    assert!(local.contains("help with returns"), "the local bot's greeting: {local:?}");
+    caller.sipp.wait().assert_ok("caller");
+    cloud.kill();
     let routes = serve.metrics();
     assert!(routes.contains("understudy_inpath_calls_total{route=\"local_after_setup_failure\"} 1"), "{routes}");
 }
