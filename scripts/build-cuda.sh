@@ -40,7 +40,10 @@ CPU=${CUDA_CPU:-x86-64-v3}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 wheels=$CUDA_PIP_DIR/wheels
 tk=$CUDA_PIP_DIR/toolkit
-shims=$CUDA_PIP_DIR/shims
+# Empty stand-ins for static libraries (below) go beside the real ones: the
+# -sys crates bundle their static libraries into their rlibs, and search only
+# the toolkit's lib directory when they do.
+shims=$tk/lib
 log() { echo "build-cuda: $*" >&2; }
 
 toolkit() {
@@ -103,7 +106,6 @@ toolkit() {
     # wheels ship only the shared cuBLAS (the static one would put ~600 MB into
     # every binary). Empty archives satisfy those names; the LLM worker is then
     # linked against the shared libcublas/libcublasLt (see build_workers).
-    rm -rf "$shims" && mkdir -p "$shims"
     for lib in cublas_static cublasLt_static culibos; do
         ar rcs "$shims/lib$lib.a"
     done
@@ -125,7 +127,7 @@ build_workers() {
     # Silero) is built for a baseline CPU, not for this build machine.
     export RUSTFLAGS="-C target-cpu=$CPU ${RUSTFLAGS:-}"
     export CARGO_TARGET_DIR=$target_dir
-    local link=(-L "native=$tk/lib64" -L "native=$tk/lib64/stubs" -L "native=$shims")
+    local link=(-L "native=$tk/lib64" -L "native=$tk/lib64/stubs")
     cd "$repo"
     log "building understudy-stt (cuda, archs $ARCHS) into $target_dir"
     cargo rustc --release --locked -p understudy-stt --features cuda --bin understudy-stt -- "${link[@]}"
