@@ -387,6 +387,26 @@ impl SyncConfig {
 }
 
 impl Config {
+    /// The optional settings left unset (`section.key`), which TOML cannot
+    /// print: `understudy config` lists them so that none goes unnoticed.
+    pub fn unset_keys(&self) -> Vec<String> {
+        fn walk(path: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Null => out.push(path.to_string()),
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                        walk(&path, value, out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut out = vec![];
+        walk("", &serde_json::to_value(self).expect("the configuration serializes"), &mut out);
+        out
+    }
+
     /// Load the configuration: `path`, else `$UNDERSTUDY_CONFIG`, else the
     /// system file if present, else defaults.
     pub fn load(path: Option<&Path>) -> Result<Config> {
@@ -483,6 +503,17 @@ mod tests {
         std::fs::write(&path, "[session]\ndtmf_interdigit_ms = 2000\n").unwrap();
         assert_eq!(Config::load(Some(&path)).unwrap().session.dtmf_interdigit_ms, Some(2000));
         assert!(SessionConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn unset_options_are_listed() {
+        let unset = Config::default().unset_keys();
+        for key in ["bot.bundle", "session.dtmf_interdigit_ms", "session.takeover_prompt"] {
+            assert!(unset.contains(&key.to_string()), "{key} missing from {unset:?}");
+        }
+        let mut config = Config::default();
+        config.session.dtmf_interdigit_ms = Some(2000);
+        assert!(!config.unset_keys().contains(&"session.dtmf_interdigit_ms".to_string()));
     }
 
     #[test]

@@ -125,6 +125,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config)?);
+            let unset = config.unset_keys();
+            if !unset.is_empty() {
+                println!("\n# Not set (docs/config.md says what applies instead):");
+                for key in unset {
+                    println!("#   {key}");
+                }
+            }
             Ok(())
         }
     }
