@@ -19,7 +19,8 @@ use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
-use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::time::Duration;
 use crate::continuity::Continuity;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,26 @@ pub struct SipServer {
 }
 
 impl SipServer {
+    /// rsipstack binds the TCP listener in its own task and only logs a
+    /// failure; readiness must mean callers can connect, so check it does.
+    async fn tcp_accepting(&self) -> Result<()> {
+        let mut target = self.listen;
+        if target.ip().is_unspecified() {
+            target.set_ip(if target.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            match tokio::net::TcpStream::connect(target).await {
+                Ok(_) => return Ok(()),
+                Err(e) if started.elapsed() >= Duration::from_secs(5) => anyhow::bail!(
+                    "SIP over TCP is not accepting on {} after 5 s ({e}); the log says why (\"Failed to serve listener\")",
+                    self.listen
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     /// Bind the transports and start answering.
     pub async fn start(settings: SipSettings, admission: Admission, continuity: Option<Arc<Continuity>>) -> Result<SipServer> {
         let cancel = CancellationToken::new();
@@ -86,7 +107,8 @@ impl SipServer {
             }
             transport_layer.add_transport(udp.into());
         }
-        if settings.tcp {
+        let tcp = settings.tcp;
+        if tcp {
             // rsipstack binds the listener later and only logs a failure: try it here first.
             let probe = std::net::TcpListener::bind(listen)
                 .with_context(|| format!("cannot listen for SIP on TCP {listen} (in use? set --sip-listen or sip.listen)"))?;
@@ -126,7 +148,14 @@ impl SipServer {
                 _ = serve_requests(shared, incoming) => {}
             }
         });
-        Ok(SipServer { listen, cancel, task })
+        let server = SipServer { listen, cancel, task };
+        if tcp {
+            if let Err(e) = server.tcp_accepting().await {
+                server.shutdown().await;
+                return Err(e);
+            }
+        }
+        Ok(server)
     }
 
     /// Stop serving (calls in progress lose their signalling).
