@@ -26,26 +26,106 @@ pub struct Utterance {
 
 /// Held-out phrasings (not the demo bundle's training phrases).
 pub const UTTERANCES: &[Utterance] = &[
-    Utterance { text: "Hi, I want to know where my package is.", intent: "order_status", voice: "en-us" },
-    Utterance { text: "Can you check the status of order 4 8 2 1 3?", intent: "order_status", voice: "en-us+m3" },
-    Utterance { text: "My delivery hasn't shown up yet.", intent: "order_status", voice: "en-gb" },
-    Utterance { text: "I'd like to track my order please.", intent: "order_status", voice: "en-us+f3" },
-    Utterance { text: "I need to send back a jacket that doesn't fit.", intent: "returns", voice: "en-us" },
-    Utterance { text: "How do I return something I bought?", intent: "returns", voice: "en-us+m3" },
-    Utterance { text: "Can I get a refund for these shoes?", intent: "returns", voice: "en-gb" },
-    Utterance { text: "What is your return policy?", intent: "returns", voice: "en-us+f3" },
-    Utterance { text: "What time do you open tomorrow?", intent: "store_hours", voice: "en-us" },
-    Utterance { text: "Are you open on the weekend?", intent: "store_hours", voice: "en-us+m3" },
-    Utterance { text: "When does the store close today?", intent: "store_hours", voice: "en-gb" },
-    Utterance { text: "What are your opening hours?", intent: "store_hours", voice: "en-us+f3" },
-    Utterance { text: "Let me talk to a real person.", intent: "agent", voice: "en-us" },
-    Utterance { text: "Can you transfer me to a representative?", intent: "agent", voice: "en-us+m3" },
-    Utterance { text: "I want to speak with customer service.", intent: "agent", voice: "en-gb" },
-    Utterance { text: "Put me through to an agent please.", intent: "agent", voice: "en-us+f3" },
-    Utterance { text: "That's all I needed, goodbye.", intent: "goodbye", voice: "en-us" },
-    Utterance { text: "Thanks for your help, bye.", intent: "goodbye", voice: "en-us+m3" },
-    Utterance { text: "No, that's everything. Have a good day.", intent: "goodbye", voice: "en-gb" },
-    Utterance { text: "Okay, I'm done. Bye bye.", intent: "goodbye", voice: "en-us+f3" },
+    Utterance {
+        text: "Hi, I want to know where my package is.",
+        intent: "order_status",
+        voice: "en-us",
+    },
+    Utterance {
+        text: "Can you check the status of order 4 8 2 1 3?",
+        intent: "order_status",
+        voice: "en-us+m3",
+    },
+    Utterance {
+        text: "My delivery hasn't shown up yet.",
+        intent: "order_status",
+        voice: "en-gb",
+    },
+    Utterance {
+        text: "I'd like to track my order please.",
+        intent: "order_status",
+        voice: "en-us+f3",
+    },
+    Utterance {
+        text: "I need to send back a jacket that doesn't fit.",
+        intent: "returns",
+        voice: "en-us",
+    },
+    Utterance {
+        text: "How do I return something I bought?",
+        intent: "returns",
+        voice: "en-us+m3",
+    },
+    Utterance {
+        text: "Can I get a refund for these shoes?",
+        intent: "returns",
+        voice: "en-gb",
+    },
+    Utterance {
+        text: "What is your return policy?",
+        intent: "returns",
+        voice: "en-us+f3",
+    },
+    Utterance {
+        text: "What time do you open tomorrow?",
+        intent: "store_hours",
+        voice: "en-us",
+    },
+    Utterance {
+        text: "Are you open on the weekend?",
+        intent: "store_hours",
+        voice: "en-us+m3",
+    },
+    Utterance {
+        text: "When does the store close today?",
+        intent: "store_hours",
+        voice: "en-gb",
+    },
+    Utterance {
+        text: "What are your opening hours?",
+        intent: "store_hours",
+        voice: "en-us+f3",
+    },
+    Utterance {
+        text: "Let me talk to a real person.",
+        intent: "agent",
+        voice: "en-us",
+    },
+    Utterance {
+        text: "Can you transfer me to a representative?",
+        intent: "agent",
+        voice: "en-us+m3",
+    },
+    Utterance {
+        text: "I want to speak with customer service.",
+        intent: "agent",
+        voice: "en-gb",
+    },
+    Utterance {
+        text: "Put me through to an agent please.",
+        intent: "agent",
+        voice: "en-us+f3",
+    },
+    Utterance {
+        text: "That's all I needed, goodbye.",
+        intent: "goodbye",
+        voice: "en-us",
+    },
+    Utterance {
+        text: "Thanks for your help, bye.",
+        intent: "goodbye",
+        voice: "en-us+m3",
+    },
+    Utterance {
+        text: "No, that's everything. Have a good day.",
+        intent: "goodbye",
+        voice: "en-gb",
+    },
+    Utterance {
+        text: "Okay, I'm done. Bye bye.",
+        intent: "goodbye",
+        voice: "en-us+f3",
+    },
 ];
 
 /// How the caller's audio reaches the appliance.
@@ -94,11 +174,19 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 
 /// Words for WER: lower case, no punctuation, digits one by one, number words as digits.
 pub fn normalize_words(text: &str) -> Vec<String> {
-    const NUMBERS: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    const NUMBERS: [&str; 10] = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
     let cleaned: String = text
         .to_lowercase()
         .chars()
-        .map(|c| if c.is_alphanumeric() || c == '\'' { c } else { ' ' })
+        .map(|c| {
+            if c.is_alphanumeric() || c == '\'' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     let mut words = Vec::new();
     for word in cleaned.split_whitespace() {
@@ -122,7 +210,11 @@ pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
         row[0] = i + 1;
         for (j, h) in hypothesis.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if r == h { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
+            row[j + 1] = if r == h {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
             prev = cur;
         }
     }
@@ -165,7 +257,11 @@ pub struct Stat {
 impl Stat {
     fn of(values: impl Iterator<Item = f64>) -> Stat {
         let v: Vec<f64> = values.collect();
-        Stat { p50: percentile(&v, 50.0), p95: percentile(&v, 95.0), n: v.len() }
+        Stat {
+            p50: percentile(&v, 50.0),
+            p95: percentile(&v, 95.0),
+            n: v.len(),
+        }
     }
 }
 
@@ -220,8 +316,15 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         (Some(v), Some(e)) => Some(v - e),
         _ => None,
     };
-    let raw_processing =
-        |x: &Sample| x.raw_stt_ms + x.raw_dialog_ms + if x.tts_first_audio_ms.unwrap_or(0.0) > 1.0 { x.raw_tts_first_audio_ms } else { 0.0 };
+    let raw_processing = |x: &Sample| {
+        x.raw_stt_ms
+            + x.raw_dialog_ms
+            + if x.tts_first_audio_ms.unwrap_or(0.0) > 1.0 {
+                x.raw_tts_first_audio_ms
+            } else {
+                0.0
+            }
+    };
     let processing_ms = Stat::of(s.iter().filter_map(|x| processing(x)));
     let raw_processing_ms = Stat::of(s.iter().map(|x| raw_processing(x)));
     let overhead_pct = match (processing_ms.p50, raw_processing_ms.p50) {
@@ -229,7 +332,9 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         _ => None,
     };
     let glue = |x: &Sample| {
-        let engines = x.stt_ms.unwrap_or(0.0) + x.dialog_ms.unwrap_or(0.0) + x.tts_first_audio_ms.unwrap_or(0.0);
+        let engines = x.stt_ms.unwrap_or(0.0)
+            + x.dialog_ms.unwrap_or(0.0)
+            + x.tts_first_audio_ms.unwrap_or(0.0);
         processing(x).map(|p| (p - engines).max(0.0))
     };
     let glue_ms = Stat::of(s.iter().filter_map(|x| glue(x)));
@@ -242,7 +347,11 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
         channel,
         utterances: s.len(),
         intent_accuracy: s.iter().filter(|x| x.intent_correct).count() as f64 / n,
-        wer: if words == 0 { 0.0 } else { errors as f64 / words as f64 },
+        wer: if words == 0 {
+            0.0
+        } else {
+            errors as f64 / words as f64
+        },
         endpoint_ms: Stat::of(s.iter().filter_map(|x| x.endpoint_ms)),
         stt_ms: Stat::of(s.iter().filter_map(|x| x.stt_ms)),
         dialog_ms: Stat::of(s.iter().filter_map(|x| x.dialog_ms)),
@@ -260,17 +369,31 @@ fn summarize(channel: Channel, samples: &[Sample]) -> ChannelSummary {
 }
 
 /// Run one utterance through the whole session, then through the raw engines.
-async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, audio_in: &[i16]) -> Result<Sample> {
+async fn measure(
+    setup: &Arc<SessionSetup>,
+    u: &Utterance,
+    channel: Channel,
+    audio_in: &[i16],
+) -> Result<Sample> {
     quiesce(&setup.engines).await;
     let mut outcome = None;
-    run_call(setup.clone(), "bench", std::slice::from_ref(&audio_in.to_vec()), |turn, o| {
-        if turn == 1 {
-            outcome = Some(o);
-        }
-    })
+    run_call(
+        setup.clone(),
+        "bench",
+        std::slice::from_ref(&audio_in.to_vec()),
+        |turn, o| {
+            if turn == 1 {
+                outcome = Some(o);
+            }
+        },
+    )
     .await;
     let outcome = outcome.context("the call ended before the caller's turn")?;
-    let report = outcome.reports.into_iter().next().context("the bot did not answer the caller's turn")?;
+    let report = outcome
+        .reports
+        .into_iter()
+        .next()
+        .context("the bot did not answer the caller's turn")?;
     let reference = normalize_words(u.text);
     let hypothesis = normalize_words(&report.transcript);
 
@@ -278,21 +401,40 @@ async fn measure(setup: &Arc<SessionSetup>, u: &Utterance, channel: Channel, aud
     // dialog on the transcript, TTS on the reply.
     quiesce(&setup.engines).await;
     let stt = setup.engines.stt.as_ref().context("STT not running")?;
-    let (start_ms, end_ms) = report.speech_ms.unwrap_or((0.0, audio::samples_to_ms(audio_in.len(), SAMPLE_RATE)));
+    let (start_ms, end_ms) = report
+        .speech_ms
+        .unwrap_or((0.0, audio::samples_to_ms(audio_in.len(), SAMPLE_RATE)));
     let from = audio::ms_to_samples((start_ms - 200.0).max(0.0), SAMPLE_RATE);
     let to = audio::ms_to_samples(end_ms + 160.0, SAMPLE_RATE).min(audio_in.len());
     let t = Instant::now();
-    let _ = stt.transcribe(&audio_in[from..to.max(from)], setup.settings.stt_prompt.as_deref()).await?;
+    let _ = stt
+        .transcribe(
+            &audio_in[from..to.max(from)],
+            setup.settings.stt_prompt.as_deref(),
+        )
+        .await?;
     let raw_stt_ms = t.elapsed().as_secs_f64() * 1e3;
     quiesce(&setup.engines).await;
     let (mut conversation, _) = setup.bot.start();
     let t = Instant::now();
-    let _ = setup.bot.respond(&mut conversation, UserInput::Text(report.transcript.clone())).await?;
+    let _ = setup
+        .bot
+        .respond(
+            &mut conversation,
+            UserInput::Text(report.transcript.clone()),
+        )
+        .await?;
     let raw_dialog_ms = t.elapsed().as_secs_f64() * 1e3;
     quiesce(&setup.engines).await;
     let tts = setup.engines.tts.as_ref().context("TTS not running")?;
     let t = Instant::now();
-    let mut stream = tts.stream(if report.reply.is_empty() { "Okay." } else { &report.reply }).await?;
+    let mut stream = tts
+        .stream(if report.reply.is_empty() {
+            "Okay."
+        } else {
+            &report.reply
+        })
+        .await?;
     let _ = stream.next().await;
     let raw_tts_first_audio_ms = t.elapsed().as_secs_f64() * 1e3;
     drop(stream);
@@ -330,7 +472,12 @@ async fn quiesce(engines: &crate::engines::Engines) {
 }
 
 /// Run the benchmark on a ready session setup.
-pub async fn run(setup: Arc<SessionSetup>, pack: &str, threads: crate::config::Threads, limit: Option<usize>) -> Result<BenchReport> {
+pub async fn run(
+    setup: Arc<SessionSetup>,
+    pack: &str,
+    threads: crate::config::Threads,
+    limit: Option<usize>,
+) -> Result<BenchReport> {
     let dir = tempfile::tempdir()?;
     let utterances = &UTTERANCES[..limit.unwrap_or(UTTERANCES.len()).min(UTTERANCES.len())];
     let mut samples = Vec::new();
@@ -346,22 +493,43 @@ pub async fn run(setup: Arc<SessionSetup>, pack: &str, threads: crate::config::T
                 format!("{channel:?}"),
                 sample.intent.as_deref().unwrap_or("-"),
                 if sample.intent_correct { "ok " } else { "BAD" },
-                sample.voice_to_voice_ms.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
+                sample
+                    .voice_to_voice_ms
+                    .map(|v| format!("{v:.0}"))
+                    .unwrap_or_else(|| "-".into()),
                 sample.transcript
             );
             samples.push(sample);
         }
     }
-    let summaries = [Channel::Wideband, Channel::Telephony8k].iter().map(|c| summarize(*c, &samples)).collect();
-    Ok(BenchReport { pack: pack.to_string(), machine: machine_description(), threads, summaries, samples })
+    let summaries = [Channel::Wideband, Channel::Telephony8k]
+        .iter()
+        .map(|c| summarize(*c, &samples))
+        .collect();
+    Ok(BenchReport {
+        pack: pack.to_string(),
+        machine: machine_description(),
+        threads,
+        summaries,
+        samples,
+    })
 }
 
 fn machine_description() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{} x {cpu}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))
+    format!(
+        "{} x {cpu}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    )
 }
 
 /// The report as a table.
@@ -394,7 +562,11 @@ pub fn render(report: &BenchReport) -> String {
         ] {
             let _ = writeln!(out, "  {:<28} {:>7} {:>7}", name, f(stat.p50), f(stat.p95));
         }
-        let _ = writeln!(out, "  pipeline vs raw engines run one after another (p50): {} %", f(s.overhead_pct));
+        let _ = writeln!(
+            out,
+            "  pipeline vs raw engines run one after another (p50): {} %",
+            f(s.overhead_pct)
+        );
         let _ = writeln!(
             out,
             "  pipeline's own time (processing minus engine waits): p50 {} ms, p95 {} ms = {} % of processing",
@@ -426,13 +598,19 @@ mod tests {
         assert_eq!(word_errors(&r, &h), 0);
         let h2 = normalize_words("Can you check status of order 48213");
         assert_eq!(word_errors(&r, &h2), 1);
-        assert_eq!(word_errors(&normalize_words("a b c"), &normalize_words("x b c d")), 2);
+        assert_eq!(
+            word_errors(&normalize_words("a b c"), &normalize_words("x b c d")),
+            2
+        );
     }
 
     #[test]
     fn telephone_line_keeps_length_and_speech_band() {
-        let tone: Vec<i16> =
-            (0..16000).map(|i| ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 16000.0).sin() * 8000.0) as i16).collect();
+        let tone: Vec<i16> = (0..16000)
+            .map(|i| {
+                ((i as f64 * 440.0 * 2.0 * std::f64::consts::PI / 16000.0).sin() * 8000.0) as i16
+            })
+            .collect();
         let out = through_telephone_line(&tone);
         assert!((out.len() as i64 - 16000).abs() <= 4);
         let db_in = audio::rms_dbfs(&tone);

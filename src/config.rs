@@ -37,7 +37,10 @@ pub struct ModelsConfig {
 
 impl Default for ModelsConfig {
     fn default() -> Self {
-        ModelsConfig { dir: understudy_models::default_models_dir(), pack: "default".into() }
+        ModelsConfig {
+            dir: understudy_models::default_models_dir(),
+            pack: "default".into(),
+        }
     }
 }
 
@@ -55,7 +58,13 @@ pub struct Threads {
 
 impl Default for Threads {
     fn default() -> Self {
-        Threads { vad: 1, stt: 2, llm: 2, tts: 1, embed: 1 }
+        Threads {
+            vad: 1,
+            stt: 2,
+            llm: 2,
+            tts: 1,
+            embed: 1,
+        }
     }
 }
 
@@ -72,7 +81,13 @@ pub struct TimeoutsMs {
 
 impl Default for TimeoutsMs {
     fn default() -> Self {
-        TimeoutsMs { vad: 1_000, stt: 6_000, llm: 6_000, tts: 5_000, embed: 2_000 }
+        TimeoutsMs {
+            vad: 1_000,
+            stt: 6_000,
+            llm: 6_000,
+            tts: 5_000,
+            embed: 2_000,
+        }
     }
 }
 
@@ -152,7 +167,10 @@ impl SessionConfig {
                 self.turn_deadline_ms
             ));
         }
-        if let Some(ms) = self.dtmf_interdigit_ms.filter(|ms| !(100..=30_000).contains(ms)) {
+        if let Some(ms) = self
+            .dtmf_interdigit_ms
+            .filter(|ms| !(100..=30_000).contains(ms))
+        {
             return Err(format!(
                 "session.dtmf_interdigit_ms = {ms} is out of range: give 100 to 30000, or leave it out to use each bot's own"
             ));
@@ -197,7 +215,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8080".into() }
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
     }
 }
 
@@ -366,7 +386,14 @@ pub struct SyncConfig {
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { store: None, source: None, interval_s: 300, min_pass_rate: 0.8, keep: 10, auto_activate: true }
+        SyncConfig {
+            store: None,
+            source: None,
+            interval_s: 300,
+            min_pass_rate: 0.8,
+            keep: 10,
+            auto_activate: true,
+        }
     }
 }
 
@@ -395,7 +422,11 @@ impl Config {
                 serde_json::Value::Null => out.push(path.to_string()),
                 serde_json::Value::Object(map) => {
                     for (key, value) in map {
-                        let path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                        let path = if path.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{path}.{key}")
+                        };
                         walk(&path, value, out);
                     }
                 }
@@ -403,7 +434,11 @@ impl Config {
             }
         }
         let mut out = vec![];
-        walk("", &serde_json::to_value(self).expect("the configuration serializes"), &mut out);
+        walk(
+            "",
+            &serde_json::to_value(self).expect("the configuration serializes"),
+            &mut out,
+        );
         out
     }
 
@@ -413,8 +448,14 @@ impl Config {
         let chosen = path
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("UNDERSTUDY_CONFIG").map(PathBuf::from))
-            .or_else(|| Path::new(SYSTEM_CONFIG).exists().then(|| PathBuf::from(SYSTEM_CONFIG)));
-        let Some(path) = chosen else { return Ok(Config::default()) };
+            .or_else(|| {
+                Path::new(SYSTEM_CONFIG)
+                    .exists()
+                    .then(|| PathBuf::from(SYSTEM_CONFIG))
+            });
+        let Some(path) = chosen else {
+            return Ok(Config::default());
+        };
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
         let config: Config = toml::from_str(&text).map_err(|e| {
@@ -423,7 +464,9 @@ impl Config {
                 path.display()
             )
         })?;
-        config.session.validate().map_err(|e| anyhow::anyhow!("configuration file {} is invalid: {e}", path.display()))?;
+        config.session.validate().map_err(|e| {
+            anyhow::anyhow!("configuration file {} is invalid: {e}", path.display())
+        })?;
         Ok(config)
     }
 
@@ -431,7 +474,11 @@ impl Config {
     pub fn engine_config(&self) -> Result<EngineConfig> {
         let pack = understudy_models::resolve(&self.models.dir, &self.models.pack)?;
         Ok(EngineConfig {
-            worker_dir: self.engines.worker_dir.clone().unwrap_or_else(crate::engines::default_worker_dir),
+            worker_dir: self
+                .engines
+                .worker_dir
+                .clone()
+                .unwrap_or_else(crate::engines::default_worker_dir),
             pack,
             threads: self.engines.threads.clone(),
             timeouts: self.engines.timeouts_ms.clone(),
@@ -491,36 +538,67 @@ mod tests {
         let path = dir.path().join("u.toml");
         std::fs::write(&path, "[session]\nfiller_after_ms = 5000\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("filler_after_ms") && err.contains("u.toml"), "{err}");
+        assert!(
+            err.contains("filler_after_ms") && err.contains("u.toml"),
+            "{err}"
+        );
         std::fs::write(&path, "[session]\nturn_deadline_ms = 200\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("turn_deadline_ms"), "{err}");
-        std::fs::write(&path, "[session]\nfiller_after_ms = 0\nturn_deadline_ms = 3000\n").unwrap();
-        assert_eq!(Config::load(Some(&path)).unwrap().session.filler_after_ms, 0);
+        std::fs::write(
+            &path,
+            "[session]\nfiller_after_ms = 0\nturn_deadline_ms = 3000\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Config::load(Some(&path)).unwrap().session.filler_after_ms,
+            0
+        );
         std::fs::write(&path, "[session]\ndtmf_interdigit_ms = 0\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("dtmf_interdigit_ms") && err.contains("each bot's own"), "{err}");
+        assert!(
+            err.contains("dtmf_interdigit_ms") && err.contains("each bot's own"),
+            "{err}"
+        );
         std::fs::write(&path, "[session]\ndtmf_interdigit_ms = 2000\n").unwrap();
-        assert_eq!(Config::load(Some(&path)).unwrap().session.dtmf_interdigit_ms, Some(2000));
+        assert_eq!(
+            Config::load(Some(&path))
+                .unwrap()
+                .session
+                .dtmf_interdigit_ms,
+            Some(2000)
+        );
         assert!(SessionConfig::default().validate().is_ok());
     }
 
     #[test]
     fn unset_options_are_listed() {
         let unset = Config::default().unset_keys();
-        for key in ["bot.bundle", "session.dtmf_interdigit_ms", "session.takeover_prompt"] {
-            assert!(unset.contains(&key.to_string()), "{key} missing from {unset:?}");
+        for key in [
+            "bot.bundle",
+            "session.dtmf_interdigit_ms",
+            "session.takeover_prompt",
+        ] {
+            assert!(
+                unset.contains(&key.to_string()),
+                "{key} missing from {unset:?}"
+            );
         }
         let mut config = Config::default();
         config.session.dtmf_interdigit_ms = Some(2000);
-        assert!(!config.unset_keys().contains(&"session.dtmf_interdigit_ms".to_string()));
+        assert!(!config
+            .unset_keys()
+            .contains(&"session.dtmf_interdigit_ms".to_string()));
     }
 
     #[test]
     fn printed_defaults_parse_back() {
         let text = toml::to_string_pretty(&Config::default()).unwrap();
         let back: Config = toml::from_str(&text).unwrap();
-        assert_eq!(back.engines.threads.stt, Config::default().engines.threads.stt);
+        assert_eq!(
+            back.engines.threads.stt,
+            Config::default().engines.threads.stt
+        );
     }
 
     /// docs/config.md must document every field: each table `[a.b]` has a
@@ -600,11 +678,17 @@ mod tests {
         for (table, key) in &keys {
             match section(table) {
                 None => missing.push(format!("[{table}] (no heading naming `[{table}]`)")),
-                Some(text) if !text.contains(&format!("| `{key}` |")) => missing.push(format!("{table}.{key}")),
+                Some(text) if !text.contains(&format!("| `{key}` |")) => {
+                    missing.push(format!("{table}.{key}"))
+                }
                 Some(_) => {}
             }
         }
         missing.dedup();
-        assert!(missing.is_empty(), "docs/config.md does not document: {}", missing.join(", "));
+        assert!(
+            missing.is_empty(),
+            "docs/config.md does not document: {}",
+            missing.join(", ")
+        );
     }
 }

@@ -32,19 +32,30 @@ pub fn router(status: StatusSource) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/status", get(|State(s): State<StatusSource>| async move { Json(s()) }))
+        .route(
+            "/status",
+            get(|State(s): State<StatusSource>| async move { Json(s()) }),
+        )
         .route("/metrics", get(metrics))
         .with_state(status)
 }
 
 async fn readyz(State(status): State<StatusSource>) -> Response {
     let status = status();
-    let code = if status.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if status.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(status)).into_response()
 }
 
 async fn metrics() -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::metrics::render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    )
+        .into_response()
 }
 
 /// Serve until the listener fails.

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock};
 
 /// Histogram bucket bounds, in milliseconds: dense where voice latency lives.
-const BUCKETS_MS: [f64; 16] =
-    [5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0];
+const BUCKETS_MS: [f64; 16] = [
+    5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 650.0, 800.0, 1000.0, 1500.0, 2000.0,
+    3000.0, 5000.0,
+];
 
 type Key = (String, Vec<(String, String)>);
 
@@ -32,11 +34,22 @@ fn registry() -> &'static Mutex<Registry> {
 }
 
 fn key(name: &str, labels: &[(&str, &str)]) -> Key {
-    (name.to_string(), labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    (
+        name.to_string(),
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 pub fn counter_add(name: &str, labels: &[(&str, &str)], v: f64) {
-    *registry().lock().unwrap().counters.entry(key(name, labels)).or_default() += v;
+    *registry()
+        .lock()
+        .unwrap()
+        .counters
+        .entry(key(name, labels))
+        .or_default() += v;
 }
 
 pub fn counter_inc(name: &str, labels: &[(&str, &str)]) {
@@ -44,11 +57,20 @@ pub fn counter_inc(name: &str, labels: &[(&str, &str)]) {
 }
 
 pub fn gauge_set(name: &str, labels: &[(&str, &str)], v: f64) {
-    registry().lock().unwrap().gauges.insert(key(name, labels), v);
+    registry()
+        .lock()
+        .unwrap()
+        .gauges
+        .insert(key(name, labels), v);
 }
 
 pub fn gauge_add(name: &str, labels: &[(&str, &str)], v: f64) {
-    *registry().lock().unwrap().gauges.entry(key(name, labels)).or_default() += v;
+    *registry()
+        .lock()
+        .unwrap()
+        .gauges
+        .entry(key(name, labels))
+        .or_default() += v;
 }
 
 /// Record one latency sample in milliseconds.
@@ -66,11 +88,20 @@ pub fn observe_ms(name: &str, labels: &[(&str, &str)], ms: f64) {
 
 /// The current value of a counter (tests and readiness use this).
 pub fn counter_value(name: &str, labels: &[(&str, &str)]) -> f64 {
-    registry().lock().unwrap().counters.get(&key(name, labels)).copied().unwrap_or(0.0)
+    registry()
+        .lock()
+        .unwrap()
+        .counters
+        .get(&key(name, labels))
+        .copied()
+        .unwrap_or(0.0)
 }
 
 fn labels_text(labels: &[(String, String)], extra: Option<(&str, String)>) -> String {
-    let mut parts: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
     if let Some((k, v)) = extra {
         parts.push(format!("{k}=\"{v}\""));
     }
@@ -82,7 +113,9 @@ fn labels_text(labels: &[(String, String)], extra: Option<(&str, String)>) -> St
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Everything, in the Prometheus text exposition format.
@@ -106,9 +139,19 @@ pub fn render() -> String {
     for ((name, labels), h) in &reg.histograms {
         type_line(&mut out, name, "histogram");
         for (i, bound) in BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{} {}", labels_text(labels, Some(("le", bound.to_string()))), h.counts[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{} {}",
+                labels_text(labels, Some(("le", bound.to_string()))),
+                h.counts[i]
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{} {}", labels_text(labels, Some(("le", "+Inf".into()))), h.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{} {}",
+            labels_text(labels, Some(("le", "+Inf".into()))),
+            h.count
+        );
         let _ = writeln!(out, "{name}_sum{} {}", labels_text(labels, None), h.sum);
         let _ = writeln!(out, "{name}_count{} {}", labels_text(labels, None), h.count);
     }
@@ -124,8 +167,14 @@ mod tests {
         observe_ms("test_hist_ms", &[("stage", "x")], 7.0);
         observe_ms("test_hist_ms", &[("stage", "x")], 700.0);
         let text = render();
-        assert!(text.contains("test_hist_ms_bucket{stage=\"x\",le=\"10\"} 1"), "{text}");
-        assert!(text.contains("test_hist_ms_bucket{stage=\"x\",le=\"800\"} 2"), "{text}");
+        assert!(
+            text.contains("test_hist_ms_bucket{stage=\"x\",le=\"10\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("test_hist_ms_bucket{stage=\"x\",le=\"800\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("test_hist_ms_count{stage=\"x\"} 2"), "{text}");
     }
 

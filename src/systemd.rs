@@ -5,8 +5,12 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 fn notify(message: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
-    let Ok(socket) = UnixDatagram::unbound() else { return };
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = UnixDatagram::unbound() else {
+        return;
+    };
     let bytes = path.as_encoded_bytes();
     let result = if let Some(abstract_name) = bytes.strip_prefix(b"@") {
         // Abstract socket namespace.
@@ -37,7 +41,12 @@ pub fn notify_stopping() {
 
 /// Ping systemd's watchdog at half its interval, if one is configured.
 pub fn spawn_watchdog() {
-    let Some(usec) = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok()) else { return };
+    let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
     let period = Duration::from_micros(usec / 2);
     tokio::spawn(async move {
         loop {

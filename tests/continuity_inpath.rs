@@ -33,7 +33,10 @@ fn start_cloud(dir: &Path, port: u16, scenario: &str, extra: &[(&str, String)]) 
     let probe = RawSip::new(format!("{LOOPBACK}:{port}").parse().unwrap());
     let started = Instant::now();
     while probe.options_status() != Some(200) {
-        assert!(started.elapsed() < Duration::from_secs(15), "the SIPp cloud bot on port {port} never answered OPTIONS");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the SIPp cloud bot on port {port} never answered OPTIONS"
+        );
     }
     run
 }
@@ -86,7 +89,11 @@ fn call(serve: &Serve, dir: &Path, hold: Duration) -> Caller {
         .spawn(Some(serve.sip));
     let started = Instant::now();
     peer.wait_remote(Duration::from_secs(10));
-    Caller { peer, sipp, started }
+    Caller {
+        peer,
+        sipp,
+        started,
+    }
 }
 
 /// Everything the caller heard between two instants, transcribed.
@@ -104,7 +111,10 @@ fn wait_status(serve: &Serve, what: &str, limit: Duration) {
         if body.contains(what) {
             return;
         }
-        assert!(started.elapsed() < limit, "/status never showed {what} within {limit:?}: {body}");
+        assert!(
+            started.elapsed() < limit,
+            "/status never showed {what} within {limit:?}: {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,16 +123,29 @@ fn wait_status(serve: &Serve, what: &str, limit: Duration) {
 fn wait_turn(serve: &Serve, intent: &str, limit: Duration) -> serde_json::Value {
     let started = Instant::now();
     loop {
-        if let Some(turn) = serve.logged("turn").into_iter().rev().find(|t| t["intent"] == intent) {
+        if let Some(turn) = serve
+            .logged("turn")
+            .into_iter()
+            .rev()
+            .find(|t| t["intent"] == intent)
+        {
             return turn;
         }
-        assert!(started.elapsed() < limit, "no {intent} turn within {limit:?}:\n{}", serve.log_tail(40));
+        assert!(
+            started.elapsed() < limit,
+            "no {intent} turn within {limit:?}:\n{}",
+            serve.log_tail(40)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn ended_results(serve: &Serve) -> Vec<String> {
-    serve.logged("call ended").iter().map(|e| e["result"].as_str().unwrap_or_default().to_string()).collect()
+    serve
+        .logged("call ended")
+        .iter()
+        .map(|e| e["result"].as_str().unwrap_or_default().to_string())
+        .collect()
 }
 
 /// Kill the cloud mid-call, right after the caller asked something the cloud
@@ -132,44 +155,103 @@ fn takeover_once(serve: &Serve, dir: &Path, mut cloud: SippRun, round: usize) ->
     // New calls go to the cloud (after a kill: once the probes say it is back).
     wait_status(serve, "\"routes_to_cloud\":true", Duration::from_secs(20));
     let caller = call(serve, dir, Duration::from_secs(20));
-    serve.wait_logged("bridged to the cloud bot", round + 1, Duration::from_secs(10));
+    serve.wait_logged(
+        "bridged to the cloud bot",
+        round + 1,
+        Duration::from_secs(10),
+    );
     // The cloud's greeting reaches the caller through the relay.
-    let greeting = caller.peer.wait_audio_after(caller.started, Duration::from_secs(10)).expect("no cloud greeting");
+    let greeting = caller
+        .peer
+        .wait_audio_after(caller.started, Duration::from_secs(10))
+        .expect("no cloud greeting");
     std::thread::sleep(Duration::from_millis(3_500));
-    let greeted = heard(&caller.peer, greeting, Instant::now(), dir, &format!("cloud-{round}"));
+    let greeted = heard(
+        &caller.peer,
+        greeting,
+        Instant::now(),
+        dir,
+        &format!("cloud-{round}"),
+    );
     assert!(
-        ["hello", "cloud", "help"].iter().any(|w| greeted.contains(w)),
+        ["hello", "cloud", "help"]
+            .iter()
+            .any(|w| greeted.contains(w)),
         "the caller should hear the cloud bot first, heard {greeted:?}"
     );
 
     let question = say("What time does the store open?", dir);
     let asked = Instant::now();
     caller.peer.say(&question);
-    let said = caller.peer.wait_said(asked, Duration::from_secs(10)).expect("the question was not sent");
+    let said = caller
+        .peer
+        .wait_said(asked, Duration::from_secs(10))
+        .expect("the question was not sent");
     // The cloud dies before answering.
     std::thread::sleep(Duration::from_millis(200));
     let killed = Instant::now();
     cloud.kill();
 
-    let first = caller.peer.wait_audio_after(killed, Duration::from_secs(5)).expect("no local bot audio after the cloud died");
+    let first = caller
+        .peer
+        .wait_audio_after(killed, Duration::from_secs(5))
+        .expect("no local bot audio after the cloud died");
     let takeover = first - killed;
-    eprintln!("round {round}: takeover {} ms after SIGKILL (question ended {} ms before)", takeover.as_millis(), (killed - said).as_millis());
-    assert!(takeover < TAKEOVER_LIMIT, "the caller waited {takeover:?} for the local bot");
+    eprintln!(
+        "round {round}: takeover {} ms after SIGKILL (question ended {} ms before)",
+        takeover.as_millis(),
+        (killed - said).as_millis()
+    );
+    assert!(
+        takeover < TAKEOVER_LIMIT,
+        "the caller waited {takeover:?} for the local bot"
+    );
 
     // The takeover prompt, then the answer to the question the cloud never answered.
-    let taken = serve.wait_logged("cloud leg failed: the local bot takes over", round + 1, Duration::from_secs(5));
+    let taken = serve.wait_logged(
+        "cloud leg failed: the local bot takes over",
+        round + 1,
+        Duration::from_secs(5),
+    );
     let t = taken.last().unwrap();
-    assert!(t["recent_ms"].as_u64().unwrap_or(0) >= 1_000, "the caller's question should be in the recent audio: {t}");
+    assert!(
+        t["recent_ms"].as_u64().unwrap_or(0) >= 1_000,
+        "the caller's question should be in the recent audio: {t}"
+    );
     let answered = wait_turn(serve, "store_hours", Duration::from_secs(20));
-    assert!(answered["transcript"].as_str().unwrap_or_default().to_lowercase().contains("open"), "{answered}");
+    assert!(
+        answered["transcript"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase()
+            .contains("open"),
+        "{answered}"
+    );
     // The answer (about 5 s of speech) plays out after the prompt.
     std::thread::sleep(Duration::from_secs(7));
-    let local = heard(&caller.peer, first, Instant::now(), dir, &format!("local-{round}"));
-    assert!(local.contains("back"), "takeover prompt missing in {local:?}");
-    assert!(local.contains("monday") && local.contains("friday"), "the store-hours answer is missing in {local:?}");
+    let local = heard(
+        &caller.peer,
+        first,
+        Instant::now(),
+        dir,
+        &format!("local-{round}"),
+    );
+    assert!(
+        local.contains("back"),
+        "takeover prompt missing in {local:?}"
+    );
+    assert!(
+        local.contains("monday") && local.contains("friday"),
+        "the store-hours answer is missing in {local:?}"
+    );
     // No dead air after the takeover began: the answer follows the prompt.
-    let gap = caller.peer.longest_gap(first, first + Duration::from_secs(4));
-    assert!(gap < Duration::from_secs(2), "{gap:?} of silence after the takeover prompt");
+    let gap = caller
+        .peer
+        .longest_gap(first, first + Duration::from_secs(4));
+    assert!(
+        gap < Duration::from_secs(2),
+        "{gap:?} of silence after the takeover prompt"
+    );
 
     // The caller stayed on the line and hangs up itself.
     caller.sipp.wait().assert_ok("the caller's call");
@@ -194,17 +276,33 @@ fn the_local_bot_takes_over_when_the_cloud_bot_dies_mid_call() {
     wait_status(&serve, "\"routes_to_cloud\":false", Duration::from_secs(10));
     let bridged_before = serve.logged("bridged to the cloud bot").len();
     let caller = call(&serve, dir, Duration::from_secs(12));
-    let greeting = caller.peer.wait_audio_after(caller.started, Duration::from_secs(10)).expect("no greeting");
+    let greeting = caller
+        .peer
+        .wait_audio_after(caller.started, Duration::from_secs(10))
+        .expect("no greeting");
     std::thread::sleep(Duration::from_secs(6));
     let local = heard(&caller.peer, greeting, Instant::now(), dir, "down-call");
-    assert!(local.contains("help with returns"), "the local greeting should answer while the cloud is down: {local:?}");
-    assert_eq!(serve.logged("bridged to the cloud bot").len(), bridged_before, "no call may go to a down cloud");
+    assert!(
+        local.contains("help with returns"),
+        "the local greeting should answer while the cloud is down: {local:?}"
+    );
+    assert_eq!(
+        serve.logged("bridged to the cloud bot").len(),
+        bridged_before,
+        "no call may go to a down cloud"
+    );
     caller.sipp.wait();
 
     let metrics = serve.metrics();
-    assert!(metrics.contains("understudy_takeovers_total{to=\"local_bot\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("understudy_takeovers_total{to=\"local_bot\"} 1"),
+        "{metrics}"
+    );
     let results = ended_results(&serve);
-    assert!(results.iter().all(|r| r == "completed"), "every call must end normally: {results:?}");
+    assert!(
+        results.iter().all(|r| r == "completed"),
+        "every call must end normally: {results:?}"
+    );
 }
 
 #[test]
@@ -214,22 +312,51 @@ fn a_cloud_bot_hanging_up_with_an_error_is_taken_over() {
     let dir = work.path();
     write_cloud_pcap(dir);
     let cloud_port = free_port();
-    let mut cloud = start_cloud(dir, cloud_port, "cloud_bot_fails", &[("fail_ms", "5000".into())]);
+    let mut cloud = start_cloud(
+        dir,
+        cloud_port,
+        "cloud_bot_fails",
+        &[("fail_ms", "5000".into())],
+    );
     let serve = serve_in_path(cloud_port, &[]);
     wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
 
     let caller = call(&serve, dir, Duration::from_secs(20));
     serve.wait_logged("bridged to the cloud bot", 1, Duration::from_secs(10));
-    let taken = serve.wait_logged("cloud leg failed: the local bot takes over", 1, Duration::from_secs(15));
-    assert!(taken[0]["reason"].as_str().unwrap_or_default().contains("cause=500"), "{}", taken[0]);
+    let taken = serve.wait_logged(
+        "cloud leg failed: the local bot takes over",
+        1,
+        Duration::from_secs(15),
+    );
+    assert!(
+        taken[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cause=500"),
+        "{}",
+        taken[0]
+    );
     let taken_at = Instant::now();
     std::thread::sleep(Duration::from_secs(4));
-    let local = heard(&caller.peer, taken_at - Duration::from_secs(1), Instant::now(), dir, "after-bye");
-    assert!(local.contains("back"), "the takeover prompt should play: {local:?}");
+    let local = heard(
+        &caller.peer,
+        taken_at - Duration::from_secs(1),
+        Instant::now(),
+        dir,
+        "after-bye",
+    );
+    assert!(
+        local.contains("back"),
+        "the takeover prompt should play: {local:?}"
+    );
     caller.sipp.wait();
     cloud.kill();
     let results = ended_results(&serve);
-    assert_eq!(results, vec!["completed".to_string()], "the call must survive the cloud's BYE");
+    assert_eq!(
+        results,
+        vec!["completed".to_string()],
+        "the call must survive the cloud's BYE"
+    );
 }
 
 #[test]
@@ -246,16 +373,35 @@ fn a_cloud_bot_that_never_answers_gets_the_call_answered_locally() {
 
 /// The caller rings while the cloud is tried (`setup_timeout_ms`), then
 /// hears the local bot's greeting; `meanwhile` runs once the greeting started.
-fn assert_answered_locally(serve: &Serve, caller: Caller, dir: &Path, name: &str, meanwhile: impl FnOnce()) {
-    let greeting = caller.peer.wait_audio_after(caller.started, Duration::from_secs(10)).expect("no greeting");
-    assert!(greeting - caller.started < Duration::from_secs(4), "{:?} before an answer", greeting - caller.started);
+fn assert_answered_locally(
+    serve: &Serve,
+    caller: Caller,
+    dir: &Path,
+    name: &str,
+    meanwhile: impl FnOnce(),
+) {
+    let greeting = caller
+        .peer
+        .wait_audio_after(caller.started, Duration::from_secs(10))
+        .expect("no greeting");
+    assert!(
+        greeting - caller.started < Duration::from_secs(4),
+        "{:?} before an answer",
+        greeting - caller.started
+    );
     meanwhile();
     std::thread::sleep(Duration::from_secs(5));
     let local = heard(&caller.peer, greeting, Instant::now(), dir, name);
-    assert!(local.contains("help with returns"), "the local bot's greeting: {local:?}");
+    assert!(
+        local.contains("help with returns"),
+        "the local bot's greeting: {local:?}"
+    );
     caller.sipp.wait().assert_ok("caller");
     let routes = serve.metrics();
-    assert!(routes.contains("understudy_inpath_calls_total{route=\"local_after_setup_failure\"} 1"), "{routes}");
+    assert!(
+        routes.contains("understudy_inpath_calls_total{route=\"local_after_setup_failure\"} 1"),
+        "{routes}"
+    );
 }
 
 /// A cloud bot that rings and never answers: after `setup_timeout_ms` the
@@ -275,7 +421,10 @@ fn a_cloud_bot_that_only_rings_is_cancelled_and_the_call_answered_locally() {
         let cancelled = dir.join("cancelled.txt");
         let waited = Instant::now();
         while !cancelled.exists() {
-            assert!(waited.elapsed() < Duration::from_secs(5), "the cloud bot's INVITE was never cancelled");
+            assert!(
+                waited.elapsed() < Duration::from_secs(5),
+                "the cloud bot's INVITE was never cancelled"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     });
@@ -322,15 +471,37 @@ fn a_flapping_cloud_neither_drops_calls_nor_flips_routing() {
     std::thread::sleep(Duration::from_secs(1));
     let results = ended_results(&serve);
     assert_eq!(results.len(), 6, "{results:?}");
-    assert!(results.iter().all(|r| r == "completed"), "no call may be dropped: {results:?}");
-    assert!(!serve.logged("cloud leg failed: the local bot takes over").is_empty(), "the first call should have been taken over");
+    assert!(
+        results.iter().all(|r| r == "completed"),
+        "no call may be dropped: {results:?}"
+    );
+    assert!(
+        !serve
+            .logged("cloud leg failed: the local bot takes over")
+            .is_empty(),
+        "the first call should have been taken over"
+    );
     let changes = serve.logged("cloud bot state changed");
-    let moves: Vec<(&str, &str)> =
-        changes.iter().map(|c| (c["from"].as_str().unwrap_or_default(), c["to"].as_str().unwrap_or_default())).collect();
+    let moves: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["from"].as_str().unwrap_or_default(),
+                c["to"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
     eprintln!("cloud state changes: {moves:?}");
     // Routing changes only on entering or leaving "down" (degraded still routes to the cloud).
-    let routing: Vec<_> = moves.iter().filter(|(from, to)| *from == "down" || *to == "down").collect();
-    assert_eq!(routing, vec![&("degraded", "down")], "routing must move once and not flip back to a flapping cloud");
+    let routing: Vec<_> = moves
+        .iter()
+        .filter(|(from, to)| *from == "down" || *to == "down")
+        .collect();
+    assert_eq!(
+        routing,
+        vec![&("degraded", "down")],
+        "routing must move once and not flip back to a flapping cloud"
+    );
 }
 
 /// A cloud that comes back gets new calls again only after it has been
@@ -350,16 +521,26 @@ fn failback_waits_for_a_healthy_spell() {
     let mut cloud = start_cloud(dir, cloud_port, "cloud_bot", &[]);
     std::thread::sleep(Duration::from_secs(3).saturating_sub(back.elapsed()));
     let (_, body) = http_get(serve.http, "/status").unwrap();
-    assert!(body.contains("\"routes_to_cloud\":false"), "failback before the healthy spell was over: {body}");
+    assert!(
+        body.contains("\"routes_to_cloud\":false"),
+        "failback before the healthy spell was over: {body}"
+    );
     wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
     let waited = back.elapsed();
-    eprintln!("failback {:.1} s after the cloud came back", waited.as_secs_f64());
+    eprintln!(
+        "failback {:.1} s after the cloud came back",
+        waited.as_secs_f64()
+    );
     assert!(waited >= Duration::from_secs(5), "{waited:?}");
     let caller = call(&serve, dir, Duration::from_secs(4));
     serve.wait_logged("bridged to the cloud bot", 1, Duration::from_secs(5));
     caller.sipp.wait().assert_ok("a call after failback");
     cloud.kill();
-    let up = serve.logged("cloud bot state changed").into_iter().filter(|c| c["to"] == "up").count();
+    let up = serve
+        .logged("cloud bot state changed")
+        .into_iter()
+        .filter(|c| c["to"] == "up")
+        .count();
     assert_eq!(up, 1);
 }
 
@@ -368,7 +549,10 @@ fn failback_waits_for_a_healthy_spell() {
 #[ignore = "a benchmark: a few minutes; run on an idle machine"]
 fn takeover_benchmark() {
     require_peers();
-    let rounds: usize = std::env::var("UNDERSTUDY_TAKEOVER_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let rounds: usize = std::env::var("UNDERSTUDY_TAKEOVER_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     write_cloud_pcap(dir);

@@ -44,8 +44,13 @@ fn kamailio_dispatcher_follows_understudy_options() {
     // Kamailio must not count it in.
     let loading = Instant::now();
     let mut inactive_while_loading = false;
-    while !http_get(serve.http, "/readyz").map(|(code, _)| code == 200).unwrap_or(false) {
-        inactive_while_loading |= kamailio.flags(serve.sip).is_some_and(|f| f.starts_with('I'));
+    while !http_get(serve.http, "/readyz")
+        .map(|(code, _)| code == 200)
+        .unwrap_or(false)
+    {
+        inactive_while_loading |= kamailio
+            .flags(serve.sip)
+            .is_some_and(|f| f.starts_with('I'));
         if inactive_while_loading || loading.elapsed() > Duration::from_secs(600) {
             break;
         }
@@ -54,35 +59,58 @@ fn kamailio_dispatcher_follows_understudy_options() {
     serve.wait_ready(Duration::from_secs(600));
     let ready_at = Instant::now();
     if ready_at - loading > NOTICE_LIMIT {
-        assert!(inactive_while_loading, "Kamailio kept Understudy active while its models loaded");
+        assert!(
+            inactive_while_loading,
+            "Kamailio kept Understudy active while its models loaded"
+        );
     }
 
     // a. Ready: active in the dispatcher, calls through Kamailio answered.
     let active_at = kamailio.wait_state(serve.sip, "AP", NOTICE_LIMIT);
-    eprintln!("understudy ready -> kamailio active: {:.2} s", (active_at - ready_at).as_secs_f64());
-    assert!(options_from_kamailio(&serve) > 0, "Kamailio's probes were not answered 200:\n{}", serve.metrics());
+    eprintln!(
+        "understudy ready -> kamailio active: {:.2} s",
+        (active_at - ready_at).as_secs_f64()
+    );
+    assert!(
+        options_from_kamailio(&serve) > 0,
+        "Kamailio's probes were not answered 200:\n{}",
+        serve.metrics()
+    );
     call_through(&kamailio, &serve, dir, "ready");
     // That call held the only slot, so the probes saw 503 meanwhile: wait
     // for the slot to be free and Kamailio to have seen it.
     let probe = RawSip::new(serve.sip);
     let free_at = wait_options(&probe, 200, Duration::from_secs(10));
     let up_at = kamailio.wait_state(serve.sip, "AP", NOTICE_LIMIT);
-    eprintln!("MEASURED understudy OPTIONS 200 -> kamailio marks it active: {:.2} s", (up_at - free_at).as_secs_f64());
+    eprintln!(
+        "MEASURED understudy OPTIONS 200 -> kamailio marks it active: {:.2} s",
+        (up_at - free_at).as_secs_f64()
+    );
 
     // b. Full: a long call straight to Understudy takes the only slot.
     let long_dir = dir.join("long");
     std::fs::create_dir_all(&long_dir).unwrap();
     silent_caller(&long_dir);
     let ended_before = serve.logged("call ended").len();
-    let long_call = Sipp::new("call", &long_dir).set("greeting_ms", 14_000).set("reply_ms", 1_500).spawn(Some(serve.sip));
+    let long_call = Sipp::new("call", &long_dir)
+        .set("greeting_ms", 14_000)
+        .set("reply_ms", 1_500)
+        .spawn(Some(serve.sip));
     let full_at = wait_options(&probe, 503, Duration::from_secs(15));
     let down_at = kamailio.wait_state(serve.sip, "IP", NOTICE_LIMIT);
-    eprintln!("MEASURED understudy OPTIONS 503 -> kamailio marks it inactive: {:.2} s", (down_at - full_at).as_secs_f64());
+    eprintln!(
+        "MEASURED understudy OPTIONS 503 -> kamailio marks it inactive: {:.2} s",
+        (down_at - full_at).as_secs_f64()
+    );
     let incoming = serve.logged("incoming call").len();
     let refused = serve.logged("INVITE refused: 503").len();
     let busy = Sipp::new("busy", dir).run(kamailio.sip);
     busy.assert_ok("INVITE through Kamailio while Understudy is full: 503 with Retry-After");
-    let answer = busy.messages.split("SIP/2.0 503").nth(1).unwrap_or_default();
+    let answer = busy
+        .messages
+        .split("SIP/2.0 503")
+        .nth(1)
+        .unwrap_or_default();
     assert!(
         answer.contains("No destination available") && !busy.messages.contains("at capacity"),
         "the 503 should come from Kamailio, not be Understudy's relayed:\n{}",
@@ -90,17 +118,36 @@ fn kamailio_dispatcher_follows_understudy_options() {
     );
     // Understudy never saw that INVITE (it logs every one it admits or refuses).
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(serve.logged("incoming call").len(), incoming, "the INVITE reached Understudy\n{}", serve.log_tail(20));
-    assert_eq!(serve.logged("INVITE refused: 503").len(), refused, "the INVITE reached Understudy\n{}", serve.log_tail(20));
-    assert_eq!(serve.logged("call ended").len(), ended_before, "the long call ended too early: the check above proves nothing");
+    assert_eq!(
+        serve.logged("incoming call").len(),
+        incoming,
+        "the INVITE reached Understudy\n{}",
+        serve.log_tail(20)
+    );
+    assert_eq!(
+        serve.logged("INVITE refused: 503").len(),
+        refused,
+        "the INVITE reached Understudy\n{}",
+        serve.log_tail(20)
+    );
+    assert_eq!(
+        serve.logged("call ended").len(),
+        ended_before,
+        "the long call ended too early: the check above proves nothing"
+    );
     assert_eq!(kamailio.flags(serve.sip).as_deref(), Some("IP"));
 
     // c. The long call ends: the slot is free, OPTIONS 200, calls resume.
-    long_call.wait().assert_ok("the long call straight to Understudy");
+    long_call
+        .wait()
+        .assert_ok("the long call straight to Understudy");
     serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     let free_at = wait_options(&probe, 200, Duration::from_secs(10));
     let up_at = kamailio.wait_state(serve.sip, "AP", NOTICE_LIMIT);
-    eprintln!("MEASURED understudy OPTIONS 200 -> kamailio marks it active: {:.2} s", (up_at - free_at).as_secs_f64());
+    eprintln!(
+        "MEASURED understudy OPTIONS 200 -> kamailio marks it active: {:.2} s",
+        (up_at - free_at).as_secs_f64()
+    );
     call_through(&kamailio, &serve, dir, "after the slot came free");
 }
 
@@ -112,12 +159,26 @@ fn call_through(kamailio: &Kamailio, serve: &Serve, dir: &Path, when: &str) {
     silent_caller(&call_dir);
     let incoming = serve.logged("incoming call").len();
     let ended = serve.logged("call ended").len();
-    let r = Sipp::new("call", &call_dir).set("greeting_ms", 1_500).set("reply_ms", 1_000).run(kamailio.sip);
+    let r = Sipp::new("call", &call_dir)
+        .set("greeting_ms", 1_500)
+        .set("reply_ms", 1_000)
+        .run(kamailio.sip);
     r.assert_ok(&format!("a call through Kamailio ({when})"));
-    assert!(r.flow().iter().any(|l| l.starts_with("SIP/2.0 200")), "{:?}", r.flow());
+    assert!(
+        r.flow().iter().any(|l| l.starts_with("SIP/2.0 200")),
+        "{:?}",
+        r.flow()
+    );
     let calls = serve.wait_logged("incoming call", incoming + 1, Duration::from_secs(5));
-    let from = calls.last().unwrap()["from"].as_str().unwrap_or_default().to_string();
-    assert_eq!(from, kamailio.sip.to_string(), "the call did not come through Kamailio");
+    let from = calls.last().unwrap()["from"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        from,
+        kamailio.sip.to_string(),
+        "the call did not come through Kamailio"
+    );
     let done = serve.wait_logged("call ended", ended + 1, Duration::from_secs(5));
     assert_eq!(done.last().unwrap()["result"], "completed", "{done:?}");
 }
@@ -146,7 +207,10 @@ fn wait_options(probe: &RawSip, status: u16, limit: Duration) -> Instant {
         if options_once(probe) == Some(status) {
             return Instant::now();
         }
-        assert!(started.elapsed() < limit, "Understudy's OPTIONS did not turn {status} within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "Understudy's OPTIONS did not turn {status} within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -165,8 +229,13 @@ fn options_once(probe: &RawSip) -> Option<u16> {
     let deadline = Instant::now() + Duration::from_millis(500);
     let mut buf = [0u8; 8192];
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        probe.socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
-        let Ok((n, _)) = probe.socket.recv_from(&mut buf) else { break };
+        probe
+            .socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let Ok((n, _)) = probe.socket.recv_from(&mut buf) else {
+            break;
+        };
         let reply = String::from_utf8_lossy(&buf[..n]);
         if reply.contains(&call_id) {
             return status_of(&reply);
@@ -189,12 +258,19 @@ impl Kamailio {
         std::fs::create_dir_all(dir).unwrap();
         let sip: SocketAddr = format!("{LOOPBACK}:{}", free_port()).parse().unwrap();
         let list = dir.join("dispatcher.list");
-        let lines: Vec<String> = destinations.iter().map(|d| format!("1 sip:{d} 0 0\n")).collect();
+        let lines: Vec<String> = destinations
+            .iter()
+            .map(|d| format!("1 sip:{d} 0 0\n"))
+            .collect();
         std::fs::write(&list, lines.concat()).unwrap();
         let ctl = format!("unix:{}", dir.join("kamailio_ctl").display());
-        let template = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(TEMPLATE)).unwrap();
+        let template =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(TEMPLATE)).unwrap();
         let (first, rest) = template.split_once('\n').unwrap();
-        assert_eq!(first, "#!KAMAILIO", "{TEMPLATE} should start with #!KAMAILIO");
+        assert_eq!(
+            first, "#!KAMAILIO",
+            "{TEMPLATE} should start with #!KAMAILIO"
+        );
         let config = dir.join("kamailio.cfg");
         std::fs::write(
             &config,
@@ -222,13 +298,24 @@ impl Kamailio {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("cannot start kamailio");
-        let mut kamailio = Kamailio { child, sip, ctl, log };
+        let mut kamailio = Kamailio {
+            child,
+            sip,
+            ctl,
+            log,
+        };
         let started = Instant::now();
         while kamailio.list().is_none() {
             if let Some(status) = kamailio.child.try_wait().unwrap() {
-                panic!("kamailio exited ({status}):\n{}", tail(&kamailio.log_text(), 30));
+                panic!(
+                    "kamailio exited ({status}):\n{}",
+                    tail(&kamailio.log_text(), 30)
+                );
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "kamailio's control socket never answered");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "kamailio's control socket never answered"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         kamailio
@@ -240,8 +327,14 @@ impl Kamailio {
 
     /// `kamcmd dispatcher.list`, if Kamailio answers.
     fn list(&self) -> Option<String> {
-        let out = Command::new("kamcmd").args(["-s", &self.ctl, "dispatcher.list"]).stderr(Stdio::null()).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let out = Command::new("kamcmd")
+            .args(["-s", &self.ctl, "dispatcher.list"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// The dispatcher's FLAGS for this destination: "AP" active, "IP"

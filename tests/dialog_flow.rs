@@ -22,31 +22,54 @@ async fn demo_test_conversations_pass_on_rules_alone() {
     let bot = demo().await;
     let reports = testing::run_all(&bot).await.unwrap();
     assert!(reports.len() >= 8);
-    let failures: Vec<_> = reports.iter().filter(|r| !r.passed()).map(|r| (&r.name, &r.failures)).collect();
+    let failures: Vec<_> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| (&r.name, &r.failures))
+        .collect();
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
 #[tokio::test]
 async fn fixture_bundle_tests_pass_and_conditions_route() {
-    let bundle = Bundle::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/minimal.yaml")).unwrap();
+    let bundle = Bundle::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/minimal.yaml"),
+    )
+    .unwrap();
     let bot = Bot::load(bundle, Nlu::default()).await.unwrap();
     for report in testing::run_all(&bot).await.unwrap() {
         assert!(report.passed(), "{}: {:?}", report.name, report.failures);
     }
     // Waiting for parts: back to the menu, not hung up.
     let (mut conv, _) = bot.start();
-    bot.respond(&mut conv, text("how is my repair going")).await.unwrap();
+    bot.respond(&mut conv, text("how is my repair going"))
+        .await
+        .unwrap();
     let turn = bot.respond(&mut conv, keys("5678")).await.unwrap();
-    assert_eq!(turn.text(), "Ticket 5 6 7 8 is waiting for parts. Bike Shop. Ask about a repair, or book one.");
+    assert_eq!(
+        turn.text(),
+        "Ticket 5 6 7 8 is waiting for parts. Bike Shop. Ask about a repair, or book one."
+    );
     assert_eq!(turn.action, Action::Listen);
     // Unknown ticket: the flow transfers by itself.
-    bot.respond(&mut conv, text("is my bike ready")).await.unwrap();
+    bot.respond(&mut conv, text("is my bike ready"))
+        .await
+        .unwrap();
     let turn = bot.respond(&mut conv, text("9 9 9 9")).await.unwrap();
-    assert_eq!(turn.action, Action::Transfer { target: "tel:+15550100".into(), reason: "flow".into() });
+    assert_eq!(
+        turn.action,
+        Action::Transfer {
+            target: "tel:+15550100".into(),
+            reason: "flow".into()
+        }
+    );
     // A list slot from a synonym.
     let (mut conv, _) = bot.start();
     bot.respond(&mut conv, keys("2")).await.unwrap();
-    let turn = bot.respond(&mut conv, text("I've got a puncture")).await.unwrap();
+    let turn = bot
+        .respond(&mut conv, text("I've got a puncture"))
+        .await
+        .unwrap();
     assert_eq!(turn.slots["service"], "flat");
     assert_eq!(turn.text(), "We'll call you about your flat. Bye!");
     assert_eq!(turn.action, Action::Hangup);
@@ -65,12 +88,26 @@ async fn order_numbers_fill_in_digit_and_word_forms() {
         ("five five five oh one", "55501"),
     ] {
         let (mut conv, _) = bot.start();
-        bot.respond(&mut conv, text("where is my order")).await.unwrap();
+        bot.respond(&mut conv, text("where is my order"))
+            .await
+            .unwrap();
         let turn = bot.respond(&mut conv, text(said)).await.unwrap();
-        assert_eq!(turn.slots.get("order_number").map(String::as_str), Some(number), "{said}");
-        assert_eq!((turn.outcome, turn.matched_by), (Outcome::SlotFilled, MatchSource::Rule), "{said}");
+        assert_eq!(
+            turn.slots.get("order_number").map(String::as_str),
+            Some(number),
+            "{said}"
+        );
+        assert_eq!(
+            (turn.outcome, turn.matched_by),
+            (Outcome::SlotFilled, MatchSource::Rule),
+            "{said}"
+        );
         let spaced: Vec<String> = number.chars().map(String::from).collect();
-        assert!(turn.text().contains(&spaced.join(" ")), "digits are spoken one by one: {}", turn.text());
+        assert!(
+            turn.text().contains(&spaced.join(" ")),
+            "digits are spoken one by one: {}",
+            turn.text()
+        );
     }
 }
 
@@ -78,15 +115,29 @@ async fn order_numbers_fill_in_digit_and_word_forms() {
 async fn a_bare_number_answers_the_question_instead_of_starting_over() {
     let bot = demo().await;
     let (mut conv, _) = bot.start();
-    bot.respond(&mut conv, text("I want to check on my order")).await.unwrap();
+    bot.respond(&mut conv, text("I want to check on my order"))
+        .await
+        .unwrap();
     // Contains "order", but it is the answer to the bot's question.
-    let turn = bot.respond(&mut conv, text("the order number is 55501")).await.unwrap();
+    let turn = bot
+        .respond(&mut conv, text("the order number is 55501"))
+        .await
+        .unwrap();
     assert_eq!(turn.slots["order_number"], "55501");
-    assert!(turn.text().contains("delivered yesterday"), "{}", turn.text());
+    assert!(
+        turn.text().contains("delivered yesterday"),
+        "{}",
+        turn.text()
+    );
     // A request for a human wins over digits in the same breath.
     let (mut conv, _) = bot.start();
-    bot.respond(&mut conv, text("where is my order")).await.unwrap();
-    let turn = bot.respond(&mut conv, text("just get me an agent, it's 48213")).await.unwrap();
+    bot.respond(&mut conv, text("where is my order"))
+        .await
+        .unwrap();
+    let turn = bot
+        .respond(&mut conv, text("just get me an agent, it's 48213"))
+        .await
+        .unwrap();
     assert_eq!(turn.intent.as_deref(), Some("agent"));
     assert!(matches!(turn.action, Action::Transfer { .. }));
 }
@@ -98,7 +149,13 @@ async fn dtmf_zero_reaches_an_agent_from_any_state_and_keys_fill_slots() {
     let turn = bot.respond(&mut conv, keys("0")).await.unwrap();
     assert_eq!(turn.matched_by, MatchSource::Dtmf);
     assert_eq!(turn.intent.as_deref(), Some("agent"));
-    assert_eq!(turn.action, Action::Transfer { target: "sip:agents@pbx.example.com".into(), reason: "requested".into() });
+    assert_eq!(
+        turn.action,
+        Action::Transfer {
+            target: "sip:agents@pbx.example.com".into(),
+            reason: "requested".into()
+        }
+    );
     assert_eq!(turn.transfer_target.as_deref(), Some("agents"));
 
     // While the bot asks for the order number, "0" is too short to be one: agent.
@@ -112,29 +169,52 @@ async fn dtmf_zero_reaches_an_agent_from_any_state_and_keys_fill_slots() {
     let (mut conv, _) = bot.start();
     let turn = bot.respond(&mut conv, keys("9")).await.unwrap();
     assert_eq!(turn.outcome, Outcome::NoMatch);
-    assert!(turn.text().starts_with("Sorry, I didn't catch that."), "{}", turn.text());
+    assert!(
+        turn.text().starts_with("Sorry, I didn't catch that."),
+        "{}",
+        turn.text()
+    );
 }
 
 #[tokio::test]
 async fn repeated_no_match_hands_off_to_a_human() {
     let bot = demo().await;
     let (mut conv, _) = bot.start();
-    let first = bot.respond(&mut conv, text("purple monkey dishwasher")).await.unwrap();
+    let first = bot
+        .respond(&mut conv, text("purple monkey dishwasher"))
+        .await
+        .unwrap();
     assert_eq!(first.outcome, Outcome::NoMatch);
     assert_eq!(first.say, ["Sorry, I didn't catch that.", "You can say order status, returns or store hours, or press 1, 2 or 3. Press 0 for an agent."]);
-    let second = bot.respond(&mut conv, text("the weather on mars")).await.unwrap();
+    let second = bot
+        .respond(&mut conv, text("the weather on mars"))
+        .await
+        .unwrap();
     assert_eq!(second.say[0], "Sorry, I still didn't understand.");
     assert_eq!(second.action, Action::Listen);
-    let third = bot.respond(&mut conv, text("sing me a song")).await.unwrap();
+    let third = bot
+        .respond(&mut conv, text("sing me a song"))
+        .await
+        .unwrap();
     assert_eq!(third.say, ["Let me connect you with someone who can help."]);
-    assert_eq!(third.action, Action::Transfer { target: "sip:agents@pbx.example.com".into(), reason: "no_match".into() });
+    assert_eq!(
+        third.action,
+        Action::Transfer {
+            target: "sip:agents@pbx.example.com".into(),
+            reason: "no_match".into()
+        }
+    );
     // Recognised input in between resets the count.
     let (mut conv, _) = bot.start();
     bot.respond(&mut conv, text("blah")).await.unwrap();
     bot.respond(&mut conv, text("blah blah")).await.unwrap();
     bot.respond(&mut conv, text("store hours")).await.unwrap();
     let turn = bot.respond(&mut conv, text("blah")).await.unwrap();
-    assert_eq!(turn.action, Action::Listen, "the count restarts after a match");
+    assert_eq!(
+        turn.action,
+        Action::Listen,
+        "the count restarts after a match"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +224,13 @@ async fn no_input_reprompts_then_follows_the_bundle() {
     bot.respond(&mut conv, text("order status")).await.unwrap();
     let turn = bot.respond(&mut conv, UserInput::NoInput).await.unwrap();
     assert_eq!(turn.outcome, Outcome::NoInput);
-    assert_eq!(turn.say, ["Sorry, I didn't hear anything.", "Sure. What's your order number? You can say it or key it in."]);
+    assert_eq!(
+        turn.say,
+        [
+            "Sorry, I didn't hear anything.",
+            "Sure. What's your order number? You can say it or key it in."
+        ]
+    );
     // An empty transcript is silence too.
     let turn = bot.respond(&mut conv, text("  ")).await.unwrap();
     assert_eq!(turn.say[0], "Are you still there?");
@@ -152,22 +238,46 @@ async fn no_input_reprompts_then_follows_the_bundle() {
     assert_eq!(turn.action, Action::Hangup);
     // After the end, the conversation stays ended.
     let after = bot.respond(&mut conv, text("hello?")).await.unwrap();
-    assert_eq!((after.outcome, after.action, after.say.len()), (Outcome::Ended, Action::Hangup, 0));
+    assert_eq!(
+        (after.outcome, after.action, after.say.len()),
+        (Outcome::Ended, Action::Hangup, 0)
+    );
 }
 
 #[tokio::test]
 async fn knowledge_without_an_llm_speaks_the_best_fact() {
     let bot = demo().await;
     let (mut conv, _) = bot.start();
-    let turn = bot.respond(&mut conv, text("Do you sell gift cards?")).await.unwrap();
-    assert_eq!((turn.outcome, turn.matched_by, turn.intent.as_deref()), (Outcome::Knowledge, MatchSource::Knowledge, None));
-    assert!(turn.say[0].starts_with("Gift cards are sold in all our stores and online"), "{:?}", turn.say);
+    let turn = bot
+        .respond(&mut conv, text("Do you sell gift cards?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (turn.outcome, turn.matched_by, turn.intent.as_deref()),
+        (Outcome::Knowledge, MatchSource::Knowledge, None)
+    );
+    assert!(
+        turn.say[0].starts_with("Gift cards are sold in all our stores and online"),
+        "{:?}",
+        turn.say
+    );
     assert_eq!(turn.say[1], "Is there anything else I can help you with?");
     // Mid-slot, the bot answers and asks its question again.
-    bot.respond(&mut conv, text("where is my order")).await.unwrap();
-    let turn = bot.respond(&mut conv, text("how many digits does the order number have")).await.unwrap();
+    bot.respond(&mut conv, text("where is my order"))
+        .await
+        .unwrap();
+    let turn = bot
+        .respond(
+            &mut conv,
+            text("how many digits does the order number have"),
+        )
+        .await
+        .unwrap();
     assert!(turn.say[0].contains("5 to 8 digits"), "{:?}", turn.say);
-    assert_eq!(turn.say[1], "Sure. What's your order number? You can say it or key it in.");
+    assert_eq!(
+        turn.say[1],
+        "Sure. What's your order number? You can say it or key it in."
+    );
     assert_eq!(turn.listen.expecting_slot.as_deref(), Some("order_number"));
 }
 
@@ -175,16 +285,24 @@ async fn knowledge_without_an_llm_speaks_the_best_fact() {
 async fn conversations_are_independent_and_share_one_bot() {
     let bot = std::sync::Arc::new(demo().await);
     let mut tasks = vec![];
-    for (i, number) in ["48213", "55501", "70031", "1234567"].into_iter().enumerate() {
+    for (i, number) in ["48213", "55501", "70031", "1234567"]
+        .into_iter()
+        .enumerate()
+    {
         let bot = bot.clone();
         tasks.push(tokio::spawn(async move {
             let (mut conv, _) = bot.start();
             for _ in 0..(i % 3) {
                 bot.respond(&mut conv, UserInput::NoInput).await.unwrap();
             }
-            bot.respond(&mut conv, UserInput::Text("where's my order".into())).await.unwrap();
+            bot.respond(&mut conv, UserInput::Text("where's my order".into()))
+                .await
+                .unwrap();
             tokio::task::yield_now().await;
-            let turn = bot.respond(&mut conv, UserInput::Dtmf(number.into())).await.unwrap();
+            let turn = bot
+                .respond(&mut conv, UserInput::Dtmf(number.into()))
+                .await
+                .unwrap();
             (number, turn)
         }));
     }
@@ -200,9 +318,20 @@ async fn static_prompts_are_said_verbatim() {
     let bot = demo().await;
     let statics = bot.static_prompts();
     let (mut conv, greeting) = bot.start();
-    assert!(greeting.say.iter().all(|s| statics.contains(s)), "{:?}", greeting.say);
-    let turn = bot.respond(&mut conv, text("what are your hours")).await.unwrap();
-    assert!(turn.say.iter().all(|s| statics.contains(s)), "{:?}", turn.say);
+    assert!(
+        greeting.say.iter().all(|s| statics.contains(s)),
+        "{:?}",
+        greeting.say
+    );
+    let turn = bot
+        .respond(&mut conv, text("what are your hours"))
+        .await
+        .unwrap();
+    assert!(
+        turn.say.iter().all(|s| statics.contains(s)),
+        "{:?}",
+        turn.say
+    );
     assert_eq!(turn.listen.no_input_timeout_ms, 6000);
     assert!(turn.listen.barge_in);
 }
@@ -212,8 +341,17 @@ async fn safety_net_apologises_and_transfers() {
     let bot = demo().await;
     let (mut conv, _) = bot.start();
     let turn = bot.safety_net(&mut conv);
-    assert_eq!(turn.say, ["I'm sorry, I'm having trouble right now. Let me connect you with a colleague."]);
-    assert_eq!(turn.action, Action::Transfer { target: "sip:agents@pbx.example.com".into(), reason: "engine_failure".into() });
+    assert_eq!(
+        turn.say,
+        ["I'm sorry, I'm having trouble right now. Let me connect you with a colleague."]
+    );
+    assert_eq!(
+        turn.action,
+        Action::Transfer {
+            target: "sip:agents@pbx.example.com".into(),
+            reason: "engine_failure".into()
+        }
+    );
     assert!(conv.is_ended());
 }
 
@@ -227,8 +365,10 @@ struct HeldOut {
 /// for they may pass (no intent), but must almost never pick a wrong intent.
 #[tokio::test]
 async fn rules_on_held_out_phrasings_are_precise() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/demo_heldout.yaml");
-    let cases: Vec<HeldOut> = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/demo_heldout.yaml");
+    let cases: Vec<HeldOut> =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let bot = demo().await;
     let (mut right, mut wrong, mut passed) = (0, vec![], 0);
     for case in &cases {
@@ -238,10 +378,21 @@ async fn rules_on_held_out_phrasings_are_precise() {
             None if case.intent == "none" => right += 1,
             None => passed += 1,
             Some(got) if got == case.intent => right += 1,
-            Some(got) => wrong.push(format!("{:?}: expected {}, got {got}", case.say, case.intent)),
+            Some(got) => wrong.push(format!(
+                "{:?}: expected {}, got {got}",
+                case.say, case.intent
+            )),
         }
     }
-    println!("rules alone: {right}/{} right, {passed} left for later stages, {} wrong", cases.len(), wrong.len());
+    println!(
+        "rules alone: {right}/{} right, {passed} left for later stages, {} wrong",
+        cases.len(),
+        wrong.len()
+    );
     assert!(wrong.len() <= 1, "rules picked wrong intents: {wrong:#?}");
-    assert!(right * 3 >= cases.len(), "rules should settle a third of the held-out set: {right}/{}", cases.len());
+    assert!(
+        right * 3 >= cases.len(),
+        "rules should settle a third of the held-out set: {right}/{}",
+        cases.len()
+    );
 }

@@ -12,12 +12,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use understudy::config::Config;
 use understudy::dialog::knowledge::{AnswerSource, Knowledge};
-use understudy::dialog::{guard, testing, Bot, BotError, Bundle, MatchSource, Nlu, Outcome, UserInput};
+use understudy::dialog::{
+    guard, testing, Bot, BotError, Bundle, MatchSource, Nlu, Outcome, UserInput,
+};
 use understudy::engines::{EmbedClient, EngineSet, Engines, LlmClient, Worker, WorkerSpec};
 
 /// `$UNDERSTUDY_WORKER_DIR`, else where cargo put the `understudy` binary (target/release).
 fn worker_dir() -> PathBuf {
-    match (std::env::var_os("UNDERSTUDY_WORKER_DIR"), option_env!("CARGO_BIN_EXE_understudy")) {
+    match (
+        std::env::var_os("UNDERSTUDY_WORKER_DIR"),
+        option_env!("CARGO_BIN_EXE_understudy"),
+    ) {
         (Some(dir), _) => PathBuf::from(dir),
         (None, Some(exe)) => Path::new(exe).parent().unwrap().to_path_buf(),
         (None, None) => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release"),
@@ -37,15 +42,32 @@ async fn engines() -> Engines {
     });
     for worker in ["understudy-embed", "understudy-llm"] {
         let path = cfg.worker_dir.join(worker);
-        assert!(path.exists(), "{} is missing: run `cargo build --release --workspace` first", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing: run `cargo build --release --workspace` first",
+            path.display()
+        );
     }
-    let engines = Engines::start(&cfg, EngineSet { embed: true, llm: true, ..Default::default() });
-    engines.wait_ready(cfg.startup_timeout).await.unwrap_or_else(|e| panic!("engines did not start: {e}"));
+    let engines = Engines::start(
+        &cfg,
+        EngineSet {
+            embed: true,
+            llm: true,
+            ..Default::default()
+        },
+    );
+    engines
+        .wait_ready(cfg.startup_timeout)
+        .await
+        .unwrap_or_else(|e| panic!("engines did not start: {e}"));
     engines
 }
 
 fn nlu(engines: &Engines, embed: bool, llm: bool) -> Nlu {
-    Nlu { embed: engines.embed.clone().filter(|_| embed), llm: engines.llm.clone().filter(|_| llm) }
+    Nlu {
+        embed: engines.embed.clone().filter(|_| embed),
+        llm: engines.llm.clone().filter(|_| llm),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -56,7 +78,9 @@ struct HeldOut {
 
 /// `demo_heldout.yaml` measures; `demo_tuning.yaml` is what the thresholds were tuned on.
 fn phrasings(file: &str) -> Vec<HeldOut> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bundles")
+        .join(file);
     serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -71,16 +95,28 @@ struct StageResult {
 }
 
 async fn measure(bot: &Bot, cases: &[HeldOut]) -> StageResult {
-    let mut result = StageResult { right: 0, wrong: vec![], latencies: vec![] };
+    let mut result = StageResult {
+        right: 0,
+        wrong: vec![],
+        latencies: vec![],
+    };
     for case in cases {
         let (mut conv, _) = bot.start();
-        let turn = bot.respond(&mut conv, UserInput::Text(case.say.clone())).await.unwrap();
+        let turn = bot
+            .respond(&mut conv, UserInput::Text(case.say.clone()))
+            .await
+            .unwrap();
         result.latencies.push(turn.timings.total_ms);
         let got = turn.intent.as_deref().unwrap_or("none");
         if got == case.intent {
             result.right += 1;
         } else {
-            result.wrong.push(format!("{:?}: expected {}, got {got} ({})", case.say, case.intent, turn.matched_by.as_str()));
+            result.wrong.push(format!(
+                "{:?}: expected {}, got {got} ({})",
+                case.say,
+                case.intent,
+                turn.matched_by.as_str()
+            ));
         }
     }
     result.latencies.sort_by(f64::total_cmp);
@@ -96,12 +132,22 @@ async fn dialog_with_real_models() {
     // Intent accuracy by stage on held-out phrasings (and, for reference, on the tuning set).
     let mut table = vec![];
     let mut accuracy = vec![];
-    for (label, embed, llm) in [("rules", false, false), ("rules+embeddings", true, false), ("rules+embeddings+llm", true, true)] {
+    for (label, embed, llm) in [
+        ("rules", false, false),
+        ("rules+embeddings", true, false),
+        ("rules+embeddings+llm", true, true),
+    ] {
         let started = Instant::now();
-        let bot = Bot::load(Bundle::demo(), nlu(&engines, embed, llm)).await.unwrap();
+        let bot = Bot::load(Bundle::demo(), nlu(&engines, embed, llm))
+            .await
+            .unwrap();
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let tuned = measure(&bot, &tuning).await;
-        table.push(format!("{label:<22} tuning set {}/{}", tuned.right, tuning.len()));
+        table.push(format!(
+            "{label:<22} tuning set {}/{}",
+            tuned.right,
+            tuning.len()
+        ));
         let r = measure(&bot, &cases).await;
         let acc = r.right as f64 / cases.len() as f64;
         table.push(format!(
@@ -117,12 +163,26 @@ async fn dialog_with_real_models() {
         }
         accuracy.push(acc);
     }
-    println!("held-out intent accuracy (demo bundle, {} utterances):\n{}", cases.len(), table.join("\n"));
-    assert!(accuracy[1] >= 0.85, "rules+embeddings should reach 85 %:\n{}", table.join("\n"));
-    assert!(accuracy[2] >= accuracy[1] - 0.05, "the LLM stage should not lose accuracy:\n{}", table.join("\n"));
+    println!(
+        "held-out intent accuracy (demo bundle, {} utterances):\n{}",
+        cases.len(),
+        table.join("\n")
+    );
+    assert!(
+        accuracy[1] >= 0.85,
+        "rules+embeddings should reach 85 %:\n{}",
+        table.join("\n")
+    );
+    assert!(
+        accuracy[2] >= accuracy[1] - 0.05,
+        "the LLM stage should not lose accuracy:\n{}",
+        table.join("\n")
+    );
 
     // The demo's own conversations, with every stage on.
-    let bot = Bot::load(Bundle::demo(), nlu(&engines, true, true)).await.unwrap();
+    let bot = Bot::load(Bundle::demo(), nlu(&engines, true, true))
+        .await
+        .unwrap();
     let reports = testing::run_all(&bot).await.unwrap();
     let mut latencies = vec![];
     for report in &reports {
@@ -140,13 +200,22 @@ async fn dialog_with_real_models() {
 
     // Held-out phrasings reach their intent by embeddings when rules pass.
     let (mut conv, _) = bot.start();
-    let turn = bot.respond(&mut conv, UserInput::Text("Can you put me through to somebody?".into())).await.unwrap();
+    let turn = bot
+        .respond(
+            &mut conv,
+            UserInput::Text("Can you put me through to somebody?".into()),
+        )
+        .await
+        .unwrap();
     assert_eq!(turn.intent.as_deref(), Some("agent"), "{turn:?}");
     assert_ne!(turn.matched_by, MatchSource::Rule);
 
     // A knowledge question: grounded answer (guard passed) or the fact verbatim.
     let (mut conv, _) = bot.start();
-    let turn = bot.respond(&mut conv, UserInput::Text("Do you sell gift cards?".into())).await.unwrap();
+    let turn = bot
+        .respond(&mut conv, UserInput::Text("Do you sell gift cards?".into()))
+        .await
+        .unwrap();
     assert_eq!(turn.outcome, Outcome::Knowledge, "{turn:?}");
     let answer = turn.answer.as_ref().unwrap();
     assert!(answer.facts[0].fact.starts_with("Gift cards"), "{answer:?}");
@@ -154,7 +223,10 @@ async fn dialog_with_real_models() {
         AnswerSource::Llm => assert!(answer.guard.as_ref().unwrap().supported),
         _ => assert_eq!(turn.say[0], answer.facts[0].fact),
     }
-    println!("gift cards: LLM said {:?}; guard {:?}; spoken {:?}", answer.llm_text, answer.guard, turn.say[0]);
+    println!(
+        "gift cards: LLM said {:?}; guard {:?}; spoken {:?}",
+        answer.llm_text, answer.guard, turn.say[0]
+    );
 
     // "Open on Saturday?" asked of the knowledge directly: whatever the model
     // says, what is spoken never claims Saturday opening.
@@ -162,19 +234,43 @@ async fn dialog_with_real_models() {
     let mut knowledge = Knowledge::new(&bundle, "en");
     let embed = engines.embed.as_ref().unwrap();
     knowledge.embed(embed).await.unwrap();
-    for question in ["Are you open on Saturday?", "Can I come in on Sunday?", "How long does standard shipping take?", "Do you match competitor prices?"] {
-        let q = embed.embed(&[question.to_string()]).await.unwrap().pop().unwrap();
+    for question in [
+        "Are you open on Saturday?",
+        "Can I come in on Sunday?",
+        "How long does standard shipping take?",
+        "Do you match competitor prices?",
+    ] {
+        let q = embed
+            .embed(&[question.to_string()])
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
         let facts = knowledge.retrieve(question, Some(&q), &bundle.settings.knowledge);
         assert!(!facts.is_empty(), "no fact found for {question:?}");
         let fact_texts: Vec<&str> = facts.iter().map(|f| f.fact.as_str()).collect();
         let answer = knowledge
-            .answer(engines.llm.as_ref(), &bundle.bot.name, question, facts.clone(), &bundle.settings.knowledge)
+            .answer(
+                engines.llm.as_ref(),
+                &bundle.bot.name,
+                question,
+                facts.clone(),
+                &bundle.settings.knowledge,
+            )
             .await
             .unwrap();
-        println!("{question:?}\n   LLM: {:?}\n   guard: {:?}\n   spoken: {:?}", answer.llm_text, answer.guard, answer.text);
-        let spoken_ok = answer.text == facts[0].fact || guard::check(&answer.text, question, &fact_texts).supported;
+        println!(
+            "{question:?}\n   LLM: {:?}\n   guard: {:?}\n   spoken: {:?}",
+            answer.llm_text, answer.guard, answer.text
+        );
+        let spoken_ok = answer.text == facts[0].fact
+            || guard::check(&answer.text, question, &fact_texts).supported;
         assert!(spoken_ok, "spoke an unsupported answer: {:?}", answer.text);
-        assert!(!answer.text.to_lowercase().contains("open on saturday"), "{:?}", answer.text);
+        assert!(
+            !answer.text.to_lowercase().contains("open on saturday"),
+            "{:?}",
+            answer.text
+        );
     }
     engines.shutdown();
 }
@@ -193,19 +289,53 @@ async fn engine_failures_are_errors_not_no_matches() {
             request_timeout: Duration::from_secs(1),
         })
     };
-    let llm = LlmClient { worker: dead("llm") };
-    let bot = Bot::load(Bundle::demo(), Nlu { embed: None, llm: Some(llm) }).await.unwrap();
+    let llm = LlmClient {
+        worker: dead("llm"),
+    };
+    let bot = Bot::load(
+        Bundle::demo(),
+        Nlu {
+            embed: None,
+            llm: Some(llm),
+        },
+    )
+    .await
+    .unwrap();
     let (mut conv, _) = bot.start();
     // Rules still answer without the LLM...
-    let turn = bot.respond(&mut conv, UserInput::Text("where is my order".into())).await.unwrap();
+    let turn = bot
+        .respond(&mut conv, UserInput::Text("where is my order".into()))
+        .await
+        .unwrap();
     assert_eq!(turn.intent.as_deref(), Some("order_status"));
     // ...but a turn that needs it fails.
-    let err = bot.respond(&mut conv, UserInput::Text("the thing I bought from you folks".into())).await;
+    let err = bot
+        .respond(
+            &mut conv,
+            UserInput::Text("the thing I bought from you folks".into()),
+        )
+        .await;
     assert!(err.is_err(), "expected an engine error, got {err:?}");
     let turn = bot.safety_net(&mut conv);
-    assert!(matches!(turn.action, understudy::dialog::Action::Transfer { .. }));
+    assert!(matches!(
+        turn.action,
+        understudy::dialog::Action::Transfer { .. }
+    ));
 
-    let embed = EmbedClient { worker: dead("embed") };
-    let loaded = Bot::load(Bundle::demo(), Nlu { embed: Some(embed), llm: None }).await;
-    assert!(matches!(loaded, Err(BotError::Engine(_))), "{:?}", loaded.err());
+    let embed = EmbedClient {
+        worker: dead("embed"),
+    };
+    let loaded = Bot::load(
+        Bundle::demo(),
+        Nlu {
+            embed: Some(embed),
+            llm: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(loaded, Err(BotError::Engine(_))),
+        "{:?}",
+        loaded.err()
+    );
 }

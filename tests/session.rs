@@ -8,11 +8,15 @@ use std::time::{Duration, Instant};
 use support::*;
 use tokio::sync::mpsc;
 use understudy::audio::{self, FRAME_SAMPLES};
-use understudy::session::{start_call, CallEvent, CallState, SessionAction, SessionSetup, TurnReport};
+use understudy::session::{
+    start_call, CallEvent, CallState, SessionAction, SessionSetup, TurnReport,
+};
 
 async fn setup() -> Arc<SessionSetup> {
     let config = test_config();
-    understudy::cli::runtime::session_setup(&config, None).await.expect("session setup with the test pack")
+    understudy::cli::runtime::session_setup(&config, None)
+        .await
+        .expect("session setup with the test pack")
 }
 
 /// A phone line in real time: caller frames go in every 20 ms, the bot's
@@ -49,7 +53,9 @@ impl Line {
     fn take_actions(&mut self) {
         while let Ok(action) = self.actions.try_recv() {
             match action {
-                SessionAction::Play { samples, mark } => self.queue.push_back((samples.to_vec(), mark)),
+                SessionAction::Play { samples, mark } => {
+                    self.queue.push_back((samples.to_vec(), mark))
+                }
                 SessionAction::ClearPlayout => {
                     self.queue.clear();
                     self.cleared_at.get_or_insert_with(Instant::now);
@@ -108,10 +114,17 @@ async fn caller_speech_during_playback_stops_it() {
     let setup = setup().await;
     let (mut line, task) = Line::new(setup.clone());
     // Let the greeting start playing (it is several seconds long).
-    assert!(line.run_until(Duration::from_secs(10), |l| l.played.len() >= 25).await, "the greeting never played");
+    assert!(
+        line.run_until(Duration::from_secs(10), |l| l.played.len() >= 25)
+            .await,
+        "the greeting never played"
+    );
     let queued_before: usize = line.queue.iter().map(|(s, _)| s.len()).sum();
     let greeting_marks: Vec<u64> = line.queue.iter().map(|(_, m)| *m).collect();
-    assert!(queued_before > 16000, "the greeting should still have over a second to play");
+    assert!(
+        queued_before > 16000,
+        "the greeting should still have over a second to play"
+    );
 
     // The caller talks over it.
     let speech = caller("I want to talk to a person.", "en-us");
@@ -121,17 +134,28 @@ async fn caller_speech_during_playback_stops_it() {
     // Detection needs barge_in_min_speech_ms of speech after the 300 ms lead-in,
     // plus VAD chunking; the stop itself must follow within 200 ms of detection.
     let lead_in = Duration::from_millis(300);
-    let detection_bound = lead_in + Duration::from_millis(setup.settings.barge_in_min_speech_ms as u64 + 128);
+    let detection_bound =
+        lead_in + Duration::from_millis(setup.settings.barge_in_min_speech_ms as u64 + 128);
     assert!(
         cleared.duration_since(onset) <= detection_bound + Duration::from_millis(200),
         "playback stopped {:?} after the caller started",
         cleared.duration_since(onset) - lead_in
     );
     // Nothing of the greeting is left to play once the caller barged in.
-    assert!(line.queue.iter().all(|(_, m)| !greeting_marks.contains(m)), "greeting audio still queued after the barge-in");
-    assert!(line.reports.iter().any(|r| r.barged_in), "the greeting's report should say it was barged in on");
+    assert!(
+        line.queue.iter().all(|(_, m)| !greeting_marks.contains(m)),
+        "greeting audio still queued after the barge-in"
+    );
+    assert!(
+        line.reports.iter().any(|r| r.barged_in),
+        "the greeting's report should say it was barged in on"
+    );
     // And the caller's request is answered.
-    assert!(line.run_until(Duration::from_secs(20), |l| !l.transfers.is_empty()).await, "no transfer after asking for a person");
+    assert!(
+        line.run_until(Duration::from_secs(20), |l| !l.transfers.is_empty())
+            .await,
+        "no transfer after asking for a person"
+    );
     let _ = line.events.send(CallEvent::Hangup).await;
     let _ = task.await;
     setup.engines.shutdown();
@@ -142,7 +166,11 @@ async fn a_worker_killed_mid_request_takes_the_safety_net_and_the_call_plane_liv
     let setup = setup().await;
     let stt = setup.engines.stt.clone().unwrap();
     let (mut line, task) = Line::new(setup.clone());
-    assert!(line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    assert!(
+        line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening
+            && l.queue.is_empty())
+            .await
+    );
 
     // Kill the STT worker whenever a transcription is in flight, until the call
     // is handed over. Killing only the first one is not enough: it may be a
@@ -166,27 +194,59 @@ async fn a_worker_killed_mid_request_takes_the_safety_net_and_the_call_plane_liv
     };
     let speech = caller("Where is my order?", "en-us");
     line.say(&speech).await;
-    let transferred = line.run_until(Duration::from_secs(15), |l| !l.transfers.is_empty()).await;
+    let transferred = line
+        .run_until(Duration::from_secs(15), |l| !l.transfers.is_empty())
+        .await;
     stop_killing.store(true, std::sync::atomic::Ordering::Relaxed);
-    let killed_at = killer.await.unwrap().expect("no transcription was ever in flight");
+    let killed_at = killer
+        .await
+        .unwrap()
+        .expect("no transcription was ever in flight");
     assert!(transferred, "no transfer after the worker died");
-    let report = line.reports.iter().find(|r| r.safety_net).expect("a safety-net report");
-    assert!(report.error.as_deref().unwrap_or("").contains("stt"), "{report:?}");
+    let report = line
+        .reports
+        .iter()
+        .find(|r| r.safety_net)
+        .expect("a safety-net report");
+    assert!(
+        report.error.as_deref().unwrap_or("").contains("stt"),
+        "{report:?}"
+    );
     assert_eq!(line.transfers[0].0, setup.settings.safety_target);
     assert!(line.state == CallState::Transferring);
     // The apology was played (pre-rendered: no engine needed).
-    assert!(line.run_until(Duration::from_secs(10), |l| l.queue.is_empty()).await);
-    assert!(line.played.iter().any(|t| *t > killed_at), "the apology was not played");
+    assert!(
+        line.run_until(Duration::from_secs(10), |l| l.queue.is_empty())
+            .await
+    );
+    assert!(
+        line.played.iter().any(|t| *t > killed_at),
+        "the apology was not played"
+    );
     let _ = line.events.send(CallEvent::Hangup).await;
     let _ = task.await;
 
     // The supervisor restarts the worker, and the next call is served normally.
-    stt.worker.wait_ready(Duration::from_secs(30)).await.expect("the STT worker came back");
+    stt.worker
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .expect("the STT worker came back");
     assert!(stt.worker.health().restarts >= 1);
     let (mut line, task) = Line::new(setup.clone());
-    assert!(line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
-    line.say(&caller("What are your store hours?", "en-us")).await;
-    assert!(line.run_until(Duration::from_secs(20), |l| l.reports.iter().any(|r| r.turn == 1)).await);
+    assert!(
+        line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening
+            && l.queue.is_empty())
+            .await
+    );
+    line.say(&caller("What are your store hours?", "en-us"))
+        .await;
+    assert!(
+        line.run_until(Duration::from_secs(20), |l| l
+            .reports
+            .iter()
+            .any(|r| r.turn == 1))
+            .await
+    );
     let r = line.reports.iter().find(|r| r.turn == 1).unwrap();
     assert!(!r.safety_net, "{r:?}");
     assert_eq!(r.intent.as_deref(), Some("store_hours"), "{r:?}");
@@ -201,48 +261,102 @@ async fn a_worker_killed_mid_request_takes_the_safety_net_and_the_call_plane_liv
 /// or the fourth key ends (the inter-digit timeout is 30 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_states_barge_in_no_input_and_keypad_settings_are_followed() {
-    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/keypad_line.yaml");
-    let setup = understudy::cli::runtime::session_setup(&test_config(), Some(&bundle)).await.expect("session setup");
+    let bundle = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/bundles/keypad_line.yaml");
+    let setup = understudy::cli::runtime::session_setup(&test_config(), Some(&bundle))
+        .await
+        .expect("session setup");
     let (mut line, task) = Line::new(setup.clone());
-    assert!(line.run_until(Duration::from_secs(10), |l| l.played.len() >= 25).await, "the greeting never played");
+    assert!(
+        line.run_until(Duration::from_secs(10), |l| l.played.len() >= 25)
+            .await,
+        "the greeting never played"
+    );
 
     // Talking over the greeting neither stops it nor counts as a turn.
     line.say(&caller("Let me talk to someone.", "en-us")).await;
-    assert!(line.cleared_at.is_none(), "a prompt with barge_in: false was cut");
-    assert!(line.run_until(Duration::from_secs(30), |l| l.queue.is_empty()).await, "the greeting never ended");
+    assert!(
+        line.cleared_at.is_none(),
+        "a prompt with barge_in: false was cut"
+    );
+    assert!(
+        line.run_until(Duration::from_secs(30), |l| l.queue.is_empty())
+            .await,
+        "the greeting never ended"
+    );
     let greeting_done = Instant::now();
-    assert!(line.reports.iter().all(|r| !r.barged_in), "{:?}", line.reports);
+    assert!(
+        line.reports.iter().all(|r| !r.barged_in),
+        "{:?}",
+        line.reports
+    );
 
     // The state's own no-input timeout, not the bot's 60 s.
     assert!(
-        line.run_until(Duration::from_secs(15), |l| l.reports.iter().any(|r| r.turn >= 1)).await,
+        line.run_until(Duration::from_secs(15), |l| l
+            .reports
+            .iter()
+            .any(|r| r.turn >= 1))
+            .await,
         "no no-input prompt 15 s after the greeting"
     );
     let first = line.reports.iter().find(|r| r.turn >= 1).unwrap().clone();
-    assert!(line.transfers.is_empty(), "speech over the greeting was acted on: {:?}", line.transfers);
+    assert!(
+        line.transfers.is_empty(),
+        "speech over the greeting was acted on: {:?}",
+        line.transfers
+    );
     assert!(first.reply.contains("still there"), "{first:?}");
     assert!(greeting_done.elapsed() < Duration::from_secs(15));
 
     // "*" ends an entry at once: one key is too short for the code.
-    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    assert!(
+        line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening
+            && l.queue.is_empty())
+            .await
+    );
     let _ = line.events.send(CallEvent::Dtmf('9')).await;
     let _ = line.events.send(CallEvent::Dtmf('*')).await;
     assert!(
-        line.run_until(Duration::from_secs(10), |l| l.reports.iter().any(|r| r.dtmf.as_deref() == Some("9"))).await,
+        line.run_until(Duration::from_secs(10), |l| l
+            .reports
+            .iter()
+            .any(|r| r.dtmf.as_deref() == Some("9")))
+            .await,
         "\"9*\" did not end the entry"
     );
     // The fourth key ends the next one without a terminator.
-    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    assert!(
+        line.run_until(Duration::from_secs(15), |l| l.state == CallState::Listening
+            && l.queue.is_empty())
+            .await
+    );
     for key in ['1', '2', '3', '4'] {
         let _ = line.events.send(CallEvent::Dtmf(key)).await;
     }
     assert!(
-        line.run_until(Duration::from_secs(10), |l| l.reports.iter().any(|r| r.dtmf.as_deref() == Some("1234"))).await,
+        line.run_until(Duration::from_secs(10), |l| l
+            .reports
+            .iter()
+            .any(|r| r.dtmf.as_deref() == Some("1234")))
+            .await,
         "four keys did not complete the entry"
     );
-    let code = line.reports.iter().find(|r| r.dtmf.as_deref() == Some("1234")).unwrap();
-    assert_eq!(code.slots.get("code").map(String::as_str), Some("1234"), "{code:?}");
-    assert!(line.run_until(Duration::from_secs(15), |l| l.state == CallState::Ended).await, "the bot should hang up");
+    let code = line
+        .reports
+        .iter()
+        .find(|r| r.dtmf.as_deref() == Some("1234"))
+        .unwrap();
+    assert_eq!(
+        code.slots.get("code").map(String::as_str),
+        Some("1234"),
+        "{code:?}"
+    );
+    assert!(
+        line.run_until(Duration::from_secs(15), |l| l.state == CallState::Ended)
+            .await,
+        "the bot should hang up"
+    );
     let _ = task.await;
     setup.engines.shutdown();
 }
@@ -251,12 +365,24 @@ async fn a_states_barge_in_no_input_and_keypad_settings_are_followed() {
 async fn dtmf_keys_reach_the_dialog() {
     let setup = setup().await;
     let (mut line, task) = Line::new(setup.clone());
-    assert!(line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening && l.queue.is_empty()).await);
+    assert!(
+        line.run_until(Duration::from_secs(30), |l| l.state == CallState::Listening
+            && l.queue.is_empty())
+            .await
+    );
     // "1" for orders in the demo menu is not guaranteed; 0 is the agent key.
     let _ = line.events.send(CallEvent::Dtmf('0')).await;
     let _ = line.events.send(CallEvent::Dtmf('#')).await;
-    assert!(line.run_until(Duration::from_secs(15), |l| !l.transfers.is_empty()).await, "0# should reach an agent");
-    let r = line.reports.iter().find(|r| r.dtmf.is_some()).expect("a DTMF turn");
+    assert!(
+        line.run_until(Duration::from_secs(15), |l| !l.transfers.is_empty())
+            .await,
+        "0# should reach an agent"
+    );
+    let r = line
+        .reports
+        .iter()
+        .find(|r| r.dtmf.is_some())
+        .expect("a DTMF turn");
     assert_eq!(r.dtmf.as_deref(), Some("0"));
     let _ = line.events.send(CallEvent::Hangup).await;
     let _ = task.await;

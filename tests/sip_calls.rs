@@ -39,9 +39,14 @@ fn sip_calls_end_to_end() {
     transfer_by_bridge(&serve, dir, agent_port);
 
     // Nothing leaked: every call released its slot.
-    Sipp::new("options", dir).run(serve.sip).assert_ok("OPTIONS after all calls");
+    Sipp::new("options", dir)
+        .run(serve.sip)
+        .assert_ok("OPTIONS after all calls");
     let metrics = serve.metrics();
-    assert!(metrics.contains("understudy_sip_calls_active 0"), "{metrics}");
+    assert!(
+        metrics.contains("understudy_sip_calls_active 0"),
+        "{metrics}"
+    );
 }
 
 /// SIP answers as soon as the process is up, but 503 until the engines are
@@ -53,7 +58,11 @@ fn not_ready_until_warm(serve: &mut Serve) {
         if let Some(status) = probe.options_status() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no SIP answer 30 s after start\n{}", serve.log_tail(20));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no SIP answer 30 s after start\n{}",
+            serve.log_tail(20)
+        );
     };
     assert_eq!(first, 503, "OPTIONS while the models load");
     serve.wait_ready(Duration::from_secs(600));
@@ -61,8 +70,14 @@ fn not_ready_until_warm(serve: &mut Serve) {
 }
 
 fn readiness(serve: &Serve, dir: &std::path::Path) {
-    Sipp::new("options", dir).run(serve.sip).assert_ok("OPTIONS when ready: 200 with Allow");
-    Sipp::new("options", dir).arg("-t").arg("t1").run(serve.sip).assert_ok("OPTIONS over TCP");
+    Sipp::new("options", dir)
+        .run(serve.sip)
+        .assert_ok("OPTIONS when ready: 200 with Allow");
+    Sipp::new("options", dir)
+        .arg("-t")
+        .arg("t1")
+        .run(serve.sip)
+        .assert_ok("OPTIONS over TCP");
 }
 
 /// An offer without G.711 gets 488. Our 200 OK to an INVITE is retransmitted
@@ -93,20 +108,58 @@ fn udp_retransmission_and_488(serve: &Serve) {
 
     sip.send(&invite("raw-g729", "18", "a=rtpmap:18 G729/8000\r\n"));
     let replies = sip.receive_for(Duration::from_millis(800));
-    let refused = replies.iter().map(|(_, r)| r).find(|r| status_of(r) == Some(488)).expect("488 to a G.729-only offer");
-    assert!(header(refused, "Warning").unwrap_or_default().contains("PCMU"), "{refused}");
+    let refused = replies
+        .iter()
+        .map(|(_, r)| r)
+        .find(|r| status_of(r) == Some(488))
+        .expect("488 to a G.729-only offer");
+    assert!(
+        header(refused, "Warning")
+            .unwrap_or_default()
+            .contains("PCMU"),
+        "{refused}"
+    );
     let to = header(refused, "To").unwrap().to_string();
-    sip.send(&ack("raw-g729", "z9hG4bK-raw-g729", &format!("sip:bot@{}", serve.sip), &to));
+    sip.send(&ack(
+        "raw-g729",
+        "z9hG4bK-raw-g729",
+        &format!("sip:bot@{}", serve.sip),
+        &to,
+    ));
 
     sip.send(&invite("raw-rt", "0", ""));
     let replies = sip.receive_for(Duration::from_millis(2_600));
-    let oks: Vec<&(std::time::Instant, String)> = replies.iter().filter(|(_, r)| status_of(r) == Some(200)).collect();
-    assert!(oks.len() >= 3, "the 200 OK was not retransmitted: {} copies", oks.len());
-    let gaps: Vec<f64> = oks.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
-    assert!(gaps[0] > 0.35 && gaps[0] < 0.8, "first retransmission after {:.2} s (T1 = 0.5 s)", gaps[0]);
-    assert!(gaps[1] > 0.8 && gaps[1] < 1.4, "second after {:.2} s (2*T1)", gaps[1]);
+    let oks: Vec<&(std::time::Instant, String)> = replies
+        .iter()
+        .filter(|(_, r)| status_of(r) == Some(200))
+        .collect();
+    assert!(
+        oks.len() >= 3,
+        "the 200 OK was not retransmitted: {} copies",
+        oks.len()
+    );
+    let gaps: Vec<f64> = oks
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+        .collect();
+    assert!(
+        gaps[0] > 0.35 && gaps[0] < 0.8,
+        "first retransmission after {:.2} s (T1 = 0.5 s)",
+        gaps[0]
+    );
+    assert!(
+        gaps[1] > 0.8 && gaps[1] < 1.4,
+        "second after {:.2} s (2*T1)",
+        gaps[1]
+    );
     let ok = &oks[0].1;
-    let contact = header(ok, "Contact").unwrap().trim_start_matches('<').split('>').next().unwrap().to_string();
+    let contact = header(ok, "Contact")
+        .unwrap()
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_string();
     let to = header(ok, "To").unwrap().to_string();
     sip.send(&ack("raw-rt", "z9hG4bK-raw-rt-ack", &contact, &to));
     std::thread::sleep(Duration::from_millis(1_200));
@@ -121,7 +174,11 @@ fn udp_retransmission_and_488(serve: &Serve) {
         me = sip.local
     ));
     let bye = sip.receive_for(Duration::from_millis(800));
-    assert!(bye.iter().any(|(_, r)| status_of(r) == Some(200) && r.contains("BYE")), "no 200 to BYE: {bye:?}");
+    assert!(
+        bye.iter()
+            .any(|(_, r)| status_of(r) == Some(200) && r.contains("BYE")),
+        "no 200 to BYE: {bye:?}"
+    );
     serve.wait_logged("call ended", 1, Duration::from_secs(5));
 }
 
@@ -143,19 +200,31 @@ fn spoken_turn(serve: &Serve, dir: &std::path::Path) {
         .iter()
         .find(|t| t["turn"] == 1)
         .unwrap_or_else(|| panic!("no caller turn in {turns:?}"));
-    let transcript = answer["transcript"].as_str().unwrap_or_default().to_lowercase();
-    assert!(transcript.contains("store") || transcript.contains("open"), "the bot heard {transcript:?}");
+    let transcript = answer["transcript"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        transcript.contains("store") || transcript.contains("open"),
+        "the bot heard {transcript:?}"
+    );
     assert_eq!(answer["intent"], "store_hours", "{answer}");
     let reply = answer["reply"].as_str().unwrap_or_default();
     assert!(reply.contains("Monday"), "{reply}");
     // The RTP leg measured the caller's wait on the wire.
     let v2v = serve.logged("rtp voice-to-voice");
-    let ms = v2v.last().and_then(|e| e["ms"].as_u64()).expect("no voice-to-voice measured at the RTP leg");
+    let ms = v2v
+        .last()
+        .and_then(|e| e["ms"].as_u64())
+        .expect("no voice-to-voice measured at the RTP leg");
     assert!(ms > 100 && ms < 10_000, "{ms} ms");
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     let call = ended.last().unwrap();
     assert_eq!(call["result"], "completed");
-    assert!(call["rtp_received"].as_u64().unwrap() >= (speech.len() / 160) as u64, "{call}");
+    assert!(
+        call["rtp_received"].as_u64().unwrap() >= (speech.len() / 160) as u64,
+        "{call}"
+    );
     assert_eq!(call["rtp_lost"], 0, "{call}");
 }
 
@@ -170,10 +239,15 @@ fn full_and_garbage(serve: &Serve, dir: &std::path::Path) {
     let mut rtp = RtpCapture::new();
     rtp.audio(&vec![0; 8000]);
     rtp.write_pcap(&busy_dir.join("caller.pcap"));
-    let long_call = Sipp::new("call", &busy_dir).set("greeting_ms", 4_000).set("reply_ms", 2_000).spawn(Some(serve.sip));
+    let long_call = Sipp::new("call", &busy_dir)
+        .set("greeting_ms", 4_000)
+        .set("reply_ms", 2_000)
+        .spawn(Some(serve.sip));
     serve.wait_logged("answered", answered + 1, Duration::from_secs(10));
 
-    Sipp::new("options_503", dir).run(serve.sip).assert_ok("OPTIONS when full: 503");
+    Sipp::new("options_503", dir)
+        .run(serve.sip)
+        .assert_ok("OPTIONS when full: 503");
     let busy = Sipp::new("busy", dir).run(serve.sip);
     busy.assert_ok("INVITE when full: 503");
     assert!(busy.messages.contains("at capacity"), "{}", busy.messages);
@@ -203,19 +277,34 @@ fn full_and_garbage(serve: &Serve, dir: &std::path::Path) {
                 .collect(),
         );
     }
-    garbage.push(invite.replace("CSeq: 1 INVITE", "CSeq: x INVITE").into_bytes());
+    garbage.push(
+        invite
+            .replace("CSeq: 1 INVITE", "CSeq: x INVITE")
+            .into_bytes(),
+    );
     garbage.push(invite.replace("Call-ID: junk-1\r\n", "").into_bytes());
-    garbage.push(invite.replace("Content-Length: 129", "Content-Length: 4000").into_bytes());
+    garbage.push(
+        invite
+            .replace("Content-Length: 129", "Content-Length: 4000")
+            .into_bytes(),
+    );
     garbage.push(b"SIP/2.0 200 OK\r\n\r\n".to_vec());
     let replies = send_raw(serve.sip, &garbage);
     for reply in &replies {
-        assert!(reply.starts_with("SIP/2.0 400") || reply.starts_with("SIP/2.0 503"), "garbage got {reply:?}");
+        assert!(
+            reply.starts_with("SIP/2.0 400") || reply.starts_with("SIP/2.0 503"),
+            "garbage got {reply:?}"
+        );
     }
 
-    long_call.wait().assert_ok("the call in progress while garbage arrived");
+    long_call
+        .wait()
+        .assert_ok("the call in progress while garbage arrived");
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     assert_eq!(ended.last().unwrap()["result"], "completed");
-    Sipp::new("options", dir).run(serve.sip).assert_ok("OPTIONS once the slot is free again");
+    Sipp::new("options", dir)
+        .run(serve.sip)
+        .assert_ok("OPTIONS once the slot is free again");
 }
 
 fn cancel_before_answer(serve: &Serve, dir: &std::path::Path) {
@@ -223,7 +312,10 @@ fn cancel_before_answer(serve: &Serve, dir: &std::path::Path) {
     let r = Sipp::new("cancel", dir).run(serve.sip);
     r.assert_ok("CANCEL while ringing");
     let flow = r.flow();
-    assert!(flow.iter().any(|l| l.starts_with("SIP/2.0 487")), "{flow:?}");
+    assert!(
+        flow.iter().any(|l| l.starts_with("SIP/2.0 487")),
+        "{flow:?}"
+    );
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     assert_eq!(ended.last().unwrap()["result"], "cancelled", "{ended:?}");
 }
@@ -231,10 +323,18 @@ fn cancel_before_answer(serve: &Serve, dir: &std::path::Path) {
 /// re-INVITE with a=sendonly is answered a=recvonly (hold); a re-INVITE
 /// offering PCMA only moves the call to PCMA.
 fn hold_and_codec_change(serve: &Serve, dir: &std::path::Path) {
-    Sipp::new("hold", dir).run(serve.sip).assert_ok("hold, resume, codec change");
+    Sipp::new("hold", dir)
+        .run(serve.sip)
+        .assert_ok("hold, resume, codec change");
     let renegotiated = serve.logged("media renegotiated");
-    assert!(renegotiated.iter().any(|e| e["hold"] == true), "{renegotiated:?}");
-    assert!(renegotiated.iter().any(|e| e["law"] == "A"), "{renegotiated:?}");
+    assert!(
+        renegotiated.iter().any(|e| e["hold"] == true),
+        "{renegotiated:?}"
+    );
+    assert!(
+        renegotiated.iter().any(|e| e["law"] == "A"),
+        "{renegotiated:?}"
+    );
 }
 
 /// Keys by RFC 4733 (select order status, key an order number) and by SIP
@@ -253,16 +353,35 @@ fn dtmf_both_ways(serve: &Serve, dir: &std::path::Path) {
         .run(serve.sip);
     r.assert_ok("DTMF call");
     let turns = serve.logged("turn");
-    let keyed: Vec<&str> = turns[turns_before..].iter().filter_map(|t| t["dtmf"].as_str()).filter(|d| !d.is_empty()).collect();
+    let keyed: Vec<&str> = turns[turns_before..]
+        .iter()
+        .filter_map(|t| t["dtmf"].as_str())
+        .filter(|d| !d.is_empty())
+        .collect();
     assert!(keyed.contains(&"1"), "RFC 4733 key 1 missing: {keyed:?}");
-    assert!(keyed.contains(&"48213"), "RFC 4733 order number missing: {keyed:?}");
+    assert!(
+        keyed.contains(&"48213"),
+        "RFC 4733 order number missing: {keyed:?}"
+    );
     // INFO "2" (dtmf-relay) then INFO "#" (application/dtmf) make an entry "2";
     // the next INFO key cuts the bot's answer short, which reports the turn.
     assert!(keyed.contains(&"2"), "SIP INFO keys missing: {keyed:?}");
-    let order = turns[turns_before..].iter().find(|t| t["dtmf"] == "48213").unwrap();
-    assert!(order["reply"].as_str().unwrap_or_default().contains("shipped on Monday"), "{order}");
+    let order = turns[turns_before..]
+        .iter()
+        .find(|t| t["dtmf"] == "48213")
+        .unwrap();
+    assert!(
+        order["reply"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("shipped on Monday"),
+        "{order}"
+    );
     let infos = serve.logged("DTMF (SIP INFO)");
-    assert!(infos.iter().any(|e| e["key"] == "2") && infos.iter().any(|e| e["key"] == "#"), "{infos:?}");
+    assert!(
+        infos.iter().any(|e| e["key"] == "2") && infos.iter().any(|e| e["key"] == "#"),
+        "{infos:?}"
+    );
 }
 
 /// "Press 0 for an agent": the bot REFERs the caller's side (through the
@@ -280,11 +399,19 @@ fn transfer_by_refer(serve: &Serve, dir: &std::path::Path) {
         .run(serve.sip);
     r.assert_ok("transfer by REFER");
     let flow = r.flow();
-    let refer = flow.iter().position(|l| l.starts_with("REFER ")).expect("no REFER");
-    assert!(flow[refer..].iter().any(|l| l.starts_with("BYE ")), "{flow:?}");
+    let refer = flow
+        .iter()
+        .position(|l| l.starts_with("REFER "))
+        .expect("no REFER");
+    assert!(
+        flow[refer..].iter().any(|l| l.starts_with("BYE ")),
+        "{flow:?}"
+    );
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     assert_eq!(ended.last().unwrap()["result"], "transferred", "{ended:?}");
-    assert!(serve.metrics().contains("understudy_sip_transfers_total{via=\"refer\",result=\"ok\"} 1"));
+    assert!(serve
+        .metrics()
+        .contains("understudy_sip_transfers_total{via=\"refer\",result=\"ok\"} 1"));
 }
 
 /// The caller's side refuses REFER: the bot calls the human itself and
@@ -293,7 +420,10 @@ fn transfer_by_bridge(serve: &Serve, dir: &std::path::Path, agent_port: u16) {
     let agent_dir = dir.join("agent");
     std::fs::create_dir_all(&agent_dir).unwrap();
     let mut voice = RtpCapture::new();
-    voice.audio(&say("Hello, this is Sam from customer service.", &agent_dir));
+    voice.audio(&say(
+        "Hello, this is Sam from customer service.",
+        &agent_dir,
+    ));
     voice.write_pcap(&agent_dir.join("agent.pcap"));
     let mut target = Sipp::new("target", &agent_dir);
     target.port = agent_port;
@@ -303,14 +433,23 @@ fn transfer_by_bridge(serve: &Serve, dir: &std::path::Path, agent_port: u16) {
     rtp.keys("0");
     rtp.write_pcap(&dir.join("trigger.pcap"));
     let ended_before = serve.logged("call ended").len();
-    let caller = Sipp::new("refer_refuse", dir).set("greeting_ms", GREETING_MS).key("target_user", "agent").run(serve.sip);
+    let caller = Sipp::new("refer_refuse", dir)
+        .set("greeting_ms", GREETING_MS)
+        .key("target_user", "agent")
+        .run(serve.sip);
     let agent = target.wait();
     caller.assert_ok("caller refusing REFER");
     agent.assert_ok("the human receives the bridged call");
-    assert!(agent.messages.contains("User-Agent: Understudy"), "the bridge INVITE came from the appliance");
+    assert!(
+        agent.messages.contains("User-Agent: Understudy"),
+        "the bridge INVITE came from the appliance"
+    );
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     let last = ended.last().unwrap();
     assert_eq!(last["result"], "transferred", "{last}");
     let bridge = serve.logged("bridge leg closed");
-    assert!(bridge.last().unwrap()["received"].as_u64().unwrap() > 50, "the agent's audio reached the bridge: {bridge:?}");
+    assert!(
+        bridge.last().unwrap()["received"].as_u64().unwrap() > 50,
+        "the agent's audio reached the bridge: {bridge:?}"
+    );
 }

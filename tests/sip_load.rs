@@ -38,7 +38,10 @@ fn sip_load_benchmark() {
         .split(',')
         .filter_map(|k| k.trim().parse().ok())
         .collect();
-    let rounds: usize = std::env::var("UNDERSTUDY_SIP_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let rounds: usize = std::env::var("UNDERSTUDY_SIP_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
     let top = *levels.iter().max().unwrap();
     // Admission must not interfere: capacity above the largest K.
     let pack = std::env::var("UNDERSTUDY_SIP_BENCH_PACK").unwrap_or_else(|_| "test".into());
@@ -81,17 +84,32 @@ fn sip_load_benchmark() {
         let result = run.wait();
         let elapsed = started.elapsed();
         let total = k * rounds;
-        let failed = result.output.lines().find(|l| l.trim_start().starts_with("Failed call")).map(|l| {
-            l.split('|').nth(2).and_then(|c| c.trim().parse::<usize>().ok()).unwrap_or(total)
-        });
+        let failed = result
+            .output
+            .lines()
+            .find(|l| l.trim_start().starts_with("Failed call"))
+            .map(|l| {
+                l.split('|')
+                    .nth(2)
+                    .and_then(|c| c.trim().parse::<usize>().ok())
+                    .unwrap_or(total)
+            });
         let failed = failed.unwrap_or(if result.ok { 0 } else { total });
-        let mut v2v: Vec<f64> =
-            serve.logged("rtp voice-to-voice")[before..].iter().filter_map(|e| e["ms"].as_f64()).collect();
+        let mut v2v: Vec<f64> = serve.logged("rtp voice-to-voice")[before..]
+            .iter()
+            .filter_map(|e| e["ms"].as_f64())
+            .collect();
         v2v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let turns = &serve.logged("turn")[turns_before..];
-        let understood = turns.iter().filter(|t| t["intent"] == "store_hours").count();
+        let understood = turns
+            .iter()
+            .filter(|t| t["intent"] == "store_hours")
+            .count();
         let pipeline: Vec<f64> = {
-            let mut p: Vec<f64> = turns.iter().filter_map(|t| t["voice_to_voice_ms"].as_f64()).collect();
+            let mut p: Vec<f64> = turns
+                .iter()
+                .filter_map(|t| t["voice_to_voice_ms"].as_f64())
+                .collect();
             p.sort_by(|a, b| a.partial_cmp(b).unwrap());
             p
         };
@@ -100,9 +118,16 @@ fn sip_load_benchmark() {
         let stage = |name: &str| {
             let mut v: Vec<f64> = turns.iter().filter_map(|t| t[name].as_f64()).collect();
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            format!("{} p50 {:.0}/p95 {:.0}", name.trim_end_matches("_ms"), percentile(&v, 50.0), percentile(&v, 95.0))
+            format!(
+                "{} p50 {:.0}/p95 {:.0}",
+                name.trim_end_matches("_ms"),
+                percentile(&v, 50.0),
+                percentile(&v, 95.0)
+            )
         };
-        let stages = ["endpoint_ms", "stt_ms", "dialog_ms", "tts_first_audio_ms"].map(stage).join(", ");
+        let stages = ["endpoint_ms", "stt_ms", "dialog_ms", "tts_first_audio_ms"]
+            .map(stage)
+            .join(", ");
         let line = format!(
             "K={k}: calls {}/{} ok, turns measured {} (understood {}), RTP-leg voice-to-voice p50 {:.0} ms p95 {:.0} ms max {:.0} ms; \
              session's own estimate p50 {:.0} ms p95 {:.0} ms ({stages}); {:.0} s, load average {load}",
@@ -122,14 +147,23 @@ fn sip_load_benchmark() {
         // Let the last calls' cleanup settle before the next level.
         std::thread::sleep(Duration::from_secs(3));
     }
-    let capacity = summary.iter().filter(|(_, ok, p95, _)| *ok && *p95 < P95_LIMIT_MS).map(|(k, ..)| *k).max().unwrap_or(0);
+    let capacity = summary
+        .iter()
+        .filter(|(_, ok, p95, _)| *ok && *p95 < P95_LIMIT_MS)
+        .map(|(k, ..)| *k)
+        .max()
+        .unwrap_or(0);
     eprintln!("\n== SIP load benchmark (RTP leg, p95 limit {P95_LIMIT_MS} ms)");
     for (_, _, _, line) in &summary {
         eprintln!("{line}");
     }
     eprintln!("capacity: {capacity} concurrent calls");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sip_load.txt");
-    let text: String = summary.iter().map(|(_, _, _, l)| format!("{l}\n")).collect::<String>() + &format!("capacity: {capacity}\n");
+    let text: String = summary
+        .iter()
+        .map(|(_, _, _, l)| format!("{l}\n"))
+        .collect::<String>()
+        + &format!("capacity: {capacity}\n");
     std::fs::write(&out, text).unwrap();
     eprintln!("(written to {})", out.display());
 }

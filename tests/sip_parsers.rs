@@ -56,7 +56,11 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
             }
             3 => {
                 let at = rng.below(len + 1);
-                let junk: Vec<u8> = (0..rng.below(16)).map(|_| [b':', b';', b'<', b'>', b' ', b'\r', b'\n', b'=', 0, 0xff][rng.below(10)]).collect();
+                let junk: Vec<u8> = (0..rng.below(16))
+                    .map(|_| {
+                        [b':', b';', b'<', b'>', b' ', b'\r', b'\n', b'=', 0, 0xff][rng.below(10)]
+                    })
+                    .collect();
                 v.splice(at..at, junk);
             }
             4 => v.truncate(rng.below(len + 1)),
@@ -75,7 +79,8 @@ fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8]) -> Vec<u8> {
     v
 }
 
-const OFFER: &str = "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+const OFFER: &str =
+    "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
 m=audio 6000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
 a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na=sendrecv\r\n";
 
@@ -103,7 +108,10 @@ fn sip_seeds() -> Vec<Vec<u8>> {
     let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-4;received=127.0.0.1;rport=5060\r\n\
                     From: <sip:bot@127.0.0.1>;tag=b\r\nTo: <sip:caller@127.0.0.1>;tag=a\r\nCall-ID: 1-1@127.0.0.1\r\n\
                     CSeq: 2 REFER\r\nContent-Length: 0\r\n\r\n";
-    [invite.as_str(), info, notify, refer, response].iter().map(|s| s.as_bytes().to_vec()).collect()
+    [invite.as_str(), info, notify, refer, response]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect()
 }
 
 #[test]
@@ -115,7 +123,9 @@ fn sip_messages_never_panic() {
         let seed = &seeds[i % seeds.len()];
         let other = &seeds[rng.below(seeds.len())];
         let input = mutate(&mut rng, seed, other);
-        let Ok(msg) = SipMessage::try_from(input.as_slice()) else { continue };
+        let Ok(msg) = SipMessage::try_from(input.as_slice()) else {
+            continue;
+        };
         parsed += 1;
         let _ = msg.to_bytes();
         let _ = msg.via_header().and_then(|v| v.typed());
@@ -125,23 +135,35 @@ fn sip_messages_never_panic() {
         let _ = msg.typed_contact_headers();
         let _ = msg.typed_record_route_headers();
         if let SipMessage::Request(req) = &msg {
-            let _ = rsipstack::dialog::DialogId::try_from((req, rsipstack::transaction::key::TransactionRole::Server));
+            let _ = rsipstack::dialog::DialogId::try_from((
+                req,
+                rsipstack::transaction::key::TransactionRole::Server,
+            ));
             let content_type = req.header_value("Content-Type").unwrap_or_default();
             let _ = dtmf::key_from_info(&content_type, &req.body);
             let _ = understudy::sip::transfer::sipfrag_status(&req.body);
         }
     }
     // The mutations must not be so wild that nothing parses.
-    assert!(parsed > 3_000, "only {parsed} of 30000 mutated messages parsed");
+    assert!(
+        parsed > 3_000,
+        "only {parsed} of 30000 mutated messages parsed"
+    );
 }
 
 #[test]
 fn sdp_bodies_never_panic_and_our_answers_always_parse() {
     let seeds: Vec<Vec<u8>> = vec![
         OFFER.as_bytes().to_vec(),
-        OFFER.replace("a=sendrecv", "a=sendonly").replace("0 8 101", "8").into_bytes(),
+        OFFER
+            .replace("a=sendrecv", "a=sendonly")
+            .replace("0 8 101", "8")
+            .into_bytes(),
         format!("{OFFER}m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n").into_bytes(),
-        OFFER.replace("\r\n", "\n").replace("IP4 127.0.0.1", "IP6 ::1").into_bytes(),
+        OFFER
+            .replace("\r\n", "\n")
+            .replace("IP4 127.0.0.1", "IP6 ::1")
+            .into_bytes(),
     ];
     let both = [Law::Mu, Law::A];
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -149,16 +171,30 @@ fn sdp_bodies_never_panic_and_our_answers_always_parse() {
     for i in 0..30_000 {
         let other = rng.below(seeds.len());
         let input = mutate(&mut rng, &seeds[i % seeds.len()], &seeds[other]);
-        let local = LocalMedia { address: "127.0.0.1".parse().unwrap(), rtp_port: 20000, session_id: 1, version: 1, codecs: both.to_vec() };
+        let local = LocalMedia {
+            address: "127.0.0.1".parse().unwrap(),
+            rtp_port: 20000,
+            session_id: 1,
+            version: 1,
+            codecs: both.to_vec(),
+        };
         let mut session = SdpSession::new(local);
         if let Ok((answer, params)) = session.answer(&input) {
             accepted += 1;
-            let back = sdp::read_answer(answer.as_bytes(), &both)
-                .unwrap_or_else(|e| panic!("our answer does not parse ({e}):\n{answer}\nto the offer\n{}", String::from_utf8_lossy(&input)));
+            let back = sdp::read_answer(answer.as_bytes(), &both).unwrap_or_else(|e| {
+                panic!(
+                    "our answer does not parse ({e}):\n{answer}\nto the offer\n{}",
+                    String::from_utf8_lossy(&input)
+                )
+            });
             assert_eq!(back.law, params.law);
             let lines = |s: &str| s.lines().filter(|l| l.starts_with("m=")).count();
             let offered = sdp::parse(&input).unwrap().media_descriptions.len();
-            assert_eq!(lines(&answer), offered, "an answer has as many m= lines as the offer");
+            assert_eq!(
+                lines(&answer),
+                offered,
+                "an answer has as many m= lines as the offer"
+            );
         }
         let _ = session.accept_answer(&input);
     }
@@ -168,10 +204,18 @@ fn sdp_bodies_never_panic_and_our_answers_always_parse() {
 #[test]
 fn rtp_rtcp_and_events_never_panic() {
     let mut tx = RtpSender::new();
-    let mut seeds = vec![tx.packet(0, &[0xff; 160], 160), tx.packet_at(101, &[5, 0x8a, 3, 0x20], 7, true)];
+    let mut seeds = vec![
+        tx.packet(0, &[0xff; 160], 160),
+        tx.packet_at(101, &[5, 0x8a, 3, 0x20], 7, true),
+    ];
     // An RTCP RR + BYE, and an RTP packet with CSRC, extension and padding.
-    seeds.push(vec![0x80, 201, 0, 1, 0, 0, 0, 1, 0x81, 203, 0, 1, 0, 0, 0, 1]);
-    seeds.push(vec![0xb1, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 9, 0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0, b'a', b'b', 0, 2]);
+    seeds.push(vec![
+        0x80, 201, 0, 1, 0, 0, 0, 1, 0x81, 203, 0, 1, 0, 0, 0, 1,
+    ]);
+    seeds.push(vec![
+        0xb1, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 9, 0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0,
+        b'a', b'b', 0, 2,
+    ]);
     let mut rng = Rng(0xdead_beef_cafe_f00d);
     let mut detector = EventDetector::default();
     for i in 0..50_000 {
@@ -202,7 +246,12 @@ fn the_jitter_buffer_keeps_its_clock_under_any_arrival_pattern() {
                 6 => ts = ts.wrapping_sub(rng.below(4000) as u32),
                 _ => {
                     let len = 80 * (1 + rng.below(4));
-                    jb.push((rng.below(2)) as u32, ts, rng.below(8) == 0, vec![1000; len]);
+                    jb.push(
+                        (rng.below(2)) as u32,
+                        ts,
+                        rng.below(8) == 0,
+                        vec![1000; len],
+                    );
                     ts = ts.wrapping_add(len as u32);
                     assert!(jb.depth() <= 1600 + 320 + 320, "depth {}", jb.depth());
                 }

@@ -41,17 +41,38 @@ fn the_safety_net_hands_the_caller_to_a_human() {
         .assert_ok("transfer by REFER after the safety net");
 
     let turns = serve.logged("turn");
-    let failed = turns.iter().find(|t| t["safety_net"] == true).expect("no safety-net turn");
+    let failed = turns
+        .iter()
+        .find(|t| t["safety_net"] == true)
+        .expect("no safety-net turn");
     assert_eq!(failed["action"], "transfer", "{failed}");
     let requested = serve.logged("transfer requested");
-    assert!(requested.iter().any(|r| r["reason"].as_str().unwrap_or_default().contains("safety net")), "{requested:?}");
+    assert!(
+        requested.iter().any(|r| r["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("safety net")),
+        "{requested:?}"
+    );
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     let call = ended.last().unwrap();
-    assert_eq!((&call["result"], &call["detail"]), (&"transferred".into(), &"by REFER".into()), "{call}");
+    assert_eq!(
+        (&call["result"], &call["detail"]),
+        (&"transferred".into(), &"by REFER".into()),
+        "{call}"
+    );
     // The apology (about 4 s of audio) played out before the REFER.
     let asked = serve.logged_at("transfer requested").last().unwrap().0;
-    let referred = serve.logged_at("REFER accepted; following the NOTIFYs").last().unwrap().0;
-    assert!(referred - asked > 2.5, "REFER {:.1} s after the request", referred - asked);
+    let referred = serve
+        .logged_at("REFER accepted; following the NOTIFYs")
+        .last()
+        .unwrap()
+        .0;
+    assert!(
+        referred - asked > 2.5,
+        "REFER {:.1} s after the request",
+        referred - asked
+    );
 }
 
 /// The RTP test peer and the external-media SIPp caller: the peer hears the
@@ -71,14 +92,24 @@ fn the_rtp_peer_measures_a_call() {
         .spawn(Some(serve.sip));
     let started = std::time::Instant::now();
     peer.wait_remote(Duration::from_secs(10));
-    let greeting = peer.wait_audio_after(started, Duration::from_secs(10)).expect("no greeting");
+    let greeting = peer
+        .wait_audio_after(started, Duration::from_secs(10))
+        .expect("no greeting");
     // Let the greeting play out, then ask.
     std::thread::sleep(Duration::from_secs(6));
     let asked = std::time::Instant::now();
     peer.say(&say("What time does the store open?", dir));
-    let speech_end = peer.wait_said(asked, Duration::from_secs(10)).expect("the question had no speech");
-    let answer = peer.wait_audio_after(speech_end, Duration::from_secs(8)).expect("no answer");
-    assert!(answer - speech_end < Duration::from_millis(1200), "a quick turn: {:?}", answer - speech_end);
+    let speech_end = peer
+        .wait_said(asked, Duration::from_secs(10))
+        .expect("the question had no speech");
+    let answer = peer
+        .wait_audio_after(speech_end, Duration::from_secs(8))
+        .expect("no answer");
+    assert!(
+        answer - speech_end < Duration::from_millis(1200),
+        "a quick turn: {:?}",
+        answer - speech_end
+    );
     eprintln!(
         "greeting {:.0} ms after the INVITE, answer {:.0} ms after the end of speech",
         (greeting - started).as_secs_f64() * 1e3,
@@ -86,18 +117,43 @@ fn the_rtp_peer_measures_a_call() {
     );
     let sipp = caller.wait();
     sipp.assert_ok("the caller holds, then hangs up");
-    assert!(sipp.flow().iter().any(|l| l.starts_with("BYE ")), "SIPp hung up after the hold: {:?}", sipp.flow());
+    assert!(
+        sipp.flow().iter().any(|l| l.starts_with("BYE ")),
+        "SIPp hung up after the hold: {:?}",
+        sipp.flow()
+    );
     let heard = peer.recording_between(Some(speech_end), None);
-    assert!(heard.len() > 8000, "{} samples after the question", heard.len());
+    assert!(
+        heard.len() > 8000,
+        "{} samples after the question",
+        heard.len()
+    );
     let wav = dir.join("heard.wav");
     write_wav(&wav, &heard);
     let text = transcribe(&wav).to_lowercase();
-    assert!(text.contains("monday") || text.contains("9") || text.contains("nine") || text.contains("open"), "{text}");
-    let gaps = peer.utterances(started, std::time::Instant::now(), Duration::from_millis(600));
+    assert!(
+        text.contains("monday")
+            || text.contains("9")
+            || text.contains("nine")
+            || text.contains("open"),
+        "{text}"
+    );
+    let gaps = peer.utterances(
+        started,
+        std::time::Instant::now(),
+        Duration::from_millis(600),
+    );
     assert!(gaps.len() >= 2, "greeting and answer: {gaps:?}");
     // A turn answered in time plays no filler.
-    assert!(serve.logged("turn is slow: filler").is_empty(), "{}", serve.log_tail(20));
-    assert!(serve.logged("turn").iter().all(|t| t["safety_net"] == false));
+    assert!(
+        serve.logged("turn is slow: filler").is_empty(),
+        "{}",
+        serve.log_tail(20)
+    );
+    assert!(serve
+        .logged("turn")
+        .iter()
+        .all(|t| t["safety_net"] == false));
 }
 
 /// How the test breaks an engine mid-turn.
@@ -121,28 +177,55 @@ fn a_stalled_llm_gets_a_filler_then_the_apology_and_a_human() {
     let filler = m.filler.expect("a stalled turn says the filler");
     // The filler comes after filler_after_ms (1.2 s), not before: a quick
     // turn would not have needed it.
-    assert!(filler.0 - m.speech_end > Duration::from_millis(1000), "filler {:?} after speech", filler.0 - m.speech_end);
-    assert!(m.metrics.contains("understudy_fillers_total 1"), "{}", m.metrics);
-    assert!(m.error.contains("turn") && m.error.contains("timed out"), "the turn deadline fired: {}", m.error);
+    assert!(
+        filler.0 - m.speech_end > Duration::from_millis(1000),
+        "filler {:?} after speech",
+        filler.0 - m.speech_end
+    );
+    assert!(
+        m.metrics.contains("understudy_fillers_total 1"),
+        "{}",
+        m.metrics
+    );
+    assert!(
+        m.error.contains("turn") && m.error.contains("timed out"),
+        "the turn deadline fired: {}",
+        m.error
+    );
 }
 
 #[test]
 fn a_worker_killed_mid_turn_sends_the_caller_to_a_human() {
     let m = safety_net_call(Fault::KillStt);
-    assert!(m.error.contains("stt"), "the STT failure took the safety net: {}", m.error);
+    assert!(
+        m.error.contains("stt"),
+        "the STT failure took the safety net: {}",
+        m.error
+    );
     // A dead worker fails fast: the apology does not wait for the deadline.
-    assert!(m.apology.0 - m.speech_end < Duration::from_millis(2500), "apology {:?} after speech", m.apology.0 - m.speech_end);
+    assert!(
+        m.apology.0 - m.speech_end < Duration::from_millis(2500),
+        "apology {:?} after speech",
+        m.apology.0 - m.speech_end
+    );
 }
 
 #[test]
 fn an_llm_killed_mid_answer_sends_the_caller_to_a_human() {
     let m = safety_net_call(Fault::KillLlm);
-    assert!(m.error.contains("llm"), "the LLM failure took the safety net: {}", m.error);
+    assert!(
+        m.error.contains("llm"),
+        "the LLM failure took the safety net: {}",
+        m.error
+    );
     // Killed while the filler played: the apology follows the whole filler
     // (not cut), with no dead air between them.
     assert!(m.filler_logged);
     let heard = m.texts.join(" ");
-    assert!(heard.contains("moment please") || heard.contains("moment, please"), "the filler was cut: {heard}");
+    assert!(
+        heard.contains("moment please") || heard.contains("moment, please"),
+        "the filler was cut: {heard}"
+    );
 }
 
 /// What the caller's RTP peer measured in a safety-net call.
@@ -166,14 +249,21 @@ fn ms(d: Duration) -> f64 {
 fn worker_status(serve: &Serve, engine: &str) -> Value {
     let (_, body) = http_get(serve.http, "/status").unwrap();
     let status: Value = serde_json::from_str(&body).unwrap();
-    let worker = status["engines"].as_array().unwrap().iter().find(|e| e["engine"] == engine).unwrap_or_else(|| panic!("{body}"));
+    let worker = status["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["engine"] == engine)
+        .unwrap_or_else(|| panic!("{body}"));
     worker.clone()
 }
 
 /// The pid of an engine's worker process.
 fn worker_pid(serve: &Serve, engine: &str) -> i32 {
     let worker = worker_status(serve, engine);
-    worker["pid"].as_i64().unwrap_or_else(|| panic!("no pid for {engine}: {worker}")) as i32
+    worker["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid for {engine}: {worker}")) as i32
 }
 
 fn signal(pid: i32, sig: i32) {
@@ -193,7 +283,10 @@ fn wait_quiet(peer: &RtpPeer, quiet: Duration, limit: Duration) {
                 return;
             }
         }
-        assert!(started.elapsed() < limit, "the greeting did not end within {limit:?}");
+        assert!(
+            started.elapsed() < limit,
+            "the greeting did not end within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -224,7 +317,10 @@ fn safety_net_call(fault: Fault) -> Measured {
     // hears the apology and the human apart).
     let mut voice = RtpCapture::new();
     // (SIPp starts a pcap at its first packet: the breath is silent audio.)
-    voice.audio(&[0; 12_000]).audio(&say("Hello, this is Sam from customer service.", &agent_dir));
+    voice.audio(&[0; 12_000]).audio(&say(
+        "Hello, this is Sam from customer service.",
+        &agent_dir,
+    ));
     voice.write_pcap(&agent_dir.join("agent.pcap"));
     let mut target = Sipp::new("target", &agent_dir);
     target.port = agent_port;
@@ -251,7 +347,9 @@ fn safety_net_call(fault: Fault) -> Measured {
         }
     };
     peer.say(&question);
-    let speech_end = peer.wait_said(asked, Duration::from_secs(15)).expect("the question had no speech");
+    let speech_end = peer
+        .wait_said(asked, Duration::from_secs(15))
+        .expect("the question had no speech");
     let stalled = match fault {
         Fault::StallLlm => {
             let pid = worker_pid(&serve, "llm");
@@ -262,20 +360,31 @@ fn safety_net_call(fault: Fault) -> Measured {
             let pid = worker_pid(&serve, "llm");
             let mut busy_since = None;
             loop {
-                let busy = worker_status(&serve, "llm")["in_flight"].as_u64().unwrap_or(0) > 0;
+                let busy = worker_status(&serve, "llm")["in_flight"]
+                    .as_u64()
+                    .unwrap_or(0)
+                    > 0;
                 let now = Instant::now();
                 busy_since = if busy { busy_since.or(Some(now)) } else { None };
                 if busy_since.is_some_and(|t| now - t > Duration::from_millis(100)) {
                     break;
                 }
-                assert!(speech_end.elapsed() < Duration::from_secs(10), "the turn never asked the LLM");
+                assert!(
+                    speech_end.elapsed() < Duration::from_secs(10),
+                    "the turn never asked the LLM"
+                );
                 std::thread::sleep(Duration::from_millis(5));
             }
             signal(pid, libc::SIGSTOP);
             let stopped_at = speech_end.elapsed();
-            peer.wait_audio_after(speech_end, Duration::from_secs(5)).expect("no filler");
+            peer.wait_audio_after(speech_end, Duration::from_secs(5))
+                .expect("no filler");
             signal(pid, libc::SIGKILL);
-            eprintln!("LLM stopped {:.0} ms, killed {:.0} ms after the end of speech", ms(stopped_at), ms(speech_end.elapsed()));
+            eprintln!(
+                "LLM stopped {:.0} ms, killed {:.0} ms after the end of speech",
+                ms(stopped_at),
+                ms(speech_end.elapsed())
+            );
             None
         }
         Fault::KillStt => {
@@ -294,43 +403,82 @@ fn safety_net_call(fault: Fault) -> Measured {
     let sipp = caller.wait();
     let done = Instant::now();
     agent.assert_ok("the human receives the bridged call");
-    assert!(agent.messages.contains("User-Agent: Understudy"), "the bridge INVITE came from the appliance");
+    assert!(
+        agent.messages.contains("User-Agent: Understudy"),
+        "the bridge INVITE came from the appliance"
+    );
     sipp.assert_ok("the caller stays on the line until the appliance hangs up");
-    assert!(sipp.flow().iter().any(|l| l.starts_with("BYE ")), "the appliance ended the call: {:?}", sipp.flow());
+    assert!(
+        sipp.flow().iter().any(|l| l.starts_with("BYE ")),
+        "the appliance ended the call: {:?}",
+        sipp.flow()
+    );
     let ended = serve.wait_logged("call ended", ended_before + 1, Duration::from_secs(5));
     let call = ended.last().unwrap();
     assert_eq!(call["result"], "transferred", "never dropped: {call}");
     let turns = serve.logged("turn");
-    let failed = turns.iter().find(|t| t["safety_net"] == true).unwrap_or_else(|| panic!("no safety-net turn: {turns:?}"));
+    let failed = turns
+        .iter()
+        .find(|t| t["safety_net"] == true)
+        .unwrap_or_else(|| panic!("no safety-net turn: {turns:?}"));
     assert_eq!(failed["action"], "transfer", "{failed}");
     let error = safety[0]["error"].as_str().unwrap_or_default().to_string();
 
     // What the caller heard after the question: [filler], apology, agent.
     let parts = peer.utterances(speech_end, done, Duration::from_millis(800));
-    let texts: Vec<String> = parts.iter().enumerate().map(|(i, p)| heard(&peer, *p, dir, &format!("part{i}"))).collect();
+    let texts: Vec<String> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| heard(&peer, *p, dir, &format!("part{i}")))
+        .collect();
     let timeline: Vec<String> = parts
         .iter()
         .zip(&texts)
-        .map(|((a, b), t)| format!("{:.0}-{:.0} ms {t:?}", ms(*a - speech_end), ms(*b - speech_end)))
+        .map(|((a, b), t)| {
+            format!(
+                "{:.0}-{:.0} ms {t:?}",
+                ms(*a - speech_end),
+                ms(*b - speech_end)
+            )
+        })
         .collect();
-    eprintln!("{fault:?}: after the end of speech the caller heard:\n  {}", timeline.join("\n  "));
-    let is_apology = |t: &String| t.contains("sorry") || t.contains("trouble") || t.contains("colleague");
-    let at = texts.iter().position(is_apology).unwrap_or_else(|| panic!("no apology heard: {timeline:?}"));
+    eprintln!(
+        "{fault:?}: after the end of speech the caller heard:\n  {}",
+        timeline.join("\n  ")
+    );
+    let is_apology =
+        |t: &String| t.contains("sorry") || t.contains("trouble") || t.contains("colleague");
+    let at = texts
+        .iter()
+        .position(is_apology)
+        .unwrap_or_else(|| panic!("no apology heard: {timeline:?}"));
     let apology = parts[at];
     let filler = match at {
         // The apology may follow the filler without a pause (a worker that
         // dies while the filler plays): then they are one part.
         0 => None,
         1 => {
-            assert!(texts[0].contains("moment"), "before the apology only the filler: {timeline:?}");
+            assert!(
+                texts[0].contains("moment"),
+                "before the apology only the filler: {timeline:?}"
+            );
             Some(parts[0])
         }
         _ => panic!("more than the filler before the apology: {timeline:?}"),
     };
     let filler_logged = !serve.logged("turn is slow: filler").is_empty();
-    assert_eq!(filler.is_some() || texts[at].contains("moment"), filler_logged, "{timeline:?}");
-    let human = texts[at + 1..].iter().any(|t| t.contains("hello") || t.contains("customer") || t.contains("service"));
-    assert!(human, "the caller hears the human after the apology: {timeline:?}");
+    assert_eq!(
+        filler.is_some() || texts[at].contains("moment"),
+        filler_logged,
+        "{timeline:?}"
+    );
+    let human = texts[at + 1..]
+        .iter()
+        .any(|t| t.contains("hello") || t.contains("customer") || t.contains("service"));
+    assert!(
+        human,
+        "the caller hears the human after the apology: {timeline:?}"
+    );
 
     // The requirement, measured where the caller is.
     let first = parts[0].0 - speech_end;
@@ -347,7 +495,22 @@ fn safety_net_call(fault: Fault) -> Measured {
         ms(apology.0 - speech_end),
         ms(gap),
     );
-    assert!(first < MAX_DEAD_AIR, "{:?} of dead air before the first audio", first);
-    assert!(gap < MAX_DEAD_AIR, "{gap:?} of dead air before the apology: {timeline:?}");
-    Measured { speech_end, filler, apology, texts, filler_logged, error, metrics: serve.metrics() }
+    assert!(
+        first < MAX_DEAD_AIR,
+        "{:?} of dead air before the first audio",
+        first
+    );
+    assert!(
+        gap < MAX_DEAD_AIR,
+        "{gap:?} of dead air before the apology: {timeline:?}"
+    );
+    Measured {
+        speech_end,
+        filler,
+        apology,
+        texts,
+        filler_logged,
+        error,
+        metrics: serve.metrics(),
+    }
 }

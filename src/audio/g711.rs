@@ -99,11 +99,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("all.raw");
         let output = dir.path().join("all.out");
-        let bytes: Vec<u8> = (i16::MIN..=i16::MAX).flat_map(|s| s.to_le_bytes()).collect();
+        let bytes: Vec<u8> = (i16::MIN..=i16::MAX)
+            .flat_map(|s| s.to_le_bytes())
+            .collect();
         std::fs::write(&input, bytes).unwrap();
         // -D: no dither (sox dithers by default when reducing bit depth).
         let status = Command::new("sox")
-            .args(["-D", "-t", "raw", "-r", "8000", "-e", "signed-integer", "-b", "16", "-c", "1", "-L"])
+            .args([
+                "-D",
+                "-t",
+                "raw",
+                "-r",
+                "8000",
+                "-e",
+                "signed-integer",
+                "-b",
+                "16",
+                "-c",
+                "1",
+                "-L",
+            ])
             .arg(&input)
             .args(["-t", "raw", "-e", encoding, "-b", "8"])
             .arg(&output)
@@ -132,10 +147,16 @@ mod tests {
             if ours != *sox_code {
                 disagreements += 1;
                 let steps = (index(level(law, ours)) - index(level(law, *sox_code))).abs();
-                assert!(steps <= 1, "{law:?} {x}: ours {ours:#x} vs sox {sox_code:#x}, {steps} steps apart");
+                assert!(
+                    steps <= 1,
+                    "{law:?} {x}: ours {ours:#x} vs sox {sox_code:#x}, {steps} steps apart"
+                );
             }
         }
-        assert!(disagreements <= max_disagreements, "{law:?}: {disagreements} disagreements with sox");
+        assert!(
+            disagreements <= max_disagreements,
+            "{law:?}: {disagreements} disagreements with sox"
+        );
     }
 
     #[test]
@@ -169,13 +190,23 @@ mod tests {
             let exponent = ((!mu >> 4) & 7) as i32;
             let step = 8 << exponent;
             let decoded = mulaw_decode(mu) as i32;
-            assert!(x32 > 32124 || (decoded - x32).abs() <= step / 2 + 3, "mu-law {x} -> {decoded}");
+            assert!(
+                x32 > 32124 || (decoded - x32).abs() <= step / 2 + 3,
+                "mu-law {x} -> {decoded}"
+            );
 
             let a = alaw_encode(x);
             let exponent = (((a ^ 0x55) >> 4) & 7) as i32;
-            let step = if exponent <= 1 { 16 } else { 16 << (exponent - 1) };
+            let step = if exponent <= 1 {
+                16
+            } else {
+                16 << (exponent - 1)
+            };
             let decoded = alaw_decode(a) as i32;
-            assert!(x32 > 32256 || (decoded - x32).abs() <= step / 2 + 15, "A-law {x} -> {decoded}");
+            assert!(
+                x32 > 32256 || (decoded - x32).abs() <= step / 2 + 15,
+                "A-law {x} -> {decoded}"
+            );
         }
     }
 

@@ -68,7 +68,9 @@ mod tests {
     #[test]
     fn levels() {
         assert_eq!(rms_dbfs(&[0; 10]), f64::NEG_INFINITY);
-        let full: Vec<i16> = (0..1000).map(|i| if i % 2 == 0 { 32767 } else { -32767 }).collect();
+        let full: Vec<i16> = (0..1000)
+            .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
+            .collect();
         assert!(rms_dbfs(&full).abs() < 0.01);
     }
 }

@@ -9,7 +9,10 @@ fn to_f32(samples: &[i16]) -> Vec<f32> {
 }
 
 fn to_i16(samples: &[f32]) -> Vec<i16> {
-    samples.iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16).collect()
+    samples
+        .iter()
+        .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16)
+        .collect()
 }
 
 /// Resample a whole clip (delay-compensated: the output lines up with the input).
@@ -50,21 +53,42 @@ pub struct StreamResampler {
 impl StreamResampler {
     pub fn new(from: u32, to: u32) -> Self {
         if from == to {
-            return StreamResampler { inner: None, chunk_in: 0, pending: vec![], to_trim: 0, from, to, taken: 0, given: 0 };
+            return StreamResampler {
+                inner: None,
+                chunk_in: 0,
+                pending: vec![],
+                to_trim: 0,
+                from,
+                to,
+                taken: 0,
+                given: 0,
+            };
         }
         // 20 ms chunks: the unit every ingress delivers.
         let chunk_in = (from / 50) as usize;
         let inner = Fft::<f32>::new(from as usize, to as usize, chunk_in, 1, FixedSync::Input)
             .expect("valid resampler parameters for positive rates");
         let to_trim = inner.output_delay();
-        StreamResampler { inner: Some(inner), chunk_in, pending: vec![], to_trim, from, to, taken: 0, given: 0 }
+        StreamResampler {
+            inner: Some(inner),
+            chunk_in,
+            pending: vec![],
+            to_trim,
+            from,
+            to,
+            taken: 0,
+            given: 0,
+        }
     }
 
     /// Feed samples; returns whatever output is ready.
     pub fn push(&mut self, samples: &[i16]) -> Vec<i16> {
-        let Some(inner) = self.inner.as_mut() else { return samples.to_vec() };
+        let Some(inner) = self.inner.as_mut() else {
+            return samples.to_vec();
+        };
         self.taken += samples.len() as u64;
-        self.pending.extend(samples.iter().map(|&s| s as f32 / 32768.0));
+        self.pending
+            .extend(samples.iter().map(|&s| s as f32 / 32768.0));
         let mut out = Vec::new();
         while self.pending.len() >= self.chunk_in {
             let chunk: Vec<f32> = self.pending.drain(..self.chunk_in).collect();
@@ -113,7 +137,12 @@ mod tests {
 
     fn sine(freq: f64, rate: u32, ms: u32) -> Vec<i16> {
         let n = (rate * ms / 1000) as usize;
-        (0..n).map(|i| ((i as f64 * freq * 2.0 * std::f64::consts::PI / rate as f64).sin() * 12000.0) as i16).collect()
+        (0..n)
+            .map(|i| {
+                ((i as f64 * freq * 2.0 * std::f64::consts::PI / rate as f64).sin() * 12000.0)
+                    as i16
+            })
+            .collect()
     }
 
     /// Dominant frequency by counting zero crossings.
@@ -124,10 +153,20 @@ mod tests {
 
     #[test]
     fn whole_clip_keeps_duration_and_pitch() {
-        for (from, to) in [(8000, 16000), (16000, 8000), (22050, 16000), (48000, 16000), (16000, 22050)] {
+        for (from, to) in [
+            (8000, 16000),
+            (16000, 8000),
+            (22050, 16000),
+            (48000, 16000),
+            (16000, 22050),
+        ] {
             let input = sine(440.0, from, 1000);
             let out = resample(&input, from, to);
-            assert!((out.len() as i64 - to as i64).abs() <= 2, "{from}->{to}: {} samples", out.len());
+            assert!(
+                (out.len() as i64 - to as i64).abs() <= 2,
+                "{from}->{to}: {} samples",
+                out.len()
+            );
             let hz = zero_crossing_hz(&out[100..out.len() - 100], to);
             assert!((hz - 440.0).abs() < 5.0, "{from}->{to}: {hz} Hz");
         }
@@ -138,7 +177,11 @@ mod tests {
         // 6 kHz is above 8 kHz's Nyquist limit: it must be filtered, not aliased to 2 kHz.
         let input = sine(6000.0, 16000, 500);
         let out = resample(&input, 16000, 8000);
-        assert!(crate::audio::rms_dbfs(&out[200..]) < -40.0, "{}", crate::audio::rms_dbfs(&out));
+        assert!(
+            crate::audio::rms_dbfs(&out[200..]) < -40.0,
+            "{}",
+            crate::audio::rms_dbfs(&out)
+        );
     }
 
     #[test]

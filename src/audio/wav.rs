@@ -27,7 +27,10 @@ impl Audio {
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path} is not a WAV file: {reason}")]
     Malformed { path: String, reason: String },
     #[error("{path} uses an unsupported WAV encoding ({what}); convert it to 16-bit PCM, e.g. `sox IN -b 16 -e signed-integer OUT.wav`")]
@@ -50,7 +53,10 @@ fn u32_at(b: &[u8], i: usize) -> Option<u32> {
 
 /// Read a WAV file as mono audio (channels are averaged).
 pub fn read(path: &Path) -> Result<Audio, WavError> {
-    let bytes = std::fs::read(path).map_err(|source| WavError::Io { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| WavError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     parse(&bytes).map_err(|e| e.with_path(path))
 }
 
@@ -90,7 +96,8 @@ pub fn parse(bytes: &[u8]) -> Result<Audio, ParseError> {
     let mut data: Option<&[u8]> = None;
     while pos + 8 <= bytes.len() {
         let id = &bytes[pos..pos + 4];
-        let len = u32_at(bytes, pos + 4).ok_or_else(|| malformed("truncated chunk header"))? as usize;
+        let len =
+            u32_at(bytes, pos + 4).ok_or_else(|| malformed("truncated chunk header"))? as usize;
         let body_start = pos + 8;
         // A data chunk whose length overruns the file is common in streamed
         // recordings (length 0 or 0xFFFFFFFF): take what is there.
@@ -107,7 +114,8 @@ pub fn parse(bytes: &[u8]) -> Result<Audio, ParseError> {
                 let bits = u16_at(body, 14).unwrap();
                 if format == FORMAT_EXTENSIBLE {
                     // The real format is the first two bytes of the sub-format GUID.
-                    format = u16_at(body, 24).ok_or_else(|| malformed("truncated WAVE_FORMAT_EXTENSIBLE"))?;
+                    format = u16_at(body, 24)
+                        .ok_or_else(|| malformed("truncated WAVE_FORMAT_EXTENSIBLE"))?;
                 }
                 fmt = Some((format, channels, rate, bits));
             }
@@ -132,12 +140,23 @@ pub fn parse(bytes: &[u8]) -> Result<Audio, ParseError> {
     }
     let interleaved: Vec<i32> = match (format, bits) {
         (FORMAT_PCM, 8) => data.iter().map(|&b| ((b as i32) - 128) << 8).collect(),
-        (FORMAT_PCM, 16) => data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i32).collect(),
-        (FORMAT_PCM, 24) => data.chunks_exact(3).map(|c| i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 16).collect(),
-        (FORMAT_PCM, 32) => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 16).collect(),
+        (FORMAT_PCM, 16) => data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]) as i32)
+            .collect(),
+        (FORMAT_PCM, 24) => data
+            .chunks_exact(3)
+            .map(|c| i32::from_le_bytes([0, c[0], c[1], c[2]]) >> 16)
+            .collect(),
+        (FORMAT_PCM, 32) => data
+            .chunks_exact(4)
+            .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) >> 16)
+            .collect(),
         (FORMAT_FLOAT, 32) => data
             .chunks_exact(4)
-            .map(|c| (f32::from_le_bytes([c[0], c[1], c[2], c[3]]).clamp(-1.0, 1.0) * 32767.0) as i32)
+            .map(|c| {
+                (f32::from_le_bytes([c[0], c[1], c[2], c[3]]).clamp(-1.0, 1.0) * 32767.0) as i32
+            })
             .collect(),
         (FORMAT_FLOAT, 64) => data
             .chunks_exact(8)
@@ -145,14 +164,21 @@ pub fn parse(bytes: &[u8]) -> Result<Audio, ParseError> {
             .collect(),
         (FORMAT_ALAW, 8) => Law::A.decode(data).into_iter().map(i32::from).collect(),
         (FORMAT_MULAW, 8) => Law::Mu.decode(data).into_iter().map(i32::from).collect(),
-        (f, b) => return Err(ParseError::Unsupported(format!("format tag {f:#x} with {b} bits per sample"))),
+        (f, b) => {
+            return Err(ParseError::Unsupported(format!(
+                "format tag {f:#x} with {b} bits per sample"
+            )))
+        }
     };
     let channels = channels as usize;
     let samples = interleaved
         .chunks_exact(channels)
         .map(|frame| (frame.iter().sum::<i32>() / channels as i32).clamp(-32768, 32767) as i16)
         .collect();
-    Ok(Audio { sample_rate: rate, samples })
+    Ok(Audio {
+        sample_rate: rate,
+        samples,
+    })
 }
 
 fn header(format: u16, rate: u32, bits: u16, data_len: u32) -> Vec<u8> {
@@ -208,14 +234,22 @@ mod tests {
     fn pcm16_round_trip() {
         let samples: Vec<i16> = (0..1000).map(|i| (i * 31 % 2000 - 1000) as i16).collect();
         let audio = parse(&encode_pcm16(8000, &samples)).unwrap();
-        assert_eq!(audio, Audio { sample_rate: 8000, samples });
+        assert_eq!(
+            audio,
+            Audio {
+                sample_rate: 8000,
+                samples
+            }
+        );
     }
 
     #[test]
     fn g711_files_written_by_sox_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src.wav");
-        let samples: Vec<i16> = (0..800).map(|i| ((i as f64 / 10.0).sin() * 10000.0) as i16).collect();
+        let samples: Vec<i16> = (0..800)
+            .map(|i| ((i as f64 / 10.0).sin() * 10000.0) as i16)
+            .collect();
         write(&src, 8000, &samples).unwrap();
         for (enc, law) in [("u-law", Law::Mu), ("a-law", Law::A)] {
             let out = dir.path().join(format!("{enc}.wav"));
@@ -234,12 +268,18 @@ mod tests {
             // with one quantization step of slack.
             for (read, original) in audio.samples.iter().zip(&samples) {
                 let (r, o) = (*read as i32, *original as i32);
-                assert!((r - o).abs() <= o.abs() / 8 + 40, "{enc}: {o} read back as {r}");
+                assert!(
+                    (r - o).abs() <= o.abs() / 8 + 40,
+                    "{enc}: {o} read back as {r}"
+                );
             }
             // And our own G.711 writer reads back identically.
             let ours = dir.path().join(format!("ours-{enc}.wav"));
             write_g711(&ours, law, 8000, &samples).unwrap();
-            assert_eq!(read(&ours).unwrap().samples, law.decode(&law.encode(&samples)));
+            assert_eq!(
+                read(&ours).unwrap().samples,
+                law.decode(&law.encode(&samples))
+            );
         }
     }
 
@@ -248,7 +288,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("f.wav");
         let status = std::process::Command::new("sox")
-            .args(["-n", "-r", "44100", "-c", "2", "-e", "floating-point", "-b", "32"])
+            .args([
+                "-n",
+                "-r",
+                "44100",
+                "-c",
+                "2",
+                "-e",
+                "floating-point",
+                "-b",
+                "32",
+            ])
             .arg(&out)
             .args(["synth", "0.5", "sine", "440", "vol", "0.5"])
             .status()
@@ -257,14 +307,22 @@ mod tests {
         let audio = read(&out).unwrap();
         assert_eq!(audio.sample_rate, 44100);
         assert_eq!(audio.samples.len(), 22050);
-        let peak = audio.samples.iter().map(|s| s.unsigned_abs()).max().unwrap();
+        let peak = audio
+            .samples
+            .iter()
+            .map(|s| s.unsigned_abs())
+            .max()
+            .unwrap();
         assert!((15000..=17000).contains(&peak), "{peak}");
     }
 
     #[test]
     fn garbage_gives_errors_not_panics() {
         assert!(matches!(parse(b""), Err(ParseError::Malformed(_))));
-        assert!(matches!(parse(b"RIFF\0\0\0\0WAVE"), Err(ParseError::Malformed(_))));
+        assert!(matches!(
+            parse(b"RIFF\0\0\0\0WAVE"),
+            Err(ParseError::Malformed(_))
+        ));
         let mut truncated = encode_pcm16(16000, &[1, 2, 3]);
         truncated.truncate(30);
         assert!(parse(&truncated).is_err());

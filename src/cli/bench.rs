@@ -19,16 +19,28 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
     // The benchmark's utterances and expected intents belong to the demo bot.
     let setup = super::runtime::session_setup(config, None).await?;
     let pack = config.models.pack.clone();
-    eprintln!("bench: {} utterances x 2 channels, fed in real time (pack {pack})", args.limit.unwrap_or(crate::bench::UTTERANCES.len()));
-    let result = crate::bench::run(setup.clone(), &pack, config.engines.threads.clone(), args.limit).await;
+    eprintln!(
+        "bench: {} utterances x 2 channels, fed in real time (pack {pack})",
+        args.limit.unwrap_or(crate::bench::UTTERANCES.len())
+    );
+    let result = crate::bench::run(
+        setup.clone(),
+        &pack,
+        config.engines.threads.clone(),
+        args.limit,
+    )
+    .await;
     setup.engines.shutdown();
     let report = result?;
     print!("{}", crate::bench::render(&report));
-    let out = args.out.unwrap_or_else(|| PathBuf::from(format!("bench/results/{pack}.json")));
+    let out = args
+        .out
+        .unwrap_or_else(|| PathBuf::from(format!("bench/results/{pack}.json")));
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(&out, serde_json::to_string_pretty(&report)?).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(&out, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     eprintln!("bench: report written to {}", out.display());
     Ok(())
 }

@@ -44,14 +44,29 @@ pub async fn run(args: ChatArgs, config: &Config) -> Result<()> {
         Some(spec) => crate::sync::resolve_bundle(spec, config)?,
         None => runtime::load_bundle(None, config)?,
     };
-    let set = EngineSet { embed: !args.no_embed, llm: !args.no_llm, ..Default::default() };
+    let set = EngineSet {
+        embed: !args.no_embed,
+        llm: !args.no_llm,
+        ..Default::default()
+    };
     // Rules-only chat needs no models at all.
-    let engines =
-        if set.embed || set.llm { runtime::start_engines(config, set).await?.0 } else { Engines::default() };
-    let nlu = Nlu { embed: engines.embed.clone(), llm: engines.llm.clone() };
-    let lang = args.language.clone().unwrap_or_else(|| bundle.language().to_string());
+    let engines = if set.embed || set.llm {
+        runtime::start_engines(config, set).await?.0
+    } else {
+        Engines::default()
+    };
+    let nlu = Nlu {
+        embed: engines.embed.clone(),
+        llm: engines.llm.clone(),
+    };
+    let lang = args
+        .language
+        .clone()
+        .unwrap_or_else(|| bundle.language().to_string());
     let result = async {
-        let bot = Bot::load_language(bundle, nlu, &lang).await.context("cannot load the bot")?;
+        let bot = Bot::load_language(bundle, nlu, &lang)
+            .await
+            .context("cannot load the bot")?;
         if args.test {
             run_tests(&bot, args.json).await
         } else {
@@ -79,7 +94,9 @@ async fn chat(bot: &Bot, args: &ChatArgs) -> Result<()> {
         if interactive {
             eprint!("> ");
         }
-        let Some(line) = lines.next_line().await.context("cannot read stdin")? else { break };
+        let Some(line) = lines.next_line().await.context("cannot read stdin")? else {
+            break;
+        };
         let line = line.trim().to_string();
         let input = match line.strip_prefix('#') {
             Some(keys) => UserInput::Dtmf(keys.trim().to_string()),
@@ -96,10 +113,17 @@ async fn chat(bot: &Bot, args: &ChatArgs) -> Result<()> {
 
 /// An engine failed: show what a caller would get (the apology and the
 /// transfer), then fail with the engine's error.
-fn safety_net(bot: &Bot, conv: &mut Conversation, json: bool, line: &str, error: crate::engines::EngineError) -> Result<()> {
+fn safety_net(
+    bot: &Bot,
+    conv: &mut Conversation,
+    json: bool,
+    line: &str,
+    error: crate::engines::EngineError,
+) -> Result<()> {
     let turn = bot.safety_net(conv);
     show(json, Some(line), &turn)?;
-    Err(anyhow::anyhow!("{error}")).context("an engine failed mid-turn; a call would have been transferred (the safety net)")
+    Err(anyhow::anyhow!("{error}"))
+        .context("an engine failed mid-turn; a call would have been transferred (the safety net)")
 }
 
 fn show(json_mode: bool, user: Option<&str>, turn: &BotTurn) -> Result<()> {
@@ -129,11 +153,19 @@ fn show(json_mode: bool, user: Option<&str>, turn: &BotTurn) -> Result<()> {
 fn annotation(turn: &BotTurn) -> String {
     let mut parts = vec![];
     match (&turn.intent, &turn.answer) {
-        (Some(intent), _) => parts.push(format!("intent {intent} via {} ({:.2})", turn.matched_by.as_str(), turn.confidence)),
+        (Some(intent), _) => parts.push(format!(
+            "intent {intent} via {} ({:.2})",
+            turn.matched_by.as_str(),
+            turn.confidence
+        )),
         (None, Some(answer)) => {
             let how = match &answer.guard {
                 Some(v) if v.supported => "LLM answer, guard passed".to_string(),
-                Some(v) => format!("guard rejected the LLM's {:?}: {}", answer.llm_text.as_deref().unwrap_or(""), v.problems.join("; ")),
+                Some(v) => format!(
+                    "guard rejected the LLM's {:?}: {}",
+                    answer.llm_text.as_deref().unwrap_or(""),
+                    v.problems.join("; ")
+                ),
                 None => "verbatim fact".into(),
             };
             parts.push(format!("knowledge {:.2} ({how})", turn.confidence));
@@ -149,7 +181,10 @@ fn annotation(turn: &BotTurn) -> String {
         parts.push(slots.join(" "));
     }
     let t = &turn.timings;
-    parts.push(format!("{:.0} ms (embed {:.0}, llm {:.0})", t.total_ms, t.embed_ms, t.llm_ms));
+    parts.push(format!(
+        "{:.0} ms (embed {:.0}, llm {:.0})",
+        t.total_ms, t.embed_ms, t.llm_ms
+    ));
     format!("[{}]", parts.join(" · "))
 }
 
@@ -176,20 +211,33 @@ fn turn_json(user: Option<&str>, turn: &BotTurn) -> serde_json::Value {
 }
 
 async fn run_tests(bot: &Bot, json_mode: bool) -> Result<()> {
-    let reports = testing::run_all(bot).await.context("an engine failed while replaying the test conversations")?;
+    let reports = testing::run_all(bot)
+        .await
+        .context("an engine failed while replaying the test conversations")?;
     let failed = reports.iter().filter(|r| !r.passed()).count();
     for report in &reports {
         if json_mode {
-            println!("{}", json!({"test": report.name, "passed": report.passed(), "failures": report.failures}));
+            println!(
+                "{}",
+                json!({"test": report.name, "passed": report.passed(), "failures": report.failures})
+            );
         } else {
-            println!("{} {}", if report.passed() { "PASS" } else { "FAIL" }, report.name);
+            println!(
+                "{} {}",
+                if report.passed() { "PASS" } else { "FAIL" },
+                report.name
+            );
             for failure in &report.failures {
                 println!("     {failure}");
             }
         }
     }
     if !json_mode {
-        println!("{} of {} test conversations passed", reports.len() - failed, reports.len());
+        println!(
+            "{} of {} test conversations passed",
+            reports.len() - failed,
+            reports.len()
+        );
     }
     anyhow::ensure!(failed == 0, "{failed} test conversation(s) failed");
     Ok(())

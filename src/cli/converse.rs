@@ -29,13 +29,22 @@ pub async fn run(args: ConverseArgs, config: &Config) -> Result<()> {
     for path in &args.wavs {
         callers.push(wav::read_canonical(path)?);
     }
-    std::fs::create_dir_all(&args.out_dir)
-        .with_context(|| format!("cannot create the output directory {}", args.out_dir.display()))?;
+    std::fs::create_dir_all(&args.out_dir).with_context(|| {
+        format!(
+            "cannot create the output directory {}",
+            args.out_dir.display()
+        )
+    })?;
     let setup = super::runtime::session_setup(config, args.bundle.as_deref()).await?;
     let mut result = Ok(());
     run_call(setup.clone(), "converse", &callers, |turn, outcome| {
         if result.is_ok() {
-            result = print_turn(&args, turn, args.wavs.get(turn.wrapping_sub(1)).map(PathBuf::as_path), outcome);
+            result = print_turn(
+                &args,
+                turn,
+                args.wavs.get(turn.wrapping_sub(1)).map(PathBuf::as_path),
+                outcome,
+            );
         }
     })
     .await;
@@ -44,9 +53,15 @@ pub async fn run(args: ConverseArgs, config: &Config) -> Result<()> {
 }
 
 /// Write the turn's bot audio and print its reports.
-fn print_turn(args: &ConverseArgs, turn: usize, caller: Option<&Path>, outcome: TurnOutcome) -> Result<()> {
+fn print_turn(
+    args: &ConverseArgs,
+    turn: usize,
+    caller: Option<&Path>,
+    outcome: TurnOutcome,
+) -> Result<()> {
     let out = args.out_dir.join(format!("turn-{turn}.wav"));
-    wav::write(&out, SAMPLE_RATE, &outcome.bot_audio).with_context(|| format!("cannot write {}", out.display()))?;
+    wav::write(&out, SAMPLE_RATE, &outcome.bot_audio)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     for report in &outcome.reports {
         if args.json {
             let mut value = serde_json::to_value(report)?;

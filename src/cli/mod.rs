@@ -48,7 +48,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "UNDERSTUDY_PACK")]
     pub pack: Option<String>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "UNDERSTUDY_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "UNDERSTUDY_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// More log output (-v debug, -vv trace). UNDERSTUDY_LOG=<filter> overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -101,7 +107,9 @@ pub fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("UNDERSTUDY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match global.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -45,19 +45,29 @@ pub async fn start_engines(config: &Config, set: EngineSet) -> Result<(Engines, 
 /// The bot bundle: `path`, else the configured one, else the built-in demo.
 pub fn load_bundle(path: Option<&Path>, config: &Config) -> Result<Bundle> {
     match path.or(config.bot.bundle.as_deref()) {
-        Some(path) => Bundle::load(path).with_context(|| format!("cannot load the bot bundle {}", path.display())),
+        Some(path) => Bundle::load(path)
+            .with_context(|| format!("cannot load the bot bundle {}", path.display())),
         None => Ok(Bundle::demo()),
     }
 }
 
 /// Everything a call needs: engines, bot, pre-rendered prompts, settings.
-pub async fn session_setup(config: &Config, bundle_path: Option<&Path>) -> Result<Arc<SessionSetup>> {
+pub async fn session_setup(
+    config: &Config,
+    bundle_path: Option<&Path>,
+) -> Result<Arc<SessionSetup>> {
     let bundle = load_bundle(bundle_path, config)?;
     let (engines, _) = start_engines(config, EngineSet::ALL).await?;
     prepare_session(config, bundle, engines).await
 }
 
 /// The bot and its prompt audio, on engines that are already running.
-pub async fn prepare_session(config: &Config, bundle: Bundle, engines: Engines) -> Result<Arc<SessionSetup>> {
-    crate::sync::live::prepare(config, bundle, engines, None).await.map(|(setup, _)| setup)
+pub async fn prepare_session(
+    config: &Config,
+    bundle: Bundle,
+    engines: Engines,
+) -> Result<Arc<SessionSetup>> {
+    crate::sync::live::prepare(config, bundle, engines, None)
+        .await
+        .map(|(setup, _)| setup)
 }

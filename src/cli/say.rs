@@ -28,12 +28,23 @@ pub enum G711 {
 }
 
 pub async fn run(args: SayArgs, config: &Config) -> Result<()> {
-    let (engines, _) = super::runtime::start_engines(config, EngineSet { tts: true, ..Default::default() }).await?;
+    let (engines, _) = super::runtime::start_engines(
+        config,
+        EngineSet {
+            tts: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     let tts = engines.tts.as_ref().expect("started");
     let result = tts.synthesize(&args.text).await;
     engines.shutdown();
     let speech = result?;
-    let rate = args.rate.unwrap_or(if args.g711.is_some() { 8000 } else { speech.sample_rate });
+    let rate = args.rate.unwrap_or(if args.g711.is_some() {
+        8000
+    } else {
+        speech.sample_rate
+    });
     let samples = audio::resample(&speech.samples, speech.sample_rate, rate);
     let written = match args.g711 {
         None => wav::write(&args.out, rate, &samples),

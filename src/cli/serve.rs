@@ -79,7 +79,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     let (bundle, version) = crate::sync::service::startup_bundle(&config, args.bundle.as_deref())?;
     let engine_config = config.engine_config()?;
     let cloud_settings = CloudSettings::from_config(&config.cloud)?;
-    let watch_cloud = cloud_settings.mode == CloudMode::InPath || cloud_settings.uri.is_some() || cloud_settings.health_url.is_some();
+    let watch_cloud = cloud_settings.mode == CloudMode::InPath
+        || cloud_settings.uri.is_some()
+        || cloud_settings.health_url.is_some();
     let cloud = watch_cloud.then(|| Continuity::new(cloud_settings));
     let engines = Engines::start(&engine_config, EngineSet::ALL);
     let appliance = Arc::new(Appliance {
@@ -97,29 +99,54 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
 
     let listener = tokio::net::TcpListener::bind(&config.http.listen)
         .await
-        .with_context(|| format!("cannot listen for HTTP on {} (in use? set --http-listen)", config.http.listen))?;
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {} (in use? set --http-listen)",
+                config.http.listen
+            )
+        })?;
     tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
     // SIP listens from the start and answers 503 until the appliance is ready.
     let sessions: crate::sip::SessionSource = {
         let appliance = appliance.clone();
-        Arc::new(move || if appliance.status().ready { appliance.current_setup() } else { None })
+        Arc::new(move || {
+            if appliance.status().ready {
+                appliance.current_setup()
+            } else {
+                None
+            }
+        })
     };
     let sip = crate::sip::start(&config.sip, sessions, cloud).await?;
     let status_source = appliance.clone();
-    let http_task = tokio::spawn(http::serve(listener, Arc::new(move || status_source.status())));
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::new(move || status_source.status()),
+    ));
 
     // Bring the bot up once the engines are warm.
     let warmup = {
         let appliance = appliance.clone();
         let config = config.clone();
         async move {
-            if let Err(e) = appliance.engines.wait_ready(engine_config.startup_timeout).await {
+            if let Err(e) = appliance
+                .engines
+                .wait_ready(engine_config.startup_timeout)
+                .await
+            {
                 tracing::error!(error = %e, "an engine is not ready; serving not-ready until it is fixed");
                 *appliance.bot_error.lock().unwrap() = Some(e.to_string());
                 return;
             }
             let audio = crate::sync::service::prompt_audio(&config);
-            match crate::sync::live::prepare(&config, bundle, appliance.engines.clone(), audio.as_ref()).await {
+            match crate::sync::live::prepare(
+                &config,
+                bundle,
+                appliance.engines.clone(),
+                audio.as_ref(),
+            )
+            .await
+            {
                 Ok((setup, _)) => {
                     let name = setup.bot.bundle().name().to_string();
                     appliance.setup.install(setup, version);
@@ -156,7 +183,8 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
 }
 
 async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

@@ -77,7 +77,11 @@ pub struct ParityEngines {
 
 impl ParityEngines {
     async fn start(&self, config: &Config) -> Result<Engines> {
-        let set = EngineSet { embed: !self.no_embed, llm: self.llm, ..Default::default() };
+        let set = EngineSet {
+            embed: !self.no_embed,
+            llm: self.llm,
+            ..Default::default()
+        };
         if !set.embed && !set.llm {
             return Ok(Engines::default());
         }
@@ -88,13 +92,21 @@ impl ParityEngines {
 pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
     let agent = SyncAgent::open(config)?;
     match cmd {
-        SyncCommand::Pull { from, no_activate, force, engines } => {
+        SyncCommand::Pull {
+            from,
+            no_activate,
+            force,
+            engines,
+        } => {
             let running = engines.start(config).await?;
             let opts = PullOptions {
                 from,
                 activate: !no_activate,
                 force,
-                nlu: Nlu { embed: running.embed.clone(), llm: running.llm.clone() },
+                nlu: Nlu {
+                    embed: running.embed.clone(),
+                    llm: running.llm.clone(),
+                },
             };
             let result = agent.pull(opts).await;
             running.shutdown();
@@ -121,15 +133,27 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
                 None => println!("active:     none (serving the configured bundle or the demo; run `understudy sync pull`)"),
             }
             println!("last good:  {}", status.last_good.as_deref().unwrap_or("-"));
-            println!("source:     {}", status.source.as_deref().unwrap_or("- (set [sync] source)"));
+            println!(
+                "source:     {}",
+                status.source.as_deref().unwrap_or("- (set [sync] source)")
+            );
             match &status.last_pull {
-                Some(p) => println!("last pull:  {} {}: {}", ago(p.at), p.result, p.detail.lines().next().unwrap_or("")),
+                Some(p) => println!(
+                    "last pull:  {} {}: {}",
+                    ago(p.at),
+                    p.result,
+                    p.detail.lines().next().unwrap_or("")
+                ),
                 None => println!("last pull:  never"),
             }
             println!("drift:      {}", status.drift);
             println!("versions:");
             for m in status.versions.iter().rev() {
-                let mark = if Some(&m.id) == status.active.as_ref().map(|a| &a.id) { "*" } else { " " };
+                let mark = if Some(&m.id) == status.active.as_ref().map(|a| &a.id) {
+                    "*"
+                } else {
+                    " "
+                };
                 println!("  {mark} {}", version_line(m));
             }
             Ok(())
@@ -154,9 +178,16 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
             }
             Ok(())
         }
-        SyncCommand::Test { version, from, engines } => {
+        SyncCommand::Test {
+            version,
+            from,
+            engines,
+        } => {
             let running = engines.start(config).await?;
-            let nlu = Nlu { embed: running.embed.clone(), llm: running.llm.clone() };
+            let nlu = Nlu {
+                embed: running.embed.clone(),
+                llm: running.llm.clone(),
+            };
             let result = async {
                 match (from, version) {
                     (Some(src), _) => {
@@ -166,7 +197,10 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
                     (None, spec) => {
                         let id = match spec {
                             Some(s) => agent.store.resolve(&s)?,
-                            None => agent.store.active()?.context("no version is active: name one, or use --from")?,
+                            None => agent
+                                .store
+                                .active()?
+                                .context("no version is active: name one, or use --from")?,
                         };
                         agent.test_version(&id, nlu).await
                     }
@@ -200,8 +234,17 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
 fn report_pull(outcome: crate::sync::PullOutcome) -> Result<()> {
     match outcome.result {
         PullResult::NotModified => println!("{}: not modified since the last pull", outcome.source),
-        PullResult::Unchanged { id } => println!("{}: same as the active version {id}", outcome.source),
-        PullResult::Stored { id, new, imported, parity, activated, refused } => {
+        PullResult::Unchanged { id } => {
+            println!("{}: same as the active version {id}", outcome.source)
+        }
+        PullResult::Stored {
+            id,
+            new,
+            imported,
+            parity,
+            activated,
+            refused,
+        } => {
             let s = &imported.stats;
             println!(
                 "{}: {} export -> version {id}{} in {:.0} ms",
@@ -221,7 +264,10 @@ fn report_pull(outcome: crate::sync::PullOutcome) -> Result<()> {
                 s.languages.join(", ")
             );
             if !imported.warnings.is_empty() {
-                println!("  {} warnings (not carried over, or approximated):", imported.warnings.len());
+                println!(
+                    "  {} warnings (not carried over, or approximated):",
+                    imported.warnings.len()
+                );
                 for w in &imported.warnings {
                     println!("    - {w}");
                 }
@@ -231,9 +277,14 @@ fn report_pull(outcome: crate::sync::PullOutcome) -> Result<()> {
             match (activated, refused) {
                 (true, _) => println!("  activated {id}"),
                 (false, Some(why)) => {
-                    anyhow::bail!("version {id} was stored but NOT activated: {}", why.lines().next().unwrap_or(""))
+                    anyhow::bail!(
+                        "version {id} was stored but NOT activated: {}",
+                        why.lines().next().unwrap_or("")
+                    )
                 }
-                (false, None) => println!("  stored, not activated (`understudy sync activate {id}`)"),
+                (false, None) => {
+                    println!("  stored, not activated (`understudy sync activate {id}`)")
+                }
             }
         }
     }
@@ -245,7 +296,12 @@ fn indent(text: &str) -> String {
 }
 
 fn version_line(m: &VersionMeta) -> String {
-    let parity = m.parity.as_ref().and_then(|p| p.pass_rate()).map(|r| format!(", parity {:.0}%", r * 100.0)).unwrap_or_default();
+    let parity = m
+        .parity
+        .as_ref()
+        .and_then(|p| p.pass_rate())
+        .map(|r| format!(", parity {:.0}%", r * 100.0))
+        .unwrap_or_default();
     format!(
         "{} {} ({}, {} intents, {} warnings{parity}) {}",
         m.id,

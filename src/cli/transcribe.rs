@@ -22,7 +22,14 @@ pub async fn run(args: TranscribeArgs, config: &Config) -> Result<()> {
     // Read the file first: a bad file should not cost a model load.
     let audio = wav::read(&args.file)?;
     let samples = audio.to_canonical();
-    let (engines, _) = super::runtime::start_engines(config, EngineSet { stt: true, ..Default::default() }).await?;
+    let (engines, _) = super::runtime::start_engines(
+        config,
+        EngineSet {
+            stt: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     let stt = engines.stt.as_ref().expect("started");
     let result = stt.transcribe(&samples, args.prompt.as_deref()).await;
     engines.shutdown();

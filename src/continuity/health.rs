@@ -86,7 +86,14 @@ impl CloudHealth {
     /// The cloud is presumed up at start: a box that comes up during an
     /// outage finds out from its first probes (a second or two).
     pub fn new(policy: Hysteresis, now: Instant) -> Self {
-        CloudHealth { policy, state: CloudState::Up, failures: 0, successes: 0, healthy_since: None, since: now }
+        CloudHealth {
+            policy,
+            state: CloudState::Up,
+            failures: 0,
+            successes: 0,
+            healthy_since: None,
+            since: now,
+        }
     }
 
     pub fn state(&self) -> CloudState {
@@ -110,14 +117,18 @@ impl CloudHealth {
                 self.successes = self.successes.saturating_add(1);
                 let since = *self.healthy_since.get_or_insert(now);
                 match self.state {
-                    CloudState::Degraded if self.successes >= self.policy.up_after => {
-                        (CloudState::Up, format!("{} good probes in a row", self.successes))
-                    }
+                    CloudState::Degraded if self.successes >= self.policy.up_after => (
+                        CloudState::Up,
+                        format!("{} good probes in a row", self.successes),
+                    ),
                     CloudState::Down
                         if self.successes >= self.policy.up_after
                             && now.duration_since(since) >= self.policy.failback_after =>
                     {
-                        (CloudState::Up, format!("healthy for {} s", now.duration_since(since).as_secs()))
+                        (
+                            CloudState::Up,
+                            format!("healthy for {} s", now.duration_since(since).as_secs()),
+                        )
                     }
                     _ => return None,
                 }
@@ -126,12 +137,17 @@ impl CloudHealth {
                 self.successes = 0;
                 self.healthy_since = None;
                 self.failures = self.failures.saturating_add(1);
-                let what = if matches!(signal, Signal::CallFailed(_)) { "call failed" } else { "probe failed" };
+                let what = if matches!(signal, Signal::CallFailed(_)) {
+                    "call failed"
+                } else {
+                    "probe failed"
+                };
                 match self.state {
                     CloudState::Down => return None,
-                    _ if self.failures >= self.policy.down_after => {
-                        (CloudState::Down, format!("{what} ({why}); {} failures in a row", self.failures))
-                    }
+                    _ if self.failures >= self.policy.down_after => (
+                        CloudState::Down,
+                        format!("{what} ({why}); {} failures in a row", self.failures),
+                    ),
                     CloudState::Up => (CloudState::Degraded, format!("{what}: {why}")),
                     CloudState::Degraded => return None,
                 }
@@ -152,7 +168,11 @@ mod tests {
     use super::*;
 
     fn policy() -> Hysteresis {
-        Hysteresis { down_after: 3, up_after: 3, failback_after: Duration::from_secs(10) }
+        Hysteresis {
+            down_after: 3,
+            up_after: 3,
+            failback_after: Duration::from_secs(10),
+        }
     }
 
     fn fail() -> Signal {
@@ -166,9 +186,17 @@ mod tests {
         let t = h.observe(&fail(), t0).unwrap();
         assert_eq!((t.from, t.to), (CloudState::Up, CloudState::Degraded));
         assert!(h.routes_to_cloud());
-        assert_eq!(h.observe(&Signal::ProbeOk, t0 + Duration::from_secs(1)), None);
-        assert_eq!(h.observe(&Signal::ProbeOk, t0 + Duration::from_secs(2)), None);
-        let t = h.observe(&Signal::ProbeOk, t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!(
+            h.observe(&Signal::ProbeOk, t0 + Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            h.observe(&Signal::ProbeOk, t0 + Duration::from_secs(2)),
+            None
+        );
+        let t = h
+            .observe(&Signal::ProbeOk, t0 + Duration::from_secs(3))
+            .unwrap();
         assert_eq!(t.to, CloudState::Up);
     }
 
@@ -179,7 +207,9 @@ mod tests {
         let mut h = CloudHealth::new(policy(), t0);
         h.observe(&fail(), s(0));
         assert_eq!(h.observe(&fail(), s(1)), None);
-        let t = h.observe(&Signal::CallFailed("RTP stopped".into()), s(2)).unwrap();
+        let t = h
+            .observe(&Signal::CallFailed("RTP stopped".into()), s(2))
+            .unwrap();
         assert_eq!(t.to, CloudState::Down);
         assert!(t.reason.contains("RTP stopped"), "{}", t.reason);
         assert!(!h.routes_to_cloud());
@@ -199,21 +229,31 @@ mod tests {
         let mut transitions = vec![];
         // Up 4 s, down 4 s, for two minutes, one probe a second.
         for n in 0..120u64 {
-            let signal = if (n / 4) % 2 == 1 { fail() } else { Signal::ProbeOk };
+            let signal = if (n / 4) % 2 == 1 {
+                fail()
+            } else {
+                Signal::ProbeOk
+            };
             if let Some(t) = h.observe(&signal, t0 + Duration::from_secs(n)) {
                 transitions.push(t);
             }
         }
         assert_eq!(h.state(), CloudState::Down);
         let to: Vec<_> = transitions.iter().map(|t| t.to).collect();
-        assert_eq!(to, vec![CloudState::Degraded, CloudState::Down], "{transitions:?}");
+        assert_eq!(
+            to,
+            vec![CloudState::Degraded, CloudState::Down],
+            "{transitions:?}"
+        );
     }
 
     #[test]
     fn a_single_call_failure_in_a_healthy_cloud_only_degrades() {
         let t0 = Instant::now();
         let mut h = CloudHealth::new(policy(), t0);
-        let t = h.observe(&Signal::CallFailed("BYE 500".into()), t0).unwrap();
+        let t = h
+            .observe(&Signal::CallFailed("BYE 500".into()), t0)
+            .unwrap();
         assert_eq!(t.to, CloudState::Degraded);
         assert!(h.routes_to_cloud());
     }

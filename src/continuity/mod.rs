@@ -43,7 +43,12 @@ pub struct CloudSettings {
 
 impl CloudSettings {
     pub fn from_config(c: &CloudConfig) -> Result<CloudSettings> {
-        let uri = c.uri.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
+        let uri = c
+            .uri
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
         if let Some(uri) = &uri {
             // rsipstack's parser is lenient (it takes "bot.example"): want the scheme.
             let lower = uri.to_ascii_lowercase();
@@ -52,12 +57,19 @@ impl CloudSettings {
             }
             rsipstack::sip::Uri::try_from(uri.as_str())
                 .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("cloud.uri {uri:?} is not a SIP URI like sip:bot@10.0.0.5:5060"))?;
+                .with_context(|| {
+                    format!("cloud.uri {uri:?} is not a SIP URI like sip:bot@10.0.0.5:5060")
+                })?;
         }
         if c.mode == CloudMode::InPath && uri.is_none() {
             bail!("cloud.mode = \"in_path\" needs cloud.uri, the cloud bot's SIP URI (e.g. sip:bot@10.0.0.5:5060)");
         }
-        let health_url = c.health_url.as_deref().map(str::trim).filter(|u| !u.is_empty()).map(str::to_string);
+        let health_url = c
+            .health_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
         if let Some(url) = &health_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("cloud.health_url {url:?} must be an http:// or https:// URL");
@@ -71,10 +83,14 @@ impl CloudSettings {
             bail!("cloud.down_after and cloud.up_after must be at least 1");
         }
         if c.probe_interval_ms < 100 || c.probe_timeout_ms == 0 {
-            bail!("cloud.probe_interval_ms must be at least 100 and cloud.probe_timeout_ms above 0");
+            bail!(
+                "cloud.probe_interval_ms must be at least 100 and cloud.probe_timeout_ms above 0"
+            );
         }
         if c.rtp_timeout_ms < 100 {
-            bail!("cloud.rtp_timeout_ms below 100 would take calls over on ordinary network jitter");
+            bail!(
+                "cloud.rtp_timeout_ms below 100 would take calls over on ordinary network jitter"
+            );
         }
         Ok(CloudSettings {
             mode: c.mode,
@@ -118,7 +134,11 @@ impl Continuity {
     pub fn new(settings: CloudSettings) -> Arc<Continuity> {
         let health = CloudHealth::new(settings.hysteresis.clone(), Instant::now());
         metrics::gauge_set("understudy_cloud_state", &[], health.state().gauge());
-        Arc::new(Continuity { settings, health: Mutex::new(health), probe_now: Notify::new() })
+        Arc::new(Continuity {
+            settings,
+            health: Mutex::new(health),
+            probe_now: Notify::new(),
+        })
     }
 
     pub fn in_path(&self) -> bool {
@@ -150,7 +170,10 @@ impl Continuity {
         let transition = self.health.lock().unwrap().observe(&signal, Instant::now());
         if let Some(t) = &transition {
             tracing::warn!(from = t.from.label(), to = t.to.label(), reason = %t.reason, "cloud bot state changed");
-            metrics::counter_inc("understudy_cloud_transitions_total", &[("from", t.from.label()), ("to", t.to.label())]);
+            metrics::counter_inc(
+                "understudy_cloud_transitions_total",
+                &[("from", t.from.label()), ("to", t.to.label())],
+            );
             metrics::gauge_set("understudy_cloud_state", &[], t.to.gauge());
         }
         transition
@@ -179,13 +202,20 @@ impl Continuity {
                 let mut failed = vec![];
                 for (kind, result) in probes.run_all().await {
                     let label = if result.is_ok() { "ok" } else { "failed" };
-                    metrics::counter_inc("understudy_cloud_probes_total", &[("probe", kind), ("result", label)]);
+                    metrics::counter_inc(
+                        "understudy_cloud_probes_total",
+                        &[("probe", kind), ("result", label)],
+                    );
                     if let Err(why) = result {
                         tracing::debug!(probe = kind, %why, "cloud probe failed");
                         failed.push(format!("{kind}: {why}"));
                     }
                 }
-                this.observe(if failed.is_empty() { Signal::ProbeOk } else { Signal::ProbeFailed(failed.join("; ")) });
+                this.observe(if failed.is_empty() {
+                    Signal::ProbeOk
+                } else {
+                    Signal::ProbeFailed(failed.join("; "))
+                });
                 tokio::select! {
                     _ = tokio::time::sleep(this.settings.probe_interval) => {}
                     _ = this.probe_now.notified() => {}
@@ -200,25 +230,72 @@ mod tests {
     use super::*;
 
     fn in_path() -> CloudConfig {
-        CloudConfig { mode: CloudMode::InPath, uri: Some("sip:bot@127.0.0.1:5090".into()), ..Default::default() }
+        CloudConfig {
+            mode: CloudMode::InPath,
+            uri: Some("sip:bot@127.0.0.1:5090".into()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn in_path_settings_are_checked() {
         assert!(CloudSettings::from_config(&in_path()).is_ok());
-        assert!(CloudSettings::from_config(&CloudConfig::default()).is_ok(), "standby needs nothing");
+        assert!(
+            CloudSettings::from_config(&CloudConfig::default()).is_ok(),
+            "standby needs nothing"
+        );
         for (config, says) in [
-            (CloudConfig { uri: None, ..in_path() }, "needs cloud.uri"),
-            (CloudConfig { uri: Some("bot.example".into()), ..in_path() }, "not a SIP URI"),
-            (CloudConfig { probe_options: false, ..in_path() }, "needs a probe"),
-            (CloudConfig { health_url: Some("ftp://x".into()), ..in_path() }, "http"),
-            (CloudConfig { rtp_timeout_ms: 20, ..in_path() }, "rtp_timeout_ms"),
-            (CloudConfig { down_after: 0, ..in_path() }, "down_after"),
+            (
+                CloudConfig {
+                    uri: None,
+                    ..in_path()
+                },
+                "needs cloud.uri",
+            ),
+            (
+                CloudConfig {
+                    uri: Some("bot.example".into()),
+                    ..in_path()
+                },
+                "not a SIP URI",
+            ),
+            (
+                CloudConfig {
+                    probe_options: false,
+                    ..in_path()
+                },
+                "needs a probe",
+            ),
+            (
+                CloudConfig {
+                    health_url: Some("ftp://x".into()),
+                    ..in_path()
+                },
+                "http",
+            ),
+            (
+                CloudConfig {
+                    rtp_timeout_ms: 20,
+                    ..in_path()
+                },
+                "rtp_timeout_ms",
+            ),
+            (
+                CloudConfig {
+                    down_after: 0,
+                    ..in_path()
+                },
+                "down_after",
+            ),
         ] {
             let e = format!("{:#}", CloudSettings::from_config(&config).unwrap_err());
             assert!(e.contains(says), "{e}");
         }
-        let with_http = CloudConfig { probe_options: false, health_url: Some("https://bot/health".into()), ..in_path() };
+        let with_http = CloudConfig {
+            probe_options: false,
+            health_url: Some("https://bot/health".into()),
+            ..in_path()
+        };
         assert!(CloudSettings::from_config(&with_http).is_ok());
     }
 }

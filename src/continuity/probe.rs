@@ -27,7 +27,10 @@ impl Probes {
     pub fn new(settings: &CloudSettings) -> Probes {
         let options_uri = settings.uri.clone().filter(|_| settings.probe_options);
         let http = settings.health_url.clone().and_then(|url| {
-            match reqwest::Client::builder().timeout(settings.probe_timeout).build() {
+            match reqwest::Client::builder()
+                .timeout(settings.probe_timeout)
+                .build()
+            {
                 Ok(client) => Some((client, url)),
                 Err(e) => {
                     tracing::error!(error = %e, "cloud: cannot make the HTTP probe client");
@@ -35,7 +38,11 @@ impl Probes {
                 }
             }
         });
-        Probes { options_uri, http, timeout: settings.probe_timeout }
+        Probes {
+            options_uri,
+            http,
+            timeout: settings.probe_timeout,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -62,7 +69,11 @@ impl Probes {
 }
 
 async fn http(client: &reqwest::Client, url: &str) -> Result<(), String> {
-    let response = client.get(url).send().await.map_err(|e| e.without_url().to_string())?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
     let status = response.status();
     if status.is_success() {
         Ok(())
@@ -94,7 +105,12 @@ pub async fn options(uri: &str, timeout: Duration) -> Result<(), String> {
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer to OPTIONS within {} ms", timeout.as_millis())))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer to OPTIONS within {} ms",
+                timeout.as_millis()
+            ))
+        })
 }
 
 fn request(uri: &str, local: SocketAddr, transport: &str, call_id: &str) -> String {
@@ -124,7 +140,9 @@ fn final_status(response: &str, call_id: &str) -> Option<u16> {
     }
     let code: u16 = parts.next()?.parse().ok()?;
     let ours = lines.take_while(|l| !l.is_empty()).any(|l| {
-        let Some((name, value)) = l.split_once(':') else { return false };
+        let Some((name, value)) = l.split_once(':') else {
+            return false;
+        };
         let name = name.trim();
         (name.eq_ignore_ascii_case("call-id") || name == "i") && value.trim() == call_id
     });
@@ -132,15 +150,24 @@ fn final_status(response: &str, call_id: &str) -> Option<u16> {
 }
 
 async fn options_udp(uri: &str, to: SocketAddr, call_id: &str) -> Result<u16, String> {
-    let bind: SocketAddr = if to.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
-    let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
+    let bind: SocketAddr = if to.is_ipv6() {
+        "[::]:0".parse().unwrap()
+    } else {
+        "0.0.0.0:0".parse().unwrap()
+    };
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| e.to_string())?;
     socket.connect(to).await.map_err(|e| e.to_string())?;
     let local = socket.local_addr().map_err(|e| e.to_string())?;
     let message = request(uri, local, "UDP", call_id);
     let mut buf = vec![0u8; 4096];
     let mut wait = T1;
     loop {
-        socket.send(message.as_bytes()).await.map_err(|e| e.to_string())?;
+        socket
+            .send(message.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match tokio::time::timeout_at(deadline, socket.recv(&mut buf)).await {
@@ -159,9 +186,14 @@ async fn options_udp(uri: &str, to: SocketAddr, call_id: &str) -> Result<u16, St
 }
 
 async fn options_tcp(uri: &str, to: SocketAddr, call_id: &str) -> Result<u16, String> {
-    let mut stream = tokio::net::TcpStream::connect(to).await.map_err(|e| e.to_string())?;
+    let mut stream = tokio::net::TcpStream::connect(to)
+        .await
+        .map_err(|e| e.to_string())?;
     let local = stream.local_addr().map_err(|e| e.to_string())?;
-    stream.write_all(request(uri, local, "TCP", call_id).as_bytes()).await.map_err(|e| e.to_string())?;
+    stream
+        .write_all(request(uri, local, "TCP", call_id).as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -199,8 +231,17 @@ mod tests {
         let ok = "SIP/2.0 200 OK\r\nVia: x\r\nCall-ID: abc@u\r\nCSeq: 1 OPTIONS\r\n\r\n";
         assert_eq!(final_status(ok, "abc@u"), Some(200));
         assert_eq!(final_status(ok, "other@u"), None);
-        assert_eq!(final_status("SIP/2.0 100 Trying\r\ni: abc@u\r\n\r\n", "abc@u"), None);
-        assert_eq!(final_status("SIP/2.0 503 Service Unavailable\r\ni: abc@u\r\n\r\n", "abc@u"), Some(503));
+        assert_eq!(
+            final_status("SIP/2.0 100 Trying\r\ni: abc@u\r\n\r\n", "abc@u"),
+            None
+        );
+        assert_eq!(
+            final_status(
+                "SIP/2.0 503 Service Unavailable\r\ni: abc@u\r\n\r\n",
+                "abc@u"
+            ),
+            Some(503)
+        );
         assert_eq!(final_status("garbage", "abc@u"), None);
         assert_eq!(final_status("", "abc@u"), None);
     }
@@ -224,7 +265,11 @@ mod tests {
             let mut buf = vec![0u8; 4096];
             let (n, from) = peer.recv_from(&mut buf).await.unwrap();
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
-            let call_id = text.lines().find(|l| l.starts_with("Call-ID:")).unwrap().to_string();
+            let call_id = text
+                .lines()
+                .find(|l| l.starts_with("Call-ID:"))
+                .unwrap()
+                .to_string();
             let reply = format!("SIP/2.0 503 Service Unavailable\r\n{call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
             peer.send_to(reply.as_bytes(), from).await.unwrap();
         });

@@ -56,17 +56,28 @@ impl Bot {
     /// engine is given.
     pub async fn load_language(bundle: Bundle, nlu: Nlu, lang: &str) -> Result<Bot, BotError> {
         let started = Instant::now();
-        let errors: Vec<_> = bundle.validate().into_iter().filter(|i| i.severity == Severity::Error).collect();
+        let errors: Vec<_> = bundle
+            .validate()
+            .into_iter()
+            .filter(|i| i.severity == Severity::Error)
+            .collect();
         if !errors.is_empty() {
-            return Err(BundleError::Invalid { origin: format!("bot `{}`", bundle.bot.name), issues: errors }.into());
+            return Err(BundleError::Invalid {
+                origin: format!("bot `{}`", bundle.bot.name),
+                issues: errors,
+            }
+            .into());
         }
         if lang != bundle.language() && !bundle.bot.languages.iter().any(|l| l == lang) {
             let mut offered = vec![bundle.language().to_string()];
             offered.extend(bundle.bot.languages.iter().cloned());
             return Err(BotError::Language(lang.into(), offered.join(", ")));
         }
-        let matchers: BTreeMap<String, Matcher> =
-            bundle.entities.iter().map(|(name, e)| (name.clone(), Matcher::new(e, lang, bundle.language()))).collect();
+        let matchers: BTreeMap<String, Matcher> = bundle
+            .entities
+            .iter()
+            .map(|(name, e)| (name.clone(), Matcher::new(e, lang, bundle.language())))
+            .collect();
         let mut digit_slots = BTreeSet::new();
         for state in bundle.flow.states.values() {
             for c in &state.collect {
@@ -75,7 +86,12 @@ impl Bot {
                 }
             }
         }
-        let global: BTreeSet<String> = bundle.flow.global.iter().filter_map(|t| t.intent.clone()).collect();
+        let global: BTreeSet<String> = bundle
+            .flow
+            .global
+            .iter()
+            .filter_map(|t| t.intent.clone())
+            .collect();
         let active = bundle
             .flow
             .states
@@ -106,7 +122,16 @@ impl Bot {
             ms,
             "bot loaded"
         );
-        Ok(Bot { bundle, nlu, lang: lang.to_string(), recognizer, knowledge, matchers, digit_slots, active })
+        Ok(Bot {
+            bundle,
+            nlu,
+            lang: lang.to_string(),
+            recognizer,
+            knowledge,
+            matchers,
+            digit_slots,
+            active,
+        })
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -139,6 +164,8 @@ impl Bot {
     /// A text in the conversation language (the bundle's default as fallback;
     /// validation guarantees one of them exists).
     pub(super) fn t<'a>(&self, text: &'a Text) -> &'a str {
-        text.get(&self.lang, self.bundle.language()).map(String::as_str).unwrap_or("")
+        text.get(&self.lang, self.bundle.language())
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }

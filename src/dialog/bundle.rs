@@ -124,13 +124,18 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Localized<T> {
             Value::Mapping(map) => {
                 let mut out = BTreeMap::new();
                 for (k, v) in map {
-                    let lang = k.as_str().ok_or_else(|| D::Error::custom("a language code (like `en`) must be a string"))?;
-                    let value = serde_yaml::from_value(v).map_err(|e| D::Error::custom(format!("language `{lang}`: {e}")))?;
+                    let lang = k.as_str().ok_or_else(|| {
+                        D::Error::custom("a language code (like `en`) must be a string")
+                    })?;
+                    let value = serde_yaml::from_value(v)
+                        .map_err(|e| D::Error::custom(format!("language `{lang}`: {e}")))?;
                     out.insert(lang.to_string(), value);
                 }
                 Ok(Localized::ByLang(out))
             }
-            other => serde_yaml::from_value(other).map(Localized::One).map_err(D::Error::custom),
+            other => serde_yaml::from_value(other)
+                .map(Localized::One)
+                .map_err(D::Error::custom),
         }
     }
 }
@@ -173,7 +178,9 @@ impl<'de> Deserialize<'de> for Prompts {
                 .map(Prompts)
                 .map_err(D::Error::custom),
             Value::Null => Ok(Prompts::default()),
-            one => serde_yaml::from_value::<Text>(one).map(|t| Prompts(vec![t])).map_err(D::Error::custom),
+            one => serde_yaml::from_value::<Text>(one)
+                .map(|t| Prompts(vec![t]))
+                .map_err(D::Error::custom),
         }
     }
 }
@@ -191,7 +198,9 @@ fn scalar_string(v: &Value) -> Option<String> {
 fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
-        v => scalar_string(&v).map(Some).ok_or_else(|| D::Error::custom("expected a string or a number")),
+        v => scalar_string(&v)
+            .map(Some)
+            .ok_or_else(|| D::Error::custom("expected a string or a number")),
     }
 }
 
@@ -200,7 +209,9 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
     map.into_iter()
         .map(|(k, v)| match scalar_string(&v) {
             Some(s) => Ok((k, s)),
-            None => Err(D::Error::custom(format!("`{k}`: expected a string or a number"))),
+            None => Err(D::Error::custom(format!(
+                "`{k}`: expected a string or a number"
+            ))),
         })
         .collect()
 }
@@ -213,7 +224,9 @@ fn scalar_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<String, S
             row.into_iter()
                 .map(|(k, v)| match scalar_string(&v) {
                     Some(s) => Ok((k, s)),
-                    None => Err(D::Error::custom(format!("rows[{i}].{k}: expected a string or a number"))),
+                    None => Err(D::Error::custom(format!(
+                        "rows[{i}].{k}: expected a string or a number"
+                    ))),
                 })
                 .collect()
         })
@@ -250,7 +263,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             handoff_target: None,
-            handoff_prompt: Prompts(vec![Text::text("Let me connect you with someone who can help.")]),
+            handoff_prompt: Prompts(vec![Text::text(
+                "Let me connect you with someone who can help.",
+            )]),
             apology_prompt: Prompts(vec![Text::text(
                 "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.",
             )]),
@@ -285,7 +300,10 @@ impl Default for NoInputSettings {
         NoInputSettings {
             timeout_ms: 6000,
             max: 3,
-            prompts: vec![Text::text("Sorry, I didn't hear anything."), Text::text("Are you still there?")],
+            prompts: vec![
+                Text::text("Sorry, I didn't hear anything."),
+                Text::text("Are you still there?"),
+            ],
             then: None,
         }
     }
@@ -328,7 +346,12 @@ pub struct DtmfSettings {
 
 impl Default for DtmfSettings {
     fn default() -> Self {
-        DtmfSettings { enabled: true, terminator: "#".into(), inter_digit_timeout_ms: 3000, max_digits: 16 }
+        DtmfSettings {
+            enabled: true,
+            terminator: "#".into(),
+            inter_digit_timeout_ms: 3000,
+            max_digits: 16,
+        }
     }
 }
 
@@ -390,7 +413,9 @@ impl Default for KnowledgeSettings {
             min_similarity: 0.45,
             top_k: 3,
             on_guard_reject: GuardFallback::BestFact,
-            followup: Prompts(vec![Text::text("Is there anything else I can help you with?")]),
+            followup: Prompts(vec![Text::text(
+                "Is there anything else I can help you with?",
+            )]),
         }
     }
 }
@@ -475,11 +500,19 @@ impl<'de> Deserialize<'de> for EntityValue {
         }
         match Value::deserialize(d)? {
             v @ Value::Mapping(_) => serde_yaml::from_value::<Full>(v)
-                .map(|f| EntityValue { value: f.value, synonyms: f.synonyms })
+                .map(|f| EntityValue {
+                    value: f.value,
+                    synonyms: f.synonyms,
+                })
                 .map_err(D::Error::custom),
             v => scalar_string(&v)
-                .map(|value| EntityValue { value, synonyms: vec![] })
-                .ok_or_else(|| D::Error::custom("an entity value is a string or {value, synonyms}")),
+                .map(|value| EntityValue {
+                    value,
+                    synonyms: vec![],
+                })
+                .ok_or_else(|| {
+                    D::Error::custom("an entity value is a string or {value, synonyms}")
+                }),
         }
     }
 }
@@ -580,7 +613,11 @@ pub struct Lookup {
 pub struct Transition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
-    #[serde(default, deserialize_with = "opt_scalar", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_scalar",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dtmf: Option<String>,
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
@@ -653,7 +690,10 @@ impl TryFrom<ConditionRepr> for Condition {
             found.push(Condition::Empty(s));
         }
         if let Some(e) = r.equals {
-            found.push(Condition::Equals { slot: e.slot, value: e.value });
+            found.push(Condition::Equals {
+                slot: e.slot,
+                value: e.value,
+            });
         }
         if let Some(c) = r.all {
             found.push(Condition::All(c));
@@ -692,9 +732,9 @@ impl Condition {
         match self {
             Condition::Filled(s) => filled(s),
             Condition::Empty(s) => !filled(s),
-            Condition::Equals { slot, value } => {
-                slots.get(slot).is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim()))
-            }
+            Condition::Equals { slot, value } => slots
+                .get(slot)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case(value.trim())),
             Condition::All(cs) => cs.iter().all(|c| c.holds(slots)),
             Condition::Any(cs) => cs.iter().any(|c| c.holds(slots)),
             Condition::Not(c) => !c.holds(slots),
@@ -704,8 +744,12 @@ impl Condition {
     /// Every slot name the condition reads.
     pub fn slots(&self) -> Vec<&str> {
         match self {
-            Condition::Filled(s) | Condition::Empty(s) | Condition::Equals { slot: s, .. } => vec![s.as_str()],
-            Condition::All(cs) | Condition::Any(cs) => cs.iter().flat_map(Condition::slots).collect(),
+            Condition::Filled(s) | Condition::Empty(s) | Condition::Equals { slot: s, .. } => {
+                vec![s.as_str()]
+            }
+            Condition::All(cs) | Condition::Any(cs) => {
+                cs.iter().flat_map(Condition::slots).collect()
+            }
             Condition::Not(c) => c.slots(),
         }
     }
@@ -738,7 +782,11 @@ pub struct TestConversation {
 pub struct TestTurn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    #[serde(default, deserialize_with = "opt_scalar", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "opt_scalar",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dtmf: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_input: bool,
@@ -754,7 +802,11 @@ pub struct TestTurn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// Slots that must hold these values after the turn.
-    #[serde(default, deserialize_with = "scalar_map", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "scalar_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub slots: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
@@ -775,7 +827,10 @@ pub enum ActionKind {
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("cannot read the bot bundle {path}: {source} (check `--bundle` or `[bot] bundle` in the configuration)")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(
         "bot bundle {origin} does not parse: {message}\n  (fix the field named above; docs/bundle-format.md describes every field)"
     )]
@@ -789,7 +844,11 @@ pub enum BundleError {
 }
 
 fn render_issues(issues: &[Issue]) -> String {
-    issues.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n")
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Bundle {
@@ -800,12 +859,20 @@ impl Bundle {
         struct Header {
             format: Option<Value>,
         }
-        let syntax = |e: serde_yaml::Error| BundleError::Syntax { origin: origin.to_string(), message: e.to_string() };
+        let syntax = |e: serde_yaml::Error| BundleError::Syntax {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        };
         // The format first: a future version's new fields must not read as typos.
         let header: Header = serde_yaml::from_str(text).map_err(syntax)?;
         match header.format.as_ref().and_then(Value::as_str) {
             Some(FORMAT_V1) => {}
-            Some(other) => return Err(BundleError::Format { origin: origin.into(), found: other.into() }),
+            Some(other) => {
+                return Err(BundleError::Format {
+                    origin: origin.into(),
+                    found: other.into(),
+                })
+            }
             None => {
                 return Err(BundleError::Syntax {
                     origin: origin.into(),
@@ -818,25 +885,34 @@ impl Bundle {
         for warning in issues.iter().filter(|i| i.severity == Severity::Warning) {
             tracing::warn!(bundle = origin, "{warning}");
         }
-        let errors: Vec<Issue> = issues.into_iter().filter(|i| i.severity == Severity::Error).collect();
+        let errors: Vec<Issue> = issues
+            .into_iter()
+            .filter(|i| i.severity == Severity::Error)
+            .collect();
         if errors.is_empty() {
             Ok(bundle)
         } else {
-            Err(BundleError::Invalid { origin: origin.into(), issues: errors })
+            Err(BundleError::Invalid {
+                origin: origin.into(),
+                issues: errors,
+            })
         }
     }
 
     /// Read, parse and validate a bundle file.
     pub fn load(path: &Path) -> Result<Bundle, BundleError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| BundleError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BundleError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Bundle::parse(&text, &path.display().to_string())
     }
 
     /// The built-in demo bot (retail customer service).
     pub fn demo() -> Bundle {
         // The demo is tested (tests/dialog_bundle.rs); a failure here is a build defect.
-        Bundle::parse(DEMO_BUNDLE_YAML, "built-in demo bundle").expect("the built-in demo bundle is valid")
+        Bundle::parse(DEMO_BUNDLE_YAML, "built-in demo bundle")
+            .expect("the built-in demo bundle is valid")
     }
 
     pub fn to_yaml(&self) -> String {
@@ -858,7 +934,9 @@ impl Bundle {
     pub fn handoff_target(&self) -> Option<&str> {
         match &self.settings.handoff_target {
             Some(t) => Some(t.as_str()),
-            None if self.transfer_targets.len() == 1 => self.transfer_targets.keys().next().map(String::as_str),
+            None if self.transfer_targets.len() == 1 => {
+                self.transfer_targets.keys().next().map(String::as_str)
+            }
             None => None,
         }
     }
@@ -883,22 +961,37 @@ impl Bundle {
     /// The URI the safety net transfers to; empty when the bundle has no
     /// human target (validation warns about that).
     pub fn safety_net_target(&self) -> String {
-        self.handoff_target().and_then(|t| self.transfer_targets.get(t)).map(TransferTarget::destination).unwrap_or_default()
+        self.handoff_target()
+            .and_then(|t| self.transfer_targets.get(t))
+            .map(TransferTarget::destination)
+            .unwrap_or_default()
     }
 
     /// The apology said before the safety-net transfer, in the bundle's language.
     pub fn safety_net_prompt(&self) -> Option<String> {
         let lang = self.language();
-        let parts: Vec<&str> =
-            self.settings.apology_prompt.0.iter().filter_map(|t| t.get(lang, lang)).map(String::as_str).collect();
+        let parts: Vec<&str> = self
+            .settings
+            .apology_prompt
+            .0
+            .iter()
+            .filter_map(|t| t.get(lang, lang))
+            .map(String::as_str)
+            .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
     /// The filler said while a slow turn is still thinking, in the bundle's language.
     pub fn filler_prompt(&self) -> Option<String> {
         let lang = self.language();
-        let parts: Vec<&str> =
-            self.settings.filler_prompt.0.iter().filter_map(|t| t.get(lang, lang)).map(String::as_str).collect();
+        let parts: Vec<&str> = self
+            .settings
+            .filler_prompt
+            .0
+            .iter()
+            .filter_map(|t| t.get(lang, lang))
+            .map(String::as_str)
+            .collect();
         (!parts.is_empty()).then(|| parts.join(" "))
     }
 
@@ -914,7 +1007,14 @@ impl Bundle {
         }
         for entity in self.entities.values() {
             if let Entity::List { values } = entity {
-                words.extend(values.get(lang, lang).into_iter().flatten().take(10).map(|v| v.value.clone()));
+                words.extend(
+                    values
+                        .get(lang, lang)
+                        .into_iter()
+                        .flatten()
+                        .take(10)
+                        .map(|v| v.value.clone()),
+                );
             }
         }
         format!("{}.", words.join(", "))
@@ -922,7 +1022,13 @@ impl Bundle {
 
     /// Point a transfer target somewhere else (site configuration overrides the bundle).
     pub fn set_transfer_uri(&mut self, target: &str, uri: &str) {
-        self.transfer_targets.insert(target.to_string(), TransferTarget { uri: uri.to_string(), description: None });
+        self.transfer_targets.insert(
+            target.to_string(),
+            TransferTarget {
+                uri: uri.to_string(),
+                description: None,
+            },
+        );
     }
 
     /// Every prompt text in the bundle with its field path, for validation
@@ -940,12 +1046,36 @@ impl Bundle {
                 out.push((format!("{path}.say[{i}]"), text));
             }
         }
-        list("settings.handoff_prompt".into(), &s.handoff_prompt.0, &mut out);
-        list("settings.apology_prompt".into(), &s.apology_prompt.0, &mut out);
-        list("settings.filler_prompt".into(), &s.filler_prompt.0, &mut out);
-        list("settings.no_input.prompts".into(), &s.no_input.prompts, &mut out);
-        list("settings.no_match.prompts".into(), &s.no_match.prompts, &mut out);
-        list("settings.knowledge.followup".into(), &s.knowledge.followup.0, &mut out);
+        list(
+            "settings.handoff_prompt".into(),
+            &s.handoff_prompt.0,
+            &mut out,
+        );
+        list(
+            "settings.apology_prompt".into(),
+            &s.apology_prompt.0,
+            &mut out,
+        );
+        list(
+            "settings.filler_prompt".into(),
+            &s.filler_prompt.0,
+            &mut out,
+        );
+        list(
+            "settings.no_input.prompts".into(),
+            &s.no_input.prompts,
+            &mut out,
+        );
+        list(
+            "settings.no_match.prompts".into(),
+            &s.no_match.prompts,
+            &mut out,
+        );
+        list(
+            "settings.knowledge.followup".into(),
+            &s.knowledge.followup.0,
+            &mut out,
+        );
         if let Some(t) = &s.no_input.then {
             transition("settings.no_input.then".into(), t, &mut out);
         }
@@ -963,7 +1093,11 @@ impl Bundle {
             }
             for (i, c) in state.collect.iter().enumerate() {
                 out.push((format!("{base}.collect[{i}].prompt"), &c.prompt));
-                list(format!("{base}.collect[{i}].reprompts"), &c.reprompts, &mut out);
+                list(
+                    format!("{base}.collect[{i}].reprompts"),
+                    &c.reprompts,
+                    &mut out,
+                );
                 if let Some(t) = &c.on_fail {
                     transition(format!("{base}.collect[{i}].on_fail"), t, &mut out);
                 }

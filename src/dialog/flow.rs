@@ -132,7 +132,11 @@ impl Bot {
     /// The bot's answer to one caller input. `Err` when an engine failed:
     /// the session then plays [`Bot::safety_net`]; failures are never
     /// turned into a no-match.
-    pub async fn respond(&self, conv: &mut Conversation, input: UserInput) -> Result<BotTurn, EngineError> {
+    pub async fn respond(
+        &self,
+        conv: &mut Conversation,
+        input: UserInput,
+    ) -> Result<BotTurn, EngineError> {
         let started = Instant::now();
         conv.turns += 1;
         if let Some(action) = conv.ended.clone() {
@@ -184,7 +188,9 @@ impl Bot {
         // ("it's 48213"), unless the caller clearly asks for something else.
         if let Some(c) = collect {
             if let Some(value) = self.matcher(c).extract(text) {
-                let elsewhere = rule.as_ref().is_some_and(|r| Some(&r.intent) != conv.entered_by.as_ref());
+                let elsewhere = rule
+                    .as_ref()
+                    .is_some_and(|r| Some(&r.intent) != conv.entered_by.as_ref());
                 if !elsewhere {
                     step.timings.recognize_ms = ms_since(recognize_started);
                     self.fill(conv, c, value, MatchSource::Rule, 1.0, &mut step);
@@ -202,7 +208,11 @@ impl Bot {
         if recognized.is_none() {
             if let Some(embed) = &self.nlu.embed {
                 let started = Instant::now();
-                let v = embed.embed(&[text.to_string()]).await?.pop().unwrap_or_default();
+                let v = embed
+                    .embed(&[text.to_string()])
+                    .await?
+                    .pop()
+                    .unwrap_or_default();
                 step.timings.embed_ms += stage("embed", started);
                 let (accepted, scores) = self.recognizer.embedding(&v, active);
                 let found = self.relevant_facts(text, Some(&v));
@@ -219,11 +229,19 @@ impl Bot {
             if self.bundle.settings.recognition.llm_slots {
                 let started = Instant::now();
                 let question = self.t(&c.prompt).to_string();
-                let value = slots::llm_extract(llm, self.matcher(c), &c.slot, &question, text).await?;
+                let value =
+                    slots::llm_extract(llm, self.matcher(c), &c.slot, &question, text).await?;
                 step.timings.llm_ms += stage("llm_slot", started);
                 if let Some(value) = value {
                     step.timings.recognize_ms = ms_since(recognize_started);
-                    self.fill(conv, c, value, MatchSource::Llm, super::recognize::LLM_CONFIDENCE, &mut step);
+                    self.fill(
+                        conv,
+                        c,
+                        value,
+                        MatchSource::Llm,
+                        super::recognize::LLM_CONFIDENCE,
+                        &mut step,
+                    );
                     return Ok(step);
                 }
             }
@@ -232,7 +250,10 @@ impl Bot {
             let candidates = self.recognizer.llm_candidates(active, embedded.as_ref());
             if self.bundle.settings.recognition.llm_classify && !candidates.is_empty() {
                 let started = Instant::now();
-                recognized = self.recognizer.llm(llm, text, &candidates, conv.last_question.as_deref()).await?;
+                recognized = self
+                    .recognizer
+                    .llm(llm, text, &candidates, conv.last_question.as_deref())
+                    .await?;
                 step.timings.llm_ms += stage("llm_classify", started);
             }
         }
@@ -262,7 +283,10 @@ impl Bot {
         let mut step = Step::new(Outcome::Intent);
         let dtmf = &self.bundle.settings.dtmf;
         let keys = keys.trim();
-        let keys = keys.strip_suffix(dtmf.terminator.as_str()).filter(|_| !dtmf.terminator.is_empty()).unwrap_or(keys);
+        let keys = keys
+            .strip_suffix(dtmf.terminator.as_str())
+            .filter(|_| !dtmf.terminator.is_empty())
+            .unwrap_or(keys);
         let state = self.state(conv);
         let collect = conv.collecting.map(|i| &state.collect[i]);
         if dtmf.enabled {
@@ -294,7 +318,12 @@ impl Bot {
         let settings = &self.bundle.settings.no_input;
         conv.no_input += 1;
         if conv.no_input >= settings.max {
-            self.escalate(conv, settings.then.as_ref(), TransferReason::NoInput, &mut step);
+            self.escalate(
+                conv,
+                settings.then.as_ref(),
+                TransferReason::NoInput,
+                &mut step,
+            );
         } else {
             self.say(conv, nth(&settings.prompts, conv.no_input), &mut step);
             self.repeat_question(conv, &mut step);
@@ -321,7 +350,16 @@ impl Bot {
     ) -> Result<(), EngineError> {
         let settings = &self.bundle.settings.knowledge;
         let started = Instant::now();
-        let answer = self.knowledge.answer(self.nlu.llm.as_ref(), &self.bundle.bot.name, question, facts, settings).await?;
+        let answer = self
+            .knowledge
+            .answer(
+                self.nlu.llm.as_ref(),
+                &self.bundle.bot.name,
+                question,
+                facts,
+                settings,
+            )
+            .await?;
         stage("knowledge", started);
         step.timings.llm_ms += answer.llm_ms;
         step.outcome = Outcome::Knowledge;
@@ -355,8 +393,16 @@ impl Bot {
     }
 
     /// The state's own transitions first, then the global ones.
-    fn transition_for<'a>(&'a self, state: &'a State, pred: impl Fn(&Transition) -> bool) -> Option<&'a Transition> {
-        state.transitions.iter().chain(&self.bundle.flow.global).find(|t| pred(t))
+    fn transition_for<'a>(
+        &'a self,
+        state: &'a State,
+        pred: impl Fn(&Transition) -> bool,
+    ) -> Option<&'a Transition> {
+        state
+            .transitions
+            .iter()
+            .chain(&self.bundle.flow.global)
+            .find(|t| pred(t))
     }
 
     fn render(&self, conv: &Conversation, text: &Text) -> String {
@@ -364,7 +410,12 @@ impl Bot {
     }
 
     fn say(&self, conv: &Conversation, texts: &[Text], step: &mut Step) {
-        step.say.extend(texts.iter().map(|t| self.render(conv, t)).filter(|s| !s.is_empty()));
+        step.say.extend(
+            texts
+                .iter()
+                .map(|t| self.render(conv, t))
+                .filter(|s| !s.is_empty()),
+        );
     }
 
     /// After a no-match/no-input prompt: the slot question, else the state's reprompt.
@@ -376,8 +427,18 @@ impl Bot {
         }
     }
 
-    fn take_on_input(&self, conv: &mut Conversation, t: &Transition, r: &Recognition, carry: Option<&str>, step: &mut Step) {
-        step.intent = t.intent.clone().or_else(|| (!r.intent.is_empty()).then(|| r.intent.clone()));
+    fn take_on_input(
+        &self,
+        conv: &mut Conversation,
+        t: &Transition,
+        r: &Recognition,
+        carry: Option<&str>,
+        step: &mut Step,
+    ) {
+        step.intent = t
+            .intent
+            .clone()
+            .or_else(|| (!r.intent.is_empty()).then(|| r.intent.clone()));
         step.confidence = r.confidence;
         step.matched_by = r.source;
         step.outcome = Outcome::Intent;
@@ -385,11 +446,22 @@ impl Bot {
         if t.to.is_some() {
             conv.entered_by = step.intent.clone();
         }
-        let reason = if t.transfer.is_some() { TransferReason::Requested } else { TransferReason::Flow };
+        let reason = if t.transfer.is_some() {
+            TransferReason::Requested
+        } else {
+            TransferReason::Flow
+        };
         self.take(conv, t, reason, carry, step);
     }
 
-    fn take(&self, conv: &mut Conversation, t: &Transition, reason: TransferReason, carry: Option<&str>, step: &mut Step) {
+    fn take(
+        &self,
+        conv: &mut Conversation,
+        t: &Transition,
+        reason: TransferReason,
+        carry: Option<&str>,
+        step: &mut Step,
+    ) {
         self.say(conv, &t.say.0, step);
         if let Some(target) = &t.transfer {
             self.transfer(conv, target, reason, step);
@@ -405,7 +477,10 @@ impl Bot {
     fn enter(&self, conv: &mut Conversation, name: &str, carry: Option<&str>, step: &mut Step) {
         step.hops += 1;
         if step.hops > MAX_HOPS {
-            tracing::error!(state = name, "the flow changed state {MAX_HOPS} times in one turn: handing off");
+            tracing::error!(
+                state = name,
+                "the flow changed state {MAX_HOPS} times in one turn: handing off"
+            );
             self.hand_off(conv, TransferReason::Flow, step);
             return;
         }
@@ -442,7 +517,12 @@ impl Bot {
     /// the first automatic transition that holds; otherwise listen.
     fn settle(&self, conv: &mut Conversation, step: &mut Step) {
         let state = self.state(conv);
-        if let Some((i, c)) = state.collect.iter().enumerate().find(|(_, c)| !conv.slots.contains_key(&c.slot)) {
+        if let Some((i, c)) = state
+            .collect
+            .iter()
+            .enumerate()
+            .find(|(_, c)| !conv.slots.contains_key(&c.slot))
+        {
             conv.collecting = Some(i);
             self.say(conv, std::slice::from_ref(&c.prompt), step);
             return;
@@ -451,16 +531,25 @@ impl Bot {
         if let Some(l) = &state.lookup {
             self.lookup(conv, l);
         }
-        let next = state.transitions.iter().find(|t| t.is_automatic() && t.condition.as_ref().is_none_or(|c| c.holds(&conv.slots)));
+        let next = state.transitions.iter().find(|t| {
+            t.is_automatic() && t.condition.as_ref().is_none_or(|c| c.holds(&conv.slots))
+        });
         if let Some(t) = next {
             self.take(conv, t, TransferReason::Flow, None, step);
         }
     }
 
     fn lookup(&self, conv: &mut Conversation, l: &super::bundle::Lookup) {
-        let Some(table) = self.bundle.data.get(&l.table) else { return };
-        let Some(key) = conv.slots.get(&l.key).map(|v| slots::lookup_key(v)) else { return };
-        let row = table.rows.iter().find(|r| r.get(&table.key).is_some_and(|v| slots::lookup_key(v) == key));
+        let Some(table) = self.bundle.data.get(&l.table) else {
+            return;
+        };
+        let Some(key) = conv.slots.get(&l.key).map(|v| slots::lookup_key(v)) else {
+            return;
+        };
+        let row = table.rows.iter().find(|r| {
+            r.get(&table.key)
+                .is_some_and(|v| slots::lookup_key(v) == key)
+        });
         tracing::debug!(table = %l.table, key, found = row.is_some(), "lookup");
         if let Some(row) = row {
             for (col, v) in row {
@@ -469,7 +558,15 @@ impl Bot {
         }
     }
 
-    fn fill(&self, conv: &mut Conversation, c: &Collect, value: String, source: MatchSource, confidence: f32, step: &mut Step) {
+    fn fill(
+        &self,
+        conv: &mut Conversation,
+        c: &Collect,
+        value: String,
+        source: MatchSource,
+        confidence: f32,
+        step: &mut Step,
+    ) {
         tracing::debug!(slot = %c.slot, %value, source = source.as_str(), "slot filled");
         conv.slots.insert(c.slot.clone(), value);
         conv.slot_attempts = 0;
@@ -491,7 +588,11 @@ impl Bot {
                 None => self.escalate(conv, None, TransferReason::SlotNotFilled, step),
             }
         } else if c.reprompts.is_empty() {
-            self.say(conv, nth(&self.bundle.settings.no_match.prompts, conv.slot_attempts), step);
+            self.say(
+                conv,
+                nth(&self.bundle.settings.no_match.prompts, conv.slot_attempts),
+                step,
+            );
             self.say(conv, std::slice::from_ref(&c.prompt), step);
         } else {
             self.say(conv, nth(&c.reprompts, conv.slot_attempts), step);
@@ -511,7 +612,13 @@ impl Bot {
     }
 
     /// The bundle's escalation if it has one, else the handoff.
-    fn escalate(&self, conv: &mut Conversation, then: Option<&Transition>, reason: TransferReason, step: &mut Step) {
+    fn escalate(
+        &self,
+        conv: &mut Conversation,
+        then: Option<&Transition>,
+        reason: TransferReason,
+        step: &mut Step,
+    ) {
         match then {
             Some(t) => self.take(conv, t, reason, None, step),
             None => {
@@ -526,17 +633,41 @@ impl Bot {
         match self.bundle.handoff_target() {
             Some(target) => self.transfer(conv, target, reason, step),
             None => {
-                tracing::warn!(reason = reason.as_str(), "no handoff target in the bundle: hanging up");
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    "no handoff target in the bundle: hanging up"
+                );
                 self.end(conv, Action::Hangup, step);
             }
         }
     }
 
-    fn transfer(&self, conv: &mut Conversation, target: &str, reason: TransferReason, step: &mut Step) {
-        let destination = self.bundle.transfer_targets.get(target).map(|t| t.destination()).unwrap_or_default();
-        metrics::counter_inc("understudy_dialog_transfers_total", &[("reason", reason.as_str())]);
+    fn transfer(
+        &self,
+        conv: &mut Conversation,
+        target: &str,
+        reason: TransferReason,
+        step: &mut Step,
+    ) {
+        let destination = self
+            .bundle
+            .transfer_targets
+            .get(target)
+            .map(|t| t.destination())
+            .unwrap_or_default();
+        metrics::counter_inc(
+            "understudy_dialog_transfers_total",
+            &[("reason", reason.as_str())],
+        );
         step.transfer_target = Some(target.to_string());
-        self.end(conv, Action::Transfer { target: destination, reason: reason.as_str().to_string() }, step);
+        self.end(
+            conv,
+            Action::Transfer {
+                target: destination,
+                reason: reason.as_str().to_string(),
+            },
+            step,
+        );
     }
 
     fn end(&self, conv: &mut Conversation, action: Action, step: &mut Step) {
@@ -548,12 +679,18 @@ impl Bot {
     fn finish(&self, conv: &mut Conversation, mut step: Step, started: Instant) -> BotTurn {
         step.timings.total_ms = ms_since(started);
         let outcome = step.outcome.as_str();
-        metrics::observe_ms("understudy_dialog_turn_ms", &[("matched_by", step.matched_by.as_str())], step.timings.total_ms);
+        metrics::observe_ms(
+            "understudy_dialog_turn_ms",
+            &[("matched_by", step.matched_by.as_str())],
+            step.timings.total_ms,
+        );
         metrics::counter_inc("understudy_dialog_turns_total", &[("outcome", outcome)]);
         let state = self.state(conv);
         let settings = &self.bundle.settings;
         let listen = ListenHints {
-            no_input_timeout_ms: state.no_input_timeout_ms.unwrap_or(settings.no_input.timeout_ms),
+            no_input_timeout_ms: state
+                .no_input_timeout_ms
+                .unwrap_or(settings.no_input.timeout_ms),
             barge_in: state.barge_in.unwrap_or(settings.barge_in),
             expecting_slot: conv.collecting.map(|i| state.collect[i].slot.clone()),
             dtmf_terminator: settings.dtmf.terminator.clone(),

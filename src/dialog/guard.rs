@@ -30,24 +30,91 @@ pub struct Verdict {
     pub problems: Vec<String>,
 }
 
-const DAYS: [&str; 7] = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
+const DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
 const MONTHS: [&str; 12] = [
-    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
 ];
 
 /// Words an answer may use without a fact behind them: conversation, not claims.
 const CONVERSATIONAL: &[&str] = &[
-    "able", "absolutely", "anything", "ask", "assist", "call", "calling", "certainly", "check", "course", "currently",
-    "definitely", "else", "glad", "great", "happy", "help", "however", "indeed", "information", "let", "no", "nope",
-    "note", "question", "sorry", "sure", "thank", "thanks", "today", "unfortunately", "welcome", "yeah", "yep", "yes",
-    "am", "pm", "oclock", "hour", "time", "from", "between", "except", "open", "closed", "everyday", "daily", "week",
+    "able",
+    "absolutely",
+    "anything",
+    "ask",
+    "assist",
+    "call",
+    "calling",
+    "certainly",
+    "check",
+    "course",
+    "currently",
+    "definitely",
+    "else",
+    "glad",
+    "great",
+    "happy",
+    "help",
+    "however",
+    "indeed",
+    "information",
+    "let",
+    "no",
+    "nope",
+    "note",
+    "question",
+    "sorry",
+    "sure",
+    "thank",
+    "thanks",
+    "today",
+    "unfortunately",
+    "welcome",
+    "yeah",
+    "yep",
+    "yes",
+    "am",
+    "pm",
+    "oclock",
+    "hour",
+    "time",
+    "from",
+    "between",
+    "except",
+    "open",
+    "closed",
+    "everyday",
+    "daily",
+    "week",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
     Word(String),
     /// A number; `spoken_one` marks the word "one" (usually a pronoun, not a claim).
-    Num { value: f64, colon_minutes: Option<u32>, spoken_one: bool },
+    Num {
+        value: f64,
+        colon_minutes: Option<u32>,
+        spoken_one: bool,
+    },
     Punct(char),
 }
 
@@ -55,7 +122,9 @@ fn prepare(text: &str) -> String {
     static AMPM: OnceLock<Regex> = OnceLock::new();
     let re = AMPM.get_or_init(|| Regex::new(r"(?i)\b([ap])\.\s?m\b\.?").unwrap());
     let t = re.replace_all(text, "${1}m");
-    t.replace("noon", "12 pm").replace("midnight", "12 am").replace("midday", "12 pm")
+    t.replace("noon", "12 pm")
+        .replace("midnight", "12 am")
+        .replace("midday", "12 pm")
 }
 
 fn tokenize(text: &str) -> Vec<Tok> {
@@ -69,7 +138,8 @@ fn tokenize(text: &str) -> Vec<Tok> {
             let start = i;
             while i < chars.len()
                 && (chars[i].is_ascii_digit()
-                    || (matches!(chars[i], '.' | ',' | ':') && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
+                    || (matches!(chars[i], '.' | ',' | ':')
+                        && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
             {
                 i += 1;
             }
@@ -77,10 +147,16 @@ fn tokenize(text: &str) -> Vec<Tok> {
             raw.push(number_token(&s));
         } else if c.is_alphabetic() {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphabetic() || chars[i] == '\'' || chars[i] == '\u{2019}') {
+            while i < chars.len()
+                && (chars[i].is_alphabetic() || chars[i] == '\'' || chars[i] == '\u{2019}')
+            {
                 i += 1;
             }
-            let w: String = chars[start..i].iter().filter(|c| c.is_alphabetic()).flat_map(|c| c.to_lowercase()).collect();
+            let w: String = chars[start..i]
+                .iter()
+                .filter(|c| c.is_alphabetic())
+                .flat_map(|c| c.to_lowercase())
+                .collect();
             raw.push(Tok::Word(w));
         } else {
             if !c.is_whitespace() {
@@ -95,9 +171,17 @@ fn tokenize(text: &str) -> Vec<Tok> {
 fn number_token(s: &str) -> Tok {
     if let Some((h, m)) = s.split_once(':') {
         let value = h.parse().unwrap_or(0.0);
-        return Tok::Num { value, colon_minutes: m.parse().ok(), spoken_one: false };
+        return Tok::Num {
+            value,
+            colon_minutes: m.parse().ok(),
+            spoken_one: false,
+        };
     }
-    Tok::Num { value: s.replace(',', "").parse().unwrap_or(0.0), colon_minutes: None, spoken_one: false }
+    Tok::Num {
+        value: s.replace(',', "").parse().unwrap_or(0.0),
+        colon_minutes: None,
+        spoken_one: false,
+    }
 }
 
 /// "thirty" -> 30, "nine" -> 9, so spoken and written numbers compare.
@@ -108,7 +192,11 @@ fn fold_number_words(raw: Vec<Tok>) -> Vec<Tok> {
     let flush = |folder: &mut NumberFolder, words: &mut Vec<String>, out: &mut Vec<Tok>| {
         let spoken_one = words.len() == 1 && words[0] == "one";
         for v in folder.drain() {
-            out.push(Tok::Num { value: v as f64, colon_minutes: None, spoken_one });
+            out.push(Tok::Num {
+                value: v as f64,
+                colon_minutes: None,
+                spoken_one,
+            });
         }
         words.clear();
     };
@@ -154,7 +242,10 @@ fn is_range_word(t: &Tok) -> bool {
 fn is_clause_end(t: &Tok) -> bool {
     match t {
         Tok::Punct(c) => matches!(c, '.' | '!' | '?' | ';'),
-        Tok::Word(w) => matches!(w.as_str(), "but" | "however" | "although" | "though" | "whereas" | "while" | "except"),
+        Tok::Word(w) => matches!(
+            w.as_str(),
+            "but" | "however" | "although" | "though" | "whereas" | "while" | "except"
+        ),
         _ => false,
     }
 }
@@ -171,7 +262,8 @@ struct TimeOfDay {
 
 impl TimeOfDay {
     fn compatible(&self, other: &TimeOfDay) -> bool {
-        self.minutes12 == other.minutes12 && (self.pm.is_none() || other.pm.is_none() || self.pm == other.pm)
+        self.minutes12 == other.minutes12
+            && (self.pm.is_none() || other.pm.is_none() || self.pm == other.pm)
     }
     fn describe(&self) -> String {
         let (h, m) = (self.minutes12 / 60, self.minutes12 % 60);
@@ -206,7 +298,11 @@ fn clauses(toks: &[Tok]) -> Vec<&[Tok]> {
                 out.push(&toks[start..i]);
             }
             // "except" starts the next clause (it is its polarity marker).
-            start = if matches!(t, Tok::Word(w) if w == "except") { i } else { i + 1 };
+            start = if matches!(t, Tok::Word(w) if w == "except") {
+                i
+            } else {
+                i + 1
+            };
         }
     }
     if start < toks.len() {
@@ -225,7 +321,8 @@ fn word(t: &Tok) -> Option<&str> {
 /// Positions and polarities of "open"/"closed"/negation markers in a clause.
 fn markers(clause: &[Tok]) -> Vec<(usize, Polarity)> {
     let mut out = vec![];
-    let negated_before = |i: usize| (i.saturating_sub(2)..i).any(|j| word(&clause[j]).is_some_and(is_negator));
+    let negated_before =
+        |i: usize| (i.saturating_sub(2)..i).any(|j| word(&clause[j]).is_some_and(is_negator));
     for (i, t) in clause.iter().enumerate() {
         let Some(w) = word(t) else { continue };
         match w {
@@ -233,7 +330,10 @@ fn markers(clause: &[Tok]) -> Vec<(usize, Polarity)> {
             "closed" | "shut" | "unavailable" | "except" => out.push((i, negated_before(i))),
             _ if is_negator(w) => {
                 let governs_marker = clause[i + 1..].iter().take(2).filter_map(word).any(|n| {
-                    matches!(n, "open" | "opens" | "available" | "closed" | "shut" | "unavailable")
+                    matches!(
+                        n,
+                        "open" | "opens" | "available" | "closed" | "shut" | "unavailable"
+                    )
                 });
                 if !governs_marker {
                     out.push((i, false));
@@ -255,9 +355,14 @@ fn day_mentions(clause: &[Tok]) -> Vec<(usize, Vec<usize>)> {
         if let Some(d) = day_index(w) {
             // "Monday to Friday", "Mon-Fri", "between Monday and Friday"
             let between = i > 0 && word(&clause[i - 1]) == Some("between");
-            let range_end = clause.get(i + 1).filter(|t| is_range_word(t) || (between && word(t) == Some("and")));
+            let range_end = clause
+                .get(i + 1)
+                .filter(|t| is_range_word(t) || (between && word(t) == Some("and")));
             if let Some(end) = range_end.and(clause.get(i + 2).and_then(word).and_then(day_index)) {
-                let span: Vec<usize> = (0..7).map(|k| (d + k) % 7).take_while(|x| *x != (end + 1) % 7).collect();
+                let span: Vec<usize> = (0..7)
+                    .map(|k| (d + k) % 7)
+                    .take_while(|x| *x != (end + 1) % 7)
+                    .collect();
                 out.push((i, span));
                 i += 3;
                 continue;
@@ -267,11 +372,17 @@ fn day_mentions(clause: &[Tok]) -> Vec<(usize, Vec<usize>)> {
             out.push((i, vec![5, 6]));
         } else if matches!(w, "weekday" | "weekdays") {
             out.push((i, (0..5).collect()));
-        } else if matches!(w, "daily" | "everyday") || (w == "every" && matches!(next, "day" | "days")) {
+        } else if matches!(w, "daily" | "everyday")
+            || (w == "every" && matches!(next, "day" | "days"))
+        {
             out.push((i, (0..7).collect()));
         } else if matches!(clause[i], Tok::Num { value, .. } if value == 7.0)
             && matches!(next, "days" | "day")
-            && clause[i + 2..].iter().take(2).filter_map(word).any(|w| w == "week")
+            && clause[i + 2..]
+                .iter()
+                .take(2)
+                .filter_map(word)
+                .any(|w| w == "week")
         {
             // "7 days a week", not "within 7 days".
             out.push((i, (0..7).collect()));
@@ -282,7 +393,11 @@ fn day_mentions(clause: &[Tok]) -> Vec<(usize, Vec<usize>)> {
 }
 
 fn is_day_word(w: &str) -> bool {
-    day_index(w).is_some() || matches!(w, "weekend" | "weekends" | "weekday" | "weekdays" | "daily" | "everyday")
+    day_index(w).is_some()
+        || matches!(
+            w,
+            "weekend" | "weekends" | "weekday" | "weekdays" | "daily" | "everyday"
+        )
 }
 
 /// Words that say what a clause is about (days, months and numbers are checked on their own).
@@ -298,7 +413,10 @@ fn is_month(clause: &[Tok], i: usize) -> Option<&str> {
     let w = word(&clause[i])?;
     let m = MONTHS.iter().find(|m| **m == w)?;
     // "may" is a month only next to a number ("May 5", "5 May").
-    let near_number = |j: Option<usize>| j.and_then(|j| clause.get(j)).is_some_and(|t| matches!(t, Tok::Num { .. }));
+    let near_number = |j: Option<usize>| {
+        j.and_then(|j| clause.get(j))
+            .is_some_and(|t| matches!(t, Tok::Num { .. }))
+    };
     (*m != "may" || near_number(i.checked_sub(1)) || near_number(Some(i + 1))).then_some(m)
 }
 
@@ -340,7 +458,10 @@ impl Claims {
         self.add_times_and_numbers(clause);
         if mentions.is_empty() {
             let text = clause_text(clause);
-            let content: BTreeSet<String> = content_words(&text).into_iter().filter(|w| is_topic_word(w)).collect();
+            let content: BTreeSet<String> = content_words(&text)
+                .into_iter()
+                .filter(|w| is_topic_word(w))
+                .collect();
             let polarity = !clause.iter().filter_map(word).any(is_negator);
             if !content.is_empty() {
                 self.clauses.push((content, polarity, text));
@@ -353,7 +474,14 @@ impl Claims {
             if let Some(m) = is_month(clause, i) {
                 self.months.insert(m.to_string());
             }
-            let Tok::Num { value, colon_minutes, spoken_one } = *t else { continue };
+            let Tok::Num {
+                value,
+                colon_minutes,
+                spoken_one,
+            } = *t
+            else {
+                continue;
+            };
             let next = clause.get(i + 1).and_then(word);
             let meridiem = match next {
                 Some("am") => Some(false),
@@ -363,8 +491,15 @@ impl Claims {
             let hour = value as u32;
             let is_clock = colon_minutes.is_some() || meridiem.is_some() || next == Some("oclock");
             if is_clock && value.fract() == 0.0 && hour <= 24 {
-                let (h12, pm) = if hour > 12 { (hour - 12, Some(true)) } else { (hour % 12, meridiem) };
-                self.times.push(TimeOfDay { minutes12: h12 * 60 + colon_minutes.unwrap_or(0), pm });
+                let (h12, pm) = if hour > 12 {
+                    (hour - 12, Some(true))
+                } else {
+                    (hour % 12, meridiem)
+                };
+                self.times.push(TimeOfDay {
+                    minutes12: h12 * 60 + colon_minutes.unwrap_or(0),
+                    pm,
+                });
                 // A time's parts are numbers too, for a fact's "9 am" to back an answer's "9 to 6".
                 self.numbers.push(value);
                 self.numbers.push(f64::from(h12));
@@ -380,7 +515,14 @@ impl Claims {
         let mut out = vec![];
         for clause in clauses(&toks) {
             for (i, t) in clause.iter().enumerate() {
-                let Tok::Num { value, colon_minutes, spoken_one } = *t else { continue };
+                let Tok::Num {
+                    value,
+                    colon_minutes,
+                    spoken_one,
+                } = *t
+                else {
+                    continue;
+                };
                 let next = clause.get(i + 1).and_then(word);
                 let clock = colon_minutes.is_some() || matches!(next, Some("am" | "pm" | "oclock"));
                 if !clock && !spoken_one {
@@ -418,7 +560,15 @@ fn yes_no(answer: &str) -> Option<bool> {
 }
 
 fn describe_day(day: usize, polarity: Polarity) -> String {
-    format!("{} {}", if polarity { "open/yes on" } else { "closed/no on" }, DAYS[day])
+    format!(
+        "{} {}",
+        if polarity {
+            "open/yes on"
+        } else {
+            "closed/no on"
+        },
+        DAYS[day]
+    )
 }
 
 /// Check `answer` (to `question`) against `facts`.
@@ -427,7 +577,12 @@ pub fn check(answer: &str, question: &str, facts: &[&str]) -> Verdict {
 }
 
 /// [`check`], also allowing the words of `vocabulary` (the bot's own name).
-pub fn check_with_vocabulary(answer: &str, question: &str, facts: &[&str], vocabulary: &[&str]) -> Verdict {
+pub fn check_with_vocabulary(
+    answer: &str,
+    question: &str,
+    facts: &[&str],
+    vocabulary: &[&str],
+) -> Verdict {
     let mut known = Claims::default();
     for fact in facts {
         let c = Claims::of(fact);
@@ -448,9 +603,14 @@ pub fn check_with_vocabulary(answer: &str, question: &str, facts: &[&str], vocab
     if let Some(affirm) = yes_no(answer) {
         day_claims.extend(asked.days.iter().map(|(d, p)| (*d, *p == affirm)));
         for (words, polarity, text) in &asked.clauses {
-            let covered = known.clauses.iter().any(|(f, _, _)| overlap(words, f) >= 2.min(words.len()));
+            let covered = known
+                .clauses
+                .iter()
+                .any(|(f, _, _)| overlap(words, f) >= 2.min(words.len()));
             if !covered && asked.days.is_empty() {
-                problems.push(format!("answers yes/no to \"{text}\", which no fact covers"));
+                problems.push(format!(
+                    "answers yes/no to \"{text}\", which no fact covers"
+                ));
             }
             clause_claims.push((words.clone(), *polarity == affirm, text.clone()));
         }
@@ -459,7 +619,11 @@ pub fn check_with_vocabulary(answer: &str, question: &str, facts: &[&str], vocab
     for (day, polarity) in &day_claims {
         if !known.days.contains(&(*day, *polarity)) {
             let opposite = known.days.contains(&(*day, !polarity));
-            let why = if opposite { "the facts say the opposite" } else { "no fact says so" };
+            let why = if opposite {
+                "the facts say the opposite"
+            } else {
+                "no fact says so"
+            };
             problems.push(format!("says {}: {why}", describe_day(*day, *polarity)));
         }
     }
@@ -480,17 +644,29 @@ pub fn check_with_vocabulary(answer: &str, question: &str, facts: &[&str], vocab
         // The fact clauses about the same thing: those sharing the most words
         // (a fact's other clause, "gift cards never expire", must not vouch
         // for "we do not sell gift cards").
-        let best = known.clauses.iter().map(|(f, _, _)| overlap(words, f)).max().unwrap_or(0);
+        let best = known
+            .clauses
+            .iter()
+            .map(|(f, _, _)| overlap(words, f))
+            .max()
+            .unwrap_or(0);
         if best < 2 || best * 2 < words.len() {
             continue;
         }
-        let closest: Vec<&(BTreeSet<String>, Polarity, String)> =
-            known.clauses.iter().filter(|(f, _, _)| overlap(words, f) == best).collect();
+        let closest: Vec<&(BTreeSet<String>, Polarity, String)> = known
+            .clauses
+            .iter()
+            .filter(|(f, _, _)| overlap(words, f) == best)
+            .collect();
         if closest.iter().all(|(_, p, _)| p != polarity) {
-            problems.push(format!("\"{text}\" contradicts the fact \"{}\"", closest[0].2));
+            problems.push(format!(
+                "\"{text}\" contradicts the fact \"{}\"",
+                closest[0].2
+            ));
         }
     }
-    let mut question_words: BTreeSet<String> = content_words(&prepare(question)).into_iter().collect();
+    let mut question_words: BTreeSet<String> =
+        content_words(&prepare(question)).into_iter().collect();
     question_words.extend(vocabulary.iter().flat_map(|v| content_words(v)));
     let novel: Vec<&String> = said
         .words
@@ -506,19 +682,34 @@ pub fn check_with_vocabulary(answer: &str, question: &str, facts: &[&str], vocab
         let list: Vec<&str> = novel.iter().map(|s| s.as_str()).collect();
         problems.push(format!("uses words no fact contains: {}", list.join(", ")));
     }
-    Verdict { supported: problems.is_empty(), problems }
+    Verdict {
+        supported: problems.is_empty(),
+        problems,
+    }
 }
 
 fn overlap(a: &BTreeSet<String>, b: &BTreeSet<String>) -> usize {
-    a.iter().filter(|w| b.contains(*w) || b.iter().any(|x| same_word(x, w))).count()
+    a.iter()
+        .filter(|w| b.contains(*w) || b.iter().any(|x| same_word(x, w)))
+        .count()
 }
 
 /// Inflections of one word ("ship"/"shipping"/"shipped", "sell"/"sold").
 fn same_word(a: &str, b: &str) -> bool {
-    const IRREGULAR: &[(&str, &str)] =
-        &[("sold", "sell"), ("bought", "buy"), ("took", "take"), ("paid", "pay"), ("kept", "keep"), ("gave", "give")];
+    const IRREGULAR: &[(&str, &str)] = &[
+        ("sold", "sell"),
+        ("bought", "buy"),
+        ("took", "take"),
+        ("paid", "pay"),
+        ("kept", "keep"),
+        ("gave", "give"),
+    ];
     let base = |w: &str| -> String {
-        let w = IRREGULAR.iter().find(|(from, _)| *from == w).map(|(_, to)| *to).unwrap_or(w);
+        let w = IRREGULAR
+            .iter()
+            .find(|(from, _)| *from == w)
+            .map(|(_, to)| *to)
+            .unwrap_or(w);
         stem(w)
     };
     let (a, b) = (base(a), base(b));
@@ -536,31 +727,49 @@ mod tests {
     const HOURS: &str = "Our stores are open Monday to Friday, 9 am to 6 pm. We are closed on Saturdays and Sundays.";
     const RETURNS: &str = "You can return items within 30 days of purchase with the receipt. Without a receipt we can offer store credit.";
     const SHIPPING: &str = "Standard shipping takes 3 to 5 business days. Express shipping takes 1 to 2 business days and costs $12.";
-    const GIFT: &str = "Gift cards are sold in all our stores and online, in amounts from $10 to $500.";
+    const GIFT: &str =
+        "Gift cards are sold in all our stores and online, in amounts from $10 to $500.";
     const PRICE: &str = "We do not offer price matching.";
     const SUNDAY: &str = "The outlet store is open every day except Sunday, from 10 am to 4 pm.";
 
     fn ok(answer: &str, question: &str, facts: &[&str]) {
         let v = check(answer, question, facts);
-        assert!(v.supported, "should pass: {answer:?} (q: {question:?}) problems: {:?}", v.problems);
+        assert!(
+            v.supported,
+            "should pass: {answer:?} (q: {question:?}) problems: {:?}",
+            v.problems
+        );
     }
 
     fn bad(answer: &str, question: &str, facts: &[&str]) {
         let v = check(answer, question, facts);
-        assert!(!v.supported, "should be rejected: {answer:?} (q: {question:?})");
+        assert!(
+            !v.supported,
+            "should be rejected: {answer:?} (q: {question:?})"
+        );
     }
 
     #[test]
     fn rejects_opening_on_a_closed_day() {
         let q = "Are you open on Saturday?";
         bad("Yes, we are open on Saturday.", q, &[HOURS]);
-        bad("Yes, we're open on Saturdays from 9 am to 6 pm.", q, &[HOURS]);
+        bad(
+            "Yes, we're open on Saturdays from 9 am to 6 pm.",
+            q,
+            &[HOURS],
+        );
         bad("Yes.", q, &[HOURS]);
         bad("We are open Monday to Saturday, 9 am to 6 pm.", q, &[HOURS]);
         bad("We're open every day from 9 to 6.", q, &[HOURS]);
         bad("Saturday we are open from 9 am.", q, &[HOURS]);
         let v = check("Yes, we are open on Saturday.", q, &[HOURS]);
-        assert!(v.problems.iter().any(|p| p.contains("Saturday") && p.contains("opposite")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("Saturday") && p.contains("opposite")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -568,20 +777,44 @@ mod tests {
         let q = "Are you open on Saturday?";
         ok("No, we are closed on Saturdays.", q, &[HOURS]);
         ok("No.", q, &[HOURS]);
-        ok("We're open Monday to Friday from 9 am to 6 pm.", q, &[HOURS]);
-        ok("Sorry, we're closed on weekends. We're open Monday through Friday, 9 to 6.", q, &[HOURS]);
+        ok(
+            "We're open Monday to Friday from 9 am to 6 pm.",
+            q,
+            &[HOURS],
+        );
+        ok(
+            "Sorry, we're closed on weekends. We're open Monday through Friday, 9 to 6.",
+            q,
+            &[HOURS],
+        );
         ok("No, we are not open on Saturday.", q, &[HOURS]);
-        ok("Our stores are open 9 a.m. to 6 p.m., Monday to Friday.", "what are your hours", &[HOURS]);
+        ok(
+            "Our stores are open 9 a.m. to 6 p.m., Monday to Friday.",
+            "what are your hours",
+            &[HOURS],
+        );
     }
 
     #[test]
     fn ranges_cover_the_days_inside_them() {
         let q = "Are you open on Wednesday?";
-        ok("Yes, we're open on Wednesday from 9 am to 6 pm.", q, &[HOURS]);
+        ok(
+            "Yes, we're open on Wednesday from 9 am to 6 pm.",
+            q,
+            &[HOURS],
+        );
         ok("Yes.", q, &[HOURS]);
         bad("No, we are closed on Wednesday.", q, &[HOURS]);
-        ok("Yes, we are open Thursday.", "open thursday?", &["We are open Mon–Fri, 9:00–18:00."]);
-        ok("We open at 9 am and close at 6 pm on weekdays.", "hours?", &[HOURS]);
+        ok(
+            "Yes, we are open Thursday.",
+            "open thursday?",
+            &["We are open Mon–Fri, 9:00–18:00."],
+        );
+        ok(
+            "We open at 9 am and close at 6 pm on weekdays.",
+            "hours?",
+            &[HOURS],
+        );
     }
 
     #[test]
@@ -589,7 +822,11 @@ mod tests {
         let q = "Is the outlet open on Sunday?";
         bad("Yes, the outlet store is open on Sunday.", q, &[SUNDAY]);
         ok("No, the outlet store is closed on Sunday.", q, &[SUNDAY]);
-        ok("Yes, the outlet store is open on Saturday from 10 am to 4 pm.", "Is the outlet open Saturday?", &[SUNDAY]);
+        ok(
+            "Yes, the outlet store is open on Saturday from 10 am to 4 pm.",
+            "Is the outlet open Saturday?",
+            &[SUNDAY],
+        );
     }
 
     #[test]
@@ -605,15 +842,51 @@ mod tests {
 
     #[test]
     fn numbers_prices_and_durations_must_match() {
-        ok("You can return items within 30 days with the receipt.", "Can I return something after two weeks?", &[RETURNS]);
-        bad("You can return items within 60 days.", "how long do I have to return", &[RETURNS]);
-        bad("You can return items within thirty five days.", "how long do I have to return", &[RETURNS]);
-        ok("You can return items within thirty days of purchase.", "how long do I have to return", &[RETURNS]);
-        ok("Standard shipping takes 3 to 5 business days.", "How long does shipping take?", &[SHIPPING]);
-        bad("Standard shipping takes 2 to 4 business days.", "How long does shipping take?", &[SHIPPING]);
-        ok("Express shipping costs $12.", "how much is express shipping", &[SHIPPING]);
-        bad("Express shipping costs $15.", "how much is express shipping", &[SHIPPING]);
-        ok("Gift cards are sold in amounts from $10 to $500.", "what amounts do gift cards come in", &[GIFT]);
+        ok(
+            "You can return items within 30 days with the receipt.",
+            "Can I return something after two weeks?",
+            &[RETURNS],
+        );
+        bad(
+            "You can return items within 60 days.",
+            "how long do I have to return",
+            &[RETURNS],
+        );
+        bad(
+            "You can return items within thirty five days.",
+            "how long do I have to return",
+            &[RETURNS],
+        );
+        ok(
+            "You can return items within thirty days of purchase.",
+            "how long do I have to return",
+            &[RETURNS],
+        );
+        ok(
+            "Standard shipping takes 3 to 5 business days.",
+            "How long does shipping take?",
+            &[SHIPPING],
+        );
+        bad(
+            "Standard shipping takes 2 to 4 business days.",
+            "How long does shipping take?",
+            &[SHIPPING],
+        );
+        ok(
+            "Express shipping costs $12.",
+            "how much is express shipping",
+            &[SHIPPING],
+        );
+        bad(
+            "Express shipping costs $15.",
+            "how much is express shipping",
+            &[SHIPPING],
+        );
+        ok(
+            "Gift cards are sold in amounts from $10 to $500.",
+            "what amounts do gift cards come in",
+            &[GIFT],
+        );
     }
 
     #[test]
@@ -624,7 +897,11 @@ mod tests {
         ok("No, we do not offer price matching.", q, &[PRICE]);
         ok("No.", q, &[PRICE]);
         let q = "Do you sell gift cards?";
-        ok("Yes, gift cards are sold in our stores and online.", q, &[GIFT]);
+        ok(
+            "Yes, gift cards are sold in our stores and online.",
+            q,
+            &[GIFT],
+        );
         ok("Yes.", q, &[GIFT]);
         bad("No, we don't sell gift cards.", q, &[GIFT]);
         bad("No.", q, &[GIFT]);
@@ -637,7 +914,11 @@ mod tests {
         let q = "Do you sell gift cards?";
         bad("We do not sell gift cards.", q, &[fact]);
         bad("No.", q, &[fact]);
-        ok("Yes, gift cards are sold in all our stores and online.", q, &[fact]);
+        ok(
+            "Yes, gift cards are sold in all our stores and online.",
+            q,
+            &[fact],
+        );
         ok("Gift cards never expire.", "Do gift cards expire?", &[fact]);
         bad("Gift cards expire.", "Do gift cards expire?", &[fact]);
     }
@@ -645,27 +926,68 @@ mod tests {
     #[test]
     fn yes_to_something_no_fact_covers_is_rejected() {
         bad("Yes.", "Do you sell pet food?", &[GIFT, HOURS]);
-        bad("Yes, we sell pet food.", "Do you sell pet food?", &[GIFT, HOURS]);
+        bad(
+            "Yes, we sell pet food.",
+            "Do you sell pet food?",
+            &[GIFT, HOURS],
+        );
     }
 
     #[test]
     fn durations_are_not_weekdays_and_the_bot_may_name_itself() {
-        let facts = [RETURNS, "Refunds go back to the original payment method within 5 to 7 business days."];
-        ok("Refunds go back to the original payment method within 5 to 7 business days.", "When will I get my refund?", &facts);
-        let v = check("You can request a refund within 7 days of purchase.", "refund?", &facts);
-        assert!(v.problems.iter().all(|p| !p.contains("Monday")), "{:?}", v.problems);
-        ok("We're open 7 days a week.", "open every day?", &["The outlet is open 7 days a week."]);
+        let facts = [
+            RETURNS,
+            "Refunds go back to the original payment method within 5 to 7 business days.",
+        ];
+        ok(
+            "Refunds go back to the original payment method within 5 to 7 business days.",
+            "When will I get my refund?",
+            &facts,
+        );
+        let v = check(
+            "You can request a refund within 7 days of purchase.",
+            "refund?",
+            &facts,
+        );
+        assert!(
+            v.problems.iter().all(|p| !p.contains("Monday")),
+            "{:?}",
+            v.problems
+        );
+        ok(
+            "We're open 7 days a week.",
+            "open every day?",
+            &["The outlet is open 7 days a week."],
+        );
         let named = "Understudy Outfitters stores are open Monday to Friday.";
         assert!(!check(named, "hours?", &[HOURS]).supported);
-        assert!(check_with_vocabulary(named, "hours?", &[HOURS], &["Understudy Outfitters"]).supported);
+        assert!(
+            check_with_vocabulary(named, "hours?", &[HOURS], &["Understudy Outfitters"]).supported
+        );
     }
 
     #[test]
     fn invented_details_are_rejected() {
-        bad("Standard shipping is free and takes 3 to 5 business days.", "How long does shipping take?", &[SHIPPING]);
-        bad("Gift cards are sold in our stores and never expire.", "Do you sell gift cards?", &[GIFT]);
-        bad("You can return items within 30 days, and we also price match.", "returns?", &[RETURNS]);
-        bad("Our stores are open in December.", "open in december?", &[HOURS]);
+        bad(
+            "Standard shipping is free and takes 3 to 5 business days.",
+            "How long does shipping take?",
+            &[SHIPPING],
+        );
+        bad(
+            "Gift cards are sold in our stores and never expire.",
+            "Do you sell gift cards?",
+            &[GIFT],
+        );
+        bad(
+            "You can return items within 30 days, and we also price match.",
+            "returns?",
+            &[RETURNS],
+        );
+        bad(
+            "Our stores are open in December.",
+            "open in december?",
+            &[HOURS],
+        );
     }
 
     #[test]
@@ -675,15 +997,28 @@ mod tests {
             "Do you sell gift cards?",
             &[GIFT],
         );
-        ok("Unfortunately we do not offer price matching.", "can you match a competitor's price", &[PRICE]);
+        ok(
+            "Unfortunately we do not offer price matching.",
+            "can you match a competitor's price",
+            &[PRICE],
+        );
     }
 
     #[test]
     fn tokenizer_reads_times_and_spoken_numbers() {
         let c = Claims::of("Open 9:30 a.m. to six p.m., thirty days, one of our stores");
         assert_eq!(c.times.len(), 2, "{c:?}");
-        assert!(c.times[0].compatible(&TimeOfDay { minutes12: 9 * 60 + 30, pm: Some(false) }));
-        assert!(c.times[1].compatible(&TimeOfDay { minutes12: 6 * 60, pm: Some(true) }));
-        assert_eq!(Claims::claimed_numbers("thirty days, one of our stores"), [30.0]);
+        assert!(c.times[0].compatible(&TimeOfDay {
+            minutes12: 9 * 60 + 30,
+            pm: Some(false)
+        }));
+        assert!(c.times[1].compatible(&TimeOfDay {
+            minutes12: 6 * 60,
+            pm: Some(true)
+        }));
+        assert_eq!(
+            Claims::claimed_numbers("thirty days, one of our stores"),
+            [30.0]
+        );
     }
 }

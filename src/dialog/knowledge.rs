@@ -51,10 +51,21 @@ pub struct Answer {
 
 impl Knowledge {
     pub fn new(bundle: &Bundle, lang: &str) -> Knowledge {
-        let facts: Vec<String> =
-            bundle.knowledge.iter().filter_map(|t| t.get(lang, bundle.language())).map(|s| s.trim().to_string()).collect();
-        let words = facts.iter().map(|f| content_words(f).into_iter().collect()).collect();
-        Knowledge { facts, words, vectors: vec![] }
+        let facts: Vec<String> = bundle
+            .knowledge
+            .iter()
+            .filter_map(|t| t.get(lang, bundle.language()))
+            .map(|s| s.trim().to_string())
+            .collect();
+        let words = facts
+            .iter()
+            .map(|f| content_words(f).into_iter().collect())
+            .collect();
+        Knowledge {
+            facts,
+            words,
+            vectors: vec![],
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,11 +81,19 @@ impl Knowledge {
     /// The facts relevant to `question`, best first. With a question vector
     /// (and embedded facts) relevance is cosine similarity, else the share of
     /// the question's content words a fact contains.
-    pub fn retrieve(&self, question: &str, question_vec: Option<&[f32]>, settings: &KnowledgeSettings) -> Vec<Retrieved> {
+    pub fn retrieve(
+        &self,
+        question: &str,
+        question_vec: Option<&[f32]>,
+        settings: &KnowledgeSettings,
+    ) -> Vec<Retrieved> {
         let mut scored: Vec<(usize, f32)> = match question_vec {
-            Some(q) if self.vectors.len() == self.facts.len() => {
-                self.vectors.iter().enumerate().map(|(i, v)| (i, cosine(q, v))).collect()
-            }
+            Some(q) if self.vectors.len() == self.facts.len() => self
+                .vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, cosine(q, v)))
+                .collect(),
             _ => {
                 let asked: BTreeSet<String> = content_words(question).into_iter().collect();
                 self.words
@@ -82,7 +101,14 @@ impl Knowledge {
                     .enumerate()
                     .map(|(i, w)| {
                         let shared = asked.intersection(w).count();
-                        (i, if asked.is_empty() { 0.0 } else { shared as f32 / asked.len() as f32 })
+                        (
+                            i,
+                            if asked.is_empty() {
+                                0.0
+                            } else {
+                                shared as f32 / asked.len() as f32
+                            },
+                        )
                     })
                     .collect()
             }
@@ -92,7 +118,10 @@ impl Knowledge {
             .into_iter()
             .filter(|(_, s)| *s >= settings.min_similarity)
             .take(settings.top_k.max(1))
-            .map(|(i, score)| Retrieved { fact: self.facts[i].clone(), score })
+            .map(|(i, score)| Retrieved {
+                fact: self.facts[i].clone(),
+                score,
+            })
             .collect()
     }
 
@@ -127,7 +156,10 @@ impl Knowledge {
         let started = Instant::now();
         let generated = llm
             .generate(GenerateRequest {
-                messages: vec![ChatMessage::new("system", system), ChatMessage::new("user", question)],
+                messages: vec![
+                    ChatMessage::new("system", system),
+                    ChatMessage::new("user", question),
+                ],
                 max_tokens: 60,
                 temperature: 0.0,
                 grammar: None,
@@ -137,16 +169,30 @@ impl Knowledge {
         let llm_ms = started.elapsed().as_secs_f64() * 1e3;
         let said = first_sentences(&generated.text, 2);
         if said.is_empty() || said.to_lowercase().contains("not sure") {
-            metrics::counter_inc("understudy_dialog_guard_total", &[("verdict", "llm_unsure")]);
+            metrics::counter_inc(
+                "understudy_dialog_guard_total",
+                &[("verdict", "llm_unsure")],
+            );
             return Ok(verbatim(facts, Some(said), None, llm_ms));
         }
         let started = Instant::now();
         let fact_texts: Vec<&str> = facts.iter().map(|f| f.fact.as_str()).collect();
         let verdict = guard::check_with_vocabulary(&said, question, &fact_texts, &[bot_name]);
-        metrics::observe_ms("understudy_dialog_stage_ms", &[("stage", "guard")], started.elapsed().as_secs_f64() * 1e3);
+        metrics::observe_ms(
+            "understudy_dialog_stage_ms",
+            &[("stage", "guard")],
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         if verdict.supported {
             metrics::counter_inc("understudy_dialog_guard_total", &[("verdict", "pass")]);
-            return Ok(Answer { text: said.clone(), source: AnswerSource::Llm, facts, llm_text: Some(said), guard: Some(verdict), llm_ms });
+            return Ok(Answer {
+                text: said.clone(),
+                source: AnswerSource::Llm,
+                facts,
+                llm_text: Some(said),
+                guard: Some(verdict),
+                llm_ms,
+            });
         }
         metrics::counter_inc("understudy_dialog_guard_total", &[("verdict", "reject")]);
         tracing::info!(answer = %said, problems = ?verdict.problems, "guard rejected an LLM answer");
@@ -164,7 +210,9 @@ fn first_sentences(text: &str, n: usize) -> String {
     let mut end = text.len();
     let mut count = 0;
     for (i, ch) in text.char_indices() {
-        if matches!(ch, '.' | '!' | '?') && text[i + 1..].chars().next().is_none_or(char::is_whitespace) {
+        if matches!(ch, '.' | '!' | '?')
+            && text[i + 1..].chars().next().is_none_or(char::is_whitespace)
+        {
             count += 1;
             if count == n {
                 end = i + 1;
@@ -183,16 +231,25 @@ mod tests {
     fn lexical_retrieval_finds_the_fact_without_embeddings() {
         let bundle = Bundle::demo();
         let k = Knowledge::new(&bundle, "en");
-        let settings = KnowledgeSettings { min_similarity: 0.5, ..Default::default() };
+        let settings = KnowledgeSettings {
+            min_similarity: 0.5,
+            ..Default::default()
+        };
         let found = k.retrieve("Do you sell gift cards?", None, &settings);
-        assert!(found[0].fact.to_lowercase().contains("gift card"), "{found:?}");
+        assert!(
+            found[0].fact.to_lowercase().contains("gift card"),
+            "{found:?}"
+        );
         assert!(k.retrieve("I like turtles", None, &settings).is_empty());
     }
 
     #[test]
     fn answers_are_cut_to_two_sentences() {
         assert_eq!(first_sentences("One. Two! Three? Four.", 2), "One. Two!");
-        assert_eq!(first_sentences("  \"Costs $12.50 today.\" ", 2), "Costs $12.50 today.");
+        assert_eq!(
+            first_sentences("  \"Costs $12.50 today.\" ", 2),
+            "Costs $12.50 today."
+        );
         assert_eq!(first_sentences("No stop", 2), "No stop");
     }
 }

@@ -35,5 +35,7 @@ pub mod validate;
 pub use bot::{Bot, BotError, Nlu};
 pub use bundle::{Bundle, BundleError, FORMAT_V1};
 pub use flow::Conversation;
-pub use turn::{Action, BotTurn, DialogTimings, ListenHints, MatchSource, Outcome, TransferReason, UserInput};
+pub use turn::{
+    Action, BotTurn, DialogTimings, ListenHints, MatchSource, Outcome, TransferReason, UserInput,
+};
 pub use validate::{Issue, Severity};

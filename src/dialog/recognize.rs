@@ -67,8 +67,16 @@ impl Recognizer {
             .intents
             .iter()
             .map(|(name, intent)| {
-                let raw: Vec<String> = intent.phrases.get(lang, default).cloned().unwrap_or_default();
-                let keywords = intent.keywords.get(lang, default).cloned().unwrap_or_default();
+                let raw: Vec<String> = intent
+                    .phrases
+                    .get(lang, default)
+                    .cloned()
+                    .unwrap_or_default();
+                let keywords = intent
+                    .keywords
+                    .get(lang, default)
+                    .cloned()
+                    .unwrap_or_default();
                 IntentEntry {
                     name: name.clone(),
                     description: intent
@@ -77,21 +85,43 @@ impl Recognizer {
                         .and_then(|d| d.get(lang, default))
                         .cloned()
                         .unwrap_or_else(|| name.replace('_', " ")),
-                    phrases: raw.iter().map(|p| meaningful_words(p)).filter(|w| !w.is_empty()).collect(),
-                    keywords: keywords.iter().map(|k| meaningful_words(k)).filter(|w| !w.is_empty()).collect(),
+                    phrases: raw
+                        .iter()
+                        .map(|p| meaningful_words(p))
+                        .filter(|w| !w.is_empty())
+                        .collect(),
+                    keywords: keywords
+                        .iter()
+                        .map(|k| meaningful_words(k))
+                        .filter(|w| !w.is_empty())
+                        .collect(),
                     examples: raw.iter().take(3).cloned().collect(),
                 }
             })
             .collect();
-        Recognizer { intents, phrase_vectors: vec![], settings: bundle.settings.recognition.clone(), bot_name: bundle.bot.name.clone() }
+        Recognizer {
+            intents,
+            phrase_vectors: vec![],
+            settings: bundle.settings.recognition.clone(),
+            bot_name: bundle.bot.name.clone(),
+        }
     }
 
     /// Embed every training phrase once (at bot load).
-    pub async fn embed_phrases(&mut self, embed: &EmbedClient, bundle: &Bundle, lang: &str) -> Result<(), EngineError> {
+    pub async fn embed_phrases(
+        &mut self,
+        embed: &EmbedClient,
+        bundle: &Bundle,
+        lang: &str,
+    ) -> Result<(), EngineError> {
         let mut owners = vec![];
         let mut texts = vec![];
         for (i, entry) in self.intents.iter().enumerate() {
-            let phrases = bundle.intents[&entry.name].phrases.get(lang, bundle.language()).cloned().unwrap_or_default();
+            let phrases = bundle.intents[&entry.name]
+                .phrases
+                .get(lang, bundle.language())
+                .cloned()
+                .unwrap_or_default();
             for p in phrases {
                 owners.push(i);
                 texts.push(p);
@@ -119,11 +149,18 @@ impl Recognizer {
             return None;
         }
         let candidates = self.intents.iter().filter(|e| active.contains(&e.name));
-        let exact: BTreeSet<&str> =
-            candidates.clone().filter(|e| e.phrases.contains(&said)).map(|e| e.name.as_str()).collect();
+        let exact: BTreeSet<&str> = candidates
+            .clone()
+            .filter(|e| e.phrases.contains(&said))
+            .map(|e| e.name.as_str())
+            .collect();
         if exact.len() == 1 {
             let intent = exact.into_iter().next().unwrap().to_string();
-            return Some(Recognition { intent, confidence: 1.0, source: MatchSource::Rule });
+            return Some(Recognition {
+                intent,
+                confidence: 1.0,
+                source: MatchSource::Rule,
+            });
         }
         if exact.len() > 1 {
             return None;
@@ -136,7 +173,9 @@ impl Recognizer {
                     // A negator shortly before ("I don't want to speak to an agent")
                     // leaves the decision to the later stages. "no" usually
                     // answers the bot ("no, I want an agent"), so it does not count.
-                    let negated = said[start.saturating_sub(8)..start].iter().any(|w| is_negator(w) && w != "no");
+                    let negated = said[start.saturating_sub(8)..start]
+                        .iter()
+                        .any(|w| is_negator(w) && w != "no");
                     if !negated {
                         spans.push((entry.name.as_str(), start, needle.len()));
                     }
@@ -144,18 +183,27 @@ impl Recognizer {
             }
         }
         let (intent, start, len) = *spans.iter().max_by_key(|s| s.2)?;
-        let covers_others =
-            spans.iter().all(|(other, s, l)| *other == intent || (*s >= start && s + l <= start + len));
+        let covers_others = spans
+            .iter()
+            .all(|(other, s, l)| *other == intent || (*s >= start && s + l <= start + len));
         if !covers_others {
             return None;
         }
         let coverage = len as f32 / said.len() as f32;
-        Some(Recognition { intent: intent.to_string(), confidence: 0.75 + 0.2 * coverage, source: MatchSource::Rule })
+        Some(Recognition {
+            intent: intent.to_string(),
+            confidence: 0.75 + 0.2 * coverage,
+            source: MatchSource::Rule,
+        })
     }
 
     /// Stage 2: the best intent by its closest training phrase, if it clears
     /// the accept threshold and leads the runner-up by the margin.
-    pub fn embedding(&self, utterance_vec: &[f32], active: &BTreeSet<String>) -> (Option<Recognition>, EmbeddingScores) {
+    pub fn embedding(
+        &self,
+        utterance_vec: &[f32],
+        active: &BTreeSet<String>,
+    ) -> (Option<Recognition>, EmbeddingScores) {
         let mut best_per_intent: Vec<(usize, f32)> = vec![];
         for (i, v) in &self.phrase_vectors {
             if !active.contains(&self.intents[*i].name) {
@@ -169,22 +217,30 @@ impl Recognizer {
         }
         best_per_intent.sort_by(|a, b| b.1.total_cmp(&a.1));
         let scores = EmbeddingScores {
-            ranked: best_per_intent.iter().map(|(i, s)| (self.intents[*i].name.clone(), *s)).collect(),
+            ranked: best_per_intent
+                .iter()
+                .map(|(i, s)| (self.intents[*i].name.clone(), *s))
+                .collect(),
         };
         let accepted = scores.best().and_then(|(intent, best)| {
             let margin = best - scores.ranked.get(1).map_or(0.0, |r| r.1);
-            (*best >= self.settings.embedding_accept && margin >= self.settings.embedding_margin).then(|| Recognition {
-                intent: intent.clone(),
-                confidence: *best,
-                source: MatchSource::Embedding,
-            })
+            (*best >= self.settings.embedding_accept && margin >= self.settings.embedding_margin)
+                .then(|| Recognition {
+                    intent: intent.clone(),
+                    confidence: *best,
+                    source: MatchSource::Embedding,
+                })
         });
         (accepted, scores)
     }
 
     /// The intents the LLM may choose from: without embeddings every active
     /// one; with them the closest few above the floor (possibly none).
-    pub fn llm_candidates(&self, active: &BTreeSet<String>, scores: Option<&EmbeddingScores>) -> BTreeSet<String> {
+    pub fn llm_candidates(
+        &self,
+        active: &BTreeSet<String>,
+        scores: Option<&EmbeddingScores>,
+    ) -> BTreeSet<String> {
         match scores {
             None => active.clone(),
             Some(s) => s
@@ -198,22 +254,41 @@ impl Recognizer {
     }
 
     /// The classification prompt and grammar for the candidate intents.
-    pub fn llm_request(&self, utterance: &str, candidates: &BTreeSet<String>, bot_question: Option<&str>) -> GenerateRequest {
-        let entries: Vec<&IntentEntry> = self.intents.iter().filter(|e| candidates.contains(&e.name)).collect();
+    pub fn llm_request(
+        &self,
+        utterance: &str,
+        candidates: &BTreeSet<String>,
+        bot_question: Option<&str>,
+    ) -> GenerateRequest {
+        let entries: Vec<&IntentEntry> = self
+            .intents
+            .iter()
+            .filter(|e| candidates.contains(&e.name))
+            .collect();
         let mut listing = String::new();
         for e in &entries {
             let examples: Vec<String> = e.examples.iter().map(|x| format!("\"{x}\"")).collect();
-            listing.push_str(&format!("- {}: {} (e.g. {})\n", e.name, e.description, examples.join(", ")));
+            listing.push_str(&format!(
+                "- {}: {} (e.g. {})\n",
+                e.name,
+                e.description,
+                examples.join(", ")
+            ));
         }
         listing.push_str("- none: anything else\n");
-        let context = bot_question.map(|q| format!("The bot just said: \"{q}\"\n")).unwrap_or_default();
+        let context = bot_question
+            .map(|q| format!("The bot just said: \"{q}\"\n"))
+            .unwrap_or_default();
         let system = format!(
             "You route phone calls for {}. Reply with the one intent that matches what the caller said, or none.\nIntents:\n{listing}{context}",
             self.bot_name
         );
         let grammar = gbnf_choice(entries.iter().map(|e| e.name.as_str()).chain(["none"]));
         GenerateRequest {
-            messages: vec![ChatMessage::new("system", system), ChatMessage::new("user", utterance)],
+            messages: vec![
+                ChatMessage::new("system", system),
+                ChatMessage::new("user", utterance),
+            ],
             max_tokens: 16,
             temperature: 0.0,
             grammar: Some(grammar),
@@ -230,7 +305,9 @@ impl Recognizer {
         candidates: &BTreeSet<String>,
         bot_question: Option<&str>,
     ) -> Result<Option<Recognition>, EngineError> {
-        let generated = llm.generate(self.llm_request(utterance, candidates, bot_question)).await?;
+        let generated = llm
+            .generate(self.llm_request(utterance, candidates, bot_question))
+            .await?;
         let answer = generated.text.trim();
         tracing::debug!(utterance, answer, ?candidates, "llm intent classification");
         Ok(candidates.contains(answer).then(|| Recognition {
@@ -260,8 +337,13 @@ mod tests {
     fn exact_and_contained_phrases_match() {
         let (r, active) = recognizer();
         let exact = r.rules("Where is my order?", &active).unwrap();
-        assert_eq!((exact.intent.as_str(), exact.confidence), ("order_status", 1.0));
-        let contained = r.rules("um hi, I'd like to speak to an agent please", &active).unwrap();
+        assert_eq!(
+            (exact.intent.as_str(), exact.confidence),
+            ("order_status", 1.0)
+        );
+        let contained = r
+            .rules("um hi, I'd like to speak to an agent please", &active)
+            .unwrap();
         assert_eq!(contained.intent, "agent");
         assert!(contained.confidence < 1.0);
     }
@@ -269,7 +351,11 @@ mod tests {
     #[test]
     fn negated_phrases_do_not_match() {
         let (r, active) = recognizer();
-        assert_eq!(r.rules("I don't want to speak to an agent", &active).map(|x| x.intent), None);
+        assert_eq!(
+            r.rules("I don't want to speak to an agent", &active)
+                .map(|x| x.intent),
+            None
+        );
     }
 
     #[test]
@@ -284,7 +370,10 @@ mod tests {
         let (r, _) = recognizer();
         let active: BTreeSet<String> = ["agent".to_string(), "returns".to_string()].into();
         let req = r.llm_request("blah", &active, Some("How can I help?"));
-        assert_eq!(req.grammar.as_deref(), Some(r#"root ::= "agent" | "returns" | "none""#));
+        assert_eq!(
+            req.grammar.as_deref(),
+            Some(r#"root ::= "agent" | "returns" | "none""#)
+        );
         assert_eq!(req.temperature, 0.0);
         assert!(req.messages[0].content.contains("- agent:"));
         assert!(!req.messages[0].content.contains("- goodbye:"));
@@ -299,7 +388,10 @@ mod tests {
         let (a, b) = (idx("returns"), idx("store_hours"));
         r.phrase_vectors = vec![(a, vec![1.0, 0.0]), (b, vec![0.0, 1.0])];
         let clear = r.embedding(&[0.9, 0.436], &active).0.unwrap();
-        assert_eq!((clear.intent.as_str(), clear.source), ("returns", MatchSource::Embedding));
+        assert_eq!(
+            (clear.intent.as_str(), clear.source),
+            ("returns", MatchSource::Embedding)
+        );
         // Close to both: below the margin, but both go to the LLM.
         let (accepted, scores) = r.embedding(&[0.707, 0.707], &active);
         assert_eq!(accepted, None);

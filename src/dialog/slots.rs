@@ -12,7 +12,10 @@ use std::sync::OnceLock;
 /// An entity compiled for one language.
 #[derive(Debug, Clone)]
 pub enum Matcher {
-    Digits { min: usize, max: usize },
+    Digits {
+        min: usize,
+        max: usize,
+    },
     /// (synonym words, canonical value), longest synonyms first.
     List(Vec<(Vec<String>, String)>),
     Regex(Regex),
@@ -22,13 +25,21 @@ pub enum Matcher {
 impl Matcher {
     pub fn new(entity: &Entity, lang: &str, default_lang: &str) -> Matcher {
         match entity {
-            Entity::Digits { min_digits, max_digits } => Matcher::Digits { min: *min_digits, max: *max_digits },
+            Entity::Digits {
+                min_digits,
+                max_digits,
+            } => Matcher::Digits {
+                min: *min_digits,
+                max: *max_digits,
+            },
             Entity::List { values } => {
                 let values = values.get(lang, default_lang).cloned().unwrap_or_default();
                 let mut synonyms: Vec<(Vec<String>, String)> = values
                     .iter()
                     .flat_map(|v| {
-                        std::iter::once(&v.value).chain(&v.synonyms).map(|s| (words(s), v.value.clone()))
+                        std::iter::once(&v.value)
+                            .chain(&v.synonyms)
+                            .map(|s| (words(s), v.value.clone()))
                     })
                     .filter(|(w, _)| !w.is_empty())
                     .collect();
@@ -36,7 +47,9 @@ impl Matcher {
                 Matcher::List(synonyms)
             }
             // Validation rejects bad patterns; this one never matches.
-            Entity::Regex { pattern } => Matcher::Regex(Regex::new(pattern).unwrap_or_else(|_| Regex::new("$^").unwrap())),
+            Entity::Regex { pattern } => {
+                Matcher::Regex(Regex::new(pattern).unwrap_or_else(|_| Regex::new("$^").unwrap()))
+            }
             Entity::Any => Matcher::Any,
         }
     }
@@ -44,14 +57,19 @@ impl Matcher {
     /// The value in a transcript, if the caller gave one.
     pub fn extract(&self, utterance: &str) -> Option<String> {
         match self {
-            Matcher::Digits { min, max } => {
-                digit_runs(utterance).into_iter().find(|r| (*min..=*max).contains(&r.len()))
-            }
+            Matcher::Digits { min, max } => digit_runs(utterance)
+                .into_iter()
+                .find(|r| (*min..=*max).contains(&r.len())),
             Matcher::List(synonyms) => {
                 let said = words(utterance);
-                synonyms.iter().find(|(syn, _)| contains_words(&said, syn).is_some()).map(|(_, v)| v.clone())
+                synonyms
+                    .iter()
+                    .find(|(syn, _)| contains_words(&said, syn).is_some())
+                    .map(|(_, v)| v.clone())
             }
-            Matcher::Regex(re) => re.captures(utterance).map(|c| c.get(1).or(c.get(0)).unwrap().as_str().to_string()),
+            Matcher::Regex(re) => re
+                .captures(utterance)
+                .map(|c| c.get(1).or(c.get(0)).unwrap().as_str().to_string()),
             Matcher::Any => Some(utterance.trim().to_string()).filter(|s| !s.is_empty()),
         }
     }
@@ -59,10 +77,13 @@ impl Matcher {
     /// The value in keyed digits (terminator already stripped).
     pub fn from_keys(&self, keys: &str) -> Option<String> {
         match self {
-            Matcher::Digits { min, max } => {
-                (keys.chars().all(|c| c.is_ascii_digit()) && (*min..=*max).contains(&keys.len())).then(|| keys.into())
-            }
-            Matcher::List(synonyms) => synonyms.iter().find(|(syn, _)| syn.len() == 1 && syn[0] == keys).map(|(_, v)| v.clone()),
+            Matcher::Digits { min, max } => (keys.chars().all(|c| c.is_ascii_digit())
+                && (*min..=*max).contains(&keys.len()))
+            .then(|| keys.into()),
+            Matcher::List(synonyms) => synonyms
+                .iter()
+                .find(|(syn, _)| syn.len() == 1 && syn[0] == keys)
+                .map(|(_, v)| v.clone()),
             Matcher::Regex(re) => re.is_match(keys).then(|| keys.to_string()),
             Matcher::Any => (!keys.is_empty()).then(|| keys.to_string()),
         }
@@ -72,7 +93,9 @@ impl Matcher {
     /// where a grammar cannot express the entity (regex, free text).
     pub fn grammar(&self) -> Option<String> {
         match self {
-            Matcher::Digits { min, max } => Some(format!("root ::= \"none\" | [0-9]{{{min},{max}}}")),
+            Matcher::Digits { min, max } => {
+                Some(format!("root ::= \"none\" | [0-9]{{{min},{max}}}"))
+            }
             Matcher::List(synonyms) => {
                 let values: BTreeSet<&str> = synonyms.iter().map(|(_, v)| v.as_str()).collect();
                 Some(gbnf_choice(values.into_iter().chain(["none"])))
@@ -100,7 +123,10 @@ impl Matcher {
         }
         match self {
             Matcher::Digits { .. } => self.from_keys(raw),
-            Matcher::List(synonyms) => synonyms.iter().find(|(_, v)| v == raw).map(|(_, v)| v.clone()),
+            Matcher::List(synonyms) => synonyms
+                .iter()
+                .find(|(_, v)| v == raw)
+                .map(|(_, v)| v.clone()),
             Matcher::Regex(_) | Matcher::Any => None,
         }
     }
@@ -113,8 +139,16 @@ impl Matcher {
 
 /// `root ::= "a" | "b"` with GBNF string escaping.
 pub fn gbnf_choice<'a>(options: impl Iterator<Item = &'a str>) -> String {
-    let alts: Vec<String> =
-        options.map(|o| format!("\"{}\"", o.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " "))).collect();
+    let alts: Vec<String> = options
+        .map(|o| {
+            format!(
+                "\"{}\"",
+                o.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', " ")
+            )
+        })
+        .collect();
     format!("root ::= {}", alts.join(" | "))
 }
 
@@ -129,7 +163,8 @@ pub fn contains_words(haystack: &[String], needle: &[String]) -> Option<usize> {
 fn split_sentences(text: &str) -> impl Iterator<Item = &str> {
     // A full stop inside "12.5" is not a sentence end; one before a space is.
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"[.!?;](\s|$)").unwrap()).split(text)
+    RE.get_or_init(|| Regex::new(r"[.!?;](\s|$)").unwrap())
+        .split(text)
 }
 
 /// Every digit string a transcript holds, in order: "4 8 2 1 3", "48213",
@@ -195,7 +230,9 @@ fn numberish_count(text: &str) -> usize {
             if w.chars().all(|c| c.is_ascii_digit()) {
                 w.len()
             } else {
-                usize::from(text::number_word(w).is_some() || w == "oh" || w == "double" || w == "triple")
+                usize::from(
+                    text::number_word(w).is_some() || w == "oh" || w == "double" || w == "triple",
+                )
             }
         })
         .sum()
@@ -211,14 +248,19 @@ pub async fn llm_extract(
     question: &str,
     utterance: &str,
 ) -> Result<Option<String>, EngineError> {
-    let Some(grammar) = matcher.grammar() else { return Ok(None) };
+    let Some(grammar) = matcher.grammar() else {
+        return Ok(None);
+    };
     if !matcher.worth_asking_llm(utterance) {
         return Ok(None);
     }
     let choices = match matcher {
         Matcher::List(syn) => {
             let values: BTreeSet<&str> = syn.iter().map(|(_, v)| v.as_str()).collect();
-            format!(" Possible values: {}.", values.into_iter().collect::<Vec<_>>().join(", "))
+            format!(
+                " Possible values: {}.",
+                values.into_iter().collect::<Vec<_>>().join(", ")
+            )
         }
         _ => " Write digits only.".into(),
     };
@@ -227,7 +269,10 @@ pub async fn llm_extract(
     );
     let generated = llm
         .generate(GenerateRequest {
-            messages: vec![ChatMessage::new("system", system), ChatMessage::new("user", utterance)],
+            messages: vec![
+                ChatMessage::new("system", system),
+                ChatMessage::new("user", utterance),
+            ],
             max_tokens: 24,
             temperature: 0.0,
             grammar: Some(grammar),
@@ -246,7 +291,10 @@ fn placeholder_re() -> &'static Regex {
 
 /// Slot names a prompt refers to (`{order_number}`, `{order.status}`).
 pub fn placeholders(text: &str) -> Vec<&str> {
-    placeholder_re().captures_iter(text).map(|c| c.get(1).unwrap().as_str()).collect()
+    placeholder_re()
+        .captures_iter(text)
+        .map(|c| c.get(1).unwrap().as_str())
+        .collect()
 }
 
 pub fn has_placeholders(text: &str) -> bool {
@@ -255,14 +303,22 @@ pub fn has_placeholders(text: &str) -> bool {
 
 /// Fill a prompt's placeholders for speech: digit slots digit by digit
 /// ("4 8 2 1 3"), others as they are, unknown ones as nothing.
-pub fn render(text: &str, slots: &BTreeMap<String, String>, digit_slots: &BTreeSet<String>) -> String {
+pub fn render(
+    text: &str,
+    slots: &BTreeMap<String, String>,
+    digit_slots: &BTreeSet<String>,
+) -> String {
     let out = placeholder_re().replace_all(text, |c: &regex::Captures| {
         let name = &c[1];
         match slots.get(name) {
             Some(v) if digit_slots.contains(name) => spaced_digits(v),
             Some(v) => v.clone(),
             None => {
-                tracing::warn!(slot = name, prompt = text, "prompt names a slot that is not filled");
+                tracing::warn!(
+                    slot = name,
+                    prompt = text,
+                    "prompt names a slot that is not filled"
+                );
                 String::new()
             }
         }
@@ -293,11 +349,23 @@ mod tests {
         assert_eq!(digits("4-8-2-1-3").as_deref(), Some("48213"));
         assert_eq!(digits("4, 8, 2, 1, 3").as_deref(), Some("48213"));
         assert_eq!(digits("forty eight two thirteen").as_deref(), Some("48213"));
-        assert_eq!(digits("forty eight thousand two hundred thirteen").as_deref(), Some("48213"));
-        assert_eq!(digits("um it's four eight uh two one three").as_deref(), Some("48213"));
-        assert_eq!(digits("five double five seven one").as_deref(), Some("55571"));
+        assert_eq!(
+            digits("forty eight thousand two hundred thirteen").as_deref(),
+            Some("48213")
+        );
+        assert_eq!(
+            digits("um it's four eight uh two one three").as_deref(),
+            Some("48213")
+        );
+        assert_eq!(
+            digits("five double five seven one").as_deref(),
+            Some("55571")
+        );
         assert_eq!(digits("seven oh oh three one").as_deref(), Some("70031"));
-        assert_eq!(digits("my order is 4821 3 thanks").as_deref(), Some("48213"));
+        assert_eq!(
+            digits("my order is 4821 3 thanks").as_deref(),
+            Some("48213")
+        );
     }
 
     #[test]
@@ -308,8 +376,14 @@ mod tests {
         // "oh" leading a sentence is an interjection, not a zero.
         assert_eq!(digits("Oh, it's 48213").as_deref(), Some("48213"));
         // The first run that fits wins; a sentence end separates runs.
-        assert_eq!(digits("My order is 48213. My zip is 90210.").as_deref(), Some("48213"));
-        assert_eq!(digits("I bought two things, order 1234567").as_deref(), Some("1234567"));
+        assert_eq!(
+            digits("My order is 48213. My zip is 90210.").as_deref(),
+            Some("48213")
+        );
+        assert_eq!(
+            digits("I bought two things, order 1234567").as_deref(),
+            Some("1234567")
+        );
         assert_eq!(digit_runs("I bought two things"), ["2"]);
     }
 
@@ -332,7 +406,10 @@ mod tests {
         assert_eq!(m.extract("Extra extra large!").as_deref(), Some("xl"));
         assert_eq!(m.extract("small").as_deref(), Some("small"));
         assert_eq!(m.extract("medium"), None);
-        assert_eq!(m.grammar().unwrap(), r#"root ::= "large" | "small" | "xl" | "none""#);
+        assert_eq!(
+            m.grammar().unwrap(),
+            r#"root ::= "large" | "small" | "xl" | "none""#
+        );
     }
 
     #[test]
@@ -354,14 +431,24 @@ mod tests {
 
     #[test]
     fn prompts_render_digit_slots_digit_by_digit() {
-        let slots: BTreeMap<String, String> =
-            [("order_number".to_string(), "48213".to_string()), ("order.status".into(), "shipped".into())].into();
+        let slots: BTreeMap<String, String> = [
+            ("order_number".to_string(), "48213".to_string()),
+            ("order.status".into(), "shipped".into()),
+        ]
+        .into();
         let digit_slots: BTreeSet<String> = ["order_number".to_string()].into();
         assert_eq!(
-            render("Order {order_number} has {order.status}.", &slots, &digit_slots),
+            render(
+                "Order {order_number} has {order.status}.",
+                &slots,
+                &digit_slots
+            ),
             "Order 4 8 2 1 3 has shipped."
         );
-        assert_eq!(render("Hi {missing} there", &slots, &digit_slots), "Hi there");
+        assert_eq!(
+            render("Hi {missing} there", &slots, &digit_slots),
+            "Hi there"
+        );
         assert_eq!(placeholders("{a} and {b.c}"), ["a", "b.c"]);
         assert!(!has_placeholders("Plain text."));
     }

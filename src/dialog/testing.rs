@@ -30,7 +30,10 @@ fn input_of(turn: &TestTurn) -> (UserInput, String) {
 }
 
 fn squash(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// What differs between `expected` and the bot's `turn`.
@@ -59,12 +62,18 @@ pub fn compare(expected: &TestTurn, turn: &BotTurn) -> Vec<String> {
             Action::Hangup => ActionKind::Hangup,
         };
         if got != kind {
-            out.push(format!("expected action {kind:?}, got {}", turn.action.label()));
+            out.push(format!(
+                "expected action {kind:?}, got {}",
+                turn.action.label()
+            ));
         }
     }
     if let Some(target) = &expected.target {
         if turn.transfer_target.as_ref() != Some(target) {
-            out.push(format!("expected a transfer to {target}, got {:?}", turn.action));
+            out.push(format!(
+                "expected a transfer to {target}, got {:?}",
+                turn.action
+            ));
         }
     }
     for (slot, value) in &expected.slots {
@@ -88,7 +97,10 @@ pub async fn run_test(bot: &Bot, test: &TestConversation) -> Result<TestReport, 
     let said = squash(&greeting.text());
     for fragment in &test.greeting_contains {
         if !said.contains(&squash(fragment)) {
-            failures.push(format!("greeting: expected it to contain \"{fragment}\"; it said \"{}\"", greeting.text()));
+            failures.push(format!(
+                "greeting: expected it to contain \"{fragment}\"; it said \"{}\"",
+                greeting.text()
+            ));
         }
     }
     let mut turns = vec![(String::new(), greeting)];
@@ -96,11 +108,19 @@ pub async fn run_test(bot: &Bot, test: &TestConversation) -> Result<TestReport, 
         let (input, shown) = input_of(expected);
         let turn = bot.respond(&mut conv, input).await?;
         for problem in compare(expected, &turn) {
-            failures.push(format!("turn {} ({shown}): {problem}; the bot said \"{}\"", i + 1, turn.text()));
+            failures.push(format!(
+                "turn {} ({shown}): {problem}; the bot said \"{}\"",
+                i + 1,
+                turn.text()
+            ));
         }
         turns.push((shown, turn));
     }
-    Ok(TestReport { name: test.name.clone(), failures, turns })
+    Ok(TestReport {
+        name: test.name.clone(),
+        failures,
+        turns,
+    })
 }
 
 /// Play every test conversation of the bot's bundle.

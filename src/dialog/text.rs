@@ -29,7 +29,10 @@ pub fn normalize(text: &str) -> String {
 
 /// Hesitations that carry no meaning in a transcript.
 pub fn is_filler(word: &str) -> bool {
-    matches!(word, "uh" | "um" | "umm" | "uhm" | "er" | "erm" | "ah" | "hmm" | "mm" | "mhm")
+    matches!(
+        word,
+        "uh" | "um" | "umm" | "uhm" | "er" | "erm" | "ah" | "hmm" | "mm" | "mhm"
+    )
 }
 
 /// Words that negate what follows ("I don't want an agent").
@@ -57,16 +60,18 @@ pub fn is_negator(word: &str) -> bool {
 }
 
 const STOPWORDS: &[&str] = &[
-    "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can", "could", "did",
-    "do", "does", "for", "from", "get", "got", "had", "has", "have", "hello", "hi", "how", "i", "id", "if", "im", "in",
-    "into", "is", "it", "its", "ive", "just", "know", "like", "ll", "me", "my", "of", "on", "one", "or", "our", "ours",
-    "please", "s", "so", "some", "that", "thats", "the", "their", "them", "then", "there", "theres", "these", "they",
-    "this", "to", "up", "us", "was", "we", "well", "were", "weve", "what", "whats", "when", "where", "which", "who",
-    "will", "with", "would", "yes", "you", "youll", "your", "youre", "yours", "want", "need", "tell", "okay", "ok",
-    "hey", "there", "also", "too", "very", "really", "should", "may", "might", "must", "shall", "here", "out", "than",
-    "only", "much", "many", "more", "most", "other", "such", "same", "own", "each", "both", "few", "until", "while",
-    "again", "once", "because", "through", "during", "before", "after", "above", "below", "off", "over", "under",
-    "further", "why", "ve", "re", "d", "t",
+    "a", "about", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by",
+    "can", "could", "did", "do", "does", "for", "from", "get", "got", "had", "has", "have",
+    "hello", "hi", "how", "i", "id", "if", "im", "in", "into", "is", "it", "its", "ive", "just",
+    "know", "like", "ll", "me", "my", "of", "on", "one", "or", "our", "ours", "please", "s", "so",
+    "some", "that", "thats", "the", "their", "them", "then", "there", "theres", "these", "they",
+    "this", "to", "up", "us", "was", "we", "well", "were", "weve", "what", "whats", "when",
+    "where", "which", "who", "will", "with", "would", "yes", "you", "youll", "your", "youre",
+    "yours", "want", "need", "tell", "okay", "ok", "hey", "there", "also", "too", "very", "really",
+    "should", "may", "might", "must", "shall", "here", "out", "than", "only", "much", "many",
+    "more", "most", "other", "such", "same", "own", "each", "both", "few", "until", "while",
+    "again", "once", "because", "through", "during", "before", "after", "above", "below", "off",
+    "over", "under", "further", "why", "ve", "re", "d", "t",
 ];
 
 pub fn is_stopword(word: &str) -> bool {
@@ -80,7 +85,12 @@ pub fn stem(word: &str) -> String {
     if w.len() > 4 && w.ends_with("ies") {
         return format!("{}y", &w[..w.len() - 3]);
     }
-    if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
+    if w.len() > 3
+        && w.ends_with('s')
+        && !w.ends_with("ss")
+        && !w.ends_with("us")
+        && !w.ends_with("is")
+    {
         return w[..w.len() - 1].to_string();
     }
     w.to_string()
@@ -88,7 +98,11 @@ pub fn stem(word: &str) -> String {
 
 /// Stemmed content words (no stopwords, no negators): what a sentence is about.
 pub fn content_words(text: &str) -> Vec<String> {
-    words(text).into_iter().filter(|w| !is_stopword(w) && !is_negator(w)).map(|w| stem(&w)).collect()
+    words(text)
+        .into_iter()
+        .filter(|w| !is_stopword(w) && !is_negator(w))
+        .map(|w| stem(&w))
+        .collect()
 }
 
 /// What a number word contributes.
@@ -162,7 +176,9 @@ impl NumberFolder {
         if word == "and" && matches!(self.last, Some(Hundred | Thousand)) {
             return true;
         }
-        let Some(w) = number_word(word) else { return false };
+        let Some(w) = number_word(word) else {
+            return false;
+        };
         let joins = self.open
             && match (self.last, w) {
                 // "forty eight"
@@ -248,7 +264,10 @@ mod tests {
 
     #[test]
     fn words_split_and_lowercase() {
-        assert_eq!(words("What's my Order-Status? #48213!"), ["whats", "my", "order", "status", "48213"]);
+        assert_eq!(
+            words("What's my Order-Status? #48213!"),
+            ["whats", "my", "order", "status", "48213"]
+        );
         assert_eq!(normalize("  One-two, THREE "), "one two three");
     }
 
@@ -269,7 +288,10 @@ mod tests {
         assert_eq!(stem("deliveries"), "delivery");
         assert_eq!(stem("address"), "address");
         assert_eq!(stem("bus"), "bus");
-        assert_eq!(content_words("Are you open on Saturdays?"), ["open", "saturday"]);
+        assert_eq!(
+            content_words("Are you open on Saturdays?"),
+            ["open", "saturday"]
+        );
     }
 
     #[test]

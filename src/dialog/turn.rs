@@ -84,7 +84,10 @@ pub enum Action {
     /// Hand the call to a human: `target` is the SIP or tel: URI to refer
     /// to, `reason` a [`TransferReason`] label (`requested`, `no_match`...).
     /// [`BotTurn::transfer_target`] names the bundle's target.
-    Transfer { target: String, reason: String },
+    Transfer {
+        target: String,
+        reason: String,
+    },
     Hangup,
 }
 

@@ -36,10 +36,18 @@ struct Findings(Vec<Issue>);
 
 impl Findings {
     fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Issue { severity: Severity::Error, path: path.into(), message: message.into() });
+        self.0.push(Issue {
+            severity: Severity::Error,
+            path: path.into(),
+            message: message.into(),
+        });
     }
     fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Issue { severity: Severity::Warning, path: path.into(), message: message.into() });
+        self.0.push(Issue {
+            severity: Severity::Warning,
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -73,23 +81,44 @@ fn settings(b: &Bundle, f: &mut Findings) {
         f.error("bot.language", "is empty; set a language code such as `en`");
     }
     if s.no_match.max == 0 {
-        f.error("settings.no_match.max", "must be at least 1 (the no-match that escalates)");
+        f.error(
+            "settings.no_match.max",
+            "must be at least 1 (the no-match that escalates)",
+        );
     }
     if s.no_input.max == 0 {
-        f.error("settings.no_input.max", "must be at least 1 (the no-input that escalates)");
+        f.error(
+            "settings.no_input.max",
+            "must be at least 1 (the no-input that escalates)",
+        );
     }
     for (path, v) in [
-        ("settings.recognition.embedding_accept", s.recognition.embedding_accept),
-        ("settings.recognition.embedding_margin", s.recognition.embedding_margin),
+        (
+            "settings.recognition.embedding_accept",
+            s.recognition.embedding_accept,
+        ),
+        (
+            "settings.recognition.embedding_margin",
+            s.recognition.embedding_margin,
+        ),
         ("settings.recognition.llm_floor", s.recognition.llm_floor),
-        ("settings.knowledge.min_similarity", s.knowledge.min_similarity),
+        (
+            "settings.knowledge.min_similarity",
+            s.knowledge.min_similarity,
+        ),
     ] {
         if !(0.0..=1.0).contains(&v) {
-            f.error(path, format!("{v} is outside 0..1 (it is a cosine similarity)"));
+            f.error(
+                path,
+                format!("{v} is outside 0..1 (it is a cosine similarity)"),
+            );
         }
     }
     if s.dtmf.terminator.chars().count() > 1 || s.dtmf.terminator.chars().any(|c| !is_dtmf_key(c)) {
-        f.error("settings.dtmf.terminator", "must be one DTMF key (`#` or `*`) or empty");
+        f.error(
+            "settings.dtmf.terminator",
+            "must be one DTMF key (`#` or `*`) or empty",
+        );
     }
     match &s.handoff_target {
         Some(t) if !b.transfer_targets.contains_key(t) => f.error(
@@ -102,27 +131,56 @@ fn settings(b: &Bundle, f: &mut Findings) {
         ),
         _ => {}
     }
-    for (path, t) in [("settings.no_match.then", &s.no_match.then), ("settings.no_input.then", &s.no_input.then)] {
+    for (path, t) in [
+        ("settings.no_match.then", &s.no_match.then),
+        ("settings.no_input.then", &s.no_input.then),
+    ] {
         if let Some(t) = t {
             transition(b, path, t, TransitionUse::Escalation, f);
         }
     }
     // The built-in prompts are English: a bot in another language must set its own.
-    let foreign: Vec<&str> =
-        std::iter::once(b.language()).chain(b.bot.languages.iter().map(String::as_str)).filter(|l| *l != "en").collect();
+    let foreign: Vec<&str> = std::iter::once(b.language())
+        .chain(b.bot.languages.iter().map(String::as_str))
+        .filter(|l| *l != "en")
+        .collect();
     if !foreign.is_empty() {
         let defaults = Settings::default();
         let builtin = [
-            ("settings.handoff_prompt", s.handoff_prompt.0 == defaults.handoff_prompt.0),
-            ("settings.apology_prompt", s.apology_prompt.0 == defaults.apology_prompt.0),
-            ("settings.filler_prompt", s.filler_prompt.0 == defaults.filler_prompt.0),
-            ("settings.no_input.prompts", s.no_input.prompts == defaults.no_input.prompts),
-            ("settings.no_match.prompts", s.no_match.prompts == defaults.no_match.prompts),
-            ("settings.knowledge.followup", s.knowledge.followup.0 == defaults.knowledge.followup.0),
+            (
+                "settings.handoff_prompt",
+                s.handoff_prompt.0 == defaults.handoff_prompt.0,
+            ),
+            (
+                "settings.apology_prompt",
+                s.apology_prompt.0 == defaults.apology_prompt.0,
+            ),
+            (
+                "settings.filler_prompt",
+                s.filler_prompt.0 == defaults.filler_prompt.0,
+            ),
+            (
+                "settings.no_input.prompts",
+                s.no_input.prompts == defaults.no_input.prompts,
+            ),
+            (
+                "settings.no_match.prompts",
+                s.no_match.prompts == defaults.no_match.prompts,
+            ),
+            (
+                "settings.knowledge.followup",
+                s.knowledge.followup.0 == defaults.knowledge.followup.0,
+            ),
         ];
         for (path, is_default) in builtin {
             if is_default {
-                f.warn(path, format!("uses the built-in English text; give it in {} too", foreign.join(", ")));
+                f.warn(
+                    path,
+                    format!(
+                        "uses the built-in English text; give it in {} too",
+                        foreign.join(", ")
+                    ),
+                );
             }
         }
     }
@@ -135,9 +193,16 @@ fn is_dtmf_key(c: char) -> bool {
 fn targets(b: &Bundle, f: &mut Findings) {
     for (name, t) in &b.transfer_targets {
         let uri = t.uri.trim();
-        let phone = uri.trim_start_matches('+').chars().all(|c| c.is_ascii_digit() || " -().".contains(c))
+        let phone = uri
+            .trim_start_matches('+')
+            .chars()
+            .all(|c| c.is_ascii_digit() || " -().".contains(c))
             && uri.chars().any(|c| c.is_ascii_digit());
-        if !(uri.starts_with("sip:") || uri.starts_with("sips:") || uri.starts_with("tel:") || phone) {
+        if !(uri.starts_with("sip:")
+            || uri.starts_with("sips:")
+            || uri.starts_with("tel:")
+            || phone)
+        {
             f.error(
                 format!("transfer_targets.{name}.uri"),
                 format!("`{uri}` is neither a SIP URI (sip:agents@pbx.example.com), a tel: URI nor a phone number (+15551234567)"),
@@ -150,19 +215,28 @@ fn entities(b: &Bundle, f: &mut Findings) {
     for (name, e) in &b.entities {
         let path = format!("entities.{name}");
         match e {
-            Entity::Digits { min_digits, max_digits } => {
+            Entity::Digits {
+                min_digits,
+                max_digits,
+            } => {
                 if *min_digits == 0 || min_digits > max_digits {
                     f.error(path, format!("min_digits {min_digits} / max_digits {max_digits}: need 1 <= min_digits <= max_digits"));
                 }
             }
             Entity::List { values } => {
                 if values.values().iter().all(|v| v.is_empty()) {
-                    f.error(format!("{path}.values"), "a list entity needs at least one value");
+                    f.error(
+                        format!("{path}.values"),
+                        "a list entity needs at least one value",
+                    );
                 }
             }
             Entity::Regex { pattern } => {
                 if let Err(e) = regex::Regex::new(pattern) {
-                    f.error(format!("{path}.pattern"), format!("is not a valid regular expression: {e}"));
+                    f.error(
+                        format!("{path}.pattern"),
+                        format!("is not a valid regular expression: {e}"),
+                    );
                 }
             }
             Entity::Any => {}
@@ -171,7 +245,9 @@ fn entities(b: &Bundle, f: &mut Findings) {
 }
 
 fn intents(b: &Bundle, f: &mut Findings) {
-    let used: BTreeSet<&str> = all_transitions(b).filter_map(|(_, t)| t.intent.as_deref()).collect();
+    let used: BTreeSet<&str> = all_transitions(b)
+        .filter_map(|(_, t)| t.intent.as_deref())
+        .collect();
     let mut owner: BTreeMap<String, &str> = BTreeMap::new();
     for (name, intent) in &b.intents {
         let path = format!("intents.{name}");
@@ -213,13 +289,19 @@ enum TransitionUse {
 fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &mut Findings) {
     let exits = t.to.is_some() as u8 + t.transfer.is_some() as u8 + t.end as u8;
     if exits != 1 {
-        f.error(path, "needs exactly one of `to: <state>`, `transfer: <target>` or `end: true`");
+        f.error(
+            path,
+            "needs exactly one of `to: <state>`, `transfer: <target>` or `end: true`",
+        );
     }
     if let Some(to) = &t.to {
         if !b.flow.states.contains_key(to) {
             f.error(
                 format!("{path}.to"),
-                format!("state `{to}` does not exist ({}); fix the name or add the state", known(b.flow.states.keys())),
+                format!(
+                    "state `{to}` does not exist ({}); fix the name or add the state",
+                    known(b.flow.states.keys())
+                ),
             );
         }
     }
@@ -227,7 +309,10 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
         if !b.transfer_targets.contains_key(target) {
             f.error(
                 format!("{path}.transfer"),
-                format!("transfer target `{target}` does not exist ({}); add it under transfer_targets", known(b.transfer_targets.keys())),
+                format!(
+                    "transfer target `{target}` does not exist ({}); add it under transfer_targets",
+                    known(b.transfer_targets.keys())
+                ),
             );
         }
     }
@@ -235,13 +320,19 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
         if !b.intents.contains_key(intent) {
             f.error(
                 format!("{path}.intent"),
-                format!("intent `{intent}` does not exist ({}); fix the name or add the intent", known(b.intents.keys())),
+                format!(
+                    "intent `{intent}` does not exist ({}); fix the name or add the intent",
+                    known(b.intents.keys())
+                ),
             );
         }
     }
     if let Some(keys) = &t.dtmf {
         if keys.is_empty() || !keys.chars().all(is_dtmf_key) {
-            f.error(format!("{path}.dtmf"), format!("`{keys}` is not a DTMF key string (0-9, *, #, A-D)"));
+            f.error(
+                format!("{path}.dtmf"),
+                format!("`{keys}` is not a DTMF key string (0-9, *, #, A-D)"),
+            );
         }
     }
     match usage {
@@ -258,17 +349,31 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
 
 /// Every transition with its path (settings escalations included).
 fn all_transitions(b: &Bundle) -> impl Iterator<Item = (String, &Transition)> {
-    let global = b.flow.global.iter().enumerate().map(|(i, t)| (format!("flow.global[{i}]"), t));
+    let global = b
+        .flow
+        .global
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (format!("flow.global[{i}]"), t));
     let states = b.flow.states.iter().flat_map(|(name, s)| {
-        let own = s.transitions.iter().enumerate().map(move |(i, t)| (format!("flow.states.{name}.transitions[{i}]"), t));
+        let own = s
+            .transitions
+            .iter()
+            .enumerate()
+            .map(move |(i, t)| (format!("flow.states.{name}.transitions[{i}]"), t));
         let fails = s.collect.iter().enumerate().filter_map(move |(i, c)| {
-            c.on_fail.as_ref().map(|t| (format!("flow.states.{name}.collect[{i}].on_fail"), t))
+            c.on_fail
+                .as_ref()
+                .map(|t| (format!("flow.states.{name}.collect[{i}].on_fail"), t))
         });
         own.chain(fails)
     });
-    let settings = [("settings.no_match.then", &b.settings.no_match.then), ("settings.no_input.then", &b.settings.no_input.then)]
-        .into_iter()
-        .filter_map(|(p, t)| t.as_ref().map(|t| (p.to_string(), t)));
+    let settings = [
+        ("settings.no_match.then", &b.settings.no_match.then),
+        ("settings.no_input.then", &b.settings.no_input.then),
+    ]
+    .into_iter()
+    .filter_map(|(p, t)| t.as_ref().map(|t| (p.to_string(), t)));
     global.chain(states).chain(settings)
 }
 
@@ -277,11 +382,16 @@ fn flow(b: &Bundle, f: &mut Findings) {
     match states.get(&b.flow.start) {
         None => f.error(
             "flow.start",
-            format!("state `{}` does not exist ({}); name the state calls begin in", b.flow.start, known(states.keys())),
+            format!(
+                "state `{}` does not exist ({}); name the state calls begin in",
+                b.flow.start,
+                known(states.keys())
+            ),
         ),
-        Some(s) if s.say.is_empty() && s.collect.is_empty() => {
-            f.warn(format!("flow.states.{}.say", b.flow.start), "the start state says nothing: callers hear silence on answer")
-        }
+        Some(s) if s.say.is_empty() && s.collect.is_empty() => f.warn(
+            format!("flow.states.{}.say", b.flow.start),
+            "the start state says nothing: callers hear silence on answer",
+        ),
         _ => {}
     }
     for (i, t) in b.flow.global.iter().enumerate() {
@@ -296,14 +406,27 @@ fn flow(b: &Bundle, f: &mut Findings) {
             if !b.entities.contains_key(&c.entity) {
                 f.error(
                     format!("{path}.entity"),
-                    format!("entity `{}` does not exist ({}); add it under entities", c.entity, known(b.entities.keys())),
+                    format!(
+                        "entity `{}` does not exist ({}); add it under entities",
+                        c.entity,
+                        known(b.entities.keys())
+                    ),
                 );
             }
             if c.slot.trim().is_empty() || c.slot.contains(['{', '}', ' ']) {
-                f.error(format!("{path}.slot"), "a slot name must be non-empty, without spaces or braces");
+                f.error(
+                    format!("{path}.slot"),
+                    "a slot name must be non-empty, without spaces or braces",
+                );
             }
             if let Some(t) = &c.on_fail {
-                transition(b, &format!("{path}.on_fail"), t, TransitionUse::Escalation, f);
+                transition(
+                    b,
+                    &format!("{path}.on_fail"),
+                    t,
+                    TransitionUse::Escalation,
+                    f,
+                );
             }
         }
         for (i, t) in s.transitions.iter().enumerate() {
@@ -319,14 +442,35 @@ fn flow(b: &Bundle, f: &mut Findings) {
         }
         if let Some(l) = &s.lookup {
             if !b.data.contains_key(&l.table) {
-                f.error(format!("{base}.lookup.table"), format!("table `{}` does not exist ({}); add it under data", l.table, known(b.data.keys())));
+                f.error(
+                    format!("{base}.lookup.table"),
+                    format!(
+                        "table `{}` does not exist ({}); add it under data",
+                        l.table,
+                        known(b.data.keys())
+                    ),
+                );
             }
             if !collected.contains(l.key.as_str()) {
-                f.warn(format!("{base}.lookup.key"), format!("slot `{}` is never collected: the lookup always misses", l.key));
+                f.warn(
+                    format!("{base}.lookup.key"),
+                    format!(
+                        "slot `{}` is never collected: the lookup always misses",
+                        l.key
+                    ),
+                );
             }
         }
-        let listens = s.transitions.iter().all(|t| !(t.is_automatic() && t.condition.is_none()));
-        if listens && s.collect.is_empty() && s.say.is_empty() && s.reprompt.is_none() && *name != b.flow.start {
+        let listens = s
+            .transitions
+            .iter()
+            .all(|t| !(t.is_automatic() && t.condition.is_none()));
+        if listens
+            && s.collect.is_empty()
+            && s.say.is_empty()
+            && s.reprompt.is_none()
+            && *name != b.flow.start
+        {
             f.warn(&base, "listens without saying anything (no say, collect or reprompt): callers hear silence here");
         }
     }
@@ -360,7 +504,8 @@ fn known_placeholders(b: &Bundle) -> BTreeSet<String> {
 fn unreachable_states(b: &Bundle, f: &mut Findings) {
     let mut seen = BTreeSet::new();
     let mut queue = VecDeque::new();
-    let globals = all_transitions(b).filter(|(p, _)| p.starts_with("flow.global") || p.starts_with("settings."));
+    let globals = all_transitions(b)
+        .filter(|(p, _)| p.starts_with("flow.global") || p.starts_with("settings."));
     for (_, t) in globals {
         if let Some(to) = &t.to {
             queue.push_back(to.as_str());
@@ -372,13 +517,19 @@ fn unreachable_states(b: &Bundle, f: &mut Findings) {
             continue;
         }
         if let Some(s) = b.flow.states.get(name) {
-            let exits = s.transitions.iter().chain(s.collect.iter().filter_map(|c| c.on_fail.as_ref()));
+            let exits = s
+                .transitions
+                .iter()
+                .chain(s.collect.iter().filter_map(|c| c.on_fail.as_ref()));
             queue.extend(exits.filter_map(|t| t.to.as_deref()));
         }
     }
     for name in b.flow.states.keys() {
         if !seen.contains(name.as_str()) {
-            f.warn(format!("flow.states.{name}"), "is unreachable from flow.start: no transition leads here");
+            f.warn(
+                format!("flow.states.{name}"),
+                "is unreachable from flow.start: no transition leads here",
+            );
         }
     }
 }
@@ -391,7 +542,10 @@ fn automatic_loops(b: &Bundle, f: &mut Findings) {
         if !s.collect.is_empty() {
             return None;
         }
-        s.transitions.iter().find(|t| t.is_automatic() && t.condition.is_none()).and_then(|t| t.to.as_deref())
+        s.transitions
+            .iter()
+            .find(|t| t.is_automatic() && t.condition.is_none())
+            .and_then(|t| t.to.as_deref())
     };
     let mut reported = BTreeSet::new();
     for start in b.flow.states.keys() {
@@ -425,7 +579,10 @@ fn prompts(b: &Bundle, f: &mut Findings) {
         if let Localized::ByLang(map) = text {
             for lang in &langs {
                 if !map.contains_key(*lang) {
-                    f.error(&path, format!("missing prompt text for language `{lang}`; add `{lang}: ...`"));
+                    f.error(
+                        &path,
+                        format!("missing prompt text for language `{lang}`; add `{lang}: ...`"),
+                    );
                 }
             }
         }
@@ -446,7 +603,10 @@ fn data(b: &Bundle, f: &mut Findings) {
     for (name, table) in &b.data {
         for (i, row) in table.rows.iter().enumerate() {
             if !row.contains_key(&table.key) {
-                f.error(format!("data.{name}.rows[{i}]"), format!("has no key column `{}`", table.key));
+                f.error(
+                    format!("data.{name}.rows[{i}]"),
+                    format!("has no key column `{}`", table.key),
+                );
             }
         }
     }
@@ -456,23 +616,39 @@ fn tests(b: &Bundle, f: &mut Findings) {
     for (ti, test) in b.tests.iter().enumerate() {
         for (i, turn) in test.turns.iter().enumerate() {
             let path = format!("tests[{ti}].turns[{i}]");
-            let inputs = turn.user.is_some() as u8 + turn.dtmf.is_some() as u8 + turn.no_input as u8;
+            let inputs =
+                turn.user.is_some() as u8 + turn.dtmf.is_some() as u8 + turn.no_input as u8;
             if inputs != 1 {
-                f.error(&path, "needs exactly one input: `user: text`, `dtmf: keys` or `no_input: true`");
+                f.error(
+                    &path,
+                    "needs exactly one input: `user: text`, `dtmf: keys` or `no_input: true`",
+                );
             }
             if let Some(intent) = &turn.intent {
                 if intent != "none" && !b.intents.contains_key(intent) {
-                    f.error(format!("{path}.intent"), format!("intent `{intent}` does not exist ({})", known(b.intents.keys())));
+                    f.error(
+                        format!("{path}.intent"),
+                        format!(
+                            "intent `{intent}` does not exist ({})",
+                            known(b.intents.keys())
+                        ),
+                    );
                 }
             }
             if let Some(target) = &turn.target {
                 if !b.transfer_targets.contains_key(target) {
-                    f.error(format!("{path}.target"), format!("transfer target `{target}` does not exist"));
+                    f.error(
+                        format!("{path}.target"),
+                        format!("transfer target `{target}` does not exist"),
+                    );
                 }
             }
             if let Some(state) = &turn.state {
                 if !b.flow.states.contains_key(state) {
-                    f.error(format!("{path}.state"), format!("state `{state}` does not exist"));
+                    f.error(
+                        format!("{path}.state"),
+                        format!("state `{state}` does not exist"),
+                    );
                 }
             }
         }

@@ -12,31 +12,53 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 pub use supervisor::{Reply, ReplyStream, Worker, WorkerHealth, WorkerSpec, WorkerState};
 pub use understudy_ipc::ChatMessage;
-use understudy_ipc::{bytes_to_f32s, bytes_to_pcm16, pcm16_to_bytes, ErrorCode, Request, Response, VadState};
+use understudy_ipc::{
+    bytes_to_f32s, bytes_to_pcm16, pcm16_to_bytes, ErrorCode, Request, Response, VadState,
+};
 
 /// Why an engine request failed. Every variant is a reason for the session's
 /// safety net, none is a reason to drop a call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
     #[error("{engine} engine unavailable: {reason}")]
-    Unavailable { engine: &'static str, reason: String },
+    Unavailable {
+        engine: &'static str,
+        reason: String,
+    },
     #[error("{engine} worker died during the request ({detail})")]
-    WorkerDied { engine: &'static str, detail: String },
+    WorkerDied {
+        engine: &'static str,
+        detail: String,
+    },
     #[error("{engine} engine timed out")]
     Timeout { engine: &'static str },
     #[error("{engine} engine error ({code:?}): {message}")]
-    Engine { engine: &'static str, code: ErrorCode, message: String },
+    Engine {
+        engine: &'static str,
+        code: ErrorCode,
+        message: String,
+    },
     #[error("{engine} worker sent an unexpected reply: {detail}")]
-    Protocol { engine: &'static str, detail: String },
+    Protocol {
+        engine: &'static str,
+        detail: String,
+    },
 }
 
 fn unexpected(engine: &'static str, body: &Response) -> EngineError {
-    EngineError::Protocol { engine, detail: format!("{body:?}") }
+    EngineError::Protocol {
+        engine,
+        detail: format!("{body:?}"),
+    }
 }
 
 fn observe(engine: &'static str, op: &str, started: Instant) -> f64 {
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    metrics::observe_ms("understudy_engine_request_ms", &[("engine", engine), ("op", op)], ms);
+    metrics::observe_ms(
+        "understudy_engine_request_ms",
+        &[("engine", engine), ("op", op)],
+        ms,
+    );
     ms
 }
 
@@ -52,7 +74,12 @@ pub fn default_worker_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn spec(cfg: &EngineConfig, engine: &'static str, args: Vec<String>, env: Vec<(String, String)>) -> WorkerSpec {
+fn spec(
+    cfg: &EngineConfig,
+    engine: &'static str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+) -> WorkerSpec {
     WorkerSpec {
         engine,
         program: cfg.worker_dir.join(format!("understudy-{engine}")),
@@ -68,7 +95,9 @@ fn path_arg(p: &Path) -> String {
 }
 
 fn log_env() -> Vec<(String, String)> {
-    std::env::var("UNDERSTUDY_LOG").map(|v| vec![("UNDERSTUDY_LOG".into(), v)]).unwrap_or_default()
+    std::env::var("UNDERSTUDY_LOG")
+        .map(|v| vec![("UNDERSTUDY_LOG".into(), v)])
+        .unwrap_or_default()
 }
 
 /// Streaming voice-activity detection (Silero).
@@ -87,7 +116,9 @@ impl VadClient {
             "--threads".into(),
             cfg.threads.vad.to_string(),
         ];
-        VadClient { worker: Worker::start(spec(cfg, "vad", args, log_env())) }
+        VadClient {
+            worker: Worker::start(spec(cfg, "vad", args, log_env())),
+        }
     }
 
     /// Speech probability per 512-sample chunk of `samples` (16 kHz), carrying
@@ -98,7 +129,10 @@ impl VadClient {
         state: Option<VadState>,
     ) -> Result<(Vec<f32>, VadState), EngineError> {
         let started = Instant::now();
-        let reply = self.worker.request(Request::Vad { state }, pcm16_to_bytes(samples)).await?;
+        let reply = self
+            .worker
+            .request(Request::Vad { state }, pcm16_to_bytes(samples))
+            .await?;
         observe("vad", "vad", started);
         match reply.body {
             Response::VadProbs { probs, state } => Ok((probs, state)),
@@ -137,19 +171,38 @@ impl SttClient {
         if cfg.gpu {
             args.push("--gpu".into());
         }
-        SttClient { worker: Worker::start(spec(cfg, "stt", args, log_env())) }
+        SttClient {
+            worker: Worker::start(spec(cfg, "stt", args, log_env())),
+        }
     }
 
     /// Transcribe 16 kHz mono audio.
-    pub async fn transcribe(&self, samples: &[i16], prompt: Option<&str>) -> Result<Transcript, EngineError> {
+    pub async fn transcribe(
+        &self,
+        samples: &[i16],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, EngineError> {
         let started = Instant::now();
-        let request = Request::Transcribe { prompt: prompt.map(str::to_string) };
-        let reply = self.worker.request(request, pcm16_to_bytes(samples)).await?;
+        let request = Request::Transcribe {
+            prompt: prompt.map(str::to_string),
+        };
+        let reply = self
+            .worker
+            .request(request, pcm16_to_bytes(samples))
+            .await?;
         let ms = observe("stt", "transcribe", started);
         match reply.body {
-            Response::Transcript { text, no_speech, timings, .. } => {
-                Ok(Transcript { text, no_speech, ms, worker_ms: timings.total_ms })
-            }
+            Response::Transcript {
+                text,
+                no_speech,
+                timings,
+                ..
+            } => Ok(Transcript {
+                text,
+                no_speech,
+                ms,
+                worker_ms: timings.total_ms,
+            }),
             other => Err(unexpected("stt", &other)),
         }
     }
@@ -195,7 +248,9 @@ impl LlmClient {
             "--gpu-layers".into(),
             if cfg.gpu { "999".into() } else { "0".into() },
         ];
-        LlmClient { worker: Worker::start(spec(cfg, "llm", args, log_env())) }
+        LlmClient {
+            worker: Worker::start(spec(cfg, "llm", args, log_env())),
+        }
     }
 
     pub async fn generate(&self, req: GenerateRequest) -> Result<Generated, EngineError> {
@@ -211,7 +266,13 @@ impl LlmClient {
         let reply = self.worker.request(request, vec![]).await?;
         let ms = observe("llm", "generate", started);
         match reply.body {
-            Response::Generated { text, prompt_tokens, completion_tokens, cached_tokens, timings } => Ok(Generated {
+            Response::Generated {
+                text,
+                prompt_tokens,
+                completion_tokens,
+                cached_tokens,
+                timings,
+            } => Ok(Generated {
                 text,
                 prompt_tokens,
                 cached_tokens,
@@ -254,17 +315,31 @@ impl SpeechStream {
             return None;
         }
         match self.inner.next_before(self.deadline).await {
-            Ok(Reply { body: Response::Audio { sample_rate, text }, payload, .. }) => {
-                Some(Ok(SpeechChunk { sample_rate, samples: bytes_to_pcm16(&payload), text }))
-            }
-            Ok(Reply { body: Response::Synthesized { sample_rate, .. }, payload, .. }) => {
+            Ok(Reply {
+                body: Response::Audio { sample_rate, text },
+                payload,
+                ..
+            }) => Some(Ok(SpeechChunk {
+                sample_rate,
+                samples: bytes_to_pcm16(&payload),
+                text,
+            })),
+            Ok(Reply {
+                body: Response::Synthesized { sample_rate, .. },
+                payload,
+                ..
+            }) => {
                 self.finished = true;
                 observe("tts", "synthesize", self.started);
                 // A non-streamed answer carries its audio in the final reply.
                 if payload.is_empty() {
                     None
                 } else {
-                    Some(Ok(SpeechChunk { sample_rate, samples: bytes_to_pcm16(&payload), text: String::new() }))
+                    Some(Ok(SpeechChunk {
+                        sample_rate,
+                        samples: bytes_to_pcm16(&payload),
+                        text: String::new(),
+                    }))
                 }
             }
             Ok(Reply { body, .. }) => {
@@ -293,21 +368,41 @@ impl TtsClient {
             args.push("--espeak-data".into());
             args.push(path_arg(dir));
         }
-        TtsClient { worker: Worker::start(spec(cfg, "tts", args, log_env())) }
+        TtsClient {
+            worker: Worker::start(spec(cfg, "tts", args, log_env())),
+        }
     }
 
     /// Speak `text`, one chunk per sentence as soon as each is ready.
     pub async fn stream(&self, text: &str) -> Result<SpeechStream, EngineError> {
         let started = Instant::now();
-        let inner = self.worker.stream(Request::Synthesize { text: text.to_string(), stream: true }, vec![]).await?;
+        let inner = self
+            .worker
+            .stream(
+                Request::Synthesize {
+                    text: text.to_string(),
+                    stream: true,
+                },
+                vec![],
+            )
+            .await?;
         let deadline = started + self.worker_timeout();
-        Ok(SpeechStream { inner, deadline, started, finished: false })
+        Ok(SpeechStream {
+            inner,
+            deadline,
+            started,
+            finished: false,
+        })
     }
 
     /// Speak `text` and return all of it.
     pub async fn synthesize(&self, text: &str) -> Result<SpeechChunk, EngineError> {
         let mut stream = self.stream(text).await?;
-        let mut all = SpeechChunk { sample_rate: 0, samples: vec![], text: text.to_string() };
+        let mut all = SpeechChunk {
+            sample_rate: 0,
+            samples: vec![],
+            text: text.to_string(),
+        };
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;
             all.sample_rate = chunk.sample_rate;
@@ -335,7 +430,9 @@ impl EmbedClient {
             "--threads".into(),
             cfg.threads.embed.to_string(),
         ];
-        EmbedClient { worker: Worker::start(spec(cfg, "embed", args, log_env())) }
+        EmbedClient {
+            worker: Worker::start(spec(cfg, "embed", args, log_env())),
+        }
     }
 
     /// One unit-length vector per text.
@@ -344,7 +441,15 @@ impl EmbedClient {
             return Ok(vec![]);
         }
         let started = Instant::now();
-        let reply = self.worker.request(Request::Embed { texts: texts.to_vec() }, vec![]).await?;
+        let reply = self
+            .worker
+            .request(
+                Request::Embed {
+                    texts: texts.to_vec(),
+                },
+                vec![],
+            )
+            .await?;
         observe("embed", "embed", started);
         match reply.body {
             Response::Embeddings { count, dim } => {
@@ -352,7 +457,11 @@ impl EmbedClient {
                 if count as usize != texts.len() || flat.len() != (count * dim) as usize {
                     return Err(EngineError::Protocol {
                         engine: "embed",
-                        detail: format!("{count}x{dim} embeddings in {} floats for {} texts", flat.len(), texts.len()),
+                        detail: format!(
+                            "{count}x{dim} embeddings in {} floats for {} texts",
+                            flat.len(),
+                            texts.len()
+                        ),
                     });
                 }
                 Ok(flat.chunks(dim as usize).map(<[f32]>::to_vec).collect())
@@ -373,7 +482,13 @@ pub struct EngineSet {
 }
 
 impl EngineSet {
-    pub const ALL: EngineSet = EngineSet { vad: true, stt: true, llm: true, tts: true, embed: true };
+    pub const ALL: EngineSet = EngineSet {
+        vad: true,
+        stt: true,
+        llm: true,
+        tts: true,
+        embed: true,
+    };
 }
 
 /// The engines a call uses. Absent ones were not started for this command.

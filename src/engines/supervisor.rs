@@ -47,11 +47,18 @@ pub struct Reply {
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum WorkerState {
     Starting,
-    Ready { model: String, load_ms: f64 },
+    Ready {
+        model: String,
+        load_ms: f64,
+    },
     /// Died; restarting after a backoff.
-    Restarting { reason: String },
+    Restarting {
+        reason: String,
+    },
     /// Gave up: the model cannot load. Needs an operator.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Stopped,
 }
 
@@ -133,7 +140,12 @@ impl Worker {
 
     /// Requests sent and not yet answered.
     pub fn in_flight(&self) -> usize {
-        self.shared.conn.lock().unwrap().as_ref().map_or(0, |c| c.pending.lock().unwrap().len())
+        self.shared
+            .conn
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |c| c.pending.lock().unwrap().len())
     }
 
     /// The default deadline of one request to this worker.
@@ -155,12 +167,18 @@ impl Worker {
                 match &*rx.borrow_and_update() {
                     WorkerState::Ready { .. } => return Ok(()),
                     WorkerState::Failed { reason } => {
-                        return Err(EngineError::Unavailable { engine, reason: reason.clone() })
+                        return Err(EngineError::Unavailable {
+                            engine,
+                            reason: reason.clone(),
+                        })
                     }
                     _ => {}
                 }
                 if rx.changed().await.is_err() {
-                    return Err(EngineError::Unavailable { engine, reason: "supervisor stopped".into() });
+                    return Err(EngineError::Unavailable {
+                        engine,
+                        reason: "supervisor stopped".into(),
+                    });
                 }
             }
         };
@@ -168,7 +186,11 @@ impl Worker {
             Ok(r) => r,
             Err(_) => Err(EngineError::Unavailable {
                 engine,
-                reason: format!("not ready after {:.0} s ({:?})", timeout.as_secs_f64(), self.health().state),
+                reason: format!(
+                    "not ready after {:.0} s ({:?})",
+                    timeout.as_secs_f64(),
+                    self.health().state
+                ),
             }),
         }
     }
@@ -180,26 +202,45 @@ impl Worker {
         payload: Vec<u8>,
     ) -> Result<ReplyStream, EngineError> {
         let engine = self.engine();
-        let conn = self.shared.conn.lock().unwrap().clone().ok_or_else(|| EngineError::Unavailable {
-            engine,
-            reason: format!("{:?}", self.shared.state.borrow().clone()),
-        })?;
+        let conn =
+            self.shared
+                .conn
+                .lock()
+                .unwrap()
+                .clone()
+                .ok_or_else(|| EngineError::Unavailable {
+                    engine,
+                    reason: format!("{:?}", self.shared.state.borrow().clone()),
+                })?;
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::unbounded_channel();
         conn.pending.lock().unwrap().insert(id, tx);
-        let frame = Envelope { id, more: false, body: request };
+        let frame = Envelope {
+            id,
+            more: false,
+            body: request,
+        };
         let mut stdin = conn.stdin.lock().await;
         if let Err(e) = asynch::write_frame(&mut *stdin, &frame, &payload).await {
             conn.pending.lock().unwrap().remove(&id);
-            return Err(EngineError::WorkerDied { engine, detail: format!("write failed: {e}") });
+            return Err(EngineError::WorkerDied {
+                engine,
+                detail: format!("write failed: {e}"),
+            });
         }
         drop(stdin);
-        Ok(ReplyStream { id, rx, worker: self.clone(), done: false })
+        Ok(ReplyStream {
+            id,
+            rx,
+            worker: self.clone(),
+            done: false,
+        })
     }
 
     /// Send a request and wait for its final reply within the spec's timeout.
     pub async fn request(&self, request: Request, payload: Vec<u8>) -> Result<Reply, EngineError> {
-        self.request_within(request, payload, self.shared.spec.request_timeout).await
+        self.request_within(request, payload, self.shared.spec.request_timeout)
+            .await
     }
 
     /// Like [`Worker::request`] with an explicit deadline.
@@ -221,19 +262,29 @@ impl Worker {
 
     /// Ask the worker to abandon request `id`; kill it if it does not.
     fn cancel(&self, id: u64) {
-        let Some(conn) = self.shared.conn.lock().unwrap().clone() else { return };
+        let Some(conn) = self.shared.conn.lock().unwrap().clone() else {
+            return;
+        };
         let worker = self.clone();
         tokio::spawn(async move {
             {
                 let mut stdin = conn.stdin.lock().await;
-                let frame = Envelope { id: 0, more: false, body: Request::Cancel { target: id } };
+                let frame = Envelope {
+                    id: 0,
+                    more: false,
+                    body: Request::Cancel { target: id },
+                };
                 let _ = asynch::write_frame(&mut *stdin, &frame, &[]).await;
             }
             tokio::time::sleep(CANCEL_GRACE).await;
             // Still running? Then the engine is stuck in native code.
             let still_pending = conn.pending.lock().unwrap().contains_key(&id);
             if still_pending {
-                tracing::warn!(engine = worker.engine(), id, "request ignored its cancel; restarting the worker");
+                tracing::warn!(
+                    engine = worker.engine(),
+                    id,
+                    "request ignored its cancel; restarting the worker"
+                );
                 worker.kill();
             }
         });
@@ -277,13 +328,23 @@ impl ReplyStream {
                 metrics::counter_inc("understudy_engine_timeouts_total", &[("engine", engine)]);
                 return Err(EngineError::Timeout { engine });
             }
-            Ok(None) => Err(EngineError::WorkerDied { engine, detail: "reply channel closed".into() }),
+            Ok(None) => Err(EngineError::WorkerDied {
+                engine,
+                detail: "reply channel closed".into(),
+            }),
             Ok(Some(r)) => r,
         };
         match reply {
-            Ok(Reply { body: Response::Error { code, message }, .. }) => {
+            Ok(Reply {
+                body: Response::Error { code, message },
+                ..
+            }) => {
                 self.done = true;
-                Err(EngineError::Engine { engine, code, message })
+                Err(EngineError::Engine {
+                    engine,
+                    code,
+                    message,
+                })
             }
             Ok(r) => {
                 self.done = !r.more;
@@ -345,7 +406,9 @@ async fn supervise(shared: Arc<Shared>) {
         shared.restarts.fetch_add(1, Ordering::Relaxed);
         metrics::counter_inc("understudy_worker_restarts_total", &[("engine", engine)]);
         tracing::warn!(engine, %reason, backoff_ms = backoff.as_millis() as u64, "worker down; restarting");
-        shared.state.send_replace(WorkerState::Restarting { reason });
+        shared
+            .state
+            .send_replace(WorkerState::Restarting { reason });
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stopped(&mut shutdown) => break,
@@ -370,7 +433,10 @@ enum RunOutcome {
 /// Fail every request waiting on a dead connection.
 fn fail_pending(pending: &Pending, engine: &'static str, detail: &str) {
     for (_, tx) in pending.lock().unwrap().drain() {
-        let _ = tx.send(Err(EngineError::WorkerDied { engine, detail: detail.to_string() }));
+        let _ = tx.send(Err(EngineError::WorkerDied {
+            engine,
+            detail: detail.to_string(),
+        }));
     }
 }
 
@@ -388,12 +454,10 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
         .kill_on_drop(true);
     let mut child: Child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return RunOutcome::LoadFailed(format!(
-                "cannot start {}: {e} (is the workspace built? `cargo build --release --workspace`)",
-                spec.program.display()
-            ))
-        }
+        Err(e) => return RunOutcome::LoadFailed(format!(
+            "cannot start {}: {e} (is the workspace built? `cargo build --release --workspace`)",
+            spec.program.display()
+        )),
     };
     *shared.pid.lock().unwrap() = child.id();
     let stdin = child.stdin.take().expect("piped");
@@ -423,7 +487,12 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
             ));
         }
         Ok(Ok(Some(frame))) => match frame.envelope.body {
-            Response::Ready { model, load_ms, info, .. } => {
+            Response::Ready {
+                model,
+                load_ms,
+                info,
+                ..
+            } => {
                 tracing::info!(engine, %model, load_ms, info = %serde_json::Value::Object(info), "worker ready");
                 (model, load_ms)
             }
@@ -437,16 +506,28 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
             }
         },
         Ok(Ok(None)) | Ok(Err(_)) => {
-            let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
-            return RunOutcome::LoadFailed(format!("{} exited before ready ({status})", spec.program.display()));
+            let status = child
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            return RunOutcome::LoadFailed(format!(
+                "{} exited before ready ({status})",
+                spec.program.display()
+            ));
         }
     };
     metrics::gauge_set("understudy_worker_load_ms", &[("engine", engine)], load_ms);
 
     let pending: Pending = Arc::default();
-    let conn = Arc::new(Connection { stdin: AsyncMutex::new(stdin), pending: pending.clone() });
+    let conn = Arc::new(Connection {
+        stdin: AsyncMutex::new(stdin),
+        pending: pending.clone(),
+    });
     *shared.conn.lock().unwrap() = Some(conn.clone());
-    shared.state.send_replace(WorkerState::Ready { model, load_ms });
+    shared
+        .state
+        .send_replace(WorkerState::Ready { model, load_ms });
 
     // Route replies to their requests. When the output ends, everything in
     // flight fails at once: callers must not wait for a timeout.
@@ -458,7 +539,11 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
                 Ok(Some(frame)) => {
                     let id = frame.envelope.id;
                     let more = frame.envelope.more;
-                    let reply = Reply { body: frame.envelope.body, payload: frame.payload, more };
+                    let reply = Reply {
+                        body: frame.envelope.body,
+                        payload: frame.payload,
+                        more,
+                    };
                     let mut map = reader_pending.lock().unwrap();
                     let delivered = match map.get(&id) {
                         Some(tx) => tx.send(Ok(reply)).is_ok(),
@@ -479,11 +564,16 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
 
     // Ping while alive: the worker's reader thread answers pings even while
     // its engine is busy, so a missed ping means the process is hung.
-    let pinger_worker = Worker { shared: shared.clone() };
+    let pinger_worker = Worker {
+        shared: shared.clone(),
+    };
     let pinger = tokio::spawn(async move {
         loop {
             tokio::time::sleep(PING_INTERVAL).await;
-            match pinger_worker.request_within(Request::Ping, vec![], PING_TIMEOUT).await {
+            match pinger_worker
+                .request_within(Request::Ping, vec![], PING_TIMEOUT)
+                .await
+            {
                 Ok(_) => {}
                 Err(EngineError::Timeout { .. }) => {
                     tracing::error!(engine, "worker did not answer a ping; killing it");
@@ -526,5 +616,11 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
 
 /// The code of an engine error, for callers that branch on it.
 pub fn is_cancelled(e: &EngineError) -> bool {
-    matches!(e, EngineError::Engine { code: ErrorCode::Cancelled, .. })
+    matches!(
+        e,
+        EngineError::Engine {
+            code: ErrorCode::Cancelled,
+            ..
+        }
+    )
 }

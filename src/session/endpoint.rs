@@ -54,9 +54,16 @@ pub enum EndpointEvent {
 enum Phase {
     Silence,
     /// Speech seen since `start`, not yet long enough to count.
-    Onset { start: u64, voiced: u64 },
+    Onset {
+        start: u64,
+        voiced: u64,
+    },
     /// In a turn; `silence_since` is set while the caller pauses.
-    Speech { start: u64, silence_since: Option<u64>, paused: bool },
+    Speech {
+        start: u64,
+        silence_since: Option<u64>,
+        paused: bool,
+    },
 }
 
 /// The endpointer for one call.
@@ -70,7 +77,11 @@ pub struct Endpointer {
 
 impl Endpointer {
     pub fn new(params: EndpointParams) -> Self {
-        Endpointer { params, phase: Phase::Silence, pos: 0 }
+        Endpointer {
+            params,
+            phase: Phase::Silence,
+            pos: 0,
+        }
     }
 
     fn ms_to_samples(&self, ms: u32) -> u64 {
@@ -105,14 +116,20 @@ impl Endpointer {
         match self.phase {
             Phase::Silence => {
                 if voiced {
-                    self.phase = Phase::Onset { start: chunk_start, voiced: p.chunk_samples as u64 };
+                    self.phase = Phase::Onset {
+                        start: chunk_start,
+                        voiced: p.chunk_samples as u64,
+                    };
                     return self.check_onset();
                 }
                 None
             }
             Phase::Onset { start, voiced: n } => {
                 if voiced {
-                    self.phase = Phase::Onset { start, voiced: n + p.chunk_samples as u64 };
+                    self.phase = Phase::Onset {
+                        start,
+                        voiced: n + p.chunk_samples as u64,
+                    };
                     self.check_onset()
                 } else if unvoiced {
                     // A click or a breath, not a turn.
@@ -122,7 +139,11 @@ impl Endpointer {
                     None
                 }
             }
-            Phase::Speech { start, silence_since, paused } => {
+            Phase::Speech {
+                start,
+                silence_since,
+                paused,
+            } => {
                 if unvoiced {
                     let since = silence_since.unwrap_or(chunk_start);
                     let silent_for = chunk_end - since;
@@ -131,13 +152,25 @@ impl Endpointer {
                         return Some(EndpointEvent::SpeechEnded { start, end: since });
                     }
                     if !paused && silent_for >= pause {
-                        self.phase = Phase::Speech { start, silence_since: Some(since), paused: true };
+                        self.phase = Phase::Speech {
+                            start,
+                            silence_since: Some(since),
+                            paused: true,
+                        };
                         return Some(EndpointEvent::Paused { start, end: since });
                     }
-                    self.phase = Phase::Speech { start, silence_since: Some(since), paused };
+                    self.phase = Phase::Speech {
+                        start,
+                        silence_since: Some(since),
+                        paused,
+                    };
                     None
                 } else if voiced {
-                    self.phase = Phase::Speech { start, silence_since: None, paused: false };
+                    self.phase = Phase::Speech {
+                        start,
+                        silence_since: None,
+                        paused: false,
+                    };
                     paused.then_some(EndpointEvent::Resumed { start })
                 } else {
                     None
@@ -149,7 +182,11 @@ impl Endpointer {
     fn check_onset(&mut self) -> Option<EndpointEvent> {
         if let Phase::Onset { start, voiced } = self.phase {
             if voiced >= self.ms_to_samples(self.params.min_speech_ms) {
-                self.phase = Phase::Speech { start, silence_since: None, paused: false };
+                self.phase = Phase::Speech {
+                    start,
+                    silence_since: None,
+                    paused: false,
+                };
                 return Some(EndpointEvent::SpeechStarted { start });
             }
         }
@@ -180,15 +217,41 @@ mod tests {
 
     fn params() -> EndpointParams {
         // 512-sample chunks are 32 ms: min speech 4 chunks, pause 6, end 15.
-        EndpointParams { min_speech_ms: 128, pause_ms: 192, end_silence_ms: 480, ..Default::default() }
+        EndpointParams {
+            min_speech_ms: 128,
+            pause_ms: 192,
+            end_silence_ms: 480,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn a_turn_starts_pauses_and_ends() {
         let events = run("..SSSSSSSS................", params());
-        assert_eq!(events[0], (5, EndpointEvent::SpeechStarted { start: 2 * 512 }));
-        assert_eq!(events[1], (15, EndpointEvent::Paused { start: 1024, end: 10 * 512 }));
-        assert_eq!(events[2], (24, EndpointEvent::SpeechEnded { start: 1024, end: 10 * 512 }));
+        assert_eq!(
+            events[0],
+            (5, EndpointEvent::SpeechStarted { start: 2 * 512 })
+        );
+        assert_eq!(
+            events[1],
+            (
+                15,
+                EndpointEvent::Paused {
+                    start: 1024,
+                    end: 10 * 512
+                }
+            )
+        );
+        assert_eq!(
+            events[2],
+            (
+                24,
+                EndpointEvent::SpeechEnded {
+                    start: 1024,
+                    end: 10 * 512
+                }
+            )
+        );
         assert_eq!(events.len(), 3);
     }
 
@@ -201,12 +264,27 @@ mod tests {
     fn a_pause_that_resumes_keeps_one_turn() {
         let events = run("SSSSSS.......SSSS..................", params());
         let kinds: Vec<_> = events.iter().map(|(_, e)| *e).collect();
-        assert!(matches!(kinds[0], EndpointEvent::SpeechStarted { start: 0 }));
+        assert!(matches!(
+            kinds[0],
+            EndpointEvent::SpeechStarted { start: 0 }
+        ));
         assert!(matches!(kinds[1], EndpointEvent::Paused { .. }));
         assert!(matches!(kinds[2], EndpointEvent::Resumed { start: 0 }));
         // The second pause is a new chance to transcribe early.
-        assert_eq!(kinds[3], EndpointEvent::Paused { start: 0, end: 17 * 512 });
-        assert_eq!(kinds[4], EndpointEvent::SpeechEnded { start: 0, end: 17 * 512 });
+        assert_eq!(
+            kinds[3],
+            EndpointEvent::Paused {
+                start: 0,
+                end: 17 * 512
+            }
+        );
+        assert_eq!(
+            kinds[4],
+            EndpointEvent::SpeechEnded {
+                start: 0,
+                end: 17 * 512
+            }
+        );
         assert_eq!(kinds.len(), 5);
     }
 

@@ -42,7 +42,9 @@ impl Collector {
                 let _ = self.events.send(CallEvent::PlayoutDone { mark }).await;
             }
             SessionAction::ClearPlayout => {}
-            SessionAction::Transfer { target, reason } => self.current.transfer = Some((target, reason)),
+            SessionAction::Transfer { target, reason } => {
+                self.current.transfer = Some((target, reason))
+            }
             SessionAction::Hangup => self.state = CallState::Ended,
             SessionAction::Report(report) => self.current.reports.push(*report),
             SessionAction::State(state) => self.state = state,
@@ -50,7 +52,10 @@ impl Collector {
     }
 
     fn settled(&self) -> bool {
-        matches!(self.state, CallState::Listening | CallState::Transferring | CallState::Ended)
+        matches!(
+            self.state,
+            CallState::Listening | CallState::Transferring | CallState::Ended
+        )
     }
 
     fn over(&self) -> bool {
@@ -67,7 +72,8 @@ pub async fn run_call(
     turns: &[Vec<i16>],
     mut on_turn: impl FnMut(usize, TurnOutcome),
 ) {
-    let max_wait = setup.settings.longest_no_input + setup.settings.turn_deadline + Duration::from_secs(10);
+    let max_wait =
+        setup.settings.longest_no_input + setup.settings.turn_deadline + Duration::from_secs(10);
     let call = start_call(setup, call_id.to_string());
     let mut c = Collector {
         actions: call.actions,
@@ -93,13 +99,21 @@ pub async fn run_call(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     for (i, samples) in turns.iter().enumerate() {
         if c.over() {
-            tracing::warn!(remaining = turns.len() - i, "the call ended before these caller turns");
+            tracing::warn!(
+                remaining = turns.len() - i,
+                "the call ended before these caller turns"
+            );
             break;
         }
         let reports_before = c.current.reports.len();
         for frame in audio::frames(samples) {
             ticker.tick().await;
-            if call.events.send(CallEvent::Audio(Box::new(frame))).await.is_err() {
+            if call
+                .events
+                .send(CallEvent::Audio(Box::new(frame)))
+                .await
+                .is_err()
+            {
                 break;
             }
             while let Ok(action) = c.actions.try_recv() {

@@ -146,7 +146,11 @@ impl SessionSettings {
     /// Texts the session may have to say when an engine cannot help (the
     /// apology, the takeover prompt): pre-rendered with the bot's prompts.
     pub fn fixed_prompts(&self) -> Vec<String> {
-        vec![self.apology.clone(), self.takeover.clone(), self.filler.clone()]
+        vec![
+            self.apology.clone(),
+            self.takeover.clone(),
+            self.filler.clone(),
+        ]
     }
 }
 
@@ -170,7 +174,9 @@ impl ListenPolicy {
             no_input_timeout: Duration::from_millis(u64::from(hints.no_input_timeout_ms)),
             dtmf_interdigit: settings
                 .dtmf_interdigit
-                .unwrap_or(Duration::from_millis(u64::from(hints.dtmf_inter_digit_timeout_ms))),
+                .unwrap_or(Duration::from_millis(u64::from(
+                    hints.dtmf_inter_digit_timeout_ms,
+                ))),
             dtmf_terminator: hints.dtmf_terminator.chars().next(),
             dtmf_max_digits: (hints.dtmf_max_digits as usize).max(1),
         }
@@ -221,7 +227,11 @@ pub fn start_call_with(setup: Arc<SessionSetup>, call_id: String, opening: Openi
         metrics::gauge_add("understudy_calls_active", &[], -1.0);
         tracing::info!(call = %call_id, "session ended");
     });
-    CallHandle { events: event_tx, actions: action_rx, task }
+    CallHandle {
+        events: event_tx,
+        actions: action_rx,
+        task,
+    }
 }
 
 /// Where a turn's work stands.
@@ -231,7 +241,11 @@ enum Work {
     Thinking(JoinHandle<TurnDone>),
     /// Speaking: the speaker task queues audio; once it is done (`task`
     /// None) the turn completes when the egress acknowledges `last_mark`.
-    Speaking { task: Option<JoinHandle<SpeakerDone>>, after: Action, last_mark: Option<u64> },
+    Speaking {
+        task: Option<JoinHandle<SpeakerDone>>,
+        after: Action,
+        last_mark: Option<u64>,
+    },
 }
 
 struct Session {
@@ -247,7 +261,10 @@ struct Session {
     vad_pending: Vec<i16>,
     work: Work,
     /// A transcription started at a pause: (speech end it assumed, task).
-    speculative: Option<(u64, JoinHandle<Result<crate::engines::Transcript, EngineError>>)>,
+    speculative: Option<(
+        u64,
+        JoinHandle<Result<crate::engines::Transcript, EngineError>>,
+    )>,
     next_mark: u64,
     /// The highest mark the egress has acknowledged as played.
     played_mark: u64,
@@ -271,7 +288,11 @@ struct Session {
 
 impl Session {
     /// A session with its conversation started, and the bot's greeting.
-    fn new(setup: Arc<SessionSetup>, call_id: String, actions: mpsc::Sender<SessionAction>) -> (Self, BotTurn) {
+    fn new(
+        setup: Arc<SessionSetup>,
+        call_id: String,
+        actions: mpsc::Sender<SessionAction>,
+    ) -> (Self, BotTurn) {
         let (conversation, greeting) = setup.bot.start();
         let endpoint = setup.settings.endpoint.clone();
         let barge_in = Endpointer::new(EndpointParams {
@@ -319,7 +340,12 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, mut events: mpsc::Receiver<CallEvent>, greeting: BotTurn, opening: Opening) {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<CallEvent>,
+        greeting: BotTurn,
+        opening: Opening,
+    ) {
         match opening {
             Opening::Greeting => {
                 let report = TurnReport {
@@ -330,7 +356,8 @@ impl Session {
                     action: format!("{:?}", greeting.action),
                     ..Default::default()
                 };
-                self.speak(greeting.say.clone(), greeting.action.clone(), report, None).await;
+                self.speak(greeting.say.clone(), greeting.action.clone(), report, None)
+                    .await;
             }
             Opening::Takeover { recent } => self.take_over(recent).await,
         }
@@ -379,9 +406,17 @@ impl Session {
                 self.next_mark += 1;
                 self.emit(SessionAction::Play { samples, mark }).await;
             }
-            None => tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it"),
+            None => {
+                tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it")
+            }
         }
-        let report = TurnReport { turn: 0, reply: text, matched_by: "takeover".into(), action: "listen".into(), ..Default::default() };
+        let report = TurnReport {
+            turn: 0,
+            reply: text,
+            matched_by: "takeover".into(),
+            action: "listen".into(),
+            ..Default::default()
+        };
         self.emit(SessionAction::Report(Box::new(report))).await;
         self.no_input_deadline = Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
         for frame in recent.chunks(crate::audio::FRAME_SAMPLES) {
@@ -393,7 +428,9 @@ impl Session {
     fn stop_work(&mut self) {
         match std::mem::replace(&mut self.work, Work::Idle) {
             Work::Thinking(task) => task.abort(),
-            Work::Speaking { task: Some(task), .. } => task.abort(),
+            Work::Speaking {
+                task: Some(task), ..
+            } => task.abort(),
             Work::Speaking { task: None, .. } | Work::Idle => {}
         }
         if let Some((_, task)) = self.speculative.take() {
@@ -443,7 +480,10 @@ impl Session {
             .engines
             .vad
             .as_ref()
-            .ok_or_else(|| EngineError::Unavailable { engine: "vad", reason: "not started".into() })?;
+            .ok_or_else(|| EngineError::Unavailable {
+                engine: "vad",
+                reason: "not started".into(),
+            })?;
         let (probs, state) = vad.probs(chunk, self.vad_state.take()).await?;
         self.vad_state = Some(state);
         Ok(probs.first().copied().unwrap_or(0.0))
@@ -467,7 +507,9 @@ impl Session {
             let _ = self.endpointer.push(0.0);
             return;
         }
-        let Some(event) = self.endpointer.push(prob) else { return };
+        let Some(event) = self.endpointer.push(prob) else {
+            return;
+        };
         match event {
             EndpointEvent::SpeechStarted { start } => {
                 tracing::debug!(call = %self.call_id, start, "speech started");
@@ -481,16 +523,27 @@ impl Session {
             EndpointEvent::Resumed { .. } => {
                 if let Some((_, task)) = self.speculative.take() {
                     task.abort();
-                    metrics::counter_inc("understudy_speculative_stt_total", &[("result", "discarded")]);
+                    metrics::counter_inc(
+                        "understudy_speculative_stt_total",
+                        &[("result", "discarded")],
+                    );
                 }
             }
             EndpointEvent::SpeechEnded { start, end } => {
                 let detected_at = Instant::now();
-                let lag = crate::audio::samples_to_ms((self.endpointer.position() - end) as usize, SAMPLE_RATE);
-                let speech_end = detected_at.checked_sub(Duration::from_secs_f64(lag / 1000.0)).unwrap_or(detected_at);
+                let lag = crate::audio::samples_to_ms(
+                    (self.endpointer.position() - end) as usize,
+                    SAMPLE_RATE,
+                );
+                let speech_end = detected_at
+                    .checked_sub(Duration::from_secs_f64(lag / 1000.0))
+                    .unwrap_or(detected_at);
                 let speculative = match self.speculative.take() {
                     Some((spec_end, task)) if spec_end == end => {
-                        metrics::counter_inc("understudy_speculative_stt_total", &[("result", "kept")]);
+                        metrics::counter_inc(
+                            "understudy_speculative_stt_total",
+                            &[("result", "kept")],
+                        );
                         Some(task)
                     }
                     Some((_, task)) => {
@@ -515,7 +568,9 @@ impl Session {
     }
 
     fn start_speculative(&mut self, start: u64, end: u64) {
-        let Some(stt) = self.setup.engines.stt.clone() else { return };
+        let Some(stt) = self.setup.engines.stt.clone() else {
+            return;
+        };
         if let Some((_, old)) = self.speculative.take() {
             old.abort();
         }
@@ -528,7 +583,10 @@ impl Session {
     async fn on_barge_in(&mut self) {
         tracing::info!(call = %self.call_id, "barge-in: stopping playback");
         metrics::counter_inc("understudy_barge_in_total", &[]);
-        if let Work::Speaking { task: Some(task), .. } = std::mem::replace(&mut self.work, Work::Idle) {
+        if let Work::Speaking {
+            task: Some(task), ..
+        } = std::mem::replace(&mut self.work, Work::Idle)
+        {
             task.abort();
         }
         self.emit(SessionAction::ClearPlayout).await;
@@ -600,8 +658,17 @@ impl Session {
             _ => Instant::now(),
         };
         self.filler_played = false;
-        self.filler_due = self.setup.settings.filler_after.map(|after| tokio::time::Instant::from_std(since + after));
-        let task = tokio::spawn(turn::think(self.setup.clone(), conversation, input, self.turn));
+        self.filler_due = self
+            .setup
+            .settings
+            .filler_after
+            .map(|after| tokio::time::Instant::from_std(since + after));
+        let task = tokio::spawn(turn::think(
+            self.setup.clone(),
+            conversation,
+            input,
+            self.turn,
+        ));
         self.work = Work::Thinking(task);
     }
 
@@ -621,7 +688,11 @@ impl Session {
         self.filler_played = true;
         let mark = self.next_mark;
         self.next_mark += 1;
-        self.emit(SessionAction::Play { samples: audio, mark }).await;
+        self.emit(SessionAction::Play {
+            samples: audio,
+            mark,
+        })
+        .await;
     }
 
     async fn on_thought(&mut self, done: Result<TurnDone, tokio::task::JoinError>) {
@@ -633,7 +704,10 @@ impl Session {
                 // The conversation went down with the task: start it over.
                 let (conversation, _) = self.setup.bot.start();
                 self.conversation = Some(conversation);
-                let err = EngineError::Protocol { engine: "dialog", detail: format!("turn task failed: {e}") };
+                let err = EngineError::Protocol {
+                    engine: "dialog",
+                    detail: format!("turn task failed: {e}"),
+                };
                 self.safety_net(err, None).await;
                 return;
             }
@@ -644,14 +718,26 @@ impl Session {
                 self.listen = ListenPolicy::new(&self.setup.settings, &bot_turn.listen);
                 report.filler = std::mem::take(&mut self.filler_played);
                 let speech_end = done.speech_end;
-                self.speak(bot_turn.say.clone(), bot_turn.action.clone(), report, speech_end).await;
+                self.speak(
+                    bot_turn.say.clone(),
+                    bot_turn.action.clone(),
+                    report,
+                    speech_end,
+                )
+                .await;
             }
             Err(e) => self.safety_net(e, Some(done.report)).await,
         }
     }
 
     /// Speak a turn's texts, then do its action.
-    async fn speak(&mut self, texts: Vec<String>, after: Action, report: TurnReport, speech_end: Option<Instant>) {
+    async fn speak(
+        &mut self,
+        texts: Vec<String>,
+        after: Action,
+        report: TurnReport,
+        speech_end: Option<Instant>,
+    ) {
         self.set_state(CallState::Speaking).await;
         self.barge_in.reset();
         let first_mark = self.next_mark;
@@ -666,7 +752,11 @@ impl Session {
             report,
         ));
         self.pending_report = None;
-        self.work = Work::Speaking { task: Some(task), after, last_mark: None };
+        self.work = Work::Speaking {
+            task: Some(task),
+            after,
+            last_mark: None,
+        };
     }
 
     async fn on_spoken(&mut self, done: Result<SpeakerDone, tokio::task::JoinError>) {
@@ -680,7 +770,12 @@ impl Session {
             None => {
                 self.pending_report = Some(done.report);
                 // Everything is queued; the egress tells when it has been played.
-                if let Work::Speaking { task, last_mark: mark, .. } = &mut self.work {
+                if let Work::Speaking {
+                    task,
+                    last_mark: mark,
+                    ..
+                } = &mut self.work
+                {
                     *task = None;
                     *mark = last_mark;
                 }
@@ -715,7 +810,8 @@ impl Session {
                 if let Some(input) = self.queued_turn.take() {
                     self.run_turn(input).await;
                 } else {
-                    self.no_input_deadline = Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
+                    self.no_input_deadline =
+                        Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
                 }
             }
             Action::Transfer { target, reason } => {
@@ -744,7 +840,10 @@ impl Session {
         self.filler_due = None;
         let setup = self.setup.clone();
         let settings = &setup.settings;
-        let mut report = report.unwrap_or_else(|| TurnReport { turn: self.turn, ..Default::default() });
+        let mut report = report.unwrap_or_else(|| TurnReport {
+            turn: self.turn,
+            ..Default::default()
+        });
         report.safety_net = true;
         report.filler |= std::mem::take(&mut self.filler_played);
         report.error = Some(error.to_string());
@@ -753,13 +852,21 @@ impl Session {
         if let Some(audio) = self.setup.prompts.get(&settings.apology) {
             let mark = self.next_mark;
             self.next_mark += 1;
-            self.emit(SessionAction::Play { samples: audio, mark }).await;
+            self.emit(SessionAction::Play {
+                samples: audio,
+                mark,
+            })
+            .await;
         }
         self.emit(SessionAction::Report(Box::new(report))).await;
         self.set_state(CallState::Transferring).await;
         metrics::counter_inc("understudy_transfers_total", &[("reason", "safety_net")]);
         let target = settings.safety_target.clone();
-        self.emit(SessionAction::Transfer { target, reason: format!("safety net: {error}") }).await;
+        self.emit(SessionAction::Transfer {
+            target,
+            reason: format!("safety net: {error}"),
+        })
+        .await;
     }
 }
 
@@ -779,7 +886,9 @@ enum WorkDone {
 async fn wait_work(work: &mut Work) -> WorkDone {
     match work {
         Work::Thinking(task) => WorkDone::Thought(Box::new(task.await)),
-        Work::Speaking { task: Some(task), .. } => WorkDone::Spoken(Box::new(task.await)),
+        Work::Speaking {
+            task: Some(task), ..
+        } => WorkDone::Spoken(Box::new(task.await)),
         _ => std::future::pending().await,
     }
 }
@@ -797,13 +906,23 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
         barge_in: config.barge_in,
         barge_in_min_speech_ms: config.barge_in_min_speech_ms,
         longest_no_input: bundle.longest_no_input_timeout(),
-        dtmf_interdigit: config.dtmf_interdigit_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+        dtmf_interdigit: config
+            .dtmf_interdigit_ms
+            .map(|ms| Duration::from_millis(u64::from(ms))),
         turn_deadline: Duration::from_millis(config.turn_deadline_ms as u64),
-        filler_after: (config.filler_after_ms > 0).then(|| Duration::from_millis(config.filler_after_ms as u64)),
-        filler: bundle.filler_prompt().unwrap_or_else(|| prompts::DEFAULT_FILLER.to_string()),
+        filler_after: (config.filler_after_ms > 0)
+            .then(|| Duration::from_millis(config.filler_after_ms as u64)),
+        filler: bundle
+            .filler_prompt()
+            .unwrap_or_else(|| prompts::DEFAULT_FILLER.to_string()),
         safety_target: bundle.safety_net_target(),
-        apology: bundle.safety_net_prompt().unwrap_or_else(|| prompts::DEFAULT_APOLOGY.to_string()),
-        takeover: config.takeover_prompt.clone().unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),
+        apology: bundle
+            .safety_net_prompt()
+            .unwrap_or_else(|| prompts::DEFAULT_APOLOGY.to_string()),
+        takeover: config
+            .takeover_prompt
+            .clone()
+            .unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),
         stt_prompt: Some(bundle.stt_hint()),
     }
 }

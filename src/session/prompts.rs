@@ -12,7 +12,8 @@ use std::sync::RwLock;
 use std::time::Instant;
 
 /// What the caller hears when an engine fails; always pre-rendered.
-pub const DEFAULT_APOLOGY: &str = "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.";
+pub const DEFAULT_APOLOGY: &str =
+    "I'm sorry, I'm having trouble right now. Let me connect you with a colleague.";
 /// What the caller hears when a turn is slow to answer (the bundle's
 /// `filler_prompt` replaces it); always pre-rendered.
 pub const DEFAULT_FILLER: &str = "One moment, please.";
@@ -59,10 +60,18 @@ impl PromptCache {
                 continue;
             }
             let speech = tts.synthesize(text).await?;
-            self.insert(text, audio::resample(&speech.samples, speech.sample_rate, SAMPLE_RATE));
+            self.insert(
+                text,
+                audio::resample(&speech.samples, speech.sample_rate, SAMPLE_RATE),
+            );
             rendered += 1;
         }
-        tracing::info!(rendered, cached = self.len(), ms = started.elapsed().as_millis() as u64, "prompt audio ready");
+        tracing::info!(
+            rendered,
+            cached = self.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "prompt audio ready"
+        );
         metrics::gauge_set("understudy_prompt_cache_entries", &[], self.len() as f64);
         Ok(rendered)
     }
@@ -71,19 +80,34 @@ impl PromptCache {
 /// Speech for one text, piece by piece, at the canonical rate.
 pub enum Speech {
     Cached(Option<std::sync::Arc<Vec<i16>>>),
-    Streaming { stream: crate::engines::SpeechStream, text: String, rendered: Vec<i16> },
+    Streaming {
+        stream: crate::engines::SpeechStream,
+        text: String,
+        rendered: Vec<i16>,
+    },
 }
 
 impl Speech {
     /// Start speaking `text`: from the cache when possible, else via TTS.
-    pub async fn start(cache: &PromptCache, tts: Option<&TtsClient>, text: &str) -> Result<Speech, EngineError> {
+    pub async fn start(
+        cache: &PromptCache,
+        tts: Option<&TtsClient>,
+        text: &str,
+    ) -> Result<Speech, EngineError> {
         if let Some(audio) = cache.get(text) {
             metrics::counter_inc("understudy_prompt_cache_total", &[("result", "hit")]);
             return Ok(Speech::Cached(Some(audio)));
         }
         metrics::counter_inc("understudy_prompt_cache_total", &[("result", "miss")]);
-        let tts = tts.ok_or_else(|| EngineError::Unavailable { engine: "tts", reason: "not started".into() })?;
-        Ok(Speech::Streaming { stream: tts.stream(text).await?, text: text.to_string(), rendered: vec![] })
+        let tts = tts.ok_or_else(|| EngineError::Unavailable {
+            engine: "tts",
+            reason: "not started".into(),
+        })?;
+        Ok(Speech::Streaming {
+            stream: tts.stream(text).await?,
+            text: text.to_string(),
+            rendered: vec![],
+        })
     }
 
     /// The next piece of audio; `None` when done. Streamed speech is added
@@ -91,7 +115,11 @@ impl Speech {
     pub async fn next(&mut self, cache: &PromptCache) -> Option<Result<Vec<i16>, EngineError>> {
         match self {
             Speech::Cached(audio) => audio.take().map(|a| Ok(a.as_ref().clone())),
-            Speech::Streaming { stream, text, rendered } => match stream.next().await {
+            Speech::Streaming {
+                stream,
+                text,
+                rendered,
+            } => match stream.next().await {
                 Some(Ok(chunk)) => {
                     let samples = audio::resample(&chunk.samples, chunk.sample_rate, SAMPLE_RATE);
                     rendered.extend_from_slice(&samples);

@@ -30,7 +30,10 @@ pub struct CallerAudio {
 
 impl CallerAudio {
     pub fn new() -> Self {
-        CallerAudio { samples: Vec::with_capacity(KEEP_SECONDS * SAMPLE_RATE as usize), base: 0 }
+        CallerAudio {
+            samples: Vec::with_capacity(KEEP_SECONDS * SAMPLE_RATE as usize),
+            base: 0,
+        }
     }
 
     pub fn push(&mut self, frame: &[i16]) {
@@ -45,8 +48,11 @@ impl CallerAudio {
 
     /// The speech from `start` to `end`, with a little context either side.
     pub fn utterance(&self, start: u64, end: u64) -> Vec<i16> {
-        let from = start.saturating_sub(ms_to_samples(PRE_ROLL_MS, SAMPLE_RATE) as u64).max(self.base);
-        let to = (end + ms_to_samples(POST_PAD_MS, SAMPLE_RATE) as u64).min(self.base + self.samples.len() as u64);
+        let from = start
+            .saturating_sub(ms_to_samples(PRE_ROLL_MS, SAMPLE_RATE) as u64)
+            .max(self.base);
+        let to = (end + ms_to_samples(POST_PAD_MS, SAMPLE_RATE) as u64)
+            .min(self.base + self.samples.len() as u64);
         if to <= from {
             return vec![];
         }
@@ -85,8 +91,16 @@ pub fn turn_deadline(setup: &SessionSetup, speech_end: Option<Instant>) -> Insta
 }
 
 /// Transcribe (if speech) and decide what to say.
-pub async fn think(setup: Arc<SessionSetup>, mut conversation: Conversation, input: TurnInput, turn: u32) -> TurnDone {
-    let mut report = TurnReport { turn, ..Default::default() };
+pub async fn think(
+    setup: Arc<SessionSetup>,
+    mut conversation: Conversation,
+    input: TurnInput,
+    turn: u32,
+) -> TurnDone {
+    let mut report = TurnReport {
+        turn,
+        ..Default::default()
+    };
     let mut speech_end = None;
     let ended = match &input {
         TurnInput::Speech { speech_end, .. } => Some(*speech_end),
@@ -95,7 +109,13 @@ pub async fn think(setup: Arc<SessionSetup>, mut conversation: Conversation, inp
     let deadline = tokio::time::Instant::from_std(turn_deadline(&setup, ended));
     let outcome = match tokio::time::timeout_at(
         deadline,
-        decide(&setup, &mut conversation, input, &mut report, &mut speech_end),
+        decide(
+            &setup,
+            &mut conversation,
+            input,
+            &mut report,
+            &mut speech_end,
+        ),
     )
     .await
     {
@@ -112,7 +132,12 @@ pub async fn think(setup: Arc<SessionSetup>, mut conversation: Conversation, inp
         done.slots = bot_turn.slots.clone();
         (bot_turn, done)
     });
-    TurnDone { conversation, outcome, report, speech_end }
+    TurnDone {
+        conversation,
+        outcome,
+        report,
+        speech_end,
+    }
 }
 
 async fn decide(
@@ -122,46 +147,61 @@ async fn decide(
     report: &mut TurnReport,
     speech_end_out: &mut Option<Instant>,
 ) -> Result<BotTurn, EngineError> {
-    let user_input = match input {
-        TurnInput::Speech { audio, speech_ms, speech_end, endpoint_ms, speculative } => {
-            *speech_end_out = Some(speech_end);
-            report.speech_ms = Some(speech_ms);
-            report.timings_ms.endpoint = Some(endpoint_ms);
-            let started = Instant::now();
-            let transcript = match speculative {
-                Some(task) => {
-                    report.timings_ms.speculative_stt = true;
-                    match task.await {
-                        Ok(result) => result?,
-                        Err(e) => return Err(EngineError::Protocol { engine: "stt", detail: e.to_string() }),
-                    }
+    let user_input =
+        match input {
+            TurnInput::Speech {
+                audio,
+                speech_ms,
+                speech_end,
+                endpoint_ms,
+                speculative,
+            } => {
+                *speech_end_out = Some(speech_end);
+                report.speech_ms = Some(speech_ms);
+                report.timings_ms.endpoint = Some(endpoint_ms);
+                let started = Instant::now();
+                let transcript =
+                    match speculative {
+                        Some(task) => {
+                            report.timings_ms.speculative_stt = true;
+                            match task.await {
+                                Ok(result) => result?,
+                                Err(e) => {
+                                    return Err(EngineError::Protocol {
+                                        engine: "stt",
+                                        detail: e.to_string(),
+                                    })
+                                }
+                            }
+                        }
+                        None => {
+                            let stt = setup.engines.stt.as_ref().ok_or_else(|| {
+                                EngineError::Unavailable {
+                                    engine: "stt",
+                                    reason: "not started".into(),
+                                }
+                            })?;
+                            stt.transcribe(&audio, setup.settings.stt_prompt.as_deref())
+                                .await?
+                        }
+                    };
+                // With a speculative transcription, only the wait after the turn's end counts.
+                let stt_ms = started.elapsed().as_secs_f64() * 1e3;
+                report.timings_ms.stt = Some(stt_ms);
+                metrics::observe_ms("understudy_stage_ms", &[("stage", "stt")], stt_ms);
+                report.transcript = transcript.text.clone();
+                if transcript.no_speech || transcript.text.trim().is_empty() {
+                    UserInput::NoInput
+                } else {
+                    UserInput::Text(transcript.text)
                 }
-                None => {
-                    let stt = setup
-                        .engines
-                        .stt
-                        .as_ref()
-                        .ok_or_else(|| EngineError::Unavailable { engine: "stt", reason: "not started".into() })?;
-                    stt.transcribe(&audio, setup.settings.stt_prompt.as_deref()).await?
-                }
-            };
-            // With a speculative transcription, only the wait after the turn's end counts.
-            let stt_ms = started.elapsed().as_secs_f64() * 1e3;
-            report.timings_ms.stt = Some(stt_ms);
-            metrics::observe_ms("understudy_stage_ms", &[("stage", "stt")], stt_ms);
-            report.transcript = transcript.text.clone();
-            if transcript.no_speech || transcript.text.trim().is_empty() {
-                UserInput::NoInput
-            } else {
-                UserInput::Text(transcript.text)
             }
-        }
-        TurnInput::Dtmf(digits) => {
-            report.dtmf = Some(digits.clone());
-            UserInput::Dtmf(digits)
-        }
-        TurnInput::NoInput => UserInput::NoInput,
-    };
+            TurnInput::Dtmf(digits) => {
+                report.dtmf = Some(digits.clone());
+                UserInput::Dtmf(digits)
+            }
+            TurnInput::NoInput => UserInput::NoInput,
+        };
     let started = Instant::now();
     let bot_turn = setup.bot.respond(conversation, user_input).await?;
     let dialog_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -192,12 +232,24 @@ pub async fn speak(
     let mut last_mark = None;
     // A caller's turn must produce its first audio by the turn deadline (a
     // stalled TTS is dead air too); the greeting has no deadline.
-    let deadline = speech_end.map(|end| tokio::time::Instant::from_std(turn_deadline(&setup, Some(end))));
+    let deadline =
+        speech_end.map(|end| tokio::time::Instant::from_std(turn_deadline(&setup, Some(end))));
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
         let first = deadline.filter(|_| last_mark.is_none());
-        let mut speech = match by(first, Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text)).await {
+        let mut speech = match by(
+            first,
+            Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text),
+        )
+        .await
+        {
             Ok(s) => s,
-            Err(e) => return SpeakerDone { last_mark, error: Some(e), report },
+            Err(e) => {
+                return SpeakerDone {
+                    last_mark,
+                    error: Some(e),
+                    report,
+                }
+            }
         };
         loop {
             let first = deadline.filter(|_| last_mark.is_none());
@@ -210,26 +262,51 @@ pub async fn speak(
             let Some(piece) = piece else { break };
             let samples = match piece {
                 Ok(s) => s,
-                Err(e) => return SpeakerDone { last_mark, error: Some(e), report },
+                Err(e) => {
+                    return SpeakerDone {
+                        last_mark,
+                        error: Some(e),
+                        report,
+                    }
+                }
             };
             if last_mark.is_none() {
                 let first_audio_ms = started.elapsed().as_secs_f64() * 1e3;
                 report.timings_ms.tts_first_audio = Some(first_audio_ms);
-                metrics::observe_ms("understudy_stage_ms", &[("stage", "tts_first_audio")], first_audio_ms);
+                metrics::observe_ms(
+                    "understudy_stage_ms",
+                    &[("stage", "tts_first_audio")],
+                    first_audio_ms,
+                );
                 if let Some(end) = speech_end {
                     let v2v = end.elapsed().as_secs_f64() * 1e3;
                     report.timings_ms.voice_to_voice = Some(v2v);
                     metrics::observe_ms("understudy_stage_ms", &[("stage", "voice_to_voice")], v2v);
                 }
             }
-            if actions.send(SessionAction::Play { samples: Arc::new(samples), mark }).await.is_err() {
-                return SpeakerDone { last_mark, error: None, report };
+            if actions
+                .send(SessionAction::Play {
+                    samples: Arc::new(samples),
+                    mark,
+                })
+                .await
+                .is_err()
+            {
+                return SpeakerDone {
+                    last_mark,
+                    error: None,
+                    report,
+                };
             }
             last_mark = Some(mark);
             mark += 1;
         }
     }
-    SpeakerDone { last_mark, error: None, report }
+    SpeakerDone {
+        last_mark,
+        error: None,
+        report,
+    }
 }
 
 /// `work`, or a TTS timeout at `deadline` when there is one.
@@ -238,7 +315,9 @@ async fn by<T>(
     work: impl std::future::Future<Output = Result<T, EngineError>>,
 ) -> Result<T, EngineError> {
     match deadline {
-        Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or(Err(EngineError::Timeout { engine: "tts" })),
+        Some(at) => tokio::time::timeout_at(at, work)
+            .await
+            .unwrap_or(Err(EngineError::Timeout { engine: "tts" })),
         None => work.await,
     }
 }

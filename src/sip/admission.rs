@@ -57,7 +57,11 @@ impl Admission {
     pub fn new(capacity: usize, sessions: SessionSource) -> Self {
         metrics::gauge_set("understudy_sip_capacity", &[], capacity as f64);
         metrics::gauge_set("understudy_sip_calls_active", &[], 0.0);
-        Admission { capacity, slots: Arc::new(Semaphore::new(capacity)), sessions }
+        Admission {
+            capacity,
+            slots: Arc::new(Semaphore::new(capacity)),
+            sessions,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -89,8 +93,15 @@ impl Admission {
     /// Take a slot for a new call.
     pub fn admit(&self) -> Result<Admitted, Refusal> {
         let setup = (self.sessions)().ok_or(Refusal::NotReady)?;
-        let permit = self.slots.clone().try_acquire_owned().map_err(|_| Refusal::Full)?;
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Full)?;
         metrics::gauge_add("understudy_sip_calls_active", &[], 1.0);
-        Ok(Admitted { setup, permit: CallSlot { _permit: permit } })
+        Ok(Admitted {
+            setup,
+            permit: CallSlot { _permit: permit },
+        })
     }
 }

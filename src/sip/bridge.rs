@@ -23,11 +23,18 @@ pub struct Bridge {
 }
 
 /// Call `target` (a SIP URI) with a fresh RTP leg; returns once it answered.
-pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str, media: MediaConfig) -> Result<Bridge, String> {
-    let callee = Uri::try_from(target).map_err(|e| format!("bad transfer target {target:?}: {e}"))?;
+pub(super) async fn dial(
+    shared: &Arc<Shared>,
+    target: &str,
+    caller_user: &str,
+    media: MediaConfig,
+) -> Result<Bridge, String> {
+    let callee =
+        Uri::try_from(target).map_err(|e| format!("bad transfer target {target:?}: {e}"))?;
     let (to, transport) = super::resolve_uri(&callee).await?;
     let socket = shared.ports.bind().await.map_err(|e| e.to_string())?;
-    let leg = MediaLeg::spawn(socket, media, format!("bridge/{target}")).map_err(|e| e.to_string())?;
+    let leg =
+        MediaLeg::spawn(socket, media, format!("bridge/{target}")).map_err(|e| e.to_string())?;
     let local_ip = shared.local_ip_for(to.ip());
     let mut sdp = SdpSession::new(LocalMedia {
         address: local_ip,
@@ -37,20 +44,32 @@ pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str, 
         codecs: shared.settings.codecs.clone(),
     });
     let contact = super::contact_uri(local_ip, shared.listen.port(), transport);
-    let user = if caller_user.is_empty() { "understudy" } else { caller_user };
-    let caller = Uri::try_from(format!("sip:{user}@{local_ip}").as_str()).map_err(|e| e.to_string())?;
+    let user = if caller_user.is_empty() {
+        "understudy"
+    } else {
+        caller_user
+    };
+    let caller =
+        Uri::try_from(format!("sip:{user}@{local_ip}").as_str()).map_err(|e| e.to_string())?;
     let option = InviteOption {
         caller,
         callee,
         contact,
-        destination: Some(SipAddr { r#type: Some(transport), addr: to.into() }),
+        destination: Some(SipAddr {
+            r#type: Some(transport),
+            addr: to.into(),
+        }),
         content_type: Some("application/sdp".into()),
         offer: Some(sdp.offer(sdp::Direction::SendRecv).into_bytes()),
         ..Default::default()
     };
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
     tracing::info!(%target, %to, rtp = %leg.local, "bridge: calling the target");
-    let (dialog, response) = shared.dialogs.do_invite(option, state_tx).await.map_err(|e| format!("calling {target} failed: {e}"))?;
+    let (dialog, response) = shared
+        .dialogs
+        .do_invite(option, state_tx)
+        .await
+        .map_err(|e| format!("calling {target} failed: {e}"))?;
     let response = response.ok_or_else(|| format!("{target} gave no answer"))?;
     if response.status_code.kind() != StatusCodeKind::Successful {
         leg.stop().await;
@@ -65,7 +84,13 @@ pub(super) async fn dial(shared: &Arc<Shared>, target: &str, caller_user: &str, 
             return Err(format!("{target} answered with unusable SDP: {e}"));
         }
     }
-    Ok(Bridge { dialog, states, leg, sdp, target: target.to_string() })
+    Ok(Bridge {
+        dialog,
+        states,
+        leg,
+        sdp,
+        target: target.to_string(),
+    })
 }
 
 /// Relay the two legs into each other.

@@ -14,7 +14,9 @@ use super::transfer::{self, Outcome};
 use super::ALLOW;
 use crate::metrics;
 use crate::session::{self, CallEvent, Opening, SessionAction, TurnReport};
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog::{
+    DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle,
+};
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Header, Method, Request, StatusCode};
@@ -58,7 +60,10 @@ struct End {
 }
 
 fn end(result: &'static str, detail: impl Into<String>) -> Option<End> {
-    Some(End { result, detail: detail.into() })
+    Some(End {
+        result,
+        detail: detail.into(),
+    })
 }
 
 struct SessionLink {
@@ -211,11 +216,19 @@ impl Call {
             DialogState::Confirmed(..) => {
                 if self.answer_in_ack {
                     self.answer_in_ack = false;
-                    let ack = self.dialog.last_remote_ack().map(|r| r.body).unwrap_or_default();
+                    let ack = self
+                        .dialog
+                        .last_remote_ack()
+                        .map(|r| r.body)
+                        .unwrap_or_default();
                     match self.sdp.accept_answer(&ack) {
                         Ok(params) => self.leg.send(MediaCommand::Update(params)),
-                        Err(e) if !self.confirmed => return end("failed", format!("the ACK carried no usable answer: {e}")),
-                        Err(e) => tracing::warn!(call = %self.id, error = %e, "unusable answer in ACK; media unchanged"),
+                        Err(e) if !self.confirmed => {
+                            return end("failed", format!("the ACK carried no usable answer: {e}"))
+                        }
+                        Err(e) => {
+                            tracing::warn!(call = %self.id, error = %e, "unusable answer in ACK; media unchanged")
+                        }
                     }
                 }
                 if !self.confirmed {
@@ -225,7 +238,8 @@ impl Call {
                 None
             }
             DialogState::Updated(_, request, handle) => {
-                self.answer_in_ack |= answer_offer(&mut self.sdp, &self.leg, &request, handle).await;
+                self.answer_in_ack |=
+                    answer_offer(&mut self.sdp, &self.leg, &request, handle).await;
                 None
             }
             DialogState::Info(_, request, handle) => {
@@ -241,19 +255,29 @@ impl Call {
                 None
             }
             DialogState::Notify(_, request, handle) => {
-                let is_refer = request.header_value("Event").is_some_and(|e| e.to_ascii_lowercase().starts_with("refer"));
+                let is_refer = request
+                    .header_value("Event")
+                    .is_some_and(|e| e.to_ascii_lowercase().starts_with("refer"));
                 if !is_refer {
                     let _ = handle.reply(StatusCode::BadEvent).await;
                     return None;
                 }
                 let _ = handle.reply(StatusCode::OK).await;
-                if let (Some(code), Some(tx)) = (transfer::sipfrag_status(&request.body), &self.sipfrags) {
+                if let (Some(code), Some(tx)) =
+                    (transfer::sipfrag_status(&request.body), &self.sipfrags)
+                {
                     let _ = tx.send(code).await;
                 }
                 None
             }
             DialogState::Options(_, _, handle) => {
-                let _ = handle.respond(StatusCode::OK, Some(vec![Header::Allow(ALLOW.into())]), None).await;
+                let _ = handle
+                    .respond(
+                        StatusCode::OK,
+                        Some(vec![Header::Allow(ALLOW.into())]),
+                        None,
+                    )
+                    .await;
                 None
             }
             // We transfer callers; we do not take transfers.
@@ -262,18 +286,31 @@ impl Call {
                 None
             }
             DialogState::Message(_, _, handle) | DialogState::Publish(_, _, handle) => {
-                let _ = handle.respond(StatusCode::MethodNotAllowed, Some(vec![Header::Allow(ALLOW.into())]), None).await;
+                let _ = handle
+                    .respond(
+                        StatusCode::MethodNotAllowed,
+                        Some(vec![Header::Allow(ALLOW.into())]),
+                        None,
+                    )
+                    .await;
                 None
             }
             DialogState::Terminated(_, reason) => match reason {
                 TerminatedReason::UacCancel => end("cancelled", "CANCEL"),
-                TerminatedReason::UacBye if self.bridge.is_some() => end("transferred", "the caller hung up the bridge"),
-                TerminatedReason::UacBye if self.hang_up_at.is_some() => end("transferred", "by REFER"),
+                TerminatedReason::UacBye if self.bridge.is_some() => {
+                    end("transferred", "the caller hung up the bridge")
+                }
+                TerminatedReason::UacBye if self.hang_up_at.is_some() => {
+                    end("transferred", "by REFER")
+                }
                 TerminatedReason::UacBye => end("completed", "the caller hung up"),
                 TerminatedReason::Timeout => end("failed", "no ACK for our answer"),
                 other => end("failed", format!("dialog terminated: {other:?}")),
             },
-            DialogState::Calling(_) | DialogState::Trying(_) | DialogState::Early(..) | DialogState::WaitAck(..) => None,
+            DialogState::Calling(_)
+            | DialogState::Trying(_)
+            | DialogState::Early(..)
+            | DialogState::WaitAck(..) => None,
         }
     }
 
@@ -294,10 +331,18 @@ impl Call {
     }
 
     fn start_session_with(&mut self, opening: Opening) {
-        let Some(admitted) = &self.admitted else { return };
+        let Some(admitted) = &self.admitted else {
+            return;
+        };
         let handle = session::start_call_with(admitted.setup.clone(), self.id.clone(), opening);
-        self.leg.send(MediaCommand::Attach(Upstream::Session(handle.events.clone())));
-        self.session = Some(SessionLink { events: handle.events, actions: handle.actions, _task: handle.task });
+        self.leg.send(MediaCommand::Attach(Upstream::Session(
+            handle.events.clone(),
+        )));
+        self.session = Some(SessionLink {
+            events: handle.events,
+            actions: handle.actions,
+            _task: handle.task,
+        });
     }
 
     /// End the session (if any); the call itself may go on (a transfer).
@@ -320,15 +365,21 @@ impl Call {
             return end("completed", "the session ended");
         };
         match action {
-            SessionAction::Play { samples, mark } => self.leg.send(MediaCommand::Play { samples, mark }),
+            SessionAction::Play { samples, mark } => {
+                self.leg.send(MediaCommand::Play { samples, mark })
+            }
             SessionAction::ClearPlayout => self.leg.send(MediaCommand::Clear),
-            SessionAction::Transfer { target, reason } => return self.begin_transfer(target, reason).await,
+            SessionAction::Transfer { target, reason } => {
+                return self.begin_transfer(target, reason).await
+            }
             SessionAction::Hangup => {
                 self.leg.drained(DRAIN_LIMIT).await;
                 return end("completed", "the bot hung up");
             }
             SessionAction::Report(report) => log_turn(&self.id, &report),
-            SessionAction::State(state) => tracing::debug!(call = %self.id, ?state, "session state"),
+            SessionAction::State(state) => {
+                tracing::debug!(call = %self.id, ?state, "session state")
+            }
         }
         None
     }
@@ -352,7 +403,11 @@ impl Call {
         let (sipfrag_tx, sipfrags) = mpsc::channel(16);
         self.sipfrags = Some(sipfrag_tx);
         let local_ip = self.sdp.local.address;
-        let contact = super::contact_uri(local_ip, self.shared.listen.port(), rsipstack::sip::Transport::Udp);
+        let contact = super::contact_uri(
+            local_ip,
+            self.shared.listen.port(),
+            rsipstack::sip::Transport::Udp,
+        );
         let job = transfer::Job {
             shared: self.shared.clone(),
             dialog: self.dialog.clone(),
@@ -388,15 +443,18 @@ impl Call {
     async fn on_agent_event(&mut self, event: AgentEvent) -> Option<End> {
         let bridge = self.bridge.as_mut()?;
         let state = match event {
-            AgentEvent::Media(Some(MediaEvent::Timeout)) => return end("transferred", "no RTP from the agent"),
+            AgentEvent::Media(Some(MediaEvent::Timeout)) => {
+                return end("transferred", "no RTP from the agent")
+            }
             AgentEvent::Media(None) => return end("failed", "the bridge's RTP leg stopped"),
             AgentEvent::State(None) => return end("transferred", "the agent's dialog went away"),
             AgentEvent::State(Some(state)) => *state,
         };
         match answer_placed_leg(bridge, &self.leg, state).await? {
-            DialogState::Terminated(_, reason) => {
-                end("transferred", format!("the bridge ended on the agent's side ({reason:?})"))
-            }
+            DialogState::Terminated(_, reason) => end(
+                "transferred",
+                format!("the bridge ended on the agent's side ({reason:?})"),
+            ),
             DialogState::Refer(_, _, handle) => {
                 let _ = handle.reply(StatusCode::Decline).await;
                 None
@@ -411,7 +469,10 @@ impl Call {
     async fn connect_cloud(&mut self) -> Option<End> {
         let continuity = self.shared.continuity.clone()?;
         let uri = continuity.settings.uri.clone()?;
-        let media = MediaConfig { rtp_timeout: continuity.settings.rtp_timeout, ..self.shared.media.clone() };
+        let media = MediaConfig {
+            rtp_timeout: continuity.settings.rtp_timeout,
+            ..self.shared.media.clone()
+        };
         let caller_user = caller_user(&self.dialog.initial_request());
         let started = Instant::now();
         let dial = bridge::dial(&self.shared, &uri, &caller_user, media);
@@ -432,7 +493,11 @@ impl Call {
             Ok(cloud) => {
                 tracing::info!(call = %self.id, cloud = %uri, ms = started.elapsed().as_millis() as u64, "bridged to the cloud bot");
                 metrics::counter_inc("understudy_inpath_calls_total", &[("route", "cloud")]);
-                self.cloud = Some(Box::new(CloudLeg::connect(&self.leg, Box::new(cloud), continuity.settings.recent_audio)));
+                self.cloud = Some(Box::new(CloudLeg::connect(
+                    &self.leg,
+                    Box::new(cloud),
+                    continuity.settings.recent_audio,
+                )));
                 None
             }
             Err(why) => {
@@ -440,14 +505,29 @@ impl Call {
                 continuity.call_failed(&format!("call setup: {why}"));
                 match self.shared.admission.admit() {
                     Ok(admitted) => {
-                        metrics::counter_inc("understudy_inpath_calls_total", &[("route", "local_after_setup_failure")]);
+                        metrics::counter_inc(
+                            "understudy_inpath_calls_total",
+                            &[("route", "local_after_setup_failure")],
+                        );
                         self.admitted = Some(admitted);
                         None
                     }
                     Err(refusal) => {
-                        metrics::counter_inc("understudy_inpath_calls_total", &[("route", "refused")]);
-                        let _ = self.dialog.reject(Some(StatusCode::ServiceUnavailable), Some(refusal.label().to_string()));
-                        end("refused", format!("the cloud bot failed ({why}) and the local bot is {}", refusal.label()))
+                        metrics::counter_inc(
+                            "understudy_inpath_calls_total",
+                            &[("route", "refused")],
+                        );
+                        let _ = self.dialog.reject(
+                            Some(StatusCode::ServiceUnavailable),
+                            Some(refusal.label().to_string()),
+                        );
+                        end(
+                            "refused",
+                            format!(
+                                "the cloud bot failed ({why}) and the local bot is {}",
+                                refusal.label()
+                            ),
+                        )
                     }
                 }
             }
@@ -458,26 +538,56 @@ impl Call {
         let cloud = self.cloud.as_mut()?;
         let state = match event {
             AgentEvent::Media(Some(MediaEvent::Timeout)) => {
-                let ms = self.shared.continuity.as_ref().map_or(0, |c| c.settings.rtp_timeout.as_millis());
-                return self.take_over(format!("no RTP from the cloud bot for {ms} ms")).await;
+                let ms = self
+                    .shared
+                    .continuity
+                    .as_ref()
+                    .map_or(0, |c| c.settings.rtp_timeout.as_millis());
+                return self
+                    .take_over(format!("no RTP from the cloud bot for {ms} ms"))
+                    .await;
             }
-            AgentEvent::Media(None) => return self.take_over("the cloud leg's RTP stopped".into()).await,
-            AgentEvent::State(None) => return self.take_over("the cloud leg's dialog went away".into()).await,
+            AgentEvent::Media(None) => {
+                return self.take_over("the cloud leg's RTP stopped".into()).await
+            }
+            AgentEvent::State(None) => {
+                return self
+                    .take_over("the cloud leg's dialog went away".into())
+                    .await
+            }
             AgentEvent::State(Some(state)) => *state,
         };
         match answer_placed_leg(&mut cloud.bridge, &self.leg, state).await? {
             DialogState::Terminated(id, TerminatedReason::UasBye) => {
-                let reason = self.shared.bye_reasons.lock().unwrap().remove(&id.call_id).unwrap_or_default();
+                let reason = self
+                    .shared
+                    .bye_reasons
+                    .lock()
+                    .unwrap()
+                    .remove(&id.call_id)
+                    .unwrap_or_default();
                 if inpath::bye_reason_is_error(&reason) {
-                    return self.take_over(format!("the cloud bot hung up with an error ({reason})")).await;
+                    return self
+                        .take_over(format!("the cloud bot hung up with an error ({reason})"))
+                        .await;
                 }
                 end("completed", "the cloud bot hung up")
             }
-            DialogState::Terminated(_, reason) => self.take_over(format!("the cloud leg ended: {reason:?}")).await,
+            DialogState::Terminated(_, reason) => {
+                self.take_over(format!("the cloud leg ended: {reason:?}"))
+                    .await
+            }
             // The cloud bot hands the caller to a human: we do the transfer
             // (REFER to the caller's side, else bridge), the cloud leg ends.
             DialogState::Refer(_, request, handle) => {
-                let target = request.header_value("Refer-To").map(|t| t.trim().trim_start_matches('<').split('>').next().unwrap_or("").to_string());
+                let target = request.header_value("Refer-To").map(|t| {
+                    t.trim()
+                        .trim_start_matches('<')
+                        .split('>')
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                });
                 let Some(target) = target.filter(|t| !t.is_empty()) else {
                     let _ = handle.reply(StatusCode::BadRequest).await;
                     return None;
@@ -488,7 +598,8 @@ impl Call {
                     cloud.close(self.shared.clone());
                 }
                 self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
-                self.begin_transfer(target, "the cloud bot asked for it".into()).await
+                self.begin_transfer(target, "the cloud bot asked for it".into())
+                    .await
             }
             _ => None,
         }
@@ -500,7 +611,9 @@ impl Call {
     /// apology and goes to a human; never a dropped call.
     async fn take_over(&mut self, why: String) -> Option<End> {
         let cloud = self.cloud.take()?;
-        let quiet_ms = cloud.last_cloud_frame.map(|t| t.elapsed().as_millis() as u64);
+        let quiet_ms = cloud
+            .last_cloud_frame
+            .map(|t| t.elapsed().as_millis() as u64);
         let recent_ms = cloud.recent.len_ms();
         let recent = cloud.recent.to_canonical();
         let on_cloud_s = cloud.connected.elapsed().as_secs_f64();
@@ -528,8 +641,14 @@ impl Call {
                         self.leg.send(MediaCommand::Play { samples, mark: 0 });
                     }
                 }
-                let target = setup.map(|s| s.settings.safety_target.clone()).unwrap_or_default();
-                self.begin_transfer(target, format!("cloud failed ({why}); local bot {}", refusal.label())).await
+                let target = setup
+                    .map(|s| s.settings.safety_target.clone())
+                    .unwrap_or_default();
+                self.begin_transfer(
+                    target,
+                    format!("cloud failed ({why}); local bot {}", refusal.label()),
+                )
+                .await
             }
         }
     }
@@ -566,11 +685,17 @@ impl Call {
                 tracing::debug!(call = %self.id, error = %e, "BYE failed");
             }
         } else if !state.is_terminated() {
-            let _ = self.dialog.reject(Some(StatusCode::ServerInternalError), Some(end.detail.clone()));
+            let _ = self.dialog.reject(
+                Some(StatusCode::ServerInternalError),
+                Some(end.detail.clone()),
+            );
         }
         self.shared.dialogs.remove_dialog(&self.dialog.id());
         let stats = self.leg.stop().await;
-        metrics::counter_inc("understudy_sip_calls_ended_total", &[("result", end.result)]);
+        metrics::counter_inc(
+            "understudy_sip_calls_ended_total",
+            &[("result", end.result)],
+        );
         tracing::info!(
             call = %self.id,
             result = end.result,
@@ -589,7 +714,12 @@ impl Call {
 
 /// Answer an in-dialog offer (re-INVITE, UPDATE) on a leg; returns true when
 /// our own offer went out and the answer will come in the ACK.
-async fn answer_offer(sdp: &mut SdpSession, leg: &MediaLeg, request: &Request, handle: TransactionHandle) -> bool {
+async fn answer_offer(
+    sdp: &mut SdpSession,
+    leg: &MediaLeg,
+    request: &Request,
+    handle: TransactionHandle,
+) -> bool {
     let sdp_type = || vec![Header::ContentType("application/sdp".into())];
     if request.body.is_empty() {
         if request.method == Method::Update {
@@ -599,19 +729,27 @@ async fn answer_offer(sdp: &mut SdpSession, leg: &MediaLeg, request: &Request, h
         }
         // An offerless re-INVITE: we offer what we have.
         let body = sdp.offer(Direction::SendRecv);
-        let _ = handle.respond(StatusCode::OK, Some(sdp_type()), Some(body.into_bytes())).await;
+        let _ = handle
+            .respond(StatusCode::OK, Some(sdp_type()), Some(body.into_bytes()))
+            .await;
         return true;
     }
     match sdp.answer(&request.body) {
         Ok((body, params)) => {
             tracing::info!(leg = ?leg.local, hold = !params.we_send(), law = ?params.law, "media renegotiated");
             leg.send(MediaCommand::Update(params));
-            let _ = handle.respond(StatusCode::OK, Some(sdp_type()), Some(body.into_bytes())).await;
+            let _ = handle
+                .respond(StatusCode::OK, Some(sdp_type()), Some(body.into_bytes()))
+                .await;
         }
         Err(e) => {
             tracing::info!(error = %e, "re-offer refused; media unchanged");
-            let warning = Header::Warning(format!("304 understudy \"{}\"", e.to_string().replace('"', "'")).into());
-            let _ = handle.respond(StatusCode::from(e.status()), Some(vec![warning]), None).await;
+            let warning = Header::Warning(
+                format!("304 understudy \"{}\"", e.to_string().replace('"', "'")).into(),
+            );
+            let _ = handle
+                .respond(StatusCode::from(e.status()), Some(vec![warning]), None)
+                .await;
         }
     }
     false
@@ -621,14 +759,22 @@ async fn answer_offer(sdp: &mut SdpSession, leg: &MediaLeg, request: &Request, h
 /// their re-offers (our INVITE carried the offer; later ones come from
 /// them), their keys (passed to the caller), and requests that need only a
 /// 200. Anything else comes back for the caller of this to handle.
-async fn answer_placed_leg(leg: &mut Bridge, caller: &MediaLeg, state: DialogState) -> Option<DialogState> {
+async fn answer_placed_leg(
+    leg: &mut Bridge,
+    caller: &MediaLeg,
+    state: DialogState,
+) -> Option<DialogState> {
     match state {
         DialogState::Updated(_, request, handle) => {
             let _ = answer_offer(&mut leg.sdp, &leg.leg, &request, handle).await;
         }
         DialogState::Info(_, request, handle) => {
             let key = info_key(&request);
-            let status = if key.is_some() { StatusCode::OK } else { StatusCode::UnsupportedMediaType };
+            let status = if key.is_some() {
+                StatusCode::OK
+            } else {
+                StatusCode::UnsupportedMediaType
+            };
             let _ = handle.reply(status).await;
             if let Some(key) = key {
                 caller.send(MediaCommand::SendDtmf(key));
@@ -696,7 +842,9 @@ async fn next_action(session: &mut Option<SessionLink>) -> Option<SessionAction>
 }
 
 async fn next_outcome(task: &mut Option<TransferTask>) -> Outcome {
-    let Some(running) = task.as_mut() else { return std::future::pending().await };
+    let Some(running) = task.as_mut() else {
+        return std::future::pending().await;
+    };
     let outcome = running.as_mut().await;
     *task = None;
     outcome

@@ -18,12 +18,22 @@ impl TelephoneEvent {
     /// Parse an event payload; extra bytes (redundant events) are ignored.
     pub fn parse(payload: &[u8]) -> Option<TelephoneEvent> {
         let b: [u8; 4] = payload.get(..4)?.try_into().ok()?;
-        Some(TelephoneEvent { event: b[0], end: b[1] & 0x80 != 0, volume: b[1] & 0x3f, duration: u16::from_be_bytes([b[2], b[3]]) })
+        Some(TelephoneEvent {
+            event: b[0],
+            end: b[1] & 0x80 != 0,
+            volume: b[1] & 0x3f,
+            duration: u16::from_be_bytes([b[2], b[3]]),
+        })
     }
 
     pub fn to_bytes(self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
-        [self.event, (if self.end { 0x80 } else { 0 }) | (self.volume & 0x3f), d[0], d[1]]
+        [
+            self.event,
+            (if self.end { 0x80 } else { 0 }) | (self.volume & 0x3f),
+            d[0],
+            d[1],
+        ]
     }
 }
 
@@ -76,12 +86,19 @@ impl EventDetector {
 /// `application/dtmf-relay` (`Signal=5\r\nDuration=160`) or
 /// `application/dtmf` (the key alone).
 pub fn key_from_info(content_type: &str, body: &[u8]) -> Option<char> {
-    let ctype = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let ctype = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     let text = std::str::from_utf8(body).ok()?;
     let signal = match ctype.as_str() {
         "application/dtmf-relay" => text.lines().find_map(|line| {
             let (name, value) = line.split_once('=')?;
-            name.trim().eq_ignore_ascii_case("signal").then(|| value.trim())
+            name.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
         })?,
         "application/dtmf" => text.trim(),
         _ => return None,
@@ -110,7 +127,13 @@ pub fn key_packets(key: char, duration_ms: u32) -> Option<Vec<[u8; 4]>> {
     for step in 1..=steps {
         let duration = (step * 160).min(u16::MAX as u32) as u16;
         let end = step == steps;
-        let payload = TelephoneEvent { event, end, volume: 10, duration }.to_bytes();
+        let payload = TelephoneEvent {
+            event,
+            end,
+            volume: 10,
+            duration,
+        }
+        .to_bytes();
         out.push(payload);
         if end {
             out.push(payload);
@@ -126,7 +149,12 @@ mod tests {
 
     #[test]
     fn event_payload_round_trips() {
-        let e = TelephoneEvent { event: 11, end: true, volume: 10, duration: 800 };
+        let e = TelephoneEvent {
+            event: 11,
+            end: true,
+            volume: 10,
+            duration: 800,
+        };
         assert_eq!(e.to_bytes(), [11, 0x8a, 0x03, 0x20]);
         assert_eq!(TelephoneEvent::parse(&e.to_bytes()), Some(e));
         assert_eq!(TelephoneEvent::parse(&[1, 2, 3]), None);
@@ -166,21 +194,39 @@ mod tests {
     fn key_packets_end_three_times() {
         let p = key_packets('9', 100).unwrap();
         assert_eq!(p.len(), 5 + 2);
-        let ends = p.iter().filter(|b| TelephoneEvent::parse(&b[..]).unwrap().end).count();
+        let ends = p
+            .iter()
+            .filter(|b| TelephoneEvent::parse(&b[..]).unwrap().end)
+            .count();
         assert_eq!(ends, 3);
         assert_eq!(TelephoneEvent::parse(&p[6]).unwrap().duration, 800);
     }
 
     #[test]
     fn info_bodies() {
-        assert_eq!(key_from_info("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), Some('5'));
-        assert_eq!(key_from_info("Application/DTMF-Relay; charset=x", b"signal = #\nDuration=100"), Some('#'));
-        assert_eq!(key_from_info("application/dtmf-relay", b"Signal=11\r\n"), Some('#'));
+        assert_eq!(
+            key_from_info("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(
+            key_from_info(
+                "Application/DTMF-Relay; charset=x",
+                b"signal = #\nDuration=100"
+            ),
+            Some('#')
+        );
+        assert_eq!(
+            key_from_info("application/dtmf-relay", b"Signal=11\r\n"),
+            Some('#')
+        );
         assert_eq!(key_from_info("application/dtmf", b"7\r\n"), Some('7'));
         assert_eq!(key_from_info("application/dtmf", b"d"), Some('D'));
         assert_eq!(key_from_info("application/dtmf", b"77"), None);
         assert_eq!(key_from_info("text/plain", b"Signal=5"), None);
-        assert_eq!(key_from_info("application/dtmf-relay", b"Duration=160"), None);
+        assert_eq!(
+            key_from_info("application/dtmf-relay", b"Duration=160"),
+            None
+        );
         assert_eq!(key_from_info("application/dtmf-relay", &[0xff, 0xfe]), None);
     }
 }

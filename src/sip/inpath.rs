@@ -7,9 +7,9 @@
 
 use super::bridge::Bridge;
 use super::media::{BridgeFrame, MediaCommand, MediaEvent, MediaLeg, Upstream};
-use rsipstack::dialog::dialog::DialogState;
 use super::server::Shared;
 use crate::audio::SAMPLE_RATE;
+use rsipstack::dialog::dialog::DialogState;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,10 @@ pub(super) struct RecentAudio {
 impl RecentAudio {
     pub fn new(keep: Duration) -> Self {
         let max = (keep.as_millis() as usize) * WIRE_RATE as usize / 1000;
-        RecentAudio { samples: VecDeque::with_capacity(max), max }
+        RecentAudio {
+            samples: VecDeque::with_capacity(max),
+            max,
+        }
     }
 
     pub fn push(&mut self, frame: &[i16]) {
@@ -60,7 +63,12 @@ fn rms(frame: &[i16]) -> f64 {
     if frame.is_empty() {
         return 0.0;
     }
-    (frame.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / frame.len() as f64).sqrt()
+    (frame
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / frame.len() as f64)
+        .sqrt()
 }
 
 /// What happened on an in-path call's cloud side.
@@ -100,7 +108,9 @@ impl CloudLeg {
         caller.send(MediaCommand::Clear);
         caller.send(MediaCommand::Attach(Upstream::Bridge(caller_up)));
         caller.send(MediaCommand::BridgeFrom(caller_in));
-        bridge.leg.send(MediaCommand::Attach(Upstream::Bridge(cloud_up)));
+        bridge
+            .leg
+            .send(MediaCommand::Attach(Upstream::Bridge(cloud_up)));
         bridge.leg.send(MediaCommand::BridgeFrom(cloud_in));
         CloudLeg {
             bridge,
@@ -167,7 +177,11 @@ impl CloudLeg {
             }
             shared.dialogs.remove_dialog(&bridge.dialog.id());
             let stats = bridge.leg.stop().await;
-            tracing::debug!(received = stats.received, sent = stats.sent, "cloud leg closed");
+            tracing::debug!(
+                received = stats.received,
+                sent = stats.sent,
+                "cloud leg closed"
+            );
         });
     }
 }
@@ -176,7 +190,10 @@ impl CloudLeg {
 /// Q.850 cause other than normal clearing), rather than a finished call.
 pub fn bye_reason_is_error(reason: &str) -> bool {
     let lower = reason.to_ascii_lowercase();
-    let cause = lower.split(';').find_map(|p| p.trim().strip_prefix("cause=")).and_then(|c| c.trim().parse::<u16>().ok());
+    let cause = lower
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("cause="))
+        .and_then(|c| c.trim().parse::<u16>().ok());
     match (lower.trim_start().starts_with("q.850"), cause) {
         (true, Some(c)) => !matches!(c, 16 | 31),
         (false, Some(c)) => c >= 500,
@@ -206,9 +223,15 @@ mod tests {
     fn bye_reasons() {
         assert!(bye_reason_is_error("SIP;cause=500;text=\"Server Error\""));
         assert!(bye_reason_is_error("SIP ;cause=503"));
-        assert!(bye_reason_is_error("Q.850;cause=41;text=\"Temporary failure\""));
-        assert!(!bye_reason_is_error("Q.850;cause=16;text=\"Normal call clearing\""));
-        assert!(!bye_reason_is_error("SIP;cause=200;text=\"Call completed elsewhere\""));
+        assert!(bye_reason_is_error(
+            "Q.850;cause=41;text=\"Temporary failure\""
+        ));
+        assert!(!bye_reason_is_error(
+            "Q.850;cause=16;text=\"Normal call clearing\""
+        ));
+        assert!(!bye_reason_is_error(
+            "SIP;cause=200;text=\"Call completed elsewhere\""
+        ));
         assert!(!bye_reason_is_error(""));
         assert!(!bye_reason_is_error("garbage;cause=x"));
     }

@@ -213,7 +213,11 @@ mod tests {
         assert_eq!(out[0].1, FrameKind::Silence);
         assert_eq!(out[1].1, FrameKind::Silence);
         for (i, frame) in out.iter().enumerate().skip(2) {
-            assert_eq!(*frame, (packet(i as u32 - 2), FrameKind::Audio), "frame {i}");
+            assert_eq!(
+                *frame,
+                (packet(i as u32 - 2), FrameKind::Audio),
+                "frame {i}"
+            );
         }
     }
 
@@ -226,7 +230,17 @@ mod tests {
             jb.push(1, i * 160, n == 0, packet(i));
             out.push(jb.pop().0);
         }
-        assert_eq!(&out[2..], &[packet(0), packet(1), packet(2), packet(3), packet(4), packet(5)]);
+        assert_eq!(
+            &out[2..],
+            &[
+                packet(0),
+                packet(1),
+                packet(2),
+                packet(3),
+                packet(4),
+                packet(5)
+            ]
+        );
         assert_eq!(jb.stats().late, 0);
     }
 
@@ -245,7 +259,10 @@ mod tests {
         assert_eq!(kinds[8], FrameKind::Audio);
         // Ten packets missing: concealed three times, then silence.
         assert_eq!(&kinds[12..15], &[FrameKind::Concealed; 3]);
-        assert!(kinds[15..22].iter().all(|k| *k == FrameKind::Silence), "{kinds:?}");
+        assert!(
+            kinds[15..22].iter().all(|k| *k == FrameKind::Silence),
+            "{kinds:?}"
+        );
         assert_eq!(kinds[22], FrameKind::Audio);
         assert_eq!(jb.stats().concealed, 4);
     }
@@ -295,7 +312,10 @@ mod tests {
         }
         let audio: Vec<i16> = samples.into_iter().skip(320).collect();
         assert!(audio.len() > 3000);
-        assert!(audio.iter().enumerate().all(|(k, &s)| s == k as i16), "continuous ramp");
+        assert!(
+            audio.iter().enumerate().all(|(k, &s)| s == k as i16),
+            "continuous ramp"
+        );
     }
 
     #[test]

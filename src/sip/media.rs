@@ -12,7 +12,7 @@
 
 use super::dtmf::{self, EventDetector};
 use super::jitter::{FrameKind, JitterBuffer};
-use super::rtp::{self, Received, ReceiveStats, RtpSender};
+use super::rtp::{self, ReceiveStats, Received, RtpSender};
 use super::sdp::MediaParams;
 use crate::audio::{self, Frame, StreamResampler, FRAME_SAMPLES, SAMPLE_RATE};
 use crate::metrics;
@@ -58,7 +58,12 @@ pub struct RtpPorts {
 impl RtpPorts {
     pub fn new(bind: IpAddr, first: u16, last: u16) -> Self {
         let first = first + first % 2;
-        RtpPorts { bind, first, last, cursor: AtomicU32::new(0) }
+        RtpPorts {
+            bind,
+            first,
+            last,
+            cursor: AtomicU32::new(0),
+        }
     }
 
     fn count(&self) -> u32 {
@@ -111,7 +116,10 @@ pub enum Upstream {
 /// Orders to a leg.
 pub enum MediaCommand {
     /// Queue bot audio (16 kHz); `PlayoutDone { mark }` once its last packet left.
-    Play { samples: Arc<Vec<i16>>, mark: u64 },
+    Play {
+        samples: Arc<Vec<i16>>,
+        mark: u64,
+    },
     /// Drop everything queued (barge-in).
     Clear,
     /// New negotiated parameters (answer, re-INVITE: hold, codec change).
@@ -155,13 +163,22 @@ pub struct MediaLeg {
 
 impl MediaLeg {
     /// Start a leg on a bound socket; it sends nothing until the first `Update`.
-    pub fn spawn(socket: UdpSocket, config: MediaConfig, name: String) -> std::io::Result<MediaLeg> {
+    pub fn spawn(
+        socket: UdpSocket,
+        config: MediaConfig,
+        name: String,
+    ) -> std::io::Result<MediaLeg> {
         let local = socket.local_addr()?;
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::channel(4);
         let worker = LegWorker::new(socket, config, name, event_tx);
         let task = tokio::spawn(worker.run(command_rx));
-        Ok(MediaLeg { local, commands, events, task })
+        Ok(MediaLeg {
+            local,
+            commands,
+            events,
+            task,
+        })
     }
 
     /// Send an order; a leg that has stopped ignores it.
@@ -262,9 +279,18 @@ struct LegWorker {
 }
 
 impl LegWorker {
-    fn new(socket: UdpSocket, config: MediaConfig, name: String, events: mpsc::Sender<MediaEvent>) -> Self {
+    fn new(
+        socket: UdpSocket,
+        config: MediaConfig,
+        name: String,
+        events: mpsc::Sender<MediaEvent>,
+    ) -> Self {
         let ms = |ms: u32| (ms as usize) * WIRE_RATE as usize / 1000;
-        let jitter = JitterBuffer::new(WIRE_FRAME, ms(config.jitter_target_ms), ms(config.jitter_max_ms));
+        let jitter = JitterBuffer::new(
+            WIRE_FRAME,
+            ms(config.jitter_target_ms),
+            ms(config.jitter_max_ms),
+        );
         LegWorker {
             socket,
             name,
@@ -291,7 +317,10 @@ impl LegWorker {
             dtmf_out: VecDeque::new(),
             dtmf_sending: None,
             drained: Vec::new(),
-            meter: TurnMeter { voiced: Duration::ZERO, last_voiced: None },
+            meter: TurnMeter {
+                voiced: Duration::ZERO,
+                last_voiced: None,
+            },
             epoch: Instant::now(),
             out: LegStats::default(),
             config,
@@ -332,12 +361,36 @@ impl LegWorker {
         self.out.late = j.late;
         self.out.concealed = j.concealed;
         self.out.jitter_ms = self.stats.jitter_ms(WIRE_RATE);
-        metrics::counter_add("understudy_rtp_packets_received_total", &[], self.out.received as f64);
-        metrics::counter_add("understudy_rtp_packets_sent_total", &[], self.out.sent as f64);
-        metrics::counter_add("understudy_rtp_packets_lost_total", &[], self.out.lost as f64);
-        metrics::counter_add("understudy_rtp_packets_late_total", &[], self.out.late as f64);
-        metrics::counter_add("understudy_rtp_frames_concealed_total", &[], self.out.concealed as f64);
-        metrics::counter_add("understudy_rtp_packets_invalid_total", &[], self.out.invalid as f64);
+        metrics::counter_add(
+            "understudy_rtp_packets_received_total",
+            &[],
+            self.out.received as f64,
+        );
+        metrics::counter_add(
+            "understudy_rtp_packets_sent_total",
+            &[],
+            self.out.sent as f64,
+        );
+        metrics::counter_add(
+            "understudy_rtp_packets_lost_total",
+            &[],
+            self.out.lost as f64,
+        );
+        metrics::counter_add(
+            "understudy_rtp_packets_late_total",
+            &[],
+            self.out.late as f64,
+        );
+        metrics::counter_add(
+            "understudy_rtp_frames_concealed_total",
+            &[],
+            self.out.concealed as f64,
+        );
+        metrics::counter_add(
+            "understudy_rtp_packets_invalid_total",
+            &[],
+            self.out.invalid as f64,
+        );
         if self.out.received > 0 {
             metrics::observe_ms("understudy_rtp_jitter_ms", &[], self.out.jitter_ms);
         }
@@ -398,7 +451,9 @@ impl LegWorker {
     }
 
     fn on_datagram(&mut self, datagram: &[u8], from: SocketAddr) {
-        let Some(params) = self.params.clone() else { return };
+        let Some(params) = self.params.clone() else {
+            return;
+        };
         let now = Instant::now();
         let packet = match rtp::parse(datagram) {
             Ok(Received::Rtp(p)) => p,
@@ -414,7 +469,8 @@ impl LegWorker {
                 return;
             }
         };
-        let ours = packet.payload_type == params.payload_type || Some(packet.payload_type) == params.dtmf_payload_type;
+        let ours = packet.payload_type == params.payload_type
+            || Some(packet.payload_type) == params.dtmf_payload_type;
         if !ours {
             // Comfort noise (13) and anything else we did not negotiate.
             self.out.invalid += 1;
@@ -425,7 +481,9 @@ impl LegWorker {
         // once the latched one has gone quiet (an SBC moving media).
         match self.latched {
             Some(addr) if addr != from => {
-                let quiet = self.last_rx.is_none_or(|t| now.duration_since(t) > Duration::from_secs(1));
+                let quiet = self
+                    .last_rx
+                    .is_none_or(|t| now.duration_since(t) > Duration::from_secs(1));
                 if !quiet {
                     self.out.invalid += 1;
                     return;
@@ -439,10 +497,13 @@ impl LegWorker {
         self.last_rx = Some(now);
         if packet.payload_type == params.payload_type {
             let samples = params.law.decode(&packet.payload);
-            let arrival = (now.duration_since(self.epoch).as_secs_f64() * WIRE_RATE as f64) as u64 as u32;
-            self.stats.on_packet(packet.sequence, Some((packet.timestamp, arrival)));
+            let arrival =
+                (now.duration_since(self.epoch).as_secs_f64() * WIRE_RATE as f64) as u64 as u32;
+            self.stats
+                .on_packet(packet.sequence, Some((packet.timestamp, arrival)));
             self.meter.on_caller(&samples, now);
-            self.jitter.push(packet.ssrc, packet.timestamp, packet.marker, samples);
+            self.jitter
+                .push(packet.ssrc, packet.timestamp, packet.marker, samples);
         } else {
             self.stats.on_packet(packet.sequence, None);
             if let Some(key) = self.detector.on_packet(packet.timestamp, &packet.payload) {
@@ -521,24 +582,37 @@ impl LegWorker {
     }
 
     async fn send_one(&mut self, now: Instant) {
-        let Some(params) = self.params.clone() else { return };
-        let target = if params.we_send() { self.latched.or(params.remote) } else { None };
+        let Some(params) = self.params.clone() else {
+            return;
+        };
+        let target = if params.we_send() {
+            self.latched.or(params.remote)
+        } else {
+            None
+        };
 
         // A key in progress owns the stream.
         if self.dtmf_sending.is_none() {
             if let Some(key) = self.dtmf_out.pop_front() {
                 match (params.dtmf_payload_type, dtmf::key_packets(key, 100)) {
                     (Some(_), Some(packets)) => {
-                        self.dtmf_sending =
-                            Some(DtmfOut { packets: packets.into(), timestamp: self.sender.timestamp(), first: true })
+                        self.dtmf_sending = Some(DtmfOut {
+                            packets: packets.into(),
+                            timestamp: self.sender.timestamp(),
+                            first: true,
+                        })
                     }
-                    _ => tracing::warn!(leg = %self.name, %key, "cannot send DTMF: the peer took no telephone-event"),
+                    _ => {
+                        tracing::warn!(leg = %self.name, %key, "cannot send DTMF: the peer took no telephone-event")
+                    }
                 }
             }
         }
         if let (Some(out), Some(pt)) = (self.dtmf_sending.as_mut(), params.dtmf_payload_type) {
             if let Some(payload) = out.packets.pop_front() {
-                let packet = self.sender.packet_at(pt, &payload, out.timestamp, out.first);
+                let packet = self
+                    .sender
+                    .packet_at(pt, &payload, out.timestamp, out.first);
                 out.first = false;
                 let finished = out.packets.is_empty();
                 self.sender.skip(WIRE_FRAME as u32);
@@ -569,11 +643,19 @@ impl LegWorker {
                     }
                 }
             }
-            let packet = self.sender.packet(params.payload_type, &params.law.encode(&frame), WIRE_FRAME as u32);
+            let packet = self.sender.packet(
+                params.payload_type,
+                &params.law.encode(&frame),
+                WIRE_FRAME as u32,
+            );
             if let Some(to) = target {
                 self.transmit(&packet, to).await;
             }
-            while self.marks.front().is_some_and(|(end, _)| *end <= self.played) {
+            while self
+                .marks
+                .front()
+                .is_some_and(|(end, _)| *end <= self.played)
+            {
                 if let Some((_, mark)) = self.marks.pop_front() {
                     self.backlog.push_back(CallEvent::PlayoutDone { mark });
                 }
@@ -588,7 +670,9 @@ impl LegWorker {
         match target {
             Some(to) if self.config.comfort_silence => {
                 let silence = params.law.encode(&[0; WIRE_FRAME]);
-                let packet = self.sender.packet(params.payload_type, &silence, WIRE_FRAME as u32);
+                let packet = self
+                    .sender
+                    .packet(params.payload_type, &silence, WIRE_FRAME as u32);
                 self.transmit(&packet, to).await;
             }
             _ => {
@@ -606,7 +690,9 @@ impl LegWorker {
     }
 
     fn check_timeout(&mut self, now: Instant) {
-        let (Some(params), Some(started)) = (&self.params, self.started) else { return };
+        let (Some(params), Some(started)) = (&self.params, self.started) else {
+            return;
+        };
         if self.timed_out || !params.remote_sends() {
             return;
         }
@@ -634,7 +720,12 @@ mod tests {
     use crate::sip::sdp::Direction;
 
     fn config() -> MediaConfig {
-        MediaConfig { jitter_target_ms: 40, jitter_max_ms: 200, rtp_timeout: Duration::from_millis(400), comfort_silence: true }
+        MediaConfig {
+            jitter_target_ms: 40,
+            jitter_max_ms: 200,
+            rtp_timeout: Duration::from_millis(400),
+            comfort_silence: true,
+        }
     }
 
     fn params(remote: SocketAddr) -> MediaParams {
@@ -656,7 +747,10 @@ mod tests {
 
     async fn recv_rtp(s: &UdpSocket) -> rtp::RtpPacket {
         let mut buf = [0u8; 2048];
-        let (n, _) = tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf)).await.unwrap().unwrap();
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), s.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
         match rtp::parse(&buf[..n]).unwrap() {
             Received::Rtp(p) => p,
             other => panic!("{other:?}"),
@@ -672,23 +766,37 @@ mod tests {
         leg.send(MediaCommand::Attach(Upstream::Session(events_tx)));
         leg.send(MediaCommand::Update(params(peer_addr)));
         // 100 ms of a loud 16 kHz tone: five packets of audio, then the mark.
-        let tone: Vec<i16> = (0..1600).map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16).collect();
-        leg.send(MediaCommand::Play { samples: Arc::new(tone), mark: 7 });
+        let tone: Vec<i16> = (0..1600)
+            .map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16)
+            .collect();
+        leg.send(MediaCommand::Play {
+            samples: Arc::new(tone),
+            mark: 7,
+        });
         let started = Instant::now();
         let mut packets = vec![];
         for _ in 0..12 {
             packets.push(recv_rtp(&peer).await);
         }
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(400), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
         for w in packets.windows(2) {
             assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
             assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
         }
-        let loud: Vec<bool> = packets.iter().map(|p| audio::rms_dbfs(&Law::Mu.decode(&p.payload)) > -30.0).collect();
+        let loud: Vec<bool> = packets
+            .iter()
+            .map(|p| audio::rms_dbfs(&Law::Mu.decode(&p.payload)) > -30.0)
+            .collect();
         let first_loud = loud.iter().position(|&l| l).unwrap();
         assert_eq!(loud.iter().filter(|&&l| l).count(), 5, "{loud:?}");
-        assert!(packets[first_loud].marker, "talkspurt starts with the marker bit");
+        assert!(
+            packets[first_loud].marker,
+            "talkspurt starts with the marker bit"
+        );
         // The session got frames (its clock) and the mark.
         let mut mark = None;
         let mut frames = 0;
@@ -702,7 +810,9 @@ mod tests {
         assert_eq!(mark, Some(7));
         assert!(frames >= 8, "{frames}");
         // Inactivity: the peer never sent anything.
-        let e = tokio::time::timeout(Duration::from_secs(2), leg.events.recv()).await.unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+            .await
+            .unwrap();
         assert_eq!(e, Some(MediaEvent::Timeout));
         leg.stop().await;
     }
@@ -719,14 +829,20 @@ mod tests {
         p.remote = Some("127.0.0.1:9".parse().unwrap());
         leg.send(MediaCommand::Update(p));
         let mut tx = RtpSender::new();
-        let tone: Vec<i16> = (0..160).map(|i| ((i as f64 * 0.5).sin() * 8000.0) as i16).collect();
+        let tone: Vec<i16> = (0..160)
+            .map(|i| ((i as f64 * 0.5).sin() * 8000.0) as i16)
+            .collect();
         for _ in 0..10 {
-            peer.send_to(&tx.packet(0, &Law::Mu.encode(&tone), 160), leg.local).await.unwrap();
+            peer.send_to(&tx.packet(0, &Law::Mu.encode(&tone), 160), leg.local)
+                .await
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let ts = tx.timestamp();
         for payload in dtmf::key_packets('7', 60).unwrap() {
-            peer.send_to(&tx.packet_at(101, &payload, ts, false), leg.local).await.unwrap();
+            peer.send_to(&tx.packet_at(101, &payload, ts, false), leg.local)
+                .await
+                .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Symmetric RTP: our packets come back to the peer's real address.
@@ -760,7 +876,10 @@ mod tests {
         assert_eq!(recv_rtp(&peer).await.payload_type, 0);
         // Garbage and a packet of a type we did not agree from elsewhere: ignored.
         stranger.send_to(b"hello", leg.local).await.unwrap();
-        stranger.send_to(&RtpSender::new().packet(18, &[0; 20], 160), leg.local).await.unwrap();
+        stranger
+            .send_to(&RtpSender::new().packet(18, &[0; 20], 160), leg.local)
+            .await
+            .unwrap();
         p.law = Law::A;
         p.payload_type = 8;
         leg.send(MediaCommand::Update(p));
@@ -785,7 +904,10 @@ mod tests {
         let mut buf = [0u8; 64];
         let got = tokio::time::timeout(Duration::from_millis(600), peer.recv_from(&mut buf)).await;
         assert!(got.is_err(), "nothing is sent on hold");
-        assert!(leg.events.try_recv().is_err(), "no timeout while the peer is inactive");
+        assert!(
+            leg.events.try_recv().is_err(),
+            "no timeout while the peer is inactive"
+        );
         leg.stop().await;
     }
 
@@ -794,7 +916,10 @@ mod tests {
         let ports = RtpPorts::new("127.0.0.1".parse().unwrap(), 41001, 41004);
         let a = ports.bind().await.unwrap();
         let b = ports.bind().await.unwrap();
-        let mut got = [a.local_addr().unwrap().port(), b.local_addr().unwrap().port()];
+        let mut got = [
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        ];
         got.sort();
         assert_eq!(got, [41002, 41004]);
         let e = ports.bind().await.unwrap_err();

@@ -67,17 +67,21 @@ impl SipSettings {
         if c.listen.trim().eq_ignore_ascii_case("off") {
             return Ok(None);
         }
-        let listen: SocketAddr = c
-            .listen
-            .parse()
-            .with_context(|| format!("sip.listen {:?} is not an address like 0.0.0.0:5060 (or \"off\")", c.listen))?;
+        let listen: SocketAddr = c.listen.parse().with_context(|| {
+            format!(
+                "sip.listen {:?} is not an address like 0.0.0.0:5060 (or \"off\")",
+                c.listen
+            )
+        })?;
         let mut udp = false;
         let mut tcp = false;
         for t in &c.transports {
             match t.to_ascii_lowercase().as_str() {
                 "udp" => udp = true,
                 "tcp" => tcp = true,
-                other => bail!("sip.transports: {other:?} is not supported (use \"udp\" and/or \"tcp\")"),
+                other => {
+                    bail!("sip.transports: {other:?} is not supported (use \"udp\" and/or \"tcp\")")
+                }
             }
         }
         if !udp && !tcp {
@@ -86,13 +90,17 @@ impl SipSettings {
         let ip = |field: &str, value: &Option<String>| -> Result<Option<IpAddr>> {
             value
                 .as_deref()
-                .map(|v| v.parse().with_context(|| format!("sip.{field} {v:?} is not an IP address")))
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("sip.{field} {v:?} is not an IP address"))
+                })
                 .transpose()
         };
         let mut codecs = Vec::new();
         for name in &c.codecs {
-            let law = sdp::law_from_name(name)
-                .with_context(|| format!("sip.codecs: {name:?} is not supported (use \"PCMU\" and/or \"PCMA\")"))?;
+            let law = sdp::law_from_name(name).with_context(|| {
+                format!("sip.codecs: {name:?} is not supported (use \"PCMU\" and/or \"PCMA\")")
+            })?;
             if !codecs.contains(&law) {
                 codecs.push(law);
             }
@@ -149,12 +157,16 @@ pub async fn start(
         return Ok(None);
     };
     let admission = Admission::new(settings.capacity, sessions);
-    SipServer::start(settings, admission, continuity).await.map(Some)
+    SipServer::start(settings, admission, continuity)
+        .await
+        .map(Some)
 }
 
 /// Where to send a request for `uri`: its host (IP, or resolved) and port,
 /// and the transport its `transport` parameter names (UDP by default).
-pub async fn resolve_uri(uri: &rsipstack::sip::Uri) -> Result<(SocketAddr, rsipstack::sip::Transport), String> {
+pub async fn resolve_uri(
+    uri: &rsipstack::sip::Uri,
+) -> Result<(SocketAddr, rsipstack::sip::Transport), String> {
     use rsipstack::sip::{Host, Param, Transport};
     let transport = uri
         .params
@@ -177,7 +189,11 @@ pub async fn resolve_uri(uri: &rsipstack::sip::Uri) -> Result<(SocketAddr, rsips
 }
 
 /// Our Contact URI as seen from a peer.
-pub(crate) fn contact_uri(ip: IpAddr, port: u16, transport: rsipstack::sip::Transport) -> rsipstack::sip::Uri {
+pub(crate) fn contact_uri(
+    ip: IpAddr,
+    port: u16,
+    transport: rsipstack::sip::Transport,
+) -> rsipstack::sip::Uri {
     let host = match ip {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -197,22 +213,64 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_off_means_off() {
-        let s = SipSettings::from_config(&SipConfig::default()).unwrap().unwrap();
+        let s = SipSettings::from_config(&SipConfig::default())
+            .unwrap()
+            .unwrap();
         assert!(s.udp && s.tcp);
         assert_eq!(s.codecs, vec![Law::Mu, Law::A]);
-        let off = SipConfig { listen: "off".into(), ..Default::default() };
+        let off = SipConfig {
+            listen: "off".into(),
+            ..Default::default()
+        };
         assert!(SipSettings::from_config(&off).unwrap().is_none());
     }
 
     #[test]
     fn bad_settings_say_which_field() {
         for (config, field) in [
-            (SipConfig { listen: "5060".into(), ..Default::default() }, "sip.listen"),
-            (SipConfig { transports: vec!["tls".into()], ..Default::default() }, "sip.transports"),
-            (SipConfig { codecs: vec!["G729".into()], ..Default::default() }, "sip.codecs"),
-            (SipConfig { capacity: 0, ..Default::default() }, "sip.capacity"),
-            (SipConfig { rtp_port_min: 3000, rtp_port_max: 3000, ..Default::default() }, "sip.rtp_port"),
-            (SipConfig { advertised_address: Some("pbx".into()), ..Default::default() }, "sip.advertised_address"),
+            (
+                SipConfig {
+                    listen: "5060".into(),
+                    ..Default::default()
+                },
+                "sip.listen",
+            ),
+            (
+                SipConfig {
+                    transports: vec!["tls".into()],
+                    ..Default::default()
+                },
+                "sip.transports",
+            ),
+            (
+                SipConfig {
+                    codecs: vec!["G729".into()],
+                    ..Default::default()
+                },
+                "sip.codecs",
+            ),
+            (
+                SipConfig {
+                    capacity: 0,
+                    ..Default::default()
+                },
+                "sip.capacity",
+            ),
+            (
+                SipConfig {
+                    rtp_port_min: 3000,
+                    rtp_port_max: 3000,
+                    ..Default::default()
+                },
+                "sip.rtp_port",
+            ),
+            (
+                SipConfig {
+                    advertised_address: Some("pbx".into()),
+                    ..Default::default()
+                },
+                "sip.advertised_address",
+            ),
         ] {
             let e = format!("{:#}", SipSettings::from_config(&config).unwrap_err());
             assert!(e.contains(field), "{e}");
@@ -221,9 +279,22 @@ mod tests {
 
     #[test]
     fn contact_uris() {
-        let udp = contact_uri("127.0.0.1".parse().unwrap(), 5060, rsipstack::sip::Transport::Udp);
+        let udp = contact_uri(
+            "127.0.0.1".parse().unwrap(),
+            5060,
+            rsipstack::sip::Transport::Udp,
+        );
         assert_eq!(udp.to_string(), "sip:understudy@127.0.0.1:5060");
-        let tcp = contact_uri("10.0.0.1".parse().unwrap(), 5080, rsipstack::sip::Transport::Tcp);
-        assert!(tcp.to_string().to_ascii_lowercase().contains("transport=tcp"), "{tcp}");
+        let tcp = contact_uri(
+            "10.0.0.1".parse().unwrap(),
+            5080,
+            rsipstack::sip::Transport::Tcp,
+        );
+        assert!(
+            tcp.to_string()
+                .to_ascii_lowercase()
+                .contains("transport=tcp"),
+            "{tcp}"
+        );
     }
 }

@@ -56,7 +56,8 @@ pub fn parse(datagram: &[u8]) -> Result<Received, RtpError> {
         return parse_rtcp(datagram).map(Received::Rtcp);
     }
     let mut buf = datagram;
-    let packet = rtc_rtp::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Malformed(e.to_string()))?;
+    let packet =
+        rtc_rtp::Packet::unmarshal(&mut buf).map_err(|e| RtpError::Malformed(e.to_string()))?;
     let h = packet.header;
     Ok(Received::Rtp(RtpPacket {
         payload_type: h.payload_type,
@@ -89,7 +90,10 @@ pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtpError> {
     let mut rest = datagram;
     while !rest.is_empty() {
         if rest.len() < 4 {
-            return Err(RtpError::MalformedRtcp(format!("{} trailing bytes", rest.len())));
+            return Err(RtpError::MalformedRtcp(format!(
+                "{} trailing bytes",
+                rest.len()
+            )));
         }
         if rest[0] >> 6 != 2 {
             return Err(RtpError::MalformedRtcp(format!("version {}", rest[0] >> 6)));
@@ -97,7 +101,10 @@ pub fn parse_rtcp(datagram: &[u8]) -> Result<RtcpSummary, RtpError> {
         let words = u16::from_be_bytes([rest[2], rest[3]]) as usize;
         let len = (words + 1) * 4;
         if len > rest.len() {
-            return Err(RtpError::MalformedRtcp(format!("length {len} beyond the datagram ({})", rest.len())));
+            return Err(RtpError::MalformedRtcp(format!(
+                "length {len} beyond the datagram ({})",
+                rest.len()
+            )));
         }
         match rest[1] {
             200 => summary.sender_reports += 1,
@@ -123,7 +130,12 @@ pub struct RtpSender {
 impl RtpSender {
     /// Random SSRC, sequence and timestamp (RFC 3550 section 5.1).
     pub fn new() -> Self {
-        RtpSender { ssrc: rand::random(), sequence: rand::random(), timestamp: rand::random(), marker_next: true }
+        RtpSender {
+            ssrc: rand::random(),
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            marker_next: true,
+        }
     }
 
     pub fn ssrc(&self) -> u32 {
@@ -151,7 +163,13 @@ impl RtpSender {
 
     /// A packet with an explicit timestamp and marker (RFC 4733 events keep
     /// the timestamp of their start); the clock does not move.
-    pub fn packet_at(&mut self, payload_type: u8, payload: &[u8], timestamp: u32, marker: bool) -> Vec<u8> {
+    pub fn packet_at(
+        &mut self,
+        payload_type: u8,
+        payload: &[u8],
+        timestamp: u32,
+        marker: bool,
+    ) -> Vec<u8> {
         let header = rtc_rtp::Header {
             version: 2,
             marker,
@@ -162,7 +180,10 @@ impl RtpSender {
             ..Default::default()
         };
         self.sequence = self.sequence.wrapping_add(1);
-        let packet = rtc_rtp::Packet { header, payload: Bytes::copy_from_slice(payload) };
+        let packet = rtc_rtp::Packet {
+            header,
+            payload: Bytes::copy_from_slice(payload),
+        };
         // A plain 12-byte header cannot fail to marshal.
         packet.marshal().map(|b| b.to_vec()).unwrap_or_default()
     }
@@ -211,7 +232,11 @@ impl ReceiveStats {
                 self.duplicates_or_late += 1;
             } else if delta < 0x8000 {
                 // In order (possibly after a gap); a wrap bumps the cycle count.
-                let cycles = if seq < max_low { cycles.wrapping_add(0x1_0000) } else { cycles };
+                let cycles = if seq < max_low {
+                    cycles.wrapping_add(0x1_0000)
+                } else {
+                    cycles
+                };
                 self.max_seq = cycles | seq;
             } else {
                 // Older than the highest: reordered or duplicate.
@@ -219,7 +244,9 @@ impl ReceiveStats {
             }
         }
         self.received += 1;
-        let Some((timestamp, arrival)) = timing else { return };
+        let Some((timestamp, arrival)) = timing else {
+            return;
+        };
         let transit = arrival as i64 - timestamp as i64;
         if let Some(last) = self.last_transit {
             let d = (transit - last).abs() as f64;
@@ -262,7 +289,9 @@ mod tests {
         let first_ts = tx.timestamp();
         let a = tx.packet(0, &[0xff; 160], 160);
         let b = tx.packet(0, &[0x7f; 160], 160);
-        let (Received::Rtp(a), Received::Rtp(b)) = (parse(&a).unwrap(), parse(&b).unwrap()) else { panic!() };
+        let (Received::Rtp(a), Received::Rtp(b)) = (parse(&a).unwrap(), parse(&b).unwrap()) else {
+            panic!()
+        };
         assert!(a.marker && !b.marker, "marker on the first packet only");
         assert_eq!(b.sequence, a.sequence.wrapping_add(1));
         assert_eq!(a.timestamp, first_ts);
@@ -271,7 +300,9 @@ mod tests {
         assert_eq!(&b.payload[..], &[0x7f; 160][..]);
         tx.skip(320);
         tx.mark_talkspurt();
-        let Received::Rtp(c) = parse(&tx.packet(8, &[1], 160)).unwrap() else { panic!() };
+        let Received::Rtp(c) = parse(&tx.packet(8, &[1], 160)).unwrap() else {
+            panic!()
+        };
         assert!(c.marker);
         assert_eq!(c.timestamp, first_ts.wrapping_add(640));
     }
@@ -284,7 +315,9 @@ mod tests {
         p.extend_from_slice(&[0xbe, 0xde, 0, 1, 0x10, 0xaa, 0, 0]);
         p.extend_from_slice(b"ab");
         p.extend_from_slice(&[0, 2]);
-        let Received::Rtp(r) = parse(&p).unwrap() else { panic!() };
+        let Received::Rtp(r) = parse(&p).unwrap() else {
+            panic!()
+        };
         assert_eq!(&r.payload[..], b"ab");
         assert_eq!((r.sequence, r.timestamp, r.ssrc), (1, 2, 3));
     }
@@ -295,8 +328,18 @@ mod tests {
         let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
         let bye = [0x81, 203, 0, 1, 0, 0, 0, 1];
         let compound: Vec<u8> = rr.iter().chain(bye.iter()).copied().collect();
-        assert_eq!(parse(&compound).unwrap(), Received::Rtcp(RtcpSummary { receiver_reports: 1, bye: true, ..Default::default() }));
-        assert!(matches!(parse_rtcp(&compound[..10]), Err(RtpError::MalformedRtcp(_))));
+        assert_eq!(
+            parse(&compound).unwrap(),
+            Received::Rtcp(RtcpSummary {
+                receiver_reports: 1,
+                bye: true,
+                ..Default::default()
+            })
+        );
+        assert!(matches!(
+            parse_rtcp(&compound[..10]),
+            Err(RtpError::MalformedRtcp(_))
+        ));
     }
 
     #[test]
@@ -340,6 +383,10 @@ mod tests {
             shaky.on_packet(i as u16, Some((i * 160, i * 160 + wobble)));
         }
         assert!(steady.jitter_ms(8000) < 0.01);
-        assert!((shaky.jitter_ms(8000) - 20.0).abs() < 2.0, "{}", shaky.jitter_ms(8000));
+        assert!(
+            (shaky.jitter_ms(8000) - 20.0).abs() < 2.0,
+            "{}",
+            shaky.jitter_ms(8000)
+        );
     }
 }

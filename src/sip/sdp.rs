@@ -151,14 +151,16 @@ pub fn parse(body: &[u8]) -> Result<rtc_sdp::SessionDescription, SdpError> {
     if body.is_empty() {
         return Err(SdpError::Malformed("empty body".into()));
     }
-    let text = std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8 text".into()))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| SdpError::Malformed("not UTF-8 text".into()))?;
     // rtc-sdp wants CRLF or LF; a trailing line without a newline is common.
     let mut text = text.replace("\r\n", "\n");
     if !text.ends_with('\n') {
         text.push('\n');
     }
     let mut reader = Cursor::new(text.as_bytes());
-    rtc_sdp::SessionDescription::unmarshal(&mut reader).map_err(|e| SdpError::Malformed(e.to_string()))
+    rtc_sdp::SessionDescription::unmarshal(&mut reader)
+        .map_err(|e| SdpError::Malformed(e.to_string()))
 }
 
 fn direction_of(attrs: &[rtc_sdp::description::common::Attribute]) -> Option<Direction> {
@@ -175,11 +177,15 @@ fn connection_ip(
     info: Option<&rtc_sdp::description::common::ConnectionInformation>,
 ) -> Result<Option<IpAddr>, SdpError> {
     let Some(info) = info else { return Ok(None) };
-    let Some(address) = &info.address else { return Ok(None) };
+    let Some(address) = &info.address else {
+        return Ok(None);
+    };
     // "c=IN IP4 224.2.1.1/127" carries a TTL; unicast addresses have none.
     let host = address.address.split('/').next().unwrap_or_default();
     host.parse::<IpAddr>().map(Some).map_err(|_| {
-        SdpError::NotAcceptable(format!("connection address {host:?} is not an IP address (host names are not resolved)"))
+        SdpError::NotAcceptable(format!(
+            "connection address {host:?} is not an IP address (host names are not resolved)"
+        ))
     })
 }
 
@@ -216,7 +222,13 @@ fn choose(sdp: &rtc_sdp::SessionDescription, accept: &[Law]) -> Result<Negotiate
     let offered: Vec<(String, String, Vec<String>)> = sdp
         .media_descriptions
         .iter()
-        .map(|md| (md.media_name.media.clone(), md.media_name.protos.join("/"), md.media_name.formats.clone()))
+        .map(|md| {
+            (
+                md.media_name.media.clone(),
+                md.media_name.protos.join("/"),
+                md.media_name.formats.clone(),
+            )
+        })
         .collect();
     let mut reasons = Vec::new();
     for (index, md) in sdp.media_descriptions.iter().enumerate() {
@@ -235,20 +247,31 @@ fn choose(sdp: &rtc_sdp::SessionDescription, accept: &[Law]) -> Result<Negotiate
         let mut chosen = None;
         let mut dtmf = None;
         for format in &name.formats {
-            let Ok(pt) = format.parse::<u8>() else { continue };
+            let Ok(pt) = format.parse::<u8>() else {
+                continue;
+            };
             if pt > 127 {
                 continue;
             }
-            let Some((codec, rate)) = format_codec(md, pt) else { continue };
+            let Some((codec, rate)) = format_codec(md, pt) else {
+                continue;
+            };
             match (codec.as_str(), rate) {
-                ("pcmu", 8000) if chosen.is_none() && accept.contains(&Law::Mu) => chosen = Some((Law::Mu, pt)),
-                ("pcma", 8000) if chosen.is_none() && accept.contains(&Law::A) => chosen = Some((Law::A, pt)),
+                ("pcmu", 8000) if chosen.is_none() && accept.contains(&Law::Mu) => {
+                    chosen = Some((Law::Mu, pt))
+                }
+                ("pcma", 8000) if chosen.is_none() && accept.contains(&Law::A) => {
+                    chosen = Some((Law::A, pt))
+                }
                 ("telephone-event", 8000) if dtmf.is_none() => dtmf = Some(pt),
                 _ => {}
             }
         }
         let Some((law, payload_type)) = chosen else {
-            reasons.push(format!("audio formats {:?} without PCMU/PCMA at 8 kHz", name.formats));
+            reasons.push(format!(
+                "audio formats {:?} without PCMU/PCMA at 8 kHz",
+                name.formats
+            ));
             continue;
         };
         let ip = match connection_ip(md.connection_information.as_ref())? {
@@ -256,17 +279,28 @@ fn choose(sdp: &rtc_sdp::SessionDescription, accept: &[Law]) -> Result<Negotiate
             None => session_ip,
         };
         let Some(ip) = ip else {
-            return Err(SdpError::Malformed("no connection address (c=) for the audio stream".into()));
+            return Err(SdpError::Malformed(
+                "no connection address (c=) for the audio stream".into(),
+            ));
         };
         let remote = (!ip.is_unspecified()).then(|| SocketAddr::new(ip, name.port.value as u16));
-        let remote_direction = direction_of(&md.attributes).or(session_direction).unwrap_or(Direction::SendRecv);
+        let remote_direction = direction_of(&md.attributes)
+            .or(session_direction)
+            .unwrap_or(Direction::SendRecv);
         let ptime_ms = md
             .attributes
             .iter()
             .find(|a| a.key == "ptime")
             .and_then(|a| a.value.as_deref()?.trim().parse().ok());
         return Ok(Negotiated {
-            params: MediaParams { remote, law, payload_type, dtmf_payload_type: dtmf, remote_direction, ptime_ms },
+            params: MediaParams {
+                remote,
+                law,
+                payload_type,
+                dtmf_payload_type: dtmf,
+                remote_direction,
+                ptime_ms,
+            },
             chosen: index,
             offered,
         });
@@ -288,7 +322,11 @@ pub fn read_answer(body: &[u8], accept: &[Law]) -> Result<MediaParams, SdpError>
 }
 
 fn write_session_header(out: &mut String, local: &LocalMedia) {
-    let ip_kind = if local.address.is_ipv6() { "IP6" } else { "IP4" };
+    let ip_kind = if local.address.is_ipv6() {
+        "IP6"
+    } else {
+        "IP4"
+    };
     let _ = write!(
         out,
         "v=0\r\no=understudy {} {} IN {ip_kind} {}\r\ns=understudy\r\nc=IN {ip_kind} {}\r\nt=0 0\r\n",
@@ -296,7 +334,13 @@ fn write_session_header(out: &mut String, local: &LocalMedia) {
     );
 }
 
-fn write_audio(out: &mut String, port: u16, codecs: &[(Law, u8)], dtmf: Option<u8>, direction: Direction) {
+fn write_audio(
+    out: &mut String,
+    port: u16,
+    codecs: &[(Law, u8)],
+    dtmf: Option<u8>,
+    direction: Direction,
+) {
     let mut formats: Vec<String> = codecs.iter().map(|(_, pt)| pt.to_string()).collect();
     if let Some(pt) = dtmf {
         formats.push(pt.to_string());
@@ -306,7 +350,10 @@ fn write_audio(out: &mut String, port: u16, codecs: &[(Law, u8)], dtmf: Option<u
         let _ = write!(out, "a=rtpmap:{pt} {}/8000\r\n", law_name(*law));
     }
     if let Some(pt) = dtmf {
-        let _ = write!(out, "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n");
+        let _ = write!(
+            out,
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n"
+        );
     }
     let _ = write!(out, "a=ptime:20\r\na={}\r\n", direction.attribute());
 }
@@ -319,10 +366,20 @@ pub fn answer(local: &LocalMedia, negotiated: &Negotiated) -> String {
     write_session_header(&mut out, local);
     for (index, (media, proto, formats)) in negotiated.offered.iter().enumerate() {
         if index == negotiated.chosen {
-            write_audio(&mut out, local.rtp_port, &[(p.law, p.payload_type)], p.dtmf_payload_type, p.local_direction());
+            write_audio(
+                &mut out,
+                local.rtp_port,
+                &[(p.law, p.payload_type)],
+                p.dtmf_payload_type,
+                p.local_direction(),
+            );
         } else {
             // Rejected streams keep their line with port 0 (RFC 3264 section 6).
-            let formats = if formats.is_empty() { "0".to_string() } else { formats.join(" ") };
+            let formats = if formats.is_empty() {
+                "0".to_string()
+            } else {
+                formats.join(" ")
+            };
             let _ = write!(out, "m={media} 0 {proto} {formats}\r\n");
         }
     }
@@ -331,10 +388,20 @@ pub fn answer(local: &LocalMedia, negotiated: &Negotiated) -> String {
 
 /// Our offer (for calls we place, and for re-INVITEs that carry no offer).
 pub fn offer(local: &LocalMedia, direction: Direction) -> String {
-    let codecs: Vec<(Law, u8)> = local.codecs.iter().map(|&law| (law, static_pt(law))).collect();
+    let codecs: Vec<(Law, u8)> = local
+        .codecs
+        .iter()
+        .map(|&law| (law, static_pt(law)))
+        .collect();
     let mut out = String::new();
     write_session_header(&mut out, local);
-    write_audio(&mut out, local.rtp_port, &codecs, Some(OFFER_DTMF_PT), direction);
+    write_audio(
+        &mut out,
+        local.rtp_port,
+        &codecs,
+        Some(OFFER_DTMF_PT),
+        direction,
+    );
     out
 }
 
@@ -351,7 +418,11 @@ pub struct SdpSession {
 
 impl SdpSession {
     pub fn new(local: LocalMedia) -> Self {
-        SdpSession { local, params: None, last: None }
+        SdpSession {
+            local,
+            params: None,
+            last: None,
+        }
     }
 
     fn stamp(&mut self, make: impl Fn(&LocalMedia) -> String) -> String {
@@ -412,7 +483,13 @@ mod tests {
     }
 
     fn local() -> LocalMedia {
-        LocalMedia { address: "127.0.0.1".parse().unwrap(), rtp_port: 20000, session_id: 7, version: 1, codecs: BOTH.to_vec() }
+        LocalMedia {
+            address: "127.0.0.1".parse().unwrap(),
+            rtp_port: 20000,
+            session_id: 7,
+            version: 1,
+            codecs: BOTH.to_vec(),
+        }
     }
 
     #[test]
@@ -462,16 +539,31 @@ mod tests {
 
     #[test]
     fn unacceptable_offers_say_why() {
-        let g729 = negotiate_offer(sipp_offer("18", "a=rtpmap:18 G729/8000\r\n").as_bytes(), BOTH).unwrap_err();
+        let g729 = negotiate_offer(
+            sipp_offer("18", "a=rtpmap:18 G729/8000\r\n").as_bytes(),
+            BOTH,
+        )
+        .unwrap_err();
         assert_eq!(g729.status(), 488);
         assert!(g729.to_string().contains("PCMU"), "{g729}");
         let srtp = sipp_offer("0", "").replace("RTP/AVP", "RTP/SAVP");
-        assert_eq!(negotiate_offer(srtp.as_bytes(), BOTH).unwrap_err().status(), 488);
+        assert_eq!(
+            negotiate_offer(srtp.as_bytes(), BOTH).unwrap_err().status(),
+            488
+        );
         // Only PCMA allowed by the configuration.
-        assert_eq!(negotiate_offer(sipp_offer("0", "").as_bytes(), &[Law::A]).unwrap_err().status(), 488);
+        assert_eq!(
+            negotiate_offer(sipp_offer("0", "").as_bytes(), &[Law::A])
+                .unwrap_err()
+                .status(),
+            488
+        );
         // A wideband PCMU is not ours either.
         let wide = sipp_offer("97", "a=rtpmap:97 PCMU/16000\r\n");
-        assert_eq!(negotiate_offer(wide.as_bytes(), BOTH).unwrap_err().status(), 488);
+        assert_eq!(
+            negotiate_offer(wide.as_bytes(), BOTH).unwrap_err().status(),
+            488
+        );
         assert_eq!(negotiate_offer(b"hello", BOTH).unwrap_err().status(), 400);
         assert_eq!(negotiate_offer(b"", BOTH).unwrap_err().status(), 400);
     }
@@ -482,10 +574,18 @@ mod tests {
                     m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
                     m=audio 5002 RTP/AVP 8\r\nc=IN IP4 10.0.0.2\r\na=sendonly\r\n";
         let n = negotiate_offer(body.as_bytes(), BOTH).unwrap();
-        assert_eq!(n.params.remote, Some("10.0.0.2:5002".parse().unwrap()), "media-level c= wins");
+        assert_eq!(
+            n.params.remote,
+            Some("10.0.0.2:5002".parse().unwrap()),
+            "media-level c= wins"
+        );
         let a = answer(&local(), &n);
         let m_lines: Vec<&str> = a.lines().filter(|l| l.starts_with("m=")).collect();
-        assert_eq!(m_lines, ["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 8"], "{a}");
+        assert_eq!(
+            m_lines,
+            ["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 8"],
+            "{a}"
+        );
         assert!(a.contains("a=recvonly"));
     }
 
@@ -493,14 +593,22 @@ mod tests {
     fn our_offer_is_valid_sdp_with_both_laws_and_events() {
         let o = offer(&local(), Direction::SendRecv);
         let n = negotiate_offer(o.as_bytes(), BOTH).unwrap();
-        assert_eq!((n.params.law, n.params.payload_type, n.params.dtmf_payload_type), (Law::Mu, 0, Some(101)));
+        assert_eq!(
+            (
+                n.params.law,
+                n.params.payload_type,
+                n.params.dtmf_payload_type
+            ),
+            (Law::Mu, 0, Some(101))
+        );
         let only_a = negotiate_offer(o.as_bytes(), &[Law::A]).unwrap();
         assert_eq!(only_a.params.payload_type, 8);
     }
 
     #[test]
     fn lf_only_and_missing_final_newline_parse() {
-        let body = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 0";
+        let body =
+            "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 4000 RTP/AVP 0";
         assert!(negotiate_offer(body.as_bytes(), BOTH).is_ok());
     }
 
@@ -511,8 +619,14 @@ mod tests {
         let same = session.answer(sipp_offer("0", "").as_bytes()).unwrap().0;
         assert_eq!(first, same);
         assert!(first.contains("o=understudy 7 1 "), "{first}");
-        let hold = session.answer(sipp_offer("0", "a=sendonly\r\n").as_bytes()).unwrap().0;
-        assert!(hold.contains("o=understudy 7 2 ") && hold.contains("a=recvonly"), "{hold}");
+        let hold = session
+            .answer(sipp_offer("0", "a=sendonly\r\n").as_bytes())
+            .unwrap()
+            .0;
+        assert!(
+            hold.contains("o=understudy 7 2 ") && hold.contains("a=recvonly"),
+            "{hold}"
+        );
         assert!(!session.params.as_ref().unwrap().we_send());
     }
 

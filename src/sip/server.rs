@@ -9,6 +9,7 @@ use super::call::{self, CallSetup};
 use super::media::{MediaConfig, MediaLeg, RtpPorts};
 use super::sdp::{self, LocalMedia};
 use super::{SipSettings, ALLOW, USER_AGENT};
+use crate::continuity::Continuity;
 use crate::metrics;
 use anyhow::{Context, Result};
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -19,11 +20,10 @@ use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::time::Duration;
-use crate::continuity::Continuity;
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// What every call shares.
@@ -54,7 +54,11 @@ impl Shared {
         }
         // The kernel's route to the peer names the interface (no packet is sent).
         let probe = || -> std::io::Result<IpAddr> {
-            let bind: SocketAddr = if peer.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+            let bind: SocketAddr = if peer.is_ipv6() {
+                "[::]:0".parse().unwrap()
+            } else {
+                "0.0.0.0:0".parse().unwrap()
+            };
             let socket = StdUdpSocket::bind(bind)?;
             socket.connect(SocketAddr::new(peer, 9))?;
             Ok(socket.local_addr()?.ip())
@@ -76,7 +80,11 @@ impl SipServer {
     async fn tcp_accepting(&self) -> Result<()> {
         let mut target = self.listen;
         if target.ip().is_unspecified() {
-            target.set_ip(if target.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+            target.set_ip(if target.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            });
         }
         let started = tokio::time::Instant::now();
         loop {
@@ -92,7 +100,11 @@ impl SipServer {
     }
 
     /// Bind the transports and start answering.
-    pub async fn start(settings: SipSettings, admission: Admission, continuity: Option<Arc<Continuity>>) -> Result<SipServer> {
+    pub async fn start(
+        settings: SipSettings,
+        admission: Admission,
+        continuity: Option<Arc<Continuity>>,
+    ) -> Result<SipServer> {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.child_token());
         let mut listen = settings.listen;
@@ -114,7 +126,9 @@ impl SipServer {
                 .with_context(|| format!("cannot listen for SIP on TCP {listen} (in use? set --sip-listen or sip.listen)"))?;
             listen = probe.local_addr()?;
             drop(probe);
-            let tcp = TcpListenerConnection::new(listen, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let tcp = TcpListenerConnection::new(listen, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             transport_layer.add_transport(tcp.into());
         }
         let endpoint = EndpointBuilder::new()
@@ -122,7 +136,9 @@ impl SipServer {
             .with_transport_layer(transport_layer)
             .with_cancel_token(cancel.clone())
             .build();
-        let incoming = endpoint.incoming_transactions().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let incoming = endpoint
+            .incoming_transactions()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         let rtp_bind = settings.rtp_bind.unwrap_or(listen.ip());
         let shared = Arc::new(Shared {
@@ -148,7 +164,11 @@ impl SipServer {
                 _ = serve_requests(shared, incoming) => {}
             }
         });
-        let server = SipServer { listen, cancel, task };
+        let server = SipServer {
+            listen,
+            cancel,
+            task,
+        };
         if tcp {
             if let Err(e) = server.tcp_accepting().await {
                 server.shutdown().await;
@@ -165,7 +185,10 @@ impl SipServer {
     }
 }
 
-async fn serve_requests(shared: Arc<Shared>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+async fn serve_requests(
+    shared: Arc<Shared>,
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+) {
     while let Some(tx) = incoming.recv().await {
         let shared = shared.clone();
         // One task per transaction: a slow or broken request never holds up another.
@@ -179,7 +202,11 @@ async fn serve_requests(shared: Arc<Shared>, mut incoming: rsipstack::transactio
 }
 
 fn has_to_tag(tx: &Transaction) -> bool {
-    tx.original.to_header().ok().and_then(|to| to.tag().ok().flatten()).is_some()
+    tx.original
+        .to_header()
+        .ok()
+        .and_then(|to| to.tag().ok().flatten())
+        .is_some()
 }
 
 async fn on_request(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsipstack::Error> {
@@ -189,7 +216,12 @@ async fn on_request(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsip
         (Method::Options, false) => on_options(&shared, &mut tx).await,
         (Method::Ack, _) => Ok(()),
         (Method::Register | Method::Publish | Method::Subscribe | Method::Message, false) => {
-            tx.reply_with(StatusCode::MethodNotAllowed, vec![Header::Allow(ALLOW.into())], None).await
+            tx.reply_with(
+                StatusCode::MethodNotAllowed,
+                vec![Header::Allow(ALLOW.into())],
+                None,
+            )
+            .await
         }
         (Method::Bye, true) => {
             keep_bye_reason(&shared, &tx);
@@ -209,8 +241,12 @@ async fn on_request(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsip
 }
 
 fn keep_bye_reason(shared: &Shared, tx: &Transaction) {
-    let Some(reason) = tx.original.header_value("Reason") else { return };
-    let Ok(call_id) = tx.original.call_id_header() else { return };
+    let Some(reason) = tx.original.header_value("Reason") else {
+        return;
+    };
+    let Ok(call_id) = tx.original.call_id_header() else {
+        return;
+    };
     let mut reasons = shared.bye_reasons.lock().unwrap();
     // Read and removed by the call; bounded against BYEs for calls that never read them.
     if reasons.len() >= 1_000 {
@@ -233,18 +269,31 @@ async fn on_options(shared: &Shared, tx: &mut Transaction) -> Result<(), rsipsta
     ];
     // In-path with a live cloud, calls are relayed to it and need no local
     // engine or slot: we can take them even while loading or full.
-    let relaying = shared.continuity.as_ref().is_some_and(|c| c.in_path() && c.routes_to_cloud());
-    match if relaying { Ok(()) } else { shared.admission.probe() } {
+    let relaying = shared
+        .continuity
+        .as_ref()
+        .is_some_and(|c| c.in_path() && c.routes_to_cloud());
+    match if relaying {
+        Ok(())
+    } else {
+        shared.admission.probe()
+    } {
         Ok(()) => {
             metrics::counter_inc("understudy_sip_options_total", &[("status", "200")]);
             tx.reply_with(StatusCode::OK, headers, None).await
         }
         Err(refusal) => {
             metrics::counter_inc("understudy_sip_options_total", &[("status", "503")]);
-            metrics::counter_inc("understudy_sip_503_total", &[("request", "options"), ("reason", refusal.label())]);
+            metrics::counter_inc(
+                "understudy_sip_503_total",
+                &[("request", "options"), ("reason", refusal.label())],
+            );
             headers.push(retry_after(shared));
-            headers.push(Header::Warning(format!("399 understudy \"{}\"", refusal_text(refusal)).into()));
-            tx.reply_with(StatusCode::ServiceUnavailable, headers, None).await
+            headers.push(Header::Warning(
+                format!("399 understudy \"{}\"", refusal_text(refusal)).into(),
+            ));
+            tx.reply_with(StatusCode::ServiceUnavailable, headers, None)
+                .await
         }
     }
 }
@@ -257,26 +306,46 @@ fn refusal_text(refusal: Refusal) -> &'static str {
 }
 
 fn peer_of(tx: &Transaction) -> Option<SocketAddr> {
-    tx.connection.as_ref()?.get_remote_addr()?.get_socketaddr().ok()
+    tx.connection
+        .as_ref()?
+        .get_remote_addr()?
+        .get_socketaddr()
+        .ok()
 }
 
 /// A new call: admit it, settle the media, create the dialog, start the call.
 async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsipstack::Error> {
-    let call_id = tx.original.call_id_header().map(|c| c.value().to_string()).unwrap_or_default();
+    let call_id = tx
+        .original
+        .call_id_header()
+        .map(|c| c.value().to_string())
+        .unwrap_or_default();
     // In-path mode with a live cloud: the call is bridged to the cloud bot and
     // needs no engine (a slot is taken only if the local bot takes it over).
-    let to_cloud = shared.continuity.as_ref().is_some_and(|c| c.in_path() && c.routes_to_cloud());
-    let admitted = match if to_cloud { Ok(None) } else { shared.admission.admit().map(Some) } {
+    let to_cloud = shared
+        .continuity
+        .as_ref()
+        .is_some_and(|c| c.in_path() && c.routes_to_cloud());
+    let admitted = match if to_cloud {
+        Ok(None)
+    } else {
+        shared.admission.admit().map(Some)
+    } {
         Ok(admitted) => admitted,
         Err(refusal) => {
             tracing::info!(call = %call_id, reason = refusal.label(), "INVITE refused: 503");
             metrics::counter_inc("understudy_sip_calls_total", &[("result", refusal.label())]);
-            metrics::counter_inc("understudy_sip_503_total", &[("request", "invite"), ("reason", refusal.label())]);
+            metrics::counter_inc(
+                "understudy_sip_503_total",
+                &[("request", "invite"), ("reason", refusal.label())],
+            );
             let headers = vec![
                 retry_after(&shared),
                 Header::Warning(format!("399 understudy \"{}\"", refusal_text(refusal)).into()),
             ];
-            return tx.reply_with(StatusCode::ServiceUnavailable, headers, None).await;
+            return tx
+                .reply_with(StatusCode::ServiceUnavailable, headers, None)
+                .await;
         }
     };
     // An INVITE without a body is a delayed offer: we offer in the 200 OK.
@@ -289,7 +358,9 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
                 tracing::info!(call = %call_id, error = %e, status = e.status(), "INVITE refused: SDP");
                 metrics::counter_inc("understudy_sip_calls_total", &[("result", "sdp_refused")]);
                 let status = StatusCode::from(e.status());
-                let warning = Header::Warning(format!("304 understudy \"{}\"", e.to_string().replace('"', "'")).into());
+                let warning = Header::Warning(
+                    format!("304 understudy \"{}\"", e.to_string().replace('"', "'")).into(),
+                );
                 return tx.reply_with(status, vec![warning], None).await;
             }
         }
@@ -301,7 +372,13 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
         Err(e) => {
             tracing::error!(call = %call_id, error = %e, "INVITE refused: no RTP port");
             metrics::counter_inc("understudy_sip_calls_total", &[("result", "no_rtp_port")]);
-            return tx.reply_with(StatusCode::ServiceUnavailable, vec![retry_after(&shared)], None).await;
+            return tx
+                .reply_with(
+                    StatusCode::ServiceUnavailable,
+                    vec![retry_after(&shared)],
+                    None,
+                )
+                .await;
         }
     };
     let leg = match MediaLeg::spawn(socket, shared.media.clone(), format!("{call_id}/caller")) {
@@ -311,16 +388,24 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
             return tx.reply(StatusCode::ServerInternalError).await;
         }
     };
-    let transport = tx.connection.as_ref().map(|c| c.transport()).unwrap_or(rsipstack::sip::Transport::Udp);
+    let transport = tx
+        .connection
+        .as_ref()
+        .map(|c| c.transport())
+        .unwrap_or(rsipstack::sip::Transport::Udp);
     let contact = super::contact_uri(local_ip, shared.listen.port(), transport);
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
-    let dialog = match shared.dialogs.get_or_create_server_invite(&tx, state_tx, None, Some(contact)) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::info!(call = %call_id, error = %e, "INVITE refused: cannot make a dialog");
-            return tx.reply(StatusCode::BadRequest).await;
-        }
-    };
+    let dialog =
+        match shared
+            .dialogs
+            .get_or_create_server_invite(&tx, state_tx, None, Some(contact))
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::info!(call = %call_id, error = %e, "INVITE refused: cannot make a dialog");
+                return tx.reply(StatusCode::BadRequest).await;
+            }
+        };
     let local = LocalMedia {
         address: local_ip,
         rtp_port: leg.local.port(),
@@ -329,7 +414,18 @@ async fn on_invite(shared: Arc<Shared>, mut tx: Transaction) -> Result<(), rsips
         codecs: shared.settings.codecs.clone(),
     };
     tracing::info!(call = %call_id, from = %peer, %transport, rtp = %leg.local, "incoming call");
-    let setup = CallSetup { shared: shared.clone(), dialog: dialog.clone(), states, leg, offer, local, admitted, to_cloud, call_id, peer };
+    let setup = CallSetup {
+        shared: shared.clone(),
+        dialog: dialog.clone(),
+        states,
+        leg,
+        offer,
+        local,
+        admitted,
+        to_cloud,
+        call_id,
+        peer,
+    };
     tokio::spawn(call::run(setup));
     // Drive the INVITE transaction (100 Trying, our answer, the ACK or CANCEL).
     let mut dialog = dialog;

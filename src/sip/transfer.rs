@@ -39,10 +39,16 @@ pub struct TransferSettings {
 /// The SIP URI to transfer to: the configured override, else the bot's target;
 /// a number or name becomes `sip:<it>@<domain>`, the domain defaulting to the
 /// host the call came from (the SBC routes numbers).
-pub fn resolve_target(bot_target: &str, settings: &TransferSettings, came_from: SocketAddr) -> Result<String, String> {
+pub fn resolve_target(
+    bot_target: &str,
+    settings: &TransferSettings,
+    came_from: SocketAddr,
+) -> Result<String, String> {
     let target = settings.target.as_deref().unwrap_or(bot_target).trim();
     if target.is_empty() {
-        return Err("no transfer target: set the bot's transfer target or sip.transfer_target".into());
+        return Err(
+            "no transfer target: set the bot's transfer target or sip.transfer_target".into(),
+        );
     }
     let lower = target.to_ascii_lowercase();
     let uri = if lower.starts_with("sip:") || lower.starts_with("sips:") {
@@ -60,7 +66,8 @@ pub fn resolve_target(bot_target: &str, settings: &TransferSettings, came_from: 
         };
         format!("sip:{user}@{host}")
     };
-    rsipstack::sip::Uri::try_from(uri.as_str()).map_err(|e| format!("transfer target {uri:?} is not a SIP URI: {e}"))?;
+    rsipstack::sip::Uri::try_from(uri.as_str())
+        .map_err(|e| format!("transfer target {uri:?} is not a SIP URI: {e}"))?;
     Ok(uri)
 }
 
@@ -92,13 +99,27 @@ pub(super) struct Job {
 pub(super) async fn run(mut job: Job) -> Outcome {
     let settings = job.shared.settings.transfer.clone();
     if settings.mode != TransferMode::Bridge {
-        match refer(&job.dialog, &job.target, &job.referred_by, &mut job.sipfrags, settings.timeout).await {
+        match refer(
+            &job.dialog,
+            &job.target,
+            &job.referred_by,
+            &mut job.sipfrags,
+            settings.timeout,
+        )
+        .await
+        {
             Ok(()) => {
-                metrics::counter_inc("understudy_sip_transfers_total", &[("via", "refer"), ("result", "ok")]);
+                metrics::counter_inc(
+                    "understudy_sip_transfers_total",
+                    &[("via", "refer"), ("result", "ok")],
+                );
                 return Outcome::Referred;
             }
             Err(e) => {
-                metrics::counter_inc("understudy_sip_transfers_total", &[("via", "refer"), ("result", "failed")]);
+                metrics::counter_inc(
+                    "understudy_sip_transfers_total",
+                    &[("via", "refer"), ("result", "failed")],
+                );
                 if settings.mode == TransferMode::Refer {
                     return Outcome::Failed(e);
                 }
@@ -106,18 +127,41 @@ pub(super) async fn run(mut job: Job) -> Outcome {
             }
         }
     }
-    match tokio::time::timeout(settings.timeout, bridge::dial(&job.shared, &job.target, &job.caller_user, job.shared.media.clone())).await {
+    match tokio::time::timeout(
+        settings.timeout,
+        bridge::dial(
+            &job.shared,
+            &job.target,
+            &job.caller_user,
+            job.shared.media.clone(),
+        ),
+    )
+    .await
+    {
         Ok(Ok(b)) => {
-            metrics::counter_inc("understudy_sip_transfers_total", &[("via", "bridge"), ("result", "ok")]);
+            metrics::counter_inc(
+                "understudy_sip_transfers_total",
+                &[("via", "bridge"), ("result", "ok")],
+            );
             Outcome::Bridged(Box::new(b))
         }
         Ok(Err(e)) => {
-            metrics::counter_inc("understudy_sip_transfers_total", &[("via", "bridge"), ("result", "failed")]);
+            metrics::counter_inc(
+                "understudy_sip_transfers_total",
+                &[("via", "bridge"), ("result", "failed")],
+            );
             Outcome::Failed(e)
         }
         Err(_) => {
-            metrics::counter_inc("understudy_sip_transfers_total", &[("via", "bridge"), ("result", "failed")]);
-            Outcome::Failed(format!("{} did not answer within {} s", job.target, settings.timeout.as_secs()))
+            metrics::counter_inc(
+                "understudy_sip_transfers_total",
+                &[("via", "bridge"), ("result", "failed")],
+            );
+            Outcome::Failed(format!(
+                "{} did not answer within {} s",
+                job.target,
+                settings.timeout.as_secs()
+            ))
         }
     }
 }
@@ -136,7 +180,9 @@ async fn refer(
         .await
         .map_err(|_| "no answer to REFER".to_string())?
         .map_err(|e| format!("REFER failed: {e}"))?;
-    let Some(response) = response else { return Err("the dialog is not established".into()) };
+    let Some(response) = response else {
+        return Err("the dialog is not established".into());
+    };
     if response.status_code.kind() != StatusCodeKind::Successful {
         return Err(format!("REFER refused with {}", response.status_code));
     }
@@ -158,27 +204,58 @@ mod tests {
     use super::*;
 
     fn settings() -> TransferSettings {
-        TransferSettings { target: None, domain: None, mode: TransferMode::ReferThenBridge, timeout: Duration::from_secs(5) }
+        TransferSettings {
+            target: None,
+            domain: None,
+            mode: TransferMode::ReferThenBridge,
+            timeout: Duration::from_secs(5),
+        }
     }
 
     #[test]
     fn targets_become_sip_uris() {
         let sbc: SocketAddr = "10.1.2.3:5060".parse().unwrap();
-        assert_eq!(resolve_target("sip:agents@10.9.9.9", &settings(), sbc).unwrap(), "sip:agents@10.9.9.9");
-        assert_eq!(resolve_target("+1 (555) 010-2000", &settings(), sbc).unwrap(), "sip:+15550102000@10.1.2.3:5060");
-        assert_eq!(resolve_target("tel:+4930123", &settings(), sbc).unwrap(), "sip:+4930123@10.1.2.3:5060");
-        let with_domain = TransferSettings { domain: Some("pbx.local".into()), ..settings() };
-        assert_eq!(resolve_target("2000", &with_domain, sbc).unwrap(), "sip:2000@pbx.local");
-        let overridden = TransferSettings { target: Some("sip:desk@127.0.0.1:5070".into()), ..settings() };
-        assert_eq!(resolve_target("2000", &overridden, sbc).unwrap(), "sip:desk@127.0.0.1:5070");
-        assert!(resolve_target(" ", &settings(), sbc).unwrap_err().contains("sip.transfer_target"));
+        assert_eq!(
+            resolve_target("sip:agents@10.9.9.9", &settings(), sbc).unwrap(),
+            "sip:agents@10.9.9.9"
+        );
+        assert_eq!(
+            resolve_target("+1 (555) 010-2000", &settings(), sbc).unwrap(),
+            "sip:+15550102000@10.1.2.3:5060"
+        );
+        assert_eq!(
+            resolve_target("tel:+4930123", &settings(), sbc).unwrap(),
+            "sip:+4930123@10.1.2.3:5060"
+        );
+        let with_domain = TransferSettings {
+            domain: Some("pbx.local".into()),
+            ..settings()
+        };
+        assert_eq!(
+            resolve_target("2000", &with_domain, sbc).unwrap(),
+            "sip:2000@pbx.local"
+        );
+        let overridden = TransferSettings {
+            target: Some("sip:desk@127.0.0.1:5070".into()),
+            ..settings()
+        };
+        assert_eq!(
+            resolve_target("2000", &overridden, sbc).unwrap(),
+            "sip:desk@127.0.0.1:5070"
+        );
+        assert!(resolve_target(" ", &settings(), sbc)
+            .unwrap_err()
+            .contains("sip.transfer_target"));
     }
 
     #[test]
     fn sipfrag_status_lines() {
         assert_eq!(sipfrag_status(b"SIP/2.0 200 OK\r\n"), Some(200));
         assert_eq!(sipfrag_status(b"\r\nSIP/2.0 100 Trying"), Some(100));
-        assert_eq!(sipfrag_status(b"SIP/2.0 603 Declined\r\nContent-Length: 0\r\n"), Some(603));
+        assert_eq!(
+            sipfrag_status(b"SIP/2.0 603 Declined\r\nContent-Length: 0\r\n"),
+            Some(603)
+        );
         assert_eq!(sipfrag_status(b"HTTP/1.1 200 OK"), None);
         assert_eq!(sipfrag_status(b"SIP/2.0 2000 OK"), None);
         assert_eq!(sipfrag_status(&[0xff]), None);

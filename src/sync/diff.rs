@@ -57,7 +57,12 @@ impl BundleDiff {
             if c.is_empty() {
                 continue;
             }
-            out.push_str(&format!("{title}: {} added, {} removed, {} changed\n", c.added.len(), c.removed.len(), c.changed.len()));
+            out.push_str(&format!(
+                "{title}: {} added, {} removed, {} changed\n",
+                c.added.len(),
+                c.removed.len(),
+                c.changed.len()
+            ));
             for a in &c.added {
                 out.push_str(&format!("  + {a}\n"));
             }
@@ -92,7 +97,11 @@ fn compare<T: Serialize>(
             }
         }
     }
-    c.removed = old.keys().filter(|k| !new.contains_key(*k)).cloned().collect();
+    c.removed = old
+        .keys()
+        .filter(|k| !new.contains_key(*k))
+        .cloned()
+        .collect();
     c
 }
 
@@ -125,12 +134,17 @@ pub fn diff(old: &Bundle, new: &Bundle) -> BundleDiff {
                 Localized::One(s) => {
                     out.insert(path, s.clone());
                 }
-                Localized::ByLang(m) => out.extend(m.iter().map(|(lang, s)| (format!("{path} ({lang})"), s.clone()))),
+                Localized::ByLang(m) => out.extend(
+                    m.iter()
+                        .map(|(lang, s)| (format!("{path} ({lang})"), s.clone())),
+                ),
             }
         }
         out
     };
-    let prompts = compare(&prompt_map(old), &prompt_map(new), |o, n| (o != n).then(|| format!("\"{o}\" -> \"{n}\"")));
+    let prompts = compare(&prompt_map(old), &prompt_map(new), |o, n| {
+        (o != n).then(|| format!("\"{o}\" -> \"{n}\""))
+    });
     let states = compare(&old.flow.states, &new.flow.states, |o, n| {
         let mut what = vec![];
         if yaml(&o.say) != yaml(&n.say) || yaml(&o.reprompt) != yaml(&n.reprompt) {
@@ -147,16 +161,30 @@ pub fn diff(old: &Bundle, new: &Bundle) -> BundleDiff {
         }
         (!what.is_empty()).then(|| what.join(", "))
     });
-    let entities = compare(&old.entities, &new.entities, |o, n| (yaml(o) != yaml(n)).then(|| "values".into()));
-    let transfer_targets = compare(&old.transfer_targets, &new.transfer_targets, |o, n| (o.uri != n.uri).then(|| format!("{} -> {}", o.uri, n.uri)));
+    let entities = compare(&old.entities, &new.entities, |o, n| {
+        (yaml(o) != yaml(n)).then(|| "values".into())
+    });
+    let transfer_targets = compare(&old.transfer_targets, &new.transfer_targets, |o, n| {
+        (o.uri != n.uri).then(|| format!("{} -> {}", o.uri, n.uri))
+    });
     let mut states = states;
     if old.flow.start != new.flow.start {
-        states.changed.push(format!("flow.start: {} -> {}", old.flow.start, new.flow.start));
+        states.changed.push(format!(
+            "flow.start: {} -> {}",
+            old.flow.start, new.flow.start
+        ));
     }
     if yaml(&old.flow.global) != yaml(&new.flow.global) {
         states.changed.push("flow.global: transitions".into());
     }
-    BundleDiff { intents, prompts, states, entities, transfer_targets, settings_changed: yaml(&old.settings) != yaml(&new.settings) }
+    BundleDiff {
+        intents,
+        prompts,
+        states,
+        entities,
+        transfer_targets,
+        settings_changed: yaml(&old.settings) != yaml(&new.settings),
+    }
 }
 
 #[cfg(test)]
@@ -178,9 +206,27 @@ mod tests {
         let d = diff(&old, &new);
         assert_eq!(d.intents.added, vec!["billing"]);
         assert_eq!(d.intents.removed, vec!["goodbye"]);
-        assert!(d.intents.changed.iter().any(|c| c.starts_with("returns: phrases +1 -0")), "{:?}", d.intents.changed);
-        assert!(d.prompts.changed.iter().any(|c| c.contains("Hello there.")), "{:?}", d.prompts.changed);
-        assert!(d.states.changed.iter().any(|c| c.starts_with(&format!("{start}: prompts"))), "{:?}", d.states.changed);
+        assert!(
+            d.intents
+                .changed
+                .iter()
+                .any(|c| c.starts_with("returns: phrases +1 -0")),
+            "{:?}",
+            d.intents.changed
+        );
+        assert!(
+            d.prompts.changed.iter().any(|c| c.contains("Hello there.")),
+            "{:?}",
+            d.prompts.changed
+        );
+        assert!(
+            d.states
+                .changed
+                .iter()
+                .any(|c| c.starts_with(&format!("{start}: prompts"))),
+            "{:?}",
+            d.states.changed
+        );
         assert!(diff(&old, &old).is_empty());
     }
 }

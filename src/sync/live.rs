@@ -31,7 +31,11 @@ impl LiveSetup {
 
     /// The store version being served (`None`: a bundle file or the demo).
     pub fn version(&self) -> Option<String> {
-        self.slot.read().unwrap().as_ref().and_then(|(_, v)| v.clone())
+        self.slot
+            .read()
+            .unwrap()
+            .as_ref()
+            .and_then(|(_, v)| v.clone())
     }
 
     /// Serve `setup` to every call that starts from now on.
@@ -52,18 +56,46 @@ pub async fn prepare(
     audio: Option<&PromptAudio>,
 ) -> Result<(Arc<SessionSetup>, PrerenderStats)> {
     let started = Instant::now();
-    let nlu = Nlu { embed: engines.embed.clone(), llm: engines.llm.clone() };
-    let bot = Arc::new(Bot::load(bundle, nlu).await.context("cannot prepare the bot")?);
+    let nlu = Nlu {
+        embed: engines.embed.clone(),
+        llm: engines.llm.clone(),
+    };
+    let bot = Arc::new(
+        Bot::load(bundle, nlu)
+            .await
+            .context("cannot prepare the bot")?,
+    );
     let settings = session::settings_for(&bot, &config.session);
     let prompts = Arc::new(PromptCache::default());
     let mut texts = bot.static_prompts();
     texts.extend(settings.fixed_prompts());
-    let tts = engines.tts.as_ref().context("the TTS engine is not running")?;
+    let tts = engines
+        .tts
+        .as_ref()
+        .context("the TTS engine is not running")?;
     let stats = match audio {
         Some(audio) => audio.prerender(tts, &texts, &prompts).await,
-        None => prompts.prerender(tts, &texts).await.map(|rendered| PrerenderStats { rendered, ..Default::default() }),
+        None => prompts
+            .prerender(tts, &texts)
+            .await
+            .map(|rendered| PrerenderStats {
+                rendered,
+                ..Default::default()
+            }),
     }
     .context("cannot pre-render the bot's prompts")?;
-    crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "prepare")], started.elapsed().as_secs_f64() * 1e3);
-    Ok((Arc::new(SessionSetup { bot, engines, prompts, settings }), stats))
+    crate::metrics::observe_ms(
+        "understudy_sync_stage_ms",
+        &[("stage", "prepare")],
+        started.elapsed().as_secs_f64() * 1e3,
+    );
+    Ok((
+        Arc::new(SessionSetup {
+            bot,
+            engines,
+            prompts,
+            settings,
+        }),
+        stats,
+    ))
 }

@@ -101,7 +101,10 @@ pub struct SyncAgent {
 impl SyncAgent {
     pub fn open(config: &Config) -> Result<SyncAgent> {
         let store = Store::open(&config.sync.store_dir())?;
-        Ok(SyncAgent { store, config: config.sync.clone() })
+        Ok(SyncAgent {
+            store,
+            config: config.sync.clone(),
+        })
     }
 
     fn source(&self, from: Option<&str>) -> Result<Source> {
@@ -118,13 +121,36 @@ impl SyncAgent {
         let source = self.source(opts.from.as_deref())?;
         let key = source.key();
         let span = tracing::info_span!("sync_pull", source = %key);
-        let result = tracing::Instrument::instrument(self.pull_inner(&source, &key, &opts), span).await;
-        let record = |result: &str, detail: String, version: Option<String>| PullRecord { at: now(), at_ms: store::now_ms(), result: result.into(), detail, version };
+        let result =
+            tracing::Instrument::instrument(self.pull_inner(&source, &key, &opts), span).await;
+        let record = |result: &str, detail: String, version: Option<String>| PullRecord {
+            at: now(),
+            at_ms: store::now_ms(),
+            result: result.into(),
+            detail,
+            version,
+        };
         let (rec, success) = match &result {
-            Ok(PullResult::NotModified) => (record("not_modified", "the source did not change".into(), None), true),
-            Ok(PullResult::Unchanged { id }) => (record("unchanged", format!("same as the active version {id}"), Some(id.clone())), true),
-            Ok(PullResult::Stored { id, refused: Some(why), .. }) => (record("refused", why.clone(), Some(id.clone())), true),
-            Ok(PullResult::Stored { id, activated, new, .. }) => {
+            Ok(PullResult::NotModified) => (
+                record("not_modified", "the source did not change".into(), None),
+                true,
+            ),
+            Ok(PullResult::Unchanged { id }) => (
+                record(
+                    "unchanged",
+                    format!("same as the active version {id}"),
+                    Some(id.clone()),
+                ),
+                true,
+            ),
+            Ok(PullResult::Stored {
+                id,
+                refused: Some(why),
+                ..
+            }) => (record("refused", why.clone(), Some(id.clone())), true),
+            Ok(PullResult::Stored {
+                id, activated, new, ..
+            }) => {
                 let what = match (new, activated) {
                     (_, true) => format!("version {id} activated"),
                     (true, false) => format!("version {id} stored (not activated)"),
@@ -134,7 +160,10 @@ impl SyncAgent {
             }
             Err(e) => (record("failed", format!("{e:#}"), None), false),
         };
-        metrics::counter_inc("understudy_sync_pulls_total", &[("result", rec.result.as_str())]);
+        metrics::counter_inc(
+            "understudy_sync_pulls_total",
+            &[("result", rec.result.as_str())],
+        );
         let _lock = self.store.lock()?;
         self.store.record_source(&key, |s| {
             if success && rec.result != "not_modified" {
@@ -143,13 +172,23 @@ impl SyncAgent {
             s.last_pull = Some(rec.clone());
         })?;
         match &result {
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "pull failed; the active version keeps serving"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "pull failed; the active version keeps serving")
+            }
             Ok(_) => tracing::info!(result = %rec.result, detail = %rec.detail, "pull done"),
         }
-        result.map(|result| PullOutcome { source: key, result })
+        result.map(|result| PullOutcome {
+            source: key,
+            result,
+        })
     }
 
-    async fn pull_inner(&self, source: &Source, key: &str, opts: &PullOptions) -> Result<PullResult> {
+    async fn pull_inner(
+        &self,
+        source: &Source,
+        key: &str,
+        opts: &PullOptions,
+    ) -> Result<PullResult> {
         let state = self.store.source_state(key)?;
         let fetched = source.fetch(&state, !opts.force).await?;
         let Some((imported, validators)) = import_fetched(fetched, key).await? else {
@@ -201,7 +240,14 @@ impl SyncAgent {
                 ));
             }
         }
-        Ok(PullResult::Stored { id, new, imported: Box::new(imported), parity, activated, refused })
+        Ok(PullResult::Stored {
+            id,
+            new,
+            imported: Box::new(imported),
+            parity,
+            activated,
+            refused,
+        })
     }
 
     /// Replay a stored version's test conversations and keep the result in its metadata.
@@ -250,7 +296,11 @@ impl SyncAgent {
     /// Where things stand; with `check`, ask the source whether it changed.
     pub async fn status(&self, check: bool) -> Result<Status> {
         let state = self.store.state()?;
-        let active = state.active.as_deref().map(|id| self.store.meta(id)).transpose()?;
+        let active = state
+            .active
+            .as_deref()
+            .map(|id| self.store.meta(id))
+            .transpose()?;
         let source = self.config.source.clone().map(|s| Source::parse(&s).key());
         let (last_pull, mut latest) = match &source {
             Some(k) => {
@@ -258,7 +308,14 @@ impl SyncAgent {
                 (s.last_pull, s.last_success.and_then(|r| r.version))
             }
             // No configured source: the most recent pull of any (`--from`).
-            None => (self.store.sources()?.into_values().filter_map(|s| s.last_pull).max_by_key(|p| p.at_ms), None),
+            None => (
+                self.store
+                    .sources()?
+                    .into_values()
+                    .filter_map(|s| s.last_pull)
+                    .max_by_key(|p| p.at_ms),
+                None,
+            ),
         };
         let mut drift = match (&source, check) {
             (None, _) => "unknown: no [sync] source configured".to_string(),
@@ -279,7 +336,12 @@ impl SyncAgent {
                 (None, _) => "unknown: never pulled".into(),
             };
         }
-        let activated_at = state.log.iter().rev().find(|a| Some(&a.id) == state.active.as_ref()).map(|a| a.at);
+        let activated_at = state
+            .log
+            .iter()
+            .rev()
+            .find(|a| Some(&a.id) == state.active.as_ref())
+            .map(|a| a.at);
         Ok(Status {
             store: self.store.root().display().to_string(),
             active,
@@ -299,7 +361,8 @@ impl SyncAgent {
         let source = self.source(None)?;
         let key = source.key();
         let state = self.store.source_state(&key)?;
-        let Some((imported, _)) = import_fetched(source.fetch(&state, true).await?, &key).await? else {
+        let Some((imported, _)) = import_fetched(source.fetch(&state, true).await?, &key).await?
+        else {
             return Ok(state.last_success.and_then(|r| r.version));
         };
         let bundle = imported.bundle;
@@ -310,14 +373,17 @@ impl SyncAgent {
     /// `active`, or a path/URL to import without storing.
     pub async fn bundle_for(&self, spec: &str) -> Result<(String, Bundle)> {
         if spec == "active" {
-            return self.active_bundle()?.context("no version is active (run `understudy sync pull`)");
+            return self
+                .active_bundle()?
+                .context("no version is active (run `understudy sync pull`)");
         }
         if spec.starts_with("http://") || spec.starts_with("https://") || Path::new(spec).exists() {
             let source = Source::parse(spec);
             let key = source.key();
-            let (imported, _) = import_fetched(source.fetch(&Default::default(), false).await?, &key)
-                .await?
-                .context("an unconditional fetch always brings the export")?;
+            let (imported, _) =
+                import_fetched(source.fetch(&Default::default(), false).await?, &key)
+                    .await?
+                    .context("an unconditional fetch always brings the export")?;
             let bundle = imported.bundle;
             return Ok((spec.to_string(), bundle));
         }
@@ -330,13 +396,25 @@ impl SyncAgent {
 type Validators = (Option<String>, Option<String>);
 
 /// Import what a fetch brought (`None`: the server said it had not changed).
-async fn import_fetched(fetched: Fetched, origin: &str) -> Result<Option<(Imported, Option<Validators>)>> {
+async fn import_fetched(
+    fetched: Fetched,
+    origin: &str,
+) -> Result<Option<(Imported, Option<Validators>)>> {
     let origin = origin.to_string();
     Ok(match fetched {
         Fetched::NotModified => None,
-        Fetched::Path(p) => Some((tokio::task::spawn_blocking(move || import::import_path(&p)).await??, None)),
-        Fetched::Download { bytes, etag, last_modified } => {
-            let imported = tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &origin)).await??;
+        Fetched::Path(p) => Some((
+            tokio::task::spawn_blocking(move || import::import_path(&p)).await??,
+            None,
+        )),
+        Fetched::Download {
+            bytes,
+            etag,
+            last_modified,
+        } => {
+            let imported =
+                tokio::task::spawn_blocking(move || import::import_bytes(&bytes, &origin))
+                    .await??;
             Some((imported, Some((etag, last_modified))))
         }
     })
@@ -349,7 +427,8 @@ pub fn resolve_bundle(spec: &str, config: &Config) -> Result<Bundle> {
     let path = Path::new(spec);
     let is_zip = || std::fs::read(path).is_ok_and(|b| b.starts_with(b"PK"));
     if path.is_dir() || (path.is_file() && is_zip()) {
-        let imported = import::import_path(path).with_context(|| format!("cannot import {spec}"))?;
+        let imported =
+            import::import_path(path).with_context(|| format!("cannot import {spec}"))?;
         for w in &imported.warnings {
             tracing::warn!("import: {w}");
         }
@@ -365,8 +444,14 @@ pub fn resolve_bundle(spec: &str, config: &Config) -> Result<Bundle> {
     }
     let agent = SyncAgent::open(config)?;
     if spec == "active" {
-        return agent.active_bundle()?.map(|(_, b)| b).context("no version is active (run `understudy sync pull`)");
+        return agent
+            .active_bundle()?
+            .map(|(_, b)| b)
+            .context("no version is active (run `understudy sync pull`)");
     }
-    let id = agent.store.resolve(spec).with_context(|| format!("`{spec}` is neither a file nor a stored version"))?;
+    let id = agent
+        .store
+        .resolve(spec)
+        .with_context(|| format!("`{spec}` is neither a file nor a stored version"))?;
     agent.store.bundle(&id)
 }

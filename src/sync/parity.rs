@@ -65,12 +65,19 @@ impl ParityReport {
 /// Replay every test conversation of `bundle` with the given engines.
 pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
     let started = Instant::now();
-    let bot = Bot::load(bundle.clone(), nlu).await.context("the bundle does not load into the dialog engine")?;
-    let reports = testing::run_all(&bot).await.context("an engine failed while replaying the test conversations")?;
+    let bot = Bot::load(bundle.clone(), nlu)
+        .await
+        .context("the bundle does not load into the dialog engine")?;
+    let reports = testing::run_all(&bot)
+        .await
+        .context("an engine failed while replaying the test conversations")?;
     let failures: Vec<FailedConversation> = reports
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| FailedConversation { name: r.name.clone(), problems: r.failures.clone() })
+        .map(|r| FailedConversation {
+            name: r.name.clone(),
+            problems: r.failures.clone(),
+        })
         .collect();
     let ms = started.elapsed().as_secs_f64() * 1e3;
     crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "parity")], ms);
@@ -81,6 +88,11 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
         failures,
         ms,
     };
-    tracing::info!(passed = report.passed, total = report.total, ms, "parity test");
+    tracing::info!(
+        passed = report.passed,
+        total = report.total,
+        ms,
+        "parity test"
+    );
     Ok(report)
 }

@@ -34,7 +34,10 @@ pub struct PromptAudio {
 /// A voice's identity for the cache: its file name and a hash of its
 /// config, so a different model or version of the voice never reuses audio.
 pub fn voice_id(voice_model: &Path) -> String {
-    let name = voice_model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "voice".into());
+    let name = voice_model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "voice".into());
     let mut config = voice_model.as_os_str().to_owned();
     config.push(".json");
     let digest = Sha256::digest(std::fs::read(PathBuf::from(config)).unwrap_or_default());
@@ -43,7 +46,9 @@ pub fn voice_id(voice_model: &Path) -> String {
 
 impl PromptAudio {
     pub fn new(root: &Path, voice: &str) -> PromptAudio {
-        PromptAudio { dir: root.join(voice) }
+        PromptAudio {
+            dir: root.join(voice),
+        }
     }
 
     fn path(&self, text: &str) -> PathBuf {
@@ -56,7 +61,12 @@ impl PromptAudio {
         if bytes.is_empty() || bytes.len() % 2 != 0 {
             return None;
         }
-        Some(bytes.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect())
+        Some(
+            bytes
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+        )
     }
 
     fn write(&self, text: &str, samples: &[i16]) -> std::io::Result<()> {
@@ -72,14 +82,30 @@ impl PromptAudio {
 
     /// Put every text's audio into `cache`: from disk when this voice
     /// already said it, else synthesized now (and kept on disk).
-    pub async fn prerender(&self, tts: &TtsClient, texts: &[String], cache: &PromptCache) -> Result<PrerenderStats, EngineError> {
+    pub async fn prerender(
+        &self,
+        tts: &TtsClient,
+        texts: &[String],
+        cache: &PromptCache,
+    ) -> Result<PrerenderStats, EngineError> {
         let started = Instant::now();
         let mut stats = PrerenderStats::default();
         let total = texts.len();
-        for (done, text) in texts.iter().map(|t| t.trim()).filter(|t| !t.is_empty()).enumerate() {
+        for (done, text) in texts
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+            .enumerate()
+        {
             // A large bot takes a while on two cores: say how far it is.
             if done > 0 && done % 25 == 0 {
-                tracing::info!(done, total, rendered = stats.rendered, reused = stats.reused, "rendering prompt audio");
+                tracing::info!(
+                    done,
+                    total,
+                    rendered = stats.rendered,
+                    reused = stats.reused,
+                    "rendering prompt audio"
+                );
             }
             if cache.get(text).is_some() {
                 continue;
@@ -99,11 +125,28 @@ impl PromptAudio {
             stats.rendered += 1;
         }
         stats.ms = started.elapsed().as_secs_f64() * 1e3;
-        metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "prompt_audio")], stats.ms);
-        metrics::counter_add("understudy_prompt_audio_total", &[("result", "rendered")], stats.rendered as f64);
-        metrics::counter_add("understudy_prompt_audio_total", &[("result", "reused")], stats.reused as f64);
+        metrics::observe_ms(
+            "understudy_sync_stage_ms",
+            &[("stage", "prompt_audio")],
+            stats.ms,
+        );
+        metrics::counter_add(
+            "understudy_prompt_audio_total",
+            &[("result", "rendered")],
+            stats.rendered as f64,
+        );
+        metrics::counter_add(
+            "understudy_prompt_audio_total",
+            &[("result", "reused")],
+            stats.reused as f64,
+        );
         metrics::gauge_set("understudy_prompt_cache_entries", &[], cache.len() as f64);
-        tracing::info!(rendered = stats.rendered, reused = stats.reused, ms = stats.ms, "prompt audio ready");
+        tracing::info!(
+            rendered = stats.rendered,
+            reused = stats.reused,
+            ms = stats.ms,
+            "prompt audio ready"
+        );
         Ok(stats)
     }
 }

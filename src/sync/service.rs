@@ -30,7 +30,9 @@ pub fn startup_bundle(config: &Config, cli: Option<&Path>) -> Result<(Bundle, Op
                 return Ok((bundle, Some(id)));
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot read the bundle store; serving the configured bundle"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot read the bundle store; serving the configured bundle")
+            }
         }
     }
     Ok((crate::cli::runtime::load_bundle(cli, config)?, None))
@@ -40,11 +42,18 @@ pub fn startup_bundle(config: &Config, cli: Option<&Path>) -> Result<(Bundle, Op
 pub fn prompt_audio(config: &Config) -> Option<PromptAudio> {
     let engine = config.engine_config().ok()?;
     let store = super::store::Store::open(&config.sync.store_dir()).ok()?;
-    Some(PromptAudio::new(&store.prompt_audio_dir(), &super::prompt_audio::voice_id(&engine.pack.tts_voice)))
+    Some(PromptAudio::new(
+        &store.prompt_audio_dir(),
+        &super::prompt_audio::voice_id(&engine.pack.tts_voice),
+    ))
 }
 
 /// Run the timer and the watcher until the process ends.
-pub fn spawn(config: Config, engines: Engines, live: Arc<LiveSetup>) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    config: Config,
+    engines: Engines,
+    live: Arc<LiveSetup>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let agent = match SyncAgent::open(&config) {
             Ok(a) => a,
@@ -57,7 +66,11 @@ pub fn spawn(config: Config, engines: Engines, live: Arc<LiveSetup>) -> tokio::t
         let interval = Duration::from_secs(config.sync.interval_s);
         let pulls = config.sync.source.is_some() && !interval.is_zero();
         if pulls {
-            tracing::info!(source = config.sync.source.as_deref().unwrap_or(""), every_s = interval.as_secs(), "sync: pulling on a timer");
+            tracing::info!(
+                source = config.sync.source.as_deref().unwrap_or(""),
+                every_s = interval.as_secs(),
+                "sync: pulling on a timer"
+            );
         }
         let mut last_pull: Option<Instant> = None;
         let mut seen = agent.store.active().ok().flatten();
@@ -70,16 +83,26 @@ pub fn spawn(config: Config, engines: Engines, live: Arc<LiveSetup>) -> tokio::t
                 last_pull = Some(Instant::now());
                 let opts = PullOptions {
                     activate: config.sync.auto_activate,
-                    nlu: Nlu { embed: engines.embed.clone(), llm: None },
+                    nlu: Nlu {
+                        embed: engines.embed.clone(),
+                        llm: None,
+                    },
                     ..Default::default()
                 };
                 match agent.pull(opts).await {
                     Ok(outcome) => {
-                        if let PullResult::Stored { refused: Some(why), id, .. } = &outcome.result {
+                        if let PullResult::Stored {
+                            refused: Some(why),
+                            id,
+                            ..
+                        } = &outcome.result
+                        {
                             tracing::warn!(version = %id, "sync: not activated: {why}");
                         }
                     }
-                    Err(e) => tracing::warn!(error = %format!("{e:#}"), "sync: pull failed; still serving the active version"),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "sync: pull failed; still serving the active version")
+                    }
                 }
             }
             let active = match agent.store.active() {
@@ -102,7 +125,14 @@ pub fn spawn(config: Config, engines: Engines, live: Arc<LiveSetup>) -> tokio::t
 }
 
 /// Prepare version `id` completely, then swap it in. False (logged) when it cannot be prepared.
-async fn activate(agent: &SyncAgent, config: &Config, engines: &Engines, live: &LiveSetup, audio: Option<&PromptAudio>, id: &str) -> bool {
+async fn activate(
+    agent: &SyncAgent,
+    config: &Config,
+    engines: &Engines,
+    live: &LiveSetup,
+    audio: Option<&PromptAudio>,
+    id: &str,
+) -> bool {
     let started = Instant::now();
     let bundle = match agent.store.bundle(id) {
         Ok(b) => b,
@@ -117,7 +147,13 @@ async fn activate(agent: &SyncAgent, config: &Config, engines: &Engines, live: &
             let ms = started.elapsed().as_secs_f64() * 1e3;
             crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "activate")], ms);
             crate::metrics::counter_inc("understudy_sync_activations_total", &[]);
-            tracing::info!(version = id, ms, prompts_rendered = stats.rendered, prompts_reused = stats.reused, "sync: new version live for new calls");
+            tracing::info!(
+                version = id,
+                ms,
+                prompts_rendered = stats.rendered,
+                prompts_reused = stats.reused,
+                "sync: new version live for new calls"
+            );
             true
         }
         Err(e) => {

@@ -27,7 +27,11 @@ pub enum Fetched {
     /// A local export, to import from disk.
     Path(PathBuf),
     /// A downloaded export, with the validators to send next time.
-    Download { bytes: Vec<u8>, etag: Option<String>, last_modified: Option<String> },
+    Download {
+        bytes: Vec<u8>,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
 }
 
 impl Source {
@@ -43,7 +47,10 @@ impl Source {
     /// How the source is named in the store and in status.
     pub fn key(&self) -> String {
         match self {
-            Source::Path(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+            Source::Path(p) => std::fs::canonicalize(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string(),
             Source::Http(u) => u.clone(),
         }
     }
@@ -54,7 +61,10 @@ impl Source {
         match self {
             Source::Path(p) => {
                 if !p.exists() {
-                    bail!("{} does not exist (check --from or [sync] source)", p.display());
+                    bail!(
+                        "{} does not exist (check --from or [sync] source)",
+                        p.display()
+                    );
                 }
                 Ok(Fetched::Path(p.clone()))
             }
@@ -82,7 +92,10 @@ async fn fetch_http(url: &str, state: &SourceState, conditional: bool) -> Result
             req = req.header(reqwest::header::IF_MODIFIED_SINCE, lm);
         }
     }
-    let mut resp = req.send().await.map_err(|e| anyhow::anyhow!("cannot reach {url}: {}", error_chain(&e)))?;
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {}", error_chain(&e)))?;
     let status = resp.status();
     if status == reqwest::StatusCode::NOT_MODIFIED {
         return Ok(Fetched::NotModified);
@@ -90,7 +103,12 @@ async fn fetch_http(url: &str, state: &SourceState, conditional: bool) -> Result
     if !status.is_success() {
         bail!("{url} answered {status}; the active bundle keeps serving (check the URL and the publishing side)");
     }
-    let header = |name: reqwest::header::HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: reqwest::header::HeaderName| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let etag = header(reqwest::header::ETAG);
     let last_modified = header(reqwest::header::LAST_MODIFIED);
     let expected = resp.content_length();
@@ -117,7 +135,11 @@ async fn fetch_http(url: &str, state: &SourceState, conditional: bool) -> Result
             bail!("truncated download: {url} announced {n} bytes and sent {}; the next pull tries again", bytes.len());
         }
     }
-    Ok(Fetched::Download { bytes, etag, last_modified })
+    Ok(Fetched::Download {
+        bytes,
+        etag,
+        last_modified,
+    })
 }
 
 /// An error and its causes on one line (reqwest's top error alone says little).

@@ -123,7 +123,10 @@ pub struct StoreLock {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// The content address of a bundle: its canonical YAML without `bot.source`
@@ -140,10 +143,15 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         for dir in ["versions", "tmp", "prompt-audio"] {
             std::fs::create_dir_all(root.join(dir)).with_context(|| {
-                format!("cannot create the bundle store at {} (set [sync] store to a writable folder)", root.display())
+                format!(
+                    "cannot create the bundle store at {} (set [sync] store to a writable folder)",
+                    root.display()
+                )
             })?;
         }
-        let store = Store { root: root.to_path_buf() };
+        let store = Store {
+            root: root.to_path_buf(),
+        };
         // Every write happens under the lock: when nobody holds it, what
         // tmp/ and stray temp files hold was left by a write that died.
         if let Some(_lock) = store.try_lock() {
@@ -174,7 +182,11 @@ impl Store {
         let file = self.lock_file()?;
         // SAFETY: flock on a file descriptor this function owns.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            bail!("cannot lock the bundle store {}: {}", self.root.display(), std::io::Error::last_os_error());
+            bail!(
+                "cannot lock the bundle store {}: {}",
+                self.root.display(),
+                std::io::Error::last_os_error()
+            );
         }
         Ok(StoreLock { _file: file })
     }
@@ -183,14 +195,19 @@ impl Store {
     fn try_lock(&self) -> Option<StoreLock> {
         let file = self.lock_file().ok()?;
         // SAFETY: as above.
-        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0).then_some(StoreLock { _file: file })
+        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0)
+            .then_some(StoreLock { _file: file })
     }
 
     /// Remove what an interrupted write left: staged versions, temp files of a replace.
     fn clear_leftovers(&self) {
         if let Ok(entries) = std::fs::read_dir(self.root.join("tmp")) {
             for e in entries.flatten() {
-                let _ = if e.path().is_dir() { std::fs::remove_dir_all(e.path()) } else { std::fs::remove_file(e.path()) };
+                let _ = if e.path().is_dir() {
+                    std::fs::remove_dir_all(e.path())
+                } else {
+                    std::fs::remove_file(e.path())
+                };
             }
         }
         if let Ok(entries) = std::fs::read_dir(&self.root) {
@@ -214,12 +231,18 @@ impl Store {
         if dir.join("meta.json").exists() {
             return Ok((id, false));
         }
-        let stage = self.root.join("tmp").join(format!("{id}-{}-{}", std::process::id(), nanos()));
+        let stage = self
+            .root
+            .join("tmp")
+            .join(format!("{id}-{}-{}", std::process::id(), nanos()));
         std::fs::create_dir_all(&stage)?;
         let mut meta = meta.clone();
         meta.id = id.clone();
         write_synced(&stage.join("bundle.yaml"), bundle.to_yaml().as_bytes())?;
-        write_synced(&stage.join("meta.json"), serde_json::to_string_pretty(&meta)?.as_bytes())?;
+        write_synced(
+            &stage.join("meta.json"),
+            serde_json::to_string_pretty(&meta)?.as_bytes(),
+        )?;
         sync_dir(&stage)?;
         match std::fs::rename(&stage, &dir) {
             Ok(()) => {}
@@ -228,7 +251,10 @@ impl Store {
                 let _ = std::fs::remove_dir_all(&stage);
                 return Ok((id, false));
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot move the new version into {}", dir.display())),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot move the new version into {}", dir.display()))
+            }
         }
         sync_dir(&self.root.join("versions"))?;
         tracing::info!(version = %id, bot = %meta.bot_name, "stored a new bundle version");
@@ -237,7 +263,10 @@ impl Store {
 
     /// Replace a version's metadata (the parity result), atomically.
     pub fn update_meta(&self, meta: &VersionMeta) -> Result<()> {
-        replace_file(&self.version_dir(&meta.id).join("meta.json"), serde_json::to_string_pretty(meta)?.as_bytes())
+        replace_file(
+            &self.version_dir(&meta.id).join("meta.json"),
+            serde_json::to_string_pretty(meta)?.as_bytes(),
+        )
     }
 
     /// The full id of a version given by a unique prefix (`3f2a` for `3f2a91c0...`).
@@ -247,9 +276,21 @@ impl Store {
         let matches: Vec<&String> = all.iter().filter(|id| id.starts_with(spec)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
-            [] if all.is_empty() => bail!("no version `{spec}`: the store {} is empty (run `understudy sync pull`)", self.root.display()),
-            [] => bail!("no version `{spec}` in the store (kept: {}); `understudy sync status` lists them", all.join(", ")),
-            many => bail!("`{spec}` matches several versions ({}); give more characters", many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+            [] if all.is_empty() => bail!(
+                "no version `{spec}`: the store {} is empty (run `understudy sync pull`)",
+                self.root.display()
+            ),
+            [] => bail!(
+                "no version `{spec}` in the store (kept: {}); `understudy sync status` lists them",
+                all.join(", ")
+            ),
+            many => bail!(
+                "`{spec}` matches several versions ({}); give more characters",
+                many.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 
@@ -267,7 +308,8 @@ impl Store {
 
     pub fn meta(&self, id: &str) -> Result<VersionMeta> {
         let path = self.version_dir(id).join("meta.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
     }
 
@@ -276,12 +318,17 @@ impl Store {
     }
 
     pub fn bundle(&self, id: &str) -> Result<Bundle> {
-        Bundle::load(&self.bundle_path(id)).with_context(|| format!("stored version {id} cannot be loaded"))
+        Bundle::load(&self.bundle_path(id))
+            .with_context(|| format!("stored version {id} cannot be loaded"))
     }
 
     /// Every stored version, oldest first.
     pub fn versions(&self) -> Result<Vec<VersionMeta>> {
-        let mut out: Vec<VersionMeta> = self.ids()?.iter().filter_map(|id| self.meta(id).ok()).collect();
+        let mut out: Vec<VersionMeta> = self
+            .ids()?
+            .iter()
+            .filter_map(|id| self.meta(id).ok())
+            .collect();
         out.sort_by_key(|m| (m.created, m.id.clone()));
         Ok(out)
     }
@@ -291,7 +338,10 @@ impl Store {
     }
 
     fn write_state(&self, state: &StoreState) -> Result<()> {
-        replace_file(&self.root.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())
+        replace_file(
+            &self.root.join("state.json"),
+            serde_json::to_string_pretty(state)?.as_bytes(),
+        )
     }
 
     /// The active version's id, if one was activated.
@@ -324,21 +374,40 @@ impl Store {
     pub fn rollback(&self) -> Result<String> {
         let mut state = self.state()?;
         let current = state.active.clone();
-        let Some(prev) = state.previous.iter().rev().find(|p| Some(*p) != current.as_ref()).cloned() else {
-            bail!("nothing to roll back to: no version was active before {}", current.as_deref().unwrap_or("(none)"));
+        let Some(prev) = state
+            .previous
+            .iter()
+            .rev()
+            .find(|p| Some(*p) != current.as_ref())
+            .cloned()
+        else {
+            bail!(
+                "nothing to roll back to: no version was active before {}",
+                current.as_deref().unwrap_or("(none)")
+            );
         };
-        state.previous.retain(|p| *p != prev && Some(p) != current.as_ref());
+        state
+            .previous
+            .retain(|p| *p != prev && Some(p) != current.as_ref());
         state.active = Some(prev.clone());
         // The version rolled back from is not known good; the one before `prev` is.
         state.last_good = state.previous.last().cloned().or(Some(prev.clone()));
-        self.log(&mut state, &prev, &format!("rollback from {}", current.as_deref().unwrap_or("-")));
+        self.log(
+            &mut state,
+            &prev,
+            &format!("rollback from {}", current.as_deref().unwrap_or("-")),
+        );
         self.write_state(&state)?;
         tracing::info!(version = %prev, "rolled back");
         Ok(prev)
     }
 
     fn log(&self, state: &mut StoreState, id: &str, reason: &str) {
-        state.log.push(Activation { id: id.to_string(), at: now(), reason: reason.to_string() });
+        state.log.push(Activation {
+            id: id.to_string(),
+            at: now(),
+            reason: reason.to_string(),
+        });
         let excess = state.log.len().saturating_sub(100);
         state.log.drain(..excess);
     }
@@ -351,14 +420,22 @@ impl Store {
         protected.extend(state.active.clone());
         protected.extend(state.last_good.clone());
         let versions = self.versions()?;
-        let newest: Vec<String> = versions.iter().rev().take(keep).map(|m| m.id.clone()).collect();
+        let newest: Vec<String> = versions
+            .iter()
+            .rev()
+            .take(keep)
+            .map(|m| m.id.clone())
+            .collect();
         let mut removed = vec![];
         for m in versions {
             if protected.contains(&m.id) || newest.contains(&m.id) {
                 continue;
             }
             // Rename first so a crash never leaves a half-deleted version in versions/.
-            let doomed = self.root.join("tmp").join(format!("prune-{}-{}", m.id, nanos()));
+            let doomed = self
+                .root
+                .join("tmp")
+                .join(format!("prune-{}-{}", m.id, nanos()));
             std::fs::rename(self.version_dir(&m.id), &doomed)?;
             std::fs::remove_dir_all(&doomed)?;
             removed.push(m.id);
@@ -382,7 +459,10 @@ impl Store {
     pub fn record_source(&self, source: &str, update: impl FnOnce(&mut SourceState)) -> Result<()> {
         let mut all = self.sources()?;
         update(all.entry(source.to_string()).or_default());
-        replace_file(&self.root.join("sources.json"), serde_json::to_string_pretty(&all)?.as_bytes())
+        replace_file(
+            &self.root.join("sources.json"),
+            serde_json::to_string_pretty(&all)?.as_bytes(),
+        )
     }
 }
 
@@ -391,13 +471,19 @@ pub fn now_ms() -> u128 {
 }
 
 fn nanos() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 fn read_json<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).with_context(|| {
-            format!("{} is damaged (it is only ever replaced whole; was it edited by hand?)", path.display())
+            format!(
+                "{} is damaged (it is only ever replaced whole; was it edited by hand?)",
+                path.display()
+            )
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -406,7 +492,8 @@ fn read_json<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
 
 /// Write a new file and fsync it.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())
@@ -415,14 +502,21 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Replace a file atomically: temp in the same folder, fsync, rename, fsync the folder.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.{}-{}.tmp", path.file_name().unwrap_or_default().to_string_lossy(), std::process::id(), nanos()));
+    let tmp = dir.join(format!(
+        ".{}.{}-{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id(),
+        nanos()
+    ));
     write_synced(&tmp, bytes)?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
     sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync folder {}", dir.display()))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync folder {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -458,14 +552,24 @@ mod tests {
         let (a, new) = store.put(&bundle("A"), &meta("A")).unwrap();
         assert!(new);
         let mut again = bundle("A");
-        again.bot.source.insert("export".into(), "elsewhere.zip".into());
-        assert_eq!(store.put(&again, &meta("A")).unwrap(), (a.clone(), false), "source does not change the id");
+        again
+            .bot
+            .source
+            .insert("export".into(), "elsewhere.zip".into());
+        assert_eq!(
+            store.put(&again, &meta("A")).unwrap(),
+            (a.clone(), false),
+            "source does not change the id"
+        );
         let (b, _) = store.put(&bundle("B"), &meta("B")).unwrap();
         let (c, _) = store.put(&bundle("C"), &meta("C")).unwrap();
         store.activate(&a, "test").unwrap();
         store.activate(&b, "test").unwrap();
         store.activate(&c, "test").unwrap();
-        assert_eq!(store.state().unwrap().last_good.as_deref(), Some(b.as_str()));
+        assert_eq!(
+            store.state().unwrap().last_good.as_deref(),
+            Some(b.as_str())
+        );
         assert_eq!(store.rollback().unwrap(), b);
         assert_eq!(store.rollback().unwrap(), a);
         assert!(store.rollback().is_err(), "nothing before A");
@@ -476,11 +580,18 @@ mod tests {
     fn prune_keeps_active_last_good_and_newest() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let ids: Vec<String> = (0..6).map(|i| store.put(&bundle(&format!("v{i}")), &meta("v")).unwrap().0).collect();
+        let ids: Vec<String> = (0..6)
+            .map(|i| store.put(&bundle(&format!("v{i}")), &meta("v")).unwrap().0)
+            .collect();
         store.activate(&ids[0], "t").unwrap();
         store.activate(&ids[1], "t").unwrap();
         let removed = store.prune(2).unwrap();
-        let left: Vec<String> = store.versions().unwrap().into_iter().map(|m| m.id).collect();
+        let left: Vec<String> = store
+            .versions()
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
         for keep in [&ids[0], &ids[1]] {
             assert!(left.contains(keep), "active/last-good kept: {left:?}");
         }
@@ -496,11 +607,18 @@ mod tests {
         store.activate(&a, "t").unwrap();
         // A crash mid-write: a staged version in tmp/, a half-written state temp file.
         std::fs::create_dir_all(dir.path().join("tmp/deadbeef-1-1")).unwrap();
-        std::fs::write(dir.path().join("tmp/deadbeef-1-1/bundle.yaml"), "format: understu").unwrap();
+        std::fs::write(
+            dir.path().join("tmp/deadbeef-1-1/bundle.yaml"),
+            "format: understu",
+        )
+        .unwrap();
         std::fs::write(dir.path().join(".state.json.1-1.tmp"), "{\"act").unwrap();
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(store.active().unwrap().as_deref(), Some(a.as_str()));
         assert_eq!(store.versions().unwrap().len(), 1);
-        assert!(std::fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(std::fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

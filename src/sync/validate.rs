@@ -26,7 +26,15 @@ impl ValidationReport {
 /// Validate a bundle; errors and warnings as `path: message` lines.
 pub fn check(bundle: &Bundle) -> ValidationReport {
     let issues: Vec<Issue> = bundle.validate();
-    let lines = |sev: Severity| issues.iter().filter(|i| i.severity == sev).map(|i| format!("{}: {}", i.path, i.message)).collect();
-    ValidationReport { errors: lines(Severity::Error), warnings: lines(Severity::Warning) }
+    let lines = |sev: Severity| {
+        issues
+            .iter()
+            .filter(|i| i.severity == sev)
+            .map(|i| format!("{}: {}", i.path, i.message))
+            .collect()
+    };
+    ValidationReport {
+        errors: lines(Severity::Error),
+        warnings: lines(Severity::Warning),
+    }
 }
-

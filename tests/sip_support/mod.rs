@@ -30,7 +30,10 @@ pub fn require(program: &str, package: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(found, "{program} is required for this test: apt-get install {package}");
+    assert!(
+        found,
+        "{program} is required for this test: apt-get install {package}"
+    );
 }
 
 /// The peers every SIP test needs.
@@ -140,11 +143,21 @@ impl Serve {
                     self.log_tail(40)
                 );
             }
-            if http_get(self.http, "/readyz").map(|(code, _)| code == 200).unwrap_or(false) {
-                eprintln!("understudy serve ready in {:.1} s", started.elapsed().as_secs_f64());
+            if http_get(self.http, "/readyz")
+                .map(|(code, _)| code == 200)
+                .unwrap_or(false)
+            {
+                eprintln!(
+                    "understudy serve ready in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
                 return;
             }
-            assert!(started.elapsed() < limit, "understudy serve not ready after {limit:?}\n{}", self.log_tail(40));
+            assert!(
+                started.elapsed() < limit,
+                "understudy serve not ready after {limit:?}\n{}",
+                self.log_tail(40)
+            );
             std::thread::sleep(Duration::from_millis(250));
         }
     }
@@ -161,7 +174,10 @@ impl Serve {
 
     /// Every JSON log event.
     pub fn events(&self) -> Vec<Value> {
-        self.log_text().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        self.log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Log events with this message, as their fields.
@@ -185,7 +201,12 @@ impl Serve {
                     return None;
                 }
                 // "2026-01-01T12:34:56.789Z"
-                let clock = e.get("timestamp")?.as_str()?.split('T').nth(1)?.trim_end_matches('Z');
+                let clock = e
+                    .get("timestamp")?
+                    .as_str()?
+                    .split('T')
+                    .nth(1)?
+                    .trim_end_matches('Z');
                 let mut parts = clock.split(':').map(|p| p.parse::<f64>().unwrap_or(0.0));
                 let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
                 Some((h * 3600.0 + m * 60.0 + s, fields.clone()))
@@ -213,7 +234,9 @@ impl Serve {
 
     /// The metrics page.
     pub fn metrics(&self) -> String {
-        http_get(self.http, "/metrics").map(|(_, body)| body).unwrap_or_default()
+        http_get(self.http, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 }
 
@@ -245,8 +268,15 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -254,7 +284,12 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 pub fn say(text: &str, dir: &Path) -> Vec<i16> {
     let raw = dir.join("say-raw.wav");
     let wav = dir.join("say-8k.wav");
-    let ok = Command::new("espeak-ng").args(["-v", "en-us", "-s", "140", "-w"]).arg(&raw).arg(text).status().unwrap();
+    let ok = Command::new("espeak-ng")
+        .args(["-v", "en-us", "-s", "140", "-w"])
+        .arg(&raw)
+        .arg(text)
+        .status()
+        .unwrap();
     assert!(ok.success(), "espeak-ng failed");
     let ok = Command::new("sox")
         .arg(&raw)
@@ -269,7 +304,12 @@ pub fn say(text: &str, dir: &Path) -> Vec<i16> {
 
 /// Write 8 kHz mono s16 audio as WAV.
 pub fn write_wav(path: &Path, samples: &[i16]) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();
@@ -292,7 +332,11 @@ impl Default for RtpCapture {
 
 impl RtpCapture {
     pub fn new() -> Self {
-        RtpCapture { sender: RtpSender::new(), at: Duration::ZERO, packets: vec![] }
+        RtpCapture {
+            sender: RtpSender::new(),
+            at: Duration::ZERO,
+            packets: vec![],
+        }
     }
 
     /// PCMU packets of 20 ms for `samples` (8 kHz).
@@ -384,9 +428,18 @@ pub struct Sipp {
 
 impl Sipp {
     pub fn new(scenario: &str, dir: &Path) -> Sipp {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(format!("{scenario}.xml"));
-        std::fs::copy(&src, dir.join(format!("{scenario}.xml"))).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-        Sipp { name: scenario.into(), dir: dir.into(), port: free_port(), media_port: free_range(4).0, args: vec![] }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/sipp")
+            .join(format!("{scenario}.xml"));
+        std::fs::copy(&src, dir.join(format!("{scenario}.xml")))
+            .unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        Sipp {
+            name: scenario.into(),
+            dir: dir.into(),
+            port: free_port(),
+            media_port: free_range(4).0,
+            args: vec![],
+        }
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -408,7 +461,12 @@ impl Sipp {
             .arg("-sf")
             .arg(format!("{}.xml", self.name))
             .args(["-m", "1", "-i", LOOPBACK, "-mi", LOOPBACK, "-nostdin"])
-            .args(["-p", &self.port.to_string(), "-mp", &self.media_port.to_string()])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-mp",
+                &self.media_port.to_string(),
+            ])
             .args(["-timeout", "120s", "-timeout_error"])
             .args(["-trace_msg", "-message_file", &format!("{}.msg", self.name)])
             .args(["-trace_err", "-error_file", &format!("{}.err", self.name)])
@@ -424,27 +482,43 @@ impl Sipp {
 
     /// Run against `remote` to the end.
     pub fn run(&self, remote: SocketAddr) -> SippResult {
-        let out = self.command(Some(remote)).output().expect("cannot run sipp");
+        let out = self
+            .command(Some(remote))
+            .output()
+            .expect("cannot run sipp");
         self.result(out)
     }
 
     /// Start in the background (a UAS waits for calls when `remote` is None).
     pub fn spawn(&self, remote: Option<SocketAddr>) -> SippRun {
-        SippRun { child: self.command(remote).spawn().expect("cannot run sipp"), sipp: self.clone_meta() }
+        SippRun {
+            child: self.command(remote).spawn().expect("cannot run sipp"),
+            sipp: self.clone_meta(),
+        }
     }
 
     fn clone_meta(&self) -> Sipp {
-        Sipp { name: self.name.clone(), dir: self.dir.clone(), port: self.port, media_port: self.media_port, args: vec![] }
+        Sipp {
+            name: self.name.clone(),
+            dir: self.dir.clone(),
+            port: self.port,
+            media_port: self.media_port,
+            args: vec![],
+        }
     }
 
     fn result(&self, out: Output) -> SippResult {
-        let read = |ext: &str| std::fs::read_to_string(self.dir.join(format!("{}.{ext}", self.name))).unwrap_or_default();
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.dir.join(format!("{}.{ext}", self.name)))
+                .unwrap_or_default()
+        };
         SippResult {
             name: self.name.clone(),
             ok: out.status.success(),
             messages: read("msg"),
             errors: read("err"),
-            output: String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            output: String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
         }
     }
 }
@@ -518,27 +592,44 @@ pub fn transcribe(wav: &Path) -> String {
         .env("UNDERSTUDY_LOG", "warn")
         .output()
         .expect("cannot run understudy transcribe");
-    assert!(out.status.success(), "understudy transcribe failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "understudy transcribe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// Send raw datagrams and stream bytes at a SIP port (garbage, truncations).
 pub fn send_raw(to: SocketAddr, messages: &[Vec<u8>]) -> Vec<String> {
     let udp = UdpSocket::bind((LOOPBACK, 0)).unwrap();
-    udp.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
     let mut replies = Vec::new();
     let mut buf = [0u8; 4096];
     for m in messages {
         udp.send_to(m, to).unwrap();
         while let Ok((n, _)) = udp.recv_from(&mut buf) {
-            replies.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string());
+            replies.push(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
         if let Ok(mut tcp) = TcpStream::connect_timeout(&to, Duration::from_secs(1)) {
             let _ = tcp.write_all(m);
             let _ = tcp.set_read_timeout(Some(Duration::from_millis(50)));
             if let Ok(n) = tcp.read(&mut buf) {
                 if n > 0 {
-                    replies.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string());
+                    replies.push(
+                        String::from_utf8_lossy(&buf[..n])
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
             }
         }
@@ -577,7 +668,11 @@ impl Baresip {
         );
         std::fs::write(dir.join("config"), config).unwrap();
         // No registration; PCMU like a typical trunk.
-        std::fs::write(dir.join("accounts"), format!("<sip:caller@{LOOPBACK}>;regint=0;audio_codecs=PCMU\n")).unwrap();
+        std::fs::write(
+            dir.join("accounts"),
+            format!("<sip:caller@{LOOPBACK}>;regint=0;audio_codecs=PCMU\n"),
+        )
+        .unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();
         let child = Command::new("baresip")
             .arg("-f")
@@ -588,7 +683,11 @@ impl Baresip {
             .stderr(log)
             .spawn()
             .expect("cannot start baresip");
-        Baresip { child, dir: dir.into(), console: format!("{LOOPBACK}:{console_port}").parse().unwrap() }
+        Baresip {
+            child,
+            dir: dir.into(),
+            console: format!("{LOOPBACK}:{console_port}").parse().unwrap(),
+        }
     }
 
     /// Press a key during the call (sent as RFC 4733 events).
@@ -609,7 +708,10 @@ impl Baresip {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        panic!("the baresip call did not end within {limit:?}\n{}", tail(&self.log(), 30));
+        panic!(
+            "the baresip call did not end within {limit:?}\n{}",
+            tail(&self.log(), 30)
+        );
     }
 
     pub fn log(&self) -> String {
@@ -624,7 +726,10 @@ impl Baresip {
             .filter(|p| p.to_string_lossy().ends_with("-dec.wav"))
             .collect();
         found.sort();
-        found.into_iter().next().unwrap_or_else(|| panic!("baresip recorded nothing\n{}", tail(&self.log(), 30)))
+        found
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("baresip recorded nothing\n{}", tail(&self.log(), 30)))
     }
 }
 
@@ -663,9 +768,14 @@ impl RawSip {
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            self.socket.set_read_timeout(Some(left.max(Duration::from_millis(1)))).unwrap();
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
             match self.socket.recv_from(&mut buf) {
-                Ok((n, _)) => out.push((Instant::now(), String::from_utf8_lossy(&buf[..n]).into_owned())),
+                Ok((n, _)) => out.push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&buf[..n]).into_owned(),
+                )),
                 Err(_) => break,
             }
         }
@@ -690,7 +800,11 @@ impl RawSip {
 /// The status code of a SIP response.
 pub fn status_of(message: &str) -> Option<u16> {
     let line = message.lines().next()?;
-    line.strip_prefix("SIP/2.0 ")?.split_whitespace().next()?.parse().ok()
+    line.strip_prefix("SIP/2.0 ")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A header's value (first occurrence, case-insensitive name).

@@ -81,7 +81,12 @@ pub fn rms(samples: &[i16]) -> f64 {
     if samples.is_empty() {
         return 0.0;
     }
-    (samples.iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / samples.len() as f64).sqrt()
+    (samples
+        .iter()
+        .map(|&s| f64::from(s) * f64::from(s))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .sqrt()
 }
 
 impl RtpPeer {
@@ -92,8 +97,14 @@ impl RtpPeer {
         let (first, _) = super::free_range(3);
         let port = first + first % 2;
         let socket = UdpSocket::bind((super::LOOPBACK, port)).expect("cannot bind the RTP peer");
-        socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: Condvar::new(), stop: AtomicBool::new(false) });
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
         let receiver = {
             let (socket, shared) = (socket.try_clone().unwrap(), shared.clone());
             std::thread::spawn(move || receive_loop(socket, shared))
@@ -102,7 +113,11 @@ impl RtpPeer {
             let shared = shared.clone();
             std::thread::spawn(move || send_loop(socket, shared))
         };
-        RtpPeer { port, shared, threads: vec![receiver, sender] }
+        RtpPeer {
+            port,
+            shared,
+            threads: vec![receiver, sender],
+        }
     }
 
     /// Send to `addr` instead of where the appliance's RTP comes from.
@@ -122,7 +137,9 @@ impl RtpPeer {
             if let Some(remote) = state.remote {
                 return remote;
             }
-            let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("no RTP from the appliance within {limit:?}"));
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("no RTP from the appliance within {limit:?}"));
             state = self.shared.changed.wait_timeout(state, left).unwrap().0;
         }
     }
@@ -130,7 +147,12 @@ impl RtpPeer {
     /// Queue caller audio (8 kHz mono); it goes out in 20 ms packets after
     /// whatever is queued already.
     pub fn say(&self, samples: &[i16]) {
-        self.shared.state.lock().unwrap().queue.extend(samples.iter().copied());
+        self.shared
+            .state
+            .lock()
+            .unwrap()
+            .queue
+            .extend(samples.iter().copied());
     }
 
     /// Wait until everything queued has been sent; returns when the last
@@ -140,10 +162,18 @@ impl RtpPeer {
         let deadline = Instant::now() + limit;
         let mut state = self.shared.state.lock().unwrap();
         while !state.queue.is_empty() {
-            let left = deadline.checked_duration_since(Instant::now()).unwrap_or_else(|| panic!("caller audio not sent within {limit:?}"));
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("caller audio not sent within {limit:?}"));
             state = self.shared.changed.wait_timeout(state, left).unwrap().0;
         }
-        state.sent.iter().rev().take_while(|s| s.at >= since).find(|s| s.speech).map(|s| s.at)
+        state
+            .sent
+            .iter()
+            .rev()
+            .take_while(|s| s.at >= since)
+            .find(|s| s.speech)
+            .map(|s| s.at)
     }
 
     /// Every packet received so far.
@@ -159,13 +189,22 @@ impl RtpPeer {
     /// Arrival of the first packet with speech energy after `t`.
     pub fn first_audio_after(&self, t: Instant) -> Option<Instant> {
         let state = self.shared.state.lock().unwrap();
-        state.received.iter().find(|p| p.at > t && p.is_speech()).map(|p| p.at)
+        state
+            .received
+            .iter()
+            .find(|p| p.at > t && p.is_speech())
+            .map(|p| p.at)
     }
 
     /// Arrival of the last packet with speech energy before `t`.
     pub fn last_audio_before(&self, t: Instant) -> Option<Instant> {
         let state = self.shared.state.lock().unwrap();
-        state.received.iter().rev().find(|p| p.at < t && p.is_speech()).map(|p| p.at)
+        state
+            .received
+            .iter()
+            .rev()
+            .find(|p| p.at < t && p.is_speech())
+            .map(|p| p.at)
     }
 
     /// Wait until a packet with speech energy arrives after `t`.
@@ -188,7 +227,11 @@ impl RtpPeer {
         let state = self.shared.state.lock().unwrap();
         let mut last = from;
         let mut longest = Duration::ZERO;
-        for p in state.received.iter().filter(|p| p.at > from && p.at <= to && p.is_speech()) {
+        for p in state
+            .received
+            .iter()
+            .filter(|p| p.at > from && p.at <= to && p.is_speech())
+        {
             longest = longest.max(p.at - last);
             last = p.at;
         }
@@ -197,10 +240,19 @@ impl RtpPeer {
 
     /// Stretches of speech in `[from, to]`: (first, last) arrival of speech
     /// packets, split wherever nothing but silence arrived for `split`.
-    pub fn utterances(&self, from: Instant, to: Instant, split: Duration) -> Vec<(Instant, Instant)> {
+    pub fn utterances(
+        &self,
+        from: Instant,
+        to: Instant,
+        split: Duration,
+    ) -> Vec<(Instant, Instant)> {
         let state = self.shared.state.lock().unwrap();
         let mut out: Vec<(Instant, Instant)> = vec![];
-        for p in state.received.iter().filter(|p| p.at > from && p.at <= to && p.is_speech()) {
+        for p in state
+            .received
+            .iter()
+            .filter(|p| p.at > from && p.at <= to && p.is_speech())
+        {
             match out.last_mut() {
                 Some((_, end)) if p.at - *end < split => *end = p.at,
                 _ => out.push((p.at, p.at)),
@@ -239,9 +291,13 @@ impl Drop for RtpPeer {
 fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let mut buf = [0u8; 2048];
     while !shared.stop.load(Ordering::Relaxed) {
-        let Ok((n, from)) = socket.recv_from(&mut buf) else { continue };
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
         let at = Instant::now();
-        let Ok(Received::Rtp(p)) = rtp::parse(&buf[..n]) else { continue };
+        let Ok(Received::Rtp(p)) = rtp::parse(&buf[..n]) else {
+            continue;
+        };
         let samples = match p.payload_type {
             0 => Law::Mu.decode(&p.payload),
             8 => Law::A.decode(&p.payload),

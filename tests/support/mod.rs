@@ -13,7 +13,10 @@ pub const FETCH_HINT: &str = "run `understudy models fetch --pack test` (scripts
 pub fn models_dir() -> PathBuf {
     let dir = understudy_models::default_models_dir();
     if let Err(e) = understudy_models::resolve(&dir, "test") {
-        panic!("the test model pack is not installed in {}: {e:#}\n{FETCH_HINT}", dir.display());
+        panic!(
+            "the test model pack is not installed in {}: {e:#}\n{FETCH_HINT}",
+            dir.display()
+        );
     }
     dir
 }
@@ -28,7 +31,11 @@ pub fn worker_dir() -> PathBuf {
     let dir = understudy_bin().parent().unwrap().to_path_buf();
     for w in ["vad", "stt", "llm", "tts", "embed"] {
         let path = dir.join(format!("understudy-{w}"));
-        assert!(path.is_file(), "{} is missing: build the workspace first (`cargo build --release --workspace`)", path.display());
+        assert!(
+            path.is_file(),
+            "{} is missing: build the workspace first (`cargo build --release --workspace`)",
+            path.display()
+        );
     }
     dir
 }
@@ -59,7 +66,8 @@ pub fn understudy(args: &[&str]) -> Output {
 /// A caller saying `text` (espeak-ng), at 16 kHz, with line silence around it.
 pub fn caller(text: &str, voice: &str) -> Vec<i16> {
     let dir = tempfile::tempdir().unwrap();
-    understudy::bench::synthesize_caller(text, voice, dir.path(), "caller").expect("espeak-ng (apt-get install espeak-ng)")
+    understudy::bench::synthesize_caller(text, voice, dir.path(), "caller")
+        .expect("espeak-ng (apt-get install espeak-ng)")
 }
 
 /// Write `samples` (16 kHz) as a WAV file.

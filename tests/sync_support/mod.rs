@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Our own fixtures (tests/fixtures/exports/<format>/<bot>).
 pub fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exports").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/exports")
+        .join(rel)
 }
 
 /// Real exports written by others: `../shared/testdata/bot-exports` beside the repository.
@@ -24,7 +26,11 @@ pub fn shared_export(rel: &str) -> PathBuf {
         root.display()
     );
     let path = root.join(rel);
-    assert!(path.exists(), "{} is missing from the shared test data", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing from the shared test data",
+        path.display()
+    );
     path
 }
 
@@ -41,10 +47,20 @@ pub fn messy_zip(dir: &Path) -> Vec<u8> {
         z.start_file("My Export/.DS_Store", opts).unwrap();
         z.write_all(b"junk").unwrap();
         for path in walk(dir) {
-            let rel = path.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
-            let encoded: Vec<String> =
-                rel.split('/').map(|p| percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC).to_string()).collect();
-            z.start_file(format!("My%20Export/{}", encoded.join("/")), opts).unwrap();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            let encoded: Vec<String> = rel
+                .split('/')
+                .map(|p| {
+                    percent_encoding::utf8_percent_encode(p, percent_encoding::NON_ALPHANUMERIC)
+                        .to_string()
+                })
+                .collect();
+            z.start_file(format!("My%20Export/{}", encoded.join("/")), opts)
+                .unwrap();
             z.write_all(&std::fs::read(&path).unwrap()).unwrap();
         }
         z.finish().unwrap();
@@ -54,7 +70,10 @@ pub fn messy_zip(dir: &Path) -> Vec<u8> {
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -78,7 +97,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// Replace `old` (which must be there) with `new` in a file.
 pub fn edit(path: &Path, old: &str, new: &str) {
     let text = std::fs::read_to_string(path).unwrap();
-    assert!(text.contains(old), "{} does not contain {old:?}", path.display());
+    assert!(
+        text.contains(old),
+        "{} does not contain {old:?}",
+        path.display()
+    );
     std::fs::write(path, text.replacen(old, new, 1)).unwrap();
 }
 
@@ -99,7 +122,14 @@ impl Cli {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("bundles");
         let config = dir.path().join("understudy.toml");
-        std::fs::write(&config, format!("[sync]\nstore = {:?}\n{sync_extra}\n", store.display().to_string())).unwrap();
+        std::fs::write(
+            &config,
+            format!(
+                "[sync]\nstore = {:?}\n{sync_extra}\n",
+                store.display().to_string()
+            ),
+        )
+        .unwrap();
         Cli { dir, store, config }
     }
 
@@ -114,30 +144,55 @@ impl Cli {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run understudy");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
     /// Run and require success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args, "");
-        assert!(out.status.success(), "understudy {args:?} failed:\n{}\n{}", text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "understudy {args:?} failed:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         text(&out.stdout)
     }
 
     /// Run and require failure; returns stdout + stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args, "");
-        assert!(!out.status.success(), "understudy {args:?} should have failed:\n{}", text(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "understudy {args:?} should have failed:\n{}",
+            text(&out.stdout)
+        );
         format!("{}{}", text(&out.stdout), text(&out.stderr))
     }
 
     /// Rules-only chat (no models): the bot's lines for these caller lines.
     pub fn chat(&self, bundle: &str, lines: &[&str]) -> Vec<String> {
         let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let out = self.run(&["chat", "--no-llm", "--no-embed", "--bundle", bundle], &input);
-        assert!(out.status.success(), "chat with {bundle} failed:\n{}", text(&out.stderr));
-        text(&out.stdout).lines().filter_map(|l| l.strip_prefix("bot: ")).map(str::to_string).collect()
+        let out = self.run(
+            &["chat", "--no-llm", "--no-embed", "--bundle", bundle],
+            &input,
+        );
+        assert!(
+            out.status.success(),
+            "chat with {bundle} failed:\n{}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("bot: "))
+            .map(str::to_string)
+            .collect()
     }
 
     /// `sync status --offline --json`.
@@ -181,13 +236,19 @@ impl ExportServer {
     pub async fn start(body: Vec<u8>) -> ExportServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/export.zip", listener.local_addr().unwrap());
-        let published = Arc::new(Mutex::new(Published { body, etag: "\"v1\"".into(), mode: Mode::Normal }));
+        let published = Arc::new(Mutex::new(Published {
+            body,
+            etag: "\"v1\"".into(),
+            mode: Mode::Normal,
+        }));
         let requests = Arc::new(AtomicUsize::new(0));
         let not_modified = Arc::new(AtomicUsize::new(0));
         let (p, r, n) = (published.clone(), requests.clone(), not_modified.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 let (p, r, n) = (p.clone(), r.clone(), n.clone());
                 tokio::spawn(async move {
                     let mut req = Vec::new();
@@ -211,7 +272,11 @@ impl ExportServer {
                         n.fetch_add(1, Ordering::SeqCst);
                         format!("HTTP/1.1 304 Not Modified\r\netag: {etag}\r\nconnection: close\r\n\r\n").into_bytes()
                     } else {
-                        let sent = if mode == Mode::Truncate { &body[..body.len() / 2] } else { &body[..] };
+                        let sent = if mode == Mode::Truncate {
+                            &body[..body.len() / 2]
+                        } else {
+                            &body[..]
+                        };
                         let mut out = format!(
                             "HTTP/1.1 200 OK\r\ncontent-type: application/zip\r\ncontent-length: {}\r\netag: {etag}\r\nlast-modified: {last_modified}\r\nconnection: close\r\n\r\n",
                             body.len()
@@ -225,7 +290,12 @@ impl ExportServer {
                 });
             }
         });
-        ExportServer { url, published, requests, not_modified }
+        ExportServer {
+            url,
+            published,
+            requests,
+            not_modified,
+        }
     }
 
     pub fn publish(&self, body: Vec<u8>, etag: &str) {
@@ -239,4 +309,3 @@ impl ExportServer {
         self.published.lock().unwrap().mode = mode;
     }
 }
-

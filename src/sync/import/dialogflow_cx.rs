@@ -22,12 +22,13 @@
 //! conditional responses, audio files, optional form parameters.
 
 use super::{
-    convert_placeholders, dedupe_entry_say, ident, json_arr, json_str, localized_text, parse_json, slot_ident,
-    strip_ssml, use_system_entity, ExportFiles, ExportFormat, ImportError, Languages, PerLang, Warnings,
+    convert_placeholders, dedupe_entry_say, ident, json_arr, json_str, localized_text, parse_json,
+    slot_ident, strip_ssml, use_system_entity, ExportFiles, ExportFormat, ImportError, Languages,
+    PerLang, Warnings,
 };
 use crate::dialog::bundle::{
-    BotInfo, Collect, Condition, Entity, EntityValue, Flow, Intent, Prompts, State, TestConversation,
-    TestTurn, Text, TransferTarget, Transition, FORMAT_V1,
+    BotInfo, Collect, Condition, Entity, EntityValue, Flow, Intent, Prompts, State,
+    TestConversation, TestTurn, Text, TransferTarget, Transition, FORMAT_V1,
 };
 use crate::dialog::Bundle;
 use serde_json::Value;
@@ -39,22 +40,45 @@ const WELCOME_INTENT_ID: &str = "00000000-0000-0000-0000-000000000000";
 
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let agent = parse_json(files, FORMAT, "agent.json")?;
-    let default_lang = json_str(&agent, "defaultLanguageCode").unwrap_or("en").to_string();
-    let supported: Vec<String> =
-        json_arr(&agent, "supportedLanguageCodes").iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let default_lang = json_str(&agent, "defaultLanguageCode")
+        .unwrap_or("en")
+        .to_string();
+    let supported: Vec<String> = json_arr(&agent, "supportedLanguageCodes")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
     let langs = Languages::new(&default_lang, supported.iter().map(String::as_str));
     let flows = folder_names(files, "flows");
-    let start_flow = json_str(&agent, "startFlow").map(str::to_string).unwrap_or_else(|| {
-        if flows.iter().any(|f| f == "Default Start Flow") { "Default Start Flow".into() } else { flows.first().cloned().unwrap_or_default() }
-    });
-    let mut cx = Cx { files, w, langs, start_flow: start_flow.clone(), entities: BTreeMap::new(), targets: BTreeMap::new(), welcome: None };
+    let start_flow = json_str(&agent, "startFlow")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            if flows.iter().any(|f| f == "Default Start Flow") {
+                "Default Start Flow".into()
+            } else {
+                flows.first().cloned().unwrap_or_default()
+            }
+        });
+    let mut cx = Cx {
+        files,
+        w,
+        langs,
+        start_flow: start_flow.clone(),
+        entities: BTreeMap::new(),
+        targets: BTreeMap::new(),
+        welcome: None,
+    };
 
-    let name = json_str(&agent, "displayName").map(str::to_string).unwrap_or_else(|| export_stem(files.origin()));
+    let name = json_str(&agent, "displayName")
+        .map(str::to_string)
+        .unwrap_or_else(|| export_stem(files.origin()));
     let mut bundle = Bundle {
         format: FORMAT_V1.into(),
         bot: BotInfo {
             name,
-            description: json_str(&agent, "description").filter(|d| !d.is_empty()).map(str::to_string),
+            description: json_str(&agent, "description")
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
             version: None,
             language: cx.langs.default.clone(),
             languages: cx.langs.others(),
@@ -64,7 +88,11 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         transfer_targets: BTreeMap::new(),
         entities: BTreeMap::new(),
         intents: BTreeMap::new(),
-        flow: Flow { start: String::new(), global: vec![], states: BTreeMap::new() },
+        flow: Flow {
+            start: String::new(),
+            global: vec![],
+            states: BTreeMap::new(),
+        },
         knowledge: vec![],
         data: BTreeMap::new(),
         tests: vec![],
@@ -89,7 +117,13 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         if let Some((say, to)) = cx.welcome.take() {
             state.say = say;
             if let Some(to) = to {
-                state.transitions.insert(0, Transition { to: Some(to), ..Default::default() });
+                state.transitions.insert(
+                    0,
+                    Transition {
+                        to: Some(to),
+                        ..Default::default()
+                    },
+                );
             }
         } else {
             cx.w.warn(format!("flows/{start_flow}"), "no Default Welcome Intent route with a text response: the local bot greets with silence");
@@ -104,17 +138,30 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
 
 /// The export's file name without extension: the bot's name when agent.json has none.
 pub(super) fn export_stem(origin: &str) -> String {
-    let file = origin.trim_end_matches('/').rsplit(['/', '\\']).next().unwrap_or(origin);
+    let file = origin
+        .trim_end_matches('/')
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(origin);
     let stem = file.strip_suffix(".zip").unwrap_or(file);
     let stem = stem.strip_prefix("exported_agent_").unwrap_or(stem);
-    if stem.is_empty() { "Imported bot".into() } else { stem.to_string() }
+    if stem.is_empty() {
+        "Imported bot".into()
+    } else {
+        stem.to_string()
+    }
 }
 
 /// Immediate subfolder names of `dir` (as the export names them).
 fn folder_names(files: &ExportFiles, dir: &str) -> Vec<String> {
     let set: BTreeSet<String> = files
         .under(dir)
-        .filter_map(|p| p[dir.len() + 1..].split('/').next().filter(|_| p[dir.len() + 1..].contains('/')))
+        .filter_map(|p| {
+            p[dir.len() + 1..]
+                .split('/')
+                .next()
+                .filter(|_| p[dir.len() + 1..].contains('/'))
+        })
         .map(str::to_string)
         .collect();
     set.into_iter().collect()
@@ -167,28 +214,51 @@ impl Cx<'_> {
         if let Some(k) = dtmf["finishDigit"].as_str() {
             bundle.settings.dtmf.terminator = k.to_string();
         }
-        if let Some(v) = agent["advancedSettings"]["playbackInterruptionSettings"]["enabled"].as_bool() {
+        if let Some(v) =
+            agent["advancedSettings"]["playbackInterruptionSettings"]["enabled"].as_bool()
+        {
             bundle.settings.barge_in = v;
         }
         for (key, what) in [
-            ("genAppBuilderSettings", "generative (Vertex AI Agent Builder) settings"),
+            (
+                "genAppBuilderSettings",
+                "generative (Vertex AI Agent Builder) settings",
+            ),
             ("answerFeedbackSettings", "answer feedback"),
             ("speakerIdSettings", "speaker ID"),
         ] {
-            if agent.get(key).is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
-                self.w.warn(format!("agent.json {key}"), format!("{what} is a cloud feature; not used by the local bot"));
+            if agent
+                .get(key)
+                .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+            {
+                self.w.warn(
+                    format!("agent.json {key}"),
+                    format!("{what} is a cloud feature; not used by the local bot"),
+                );
             }
         }
     }
 
     fn unsupported_folders(&mut self) {
         for (dir, what) in [
-            ("webhooks", "webhooks are not called by the local bot: responses they produce are missing"),
-            ("generators", "generators (LLM prompts) are not imported: the text they generate is missing"),
+            (
+                "webhooks",
+                "webhooks are not called by the local bot: responses they produce are missing",
+            ),
+            (
+                "generators",
+                "generators (LLM prompts) are not imported: the text they generate is missing",
+            ),
             ("playbooks", "playbooks are not imported"),
             ("tools", "tools are not imported"),
-            ("generativeSettings", "generative fallback settings are not imported"),
-            ("environments", "environments are not imported (the draft flows are)"),
+            (
+                "generativeSettings",
+                "generative fallback settings are not imported",
+            ),
+            (
+                "environments",
+                "environments are not imported (the draft flows are)",
+            ),
         ] {
             if self.files.under(dir).next().is_some() {
                 self.w.warn(format!("{dir}/"), what);
@@ -204,10 +274,17 @@ impl Cx<'_> {
             let kind = json_str(&meta, "kind").unwrap_or("KIND_MAP");
             let mut values: PerLang<Vec<EntityValue>> = PerLang::default();
             let mut patterns = vec![];
-            for path in self.files.under(&format!("{base}/entities")).map(str::to_string).collect::<Vec<_>>() {
+            for path in self
+                .files
+                .under(&format!("{base}/entities"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+            {
                 let doc = self.json(&path)?;
                 for e in json_arr(&doc, "entities") {
-                    let lang = self.langs.code(json_str(e, "languageCode").unwrap_or(&lang_of(&path)));
+                    let lang = self
+                        .langs
+                        .code(json_str(e, "languageCode").unwrap_or(&lang_of(&path)));
                     let value = json_str(e, "value").unwrap_or("").to_string();
                     let synonyms: Vec<String> = json_arr(e, "synonyms")
                         .iter()
@@ -217,15 +294,24 @@ impl Cx<'_> {
                         .collect();
                     match kind {
                         "KIND_REGEXP" => patterns.push(value),
-                        "KIND_LIST" => values.entry(&lang).push(EntityValue { value, synonyms: vec![] }),
+                        "KIND_LIST" => values.entry(&lang).push(EntityValue {
+                            value,
+                            synonyms: vec![],
+                        }),
                         _ => values.entry(&lang).push(EntityValue { value, synonyms }),
                     }
                 }
             }
-            if self.files.under(&format!("{base}/excludedPhrases")).next().is_some() {
+            if self
+                .files
+                .under(&format!("{base}/excludedPhrases"))
+                .next()
+                .is_some()
+            {
                 self.w.warn(format!("{base}/excludedPhrases"), "excluded phrases are not applied: the local matcher only knows the listed values");
             }
-            if json_str(&meta, "autoExpansionMode").is_some_and(|m| m != "AUTO_EXPANSION_MODE_UNSPECIFIED")
+            if json_str(&meta, "autoExpansionMode")
+                .is_some_and(|m| m != "AUTO_EXPANSION_MODE_UNSPECIFIED")
                 || meta["enableFuzzyExtraction"].as_bool() == Some(true)
             {
                 self.w.warn(&base, "automatic expansion / fuzzy matching are cloud features: only the listed values and synonyms match");
@@ -233,13 +319,18 @@ impl Cx<'_> {
             let entity = if kind == "KIND_REGEXP" {
                 patterns.sort();
                 patterns.dedup();
-                Entity::Regex { pattern: patterns.join("|") }
+                Entity::Regex {
+                    pattern: patterns.join("|"),
+                }
             } else {
                 if values.is_empty() {
-                    self.w.warn(&base, "has no values; the caller's words are kept as said");
+                    self.w
+                        .warn(&base, "has no values; the caller's words are kept as said");
                     Entity::Any
                 } else {
-                    Entity::List { values: values.partial(&self.langs) }
+                    Entity::List {
+                        values: values.partial(&self.langs),
+                    }
                 }
             };
             self.entities.insert(ident(&display), entity);
@@ -254,11 +345,21 @@ impl Cx<'_> {
             let meta = self.json(&format!("{base}/{name}.json"))?;
             let display = json_str(&meta, "displayName").unwrap_or(&name).to_string();
             let mut phrases: PerLang<Vec<String>> = PerLang::default();
-            for path in self.files.under(&format!("{base}/trainingPhrases")).map(str::to_string).collect::<Vec<_>>() {
+            for path in self
+                .files
+                .under(&format!("{base}/trainingPhrases"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+            {
                 let doc = self.json(&path)?;
                 for tp in json_arr(&doc, "trainingPhrases") {
-                    let lang = self.langs.code(json_str(tp, "languageCode").unwrap_or(&lang_of(&path)));
-                    let text: String = json_arr(tp, "parts").iter().filter_map(|p| json_str(p, "text")).collect();
+                    let lang = self
+                        .langs
+                        .code(json_str(tp, "languageCode").unwrap_or(&lang_of(&path)));
+                    let text: String = json_arr(tp, "parts")
+                        .iter()
+                        .filter_map(|p| json_str(p, "text"))
+                        .collect();
                     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                     if !text.is_empty() {
                         phrases.entry(&lang).push(text);
@@ -271,9 +372,18 @@ impl Cx<'_> {
                 }
                 continue;
             }
-            let description = json_str(&meta, "description").filter(|d| !d.is_empty()).map(Text::text);
+            let description = json_str(&meta, "description")
+                .filter(|d| !d.is_empty())
+                .map(Text::text);
             let phrases = phrases.partial(&self.langs);
-            out.insert(ident(&display), Intent { description, phrases, keywords: Default::default() });
+            out.insert(
+                ident(&display),
+                Intent {
+                    description,
+                    phrases,
+                    keywords: Default::default(),
+                },
+            );
         }
         Ok(out)
     }
@@ -283,11 +393,22 @@ impl Cx<'_> {
         // Messages come once per language; the n-th text of each language is one prompt.
         let mut by_lang: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for m in json_arr(f, "messages") {
-            let lang = self.langs.code(json_str(m, "languageCode").unwrap_or(&self.langs.default));
+            let lang = self
+                .langs
+                .code(json_str(m, "languageCode").unwrap_or(&self.langs.default));
             if let Some(text) = m.get("text") {
-                let variants: Vec<&str> = json_arr(text, "text").iter().filter_map(Value::as_str).collect();
+                let variants: Vec<&str> = json_arr(text, "text")
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
                 if variants.len() > 1 {
-                    self.w.warn(at, format!("{} text variants: the local bot always says the first", variants.len()));
+                    self.w.warn(
+                        at,
+                        format!(
+                            "{} text variants: the local bot always says the first",
+                            variants.len()
+                        ),
+                    );
                 }
                 if text["allowPlaybackInterruption"].as_bool() == Some(false) {
                     out.barge_in = Some(false);
@@ -296,40 +417,65 @@ impl Cx<'_> {
                     match convert_placeholders(first) {
                         Ok(t) if !t.trim().is_empty() => by_lang.entry(lang).or_default().push(t),
                         Ok(_) => {}
-                        Err(why) => self.w.warn(at, format!("text \"{first}\" is not said: {why}")),
+                        Err(why) => self
+                            .w
+                            .warn(at, format!("text \"{first}\" is not said: {why}")),
                     }
                 }
             } else if let Some(audio) = m.get("outputAudioText") {
-                let raw = json_str(audio, "ssml").or_else(|| json_str(audio, "text")).unwrap_or("");
+                let raw = json_str(audio, "ssml")
+                    .or_else(|| json_str(audio, "text"))
+                    .unwrap_or("");
                 let plain = strip_ssml(raw).unwrap_or_else(|| raw.to_string());
                 match convert_placeholders(&plain) {
                     Ok(t) if !t.trim().is_empty() => by_lang.entry(lang).or_default().push(t),
                     Ok(_) => {}
-                    Err(why) => self.w.warn(at, format!("text \"{plain}\" is not said: {why}")),
+                    Err(why) => self
+                        .w
+                        .warn(at, format!("text \"{plain}\" is not said: {why}")),
                 }
                 if json_str(audio, "ssml").is_some() {
-                    self.w.warn(at, "SSML markup removed: the local voice says the plain text");
+                    self.w.warn(
+                        at,
+                        "SSML markup removed: the local voice says the plain text",
+                    );
                 }
             } else if let Some(t) = m.get("telephonyTransferCall") {
                 match json_str(t, "phoneNumber").or_else(|| json_str(t, "sipUri")) {
-                    Some(number) => out.transfer = Some(super::transfer_target(&mut self.targets, number, "telephonyTransferCall")),
-                    None => self.w.warn(at, "telephonyTransferCall without a phone number or SIP URI: ignored"),
+                    Some(number) => {
+                        out.transfer = Some(super::transfer_target(
+                            &mut self.targets,
+                            number,
+                            "telephonyTransferCall",
+                        ))
+                    }
+                    None => self.w.warn(
+                        at,
+                        "telephonyTransferCall without a phone number or SIP URI: ignored",
+                    ),
                 }
             } else if m.get("liveAgentHandoff").is_some() {
                 self.w.warn(at, format!("live agent handoff goes to transfer target `agent` ({}): set [sip] transfer_target", super::PLACEHOLDER_AGENT_URI));
-                self.targets.entry("agent".into()).or_insert_with(|| TransferTarget {
-                    uri: super::PLACEHOLDER_AGENT_URI.into(),
-                    description: Some("live agent handoff (set [sip] transfer_target)".into()),
-                });
+                self.targets
+                    .entry("agent".into())
+                    .or_insert_with(|| TransferTarget {
+                        uri: super::PLACEHOLDER_AGENT_URI.into(),
+                        description: Some("live agent handoff (set [sip] transfer_target)".into()),
+                    });
                 out.transfer = Some("agent".into());
             } else if m.get("endInteraction").is_some() {
                 out.end = true;
             } else if m.get("playAudio").is_some() || m.get("mixedAudio").is_some() {
-                self.w.warn(at, "audio files are not played by the local bot (only text is)");
-            } else if m.get("conversationSuccess").is_some() || m.get("knowledgeInfoCard").is_some() {
+                self.w.warn(
+                    at,
+                    "audio files are not played by the local bot (only text is)",
+                );
+            } else if m.get("conversationSuccess").is_some() || m.get("knowledgeInfoCard").is_some()
+            {
                 // Analytics markers: nothing to say or do.
             } else if m.get("payload").is_some() {
-                self.w.warn(at, "custom payloads are for cloud integrations: ignored");
+                self.w
+                    .warn(at, "custom payloads are for cloud integrations: ignored");
             }
         }
         if let Some(hook) = json_str(f, "webhook") {
@@ -341,8 +487,13 @@ impl Cx<'_> {
         if !json_arr(f, "conditionalCases").is_empty() {
             self.w.warn(at, "conditional responses are not imported");
         }
-        if !json_arr(f, "generators").is_empty() || f["enableGenerativeFallback"].as_bool() == Some(true) {
-            self.w.warn(at, "generative responses are not imported (the cloud LLM writes them)");
+        if !json_arr(f, "generators").is_empty()
+            || f["enableGenerativeFallback"].as_bool() == Some(true)
+        {
+            self.w.warn(
+                at,
+                "generative responses are not imported (the cloud LLM writes them)",
+            );
         }
         let count = by_lang.values().map(Vec::len).max().unwrap_or(0);
         for i in 0..count {
@@ -368,7 +519,10 @@ impl Cx<'_> {
 
         // Flow-level routes: every one applies on the start page; intent routes on every page.
         let mut flow_routes: Vec<Value> = json_arr(&doc, "transitionRoutes").to_vec();
-        for g in json_arr(&doc, "transitionRouteGroups").iter().filter_map(Value::as_str) {
+        for g in json_arr(&doc, "transitionRouteGroups")
+            .iter()
+            .filter_map(Value::as_str)
+        {
             flow_routes.extend(self.group(&groups, g, &base));
         }
         self.event_handlers(&doc, &base, is_start, bundle);
@@ -381,7 +535,11 @@ impl Cx<'_> {
             );
         }
 
-        let page_files: Vec<String> = self.files.under(&format!("{base}/pages")).map(str::to_string).collect();
+        let page_files: Vec<String> = self
+            .files
+            .under(&format!("{base}/pages"))
+            .map(str::to_string)
+            .collect();
         let mut pages = vec![];
         for path in &page_files {
             pages.push((path.clone(), self.json(path)?));
@@ -389,7 +547,10 @@ impl Cx<'_> {
         let page_state = |name: &str| format!("{display}/{name}");
 
         // The start page.
-        let mut start_state = State { description: Some(format!("start of flow {display}")), ..Default::default() };
+        let mut start_state = State {
+            description: Some(format!("start of flow {display}")),
+            ..Default::default()
+        };
         for (i, r) in flow_routes.iter().enumerate() {
             let at = format!("{base}/{flow}.json transitionRoutes[{i}]");
             let is_welcome = is_start && json_str(r, "intent").is_some_and(|n| self.is_welcome(n));
@@ -404,18 +565,29 @@ impl Cx<'_> {
         bundle.flow.states.insert(start.clone(), start_state);
 
         for (path, page) in pages {
-            let name = json_str(&page, "displayName").map(str::to_string).unwrap_or_else(|| lang_of(&path));
+            let name = json_str(&page, "displayName")
+                .map(str::to_string)
+                .unwrap_or_else(|| lang_of(&path));
             let state_name = page_state(&name);
             let at = path.clone();
             let entry = match page.get("entryFulfillment") {
                 Some(f) => self.fulfillment(f, &format!("{at} entryFulfillment")),
                 None => Fulfilled::default(),
             };
-            let mut state = State { say: entry.say, barge_in: entry.barge_in, ..Default::default() };
+            let mut state = State {
+                say: entry.say,
+                barge_in: entry.barge_in,
+                ..Default::default()
+            };
             if entry.transfer.is_some() || entry.end {
-                self.w.warn(&at, "a transfer or end in the entry fulfillment is taken after the page's prompts");
+                self.w.warn(
+                    &at,
+                    "a transfer or end in the entry fulfillment is taken after the page's prompts",
+                );
             }
-            if let Some(ms) = duration_ms(&page["advancedSettings"]["speechSettings"]["noSpeechTimeout"]) {
+            if let Some(ms) =
+                duration_ms(&page["advancedSettings"]["speechSettings"]["noSpeechTimeout"])
+            {
                 state.no_input_timeout_ms = Some(ms);
             }
             for (i, p) in json_arr(&page["form"], "parameters").iter().enumerate() {
@@ -425,31 +597,66 @@ impl Cx<'_> {
             }
             self.page_events(&page, &at);
             let mut routes: Vec<Value> = json_arr(&page, "transitionRoutes").to_vec();
-            for g in json_arr(&page, "transitionRouteGroups").iter().filter_map(Value::as_str) {
+            for g in json_arr(&page, "transitionRouteGroups")
+                .iter()
+                .filter_map(Value::as_str)
+            {
                 routes.extend(self.group(&groups, g, &base));
             }
             let needs_done = !state.say.is_empty() || !state.collect.is_empty();
-            let stay = if needs_done { format!("{state_name} (done)") } else { state_name.clone() };
+            let stay = if needs_done {
+                format!("{state_name} (done)")
+            } else {
+                state_name.clone()
+            };
             for (i, r) in routes.iter().enumerate() {
-                if let Some(t) = self.route(r, &display, &stay, &format!("{at} transitionRoutes[{i}]")) {
+                if let Some(t) =
+                    self.route(r, &display, &stay, &format!("{at} transitionRoutes[{i}]"))
+                {
                     state.transitions.push(t);
                 }
             }
             if entry.transfer.is_some() || entry.end {
-                state.transitions.insert(0, Transition { transfer: entry.transfer, end: entry.end, ..Default::default() });
+                state.transitions.insert(
+                    0,
+                    Transition {
+                        transfer: entry.transfer,
+                        end: entry.end,
+                        ..Default::default()
+                    },
+                );
             }
             let flow_intent_routes: Vec<Transition> = flow_routes
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.get("intent").is_some())
-                .filter_map(|(i, r)| self.route(r, &display, &stay, &format!("{base}/{flow}.json transitionRoutes[{i}]")))
+                .filter_map(|(i, r)| {
+                    self.route(
+                        r,
+                        &display,
+                        &stay,
+                        &format!("{base}/{flow}.json transitionRoutes[{i}]"),
+                    )
+                })
                 .collect();
             state.transitions.extend(flow_intent_routes);
-            if needs_done && state.transitions.iter().any(|t| t.to.as_deref() == Some(stay.as_str())) {
+            if needs_done
+                && state
+                    .transitions
+                    .iter()
+                    .any(|t| t.to.as_deref() == Some(stay.as_str()))
+            {
                 // Where the page listens once its prompts and form are done (CX stays on the page).
-                let listening: Vec<Transition> = state.transitions.iter().filter(|t| !t.is_automatic()).cloned().collect();
+                let listening: Vec<Transition> = state
+                    .transitions
+                    .iter()
+                    .filter(|t| !t.is_automatic())
+                    .cloned()
+                    .collect();
                 let done = State {
-                    description: Some(format!("{state_name} after its form and prompts: listening")),
+                    description: Some(format!(
+                        "{state_name} after its form and prompts: listening"
+                    )),
                     transitions: listening,
                     barge_in: state.barge_in,
                     ..Default::default()
@@ -463,23 +670,37 @@ impl Cx<'_> {
 
     fn is_welcome(&self, intent_display: &str) -> bool {
         let path = format!("intents/{intent_display}/{intent_display}.json");
-        let id = parse_json(self.files, FORMAT, &path).ok().and_then(|v| json_str(&v, "name").map(str::to_string));
+        let id = parse_json(self.files, FORMAT, &path)
+            .ok()
+            .and_then(|v| json_str(&v, "name").map(str::to_string));
         id.as_deref() == Some(WELCOME_INTENT_ID) || intent_display == "Default Welcome Intent"
     }
 
     fn route_groups(&mut self, flow_base: &str) -> Result<BTreeMap<String, Value>, ImportError> {
         let mut out = BTreeMap::new();
-        let paths: Vec<String> = self.files.under(&format!("{flow_base}/transitionRouteGroups")).map(str::to_string).collect();
+        let paths: Vec<String> = self
+            .files
+            .under(&format!("{flow_base}/transitionRouteGroups"))
+            .map(str::to_string)
+            .collect();
         for path in paths {
             let doc = self.json(&path)?;
-            let name = json_str(&doc, "displayName").map(str::to_string).unwrap_or_else(|| lang_of(&path));
+            let name = json_str(&doc, "displayName")
+                .map(str::to_string)
+                .unwrap_or_else(|| lang_of(&path));
             out.insert(name, doc);
         }
         // Agent-level route groups (newer exports).
-        let paths: Vec<String> = self.files.under("transitionRouteGroups").map(str::to_string).collect();
+        let paths: Vec<String> = self
+            .files
+            .under("transitionRouteGroups")
+            .map(str::to_string)
+            .collect();
         for path in paths {
             let doc = self.json(&path)?;
-            let name = json_str(&doc, "displayName").map(str::to_string).unwrap_or_else(|| lang_of(&path));
+            let name = json_str(&doc, "displayName")
+                .map(str::to_string)
+                .unwrap_or_else(|| lang_of(&path));
             out.entry(name).or_insert(doc);
         }
         Ok(out)
@@ -497,28 +718,27 @@ impl Cx<'_> {
 
     /// One route as a transition; `None` (with a warning) when it cannot be expressed.
     /// `stay` is where a route without a target leads.
-    fn route(
-        &mut self,
-        r: &Value,
-        flow: &str,
-        stay: &str,
-        at: &str,
-    ) -> Option<Transition> {
+    fn route(&mut self, r: &Value, flow: &str, stay: &str, at: &str) -> Option<Transition> {
         let intent = json_str(r, "intent").map(ident);
-        let condition = match json_str(r, "condition").map(str::trim).filter(|c| !c.is_empty()) {
+        let condition = match json_str(r, "condition")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+        {
             None => None,
-            Some(c) => match parse_condition(c) {
-                Ok(cond) => cond,
-                Err(why) => {
-                    if intent.is_some() {
-                        self.w.warn(at, format!("condition `{c}` ignored ({why}): the route follows its intent alone"));
-                        None
-                    } else {
-                        self.w.warn(at, format!("route skipped: condition `{c}` cannot be expressed here ({why})"));
-                        return None;
+            Some(c) => {
+                match parse_condition(c) {
+                    Ok(cond) => cond,
+                    Err(why) => {
+                        if intent.is_some() {
+                            self.w.warn(at, format!("condition `{c}` ignored ({why}): the route follows its intent alone"));
+                            None
+                        } else {
+                            self.w.warn(at, format!("route skipped: condition `{c}` cannot be expressed here ({why})"));
+                            return None;
+                        }
                     }
                 }
-            },
+            }
         };
         if intent.is_some() && condition.is_some() {
             self.w.warn(at, "an intent route's condition is not checked here: the route follows its intent alone");
@@ -529,7 +749,11 @@ impl Cx<'_> {
         };
         let mut t = Transition {
             intent,
-            condition: if json_str(r, "intent").is_some() { None } else { condition },
+            condition: if json_str(r, "intent").is_some() {
+                None
+            } else {
+                condition
+            },
             say: f.say,
             ..Default::default()
         };
@@ -541,12 +765,16 @@ impl Cx<'_> {
             match page {
                 "END_SESSION" => t.end = true,
                 "END_FLOW" => {
-                    self.w.warn(at, "END_FLOW returns to the start of the start flow here");
+                    self.w
+                        .warn(at, "END_FLOW returns to the start of the start flow here");
                     t.to = Some(format!("{}/Start", self.start_flow));
                 }
                 "CURRENT_PAGE" => t.to = Some(stay.to_string()),
                 "PREVIOUS_PAGE" => {
-                    self.w.warn(at, "PREVIOUS_PAGE is not tracked here: the route stays on this page");
+                    self.w.warn(
+                        at,
+                        "PREVIOUS_PAGE is not tracked here: the route stays on this page",
+                    );
                     t.to = Some(stay.to_string());
                 }
                 "START_PAGE" => t.to = Some(format!("{flow}/Start")),
@@ -557,7 +785,12 @@ impl Cx<'_> {
         } else {
             t.to = Some(stay.to_string());
         }
-        if t.is_automatic() && t.condition.is_none() && t.to.as_deref() == Some(stay) && t.say.is_empty() && stay.ends_with("/Start") {
+        if t.is_automatic()
+            && t.condition.is_none()
+            && t.to.as_deref() == Some(stay)
+            && t.say.is_empty()
+            && stay.ends_with("/Start")
+        {
             // An empty unconditional route back to the start page would loop.
             return None;
         }
@@ -567,14 +800,17 @@ impl Cx<'_> {
     fn form_parameter(&mut self, p: &Value, at: &str) -> Option<Collect> {
         let name = json_str(p, "displayName")?;
         if p["required"].as_bool() != Some(true) {
-            self.w.warn(at, format!("optional parameter `{name}` is not asked for"));
+            self.w
+                .warn(at, format!("optional parameter `{name}` is not asked for"));
             return None;
         }
         if p["isList"].as_bool() == Some(true) {
-            self.w.warn(at, format!("list parameter `{name}` keeps one value here"));
+            self.w
+                .warn(at, format!("list parameter `{name}` keeps one value here"));
         }
         if p.get("defaultValue").is_some() {
-            self.w.warn(at, format!("default value of `{name}` is not applied"));
+            self.w
+                .warn(at, format!("default value of `{name}` is not applied"));
         }
         let entity_type = json_str(p, "entityType").unwrap_or("@sys.any");
         let entity = if entity_type.starts_with("@sys.") {
@@ -583,9 +819,15 @@ impl Cx<'_> {
             ident(entity_type.trim_start_matches('@'))
         };
         let fill = &p["fillBehavior"];
-        let prompt = self.fulfillment(&fill["initialPromptFulfillment"], &format!("{at} initialPromptFulfillment"));
+        let prompt = self.fulfillment(
+            &fill["initialPromptFulfillment"],
+            &format!("{at} initialPromptFulfillment"),
+        );
         let Some(first) = prompt.say.0.first().cloned() else {
-            self.w.warn(at, format!("parameter `{name}` has no text prompt: it is not asked for"));
+            self.w.warn(
+                at,
+                format!("parameter `{name}` has no text prompt: it is not asked for"),
+            );
             return None;
         };
         let mut reprompts = vec![];
@@ -596,7 +838,10 @@ impl Cx<'_> {
                 let f = self.fulfillment(&h["triggerFulfillment"], &hat);
                 reprompts.extend(f.say.0);
             } else {
-                self.w.warn(hat, format!("reprompt on `{event}` is not imported (only no-match reprompts are)"));
+                self.w.warn(
+                    hat,
+                    format!("reprompt on `{event}` is not imported (only no-match reprompts are)"),
+                );
             }
         }
         Some(Collect {
@@ -617,12 +862,22 @@ impl Cx<'_> {
             let prompts: Vec<Text> = f.say.0;
             match event {
                 "sys.no-match-default" | "sys.no-input-default" if !is_start => {
-                    self.w.warn(hat, "only the start flow's no-match/no-input prompts are used (bot-wide here)");
+                    self.w.warn(
+                        hat,
+                        "only the start flow's no-match/no-input prompts are used (bot-wide here)",
+                    );
                 }
-                "sys.no-match-default" if !prompts.is_empty() => bundle.settings.no_match.prompts = prompts,
-                "sys.no-input-default" if !prompts.is_empty() => bundle.settings.no_input.prompts = prompts,
+                "sys.no-match-default" if !prompts.is_empty() => {
+                    bundle.settings.no_match.prompts = prompts
+                }
+                "sys.no-input-default" if !prompts.is_empty() => {
+                    bundle.settings.no_input.prompts = prompts
+                }
                 "sys.no-match-default" | "sys.no-input-default" => {}
-                other => self.w.warn(hat, format!("event `{other}` has no equivalent here: its handler is not imported")),
+                other => self.w.warn(
+                    hat,
+                    format!("event `{other}` has no equivalent here: its handler is not imported"),
+                ),
             }
         }
     }
@@ -639,12 +894,22 @@ impl Cx<'_> {
 
     fn test_cases(&mut self) -> Result<Vec<TestConversation>, ImportError> {
         let mut out = vec![];
-        let paths: Vec<String> = self.files.under("testCases").filter(|p| p.ends_with(".json")).map(str::to_string).collect();
+        let paths: Vec<String> = self
+            .files
+            .under("testCases")
+            .filter(|p| p.ends_with(".json"))
+            .map(str::to_string)
+            .collect();
         for path in paths {
             let doc = self.json(&path)?;
-            let name = json_str(&doc, "displayName").map(str::to_string).unwrap_or_else(|| lang_of(&path));
+            let name = json_str(&doc, "displayName")
+                .map(str::to_string)
+                .unwrap_or_else(|| lang_of(&path));
             let mut turns = vec![];
-            for (i, t) in json_arr(&doc, "testCaseConversationTurns").iter().enumerate() {
+            for (i, t) in json_arr(&doc, "testCaseConversationTurns")
+                .iter()
+                .enumerate()
+            {
                 let input = &t["userInput"]["input"];
                 let mut turn = TestTurn::default();
                 if let Some(text) = input["text"]["text"].as_str() {
@@ -652,7 +917,10 @@ impl Cx<'_> {
                 } else if let Some(keys) = input["dtmf"]["digits"].as_str() {
                     turn.dtmf = Some(keys.to_string());
                 } else {
-                    self.w.warn(format!("{path} turn {}", i + 1), "event inputs are not replayed: the test stops here");
+                    self.w.warn(
+                        format!("{path} turn {}", i + 1),
+                        "event inputs are not replayed: the test stops here",
+                    );
                     break;
                 }
                 let out_ = &t["virtualAgentOutput"];
@@ -664,14 +932,22 @@ impl Cx<'_> {
                     .flat_map(|r| json_arr(r, "text").iter().filter_map(Value::as_str))
                     .collect();
                 // Only what the local bot says word for word can be expected.
-                turn.reply_contains = said.iter().filter(|s| convert_placeholders(s).is_ok_and(|t| !t.contains('{'))).map(|s| s.to_string()).collect();
+                turn.reply_contains = said
+                    .iter()
+                    .filter(|s| convert_placeholders(s).is_ok_and(|t| !t.contains('{')))
+                    .map(|s| s.to_string())
+                    .collect();
                 turns.push(turn);
             }
             if turns.is_empty() {
                 self.w.warn(&path, "test case has no replayable turns");
                 continue;
             }
-            out.push(TestConversation { name, greeting_contains: vec![], turns });
+            out.push(TestConversation {
+                name,
+                greeting_contains: vec![],
+                turns,
+            });
         }
         Ok(out)
     }
@@ -680,9 +956,16 @@ impl Cx<'_> {
 /// `{seconds: 5, nanos: 500000000}` or `"5s"` in milliseconds.
 fn duration_ms(v: &Value) -> Option<u32> {
     if let Some(s) = v.as_str() {
-        return s.trim_end_matches('s').parse::<f64>().ok().map(|s| (s * 1000.0) as u32);
+        return s
+            .trim_end_matches('s')
+            .parse::<f64>()
+            .ok()
+            .map(|s| (s * 1000.0) as u32);
     }
-    let secs = v.get("seconds").and_then(|s| s.as_u64().or_else(|| s.as_str().and_then(|s| s.parse().ok())));
+    let secs = v.get("seconds").and_then(|s| {
+        s.as_u64()
+            .or_else(|| s.as_str().and_then(|s| s.parse().ok()))
+    });
     let nanos = v.get("nanos").and_then(Value::as_u64);
     if secs.is_none() && nanos.is_none() {
         return None;
@@ -747,10 +1030,21 @@ fn parse_comparison(c: &str) -> Result<Option<Condition>, String> {
         .ok_or_else(|| format!("`{lhs}` is not a session or page parameter"))?;
     let slot = slot_ident(slot);
     let cond = if rhs == "null" {
-        if negated { Condition::Filled(slot) } else { Condition::Empty(slot) }
+        if negated {
+            Condition::Filled(slot)
+        } else {
+            Condition::Empty(slot)
+        }
     } else {
-        let eq = Condition::Equals { slot, value: rhs.to_string() };
-        if negated { Condition::Not(Box::new(eq)) } else { eq }
+        let eq = Condition::Equals {
+            slot,
+            value: rhs.to_string(),
+        };
+        if negated {
+            Condition::Not(Box::new(eq))
+        } else {
+            eq
+        }
     };
     Ok(Some(cond))
 }
@@ -761,8 +1055,13 @@ mod tests {
 
     #[test]
     fn conditions_that_can_be_checked_here() {
-        assert!(parse_condition("$page.params.status = \"FINAL\"").unwrap().is_none());
-        assert!(matches!(parse_condition("$session.params.x = \"a\"").unwrap(), Some(Condition::Equals { .. })));
+        assert!(parse_condition("$page.params.status = \"FINAL\"")
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            parse_condition("$session.params.x = \"a\"").unwrap(),
+            Some(Condition::Equals { .. })
+        ));
         assert!(matches!(
             parse_condition("$session.params.x != null AND $session.params.y = 2").unwrap(),
             Some(Condition::All(_))

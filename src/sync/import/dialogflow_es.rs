@@ -24,11 +24,13 @@
 //! matchable while the caller is in its parent's state).
 
 use super::{
-    convert_placeholders, dedupe_entry_say, ident, json_arr, json_str, localized_text, parse_json, slot_ident,
-    strip_ssml, use_system_entity, ExportFiles, ExportFormat, ImportError, Languages, PerLang, Warnings,
+    convert_placeholders, dedupe_entry_say, ident, json_arr, json_str, localized_text, parse_json,
+    slot_ident, strip_ssml, use_system_entity, ExportFiles, ExportFormat, ImportError, Languages,
+    PerLang, Warnings,
 };
 use crate::dialog::bundle::{
-    BotInfo, Collect, Entity, EntityValue, Flow, Intent, Prompts, State, TransferTarget, Transition, FORMAT_V1,
+    BotInfo, Collect, Entity, EntityValue, Flow, Intent, Prompts, State, TransferTarget,
+    Transition, FORMAT_V1,
 };
 use crate::dialog::Bundle;
 use serde_json::Value;
@@ -54,8 +56,11 @@ struct EsIntent {
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let agent = parse_json(files, FORMAT, "agent.json")?;
     let default_lang = json_str(&agent, "language").unwrap_or("en").to_string();
-    let supported: Vec<String> =
-        json_arr(&agent, "supportedLanguages").iter().filter_map(Value::as_str).map(str::to_string).collect();
+    let supported: Vec<String> = json_arr(&agent, "supportedLanguages")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
     let langs = Languages::new(&default_lang, supported.iter().map(String::as_str));
     let end_ids: BTreeSet<String> = json_arr(&agent["googleAssistant"], "endIntentIds")
         .iter()
@@ -66,7 +71,13 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         w.warn("agent.json webhook", "the fulfillment webhook is not called by the local bot: intents that use it say only their static responses");
     }
 
-    let mut es = Es { files, w, langs, entities: BTreeMap::new(), targets: BTreeMap::new() };
+    let mut es = Es {
+        files,
+        w,
+        langs,
+        entities: BTreeMap::new(),
+        targets: BTreeMap::new(),
+    };
     es.entities()?;
     let mut intents = BTreeMap::new();
     let mut read = vec![];
@@ -87,8 +98,12 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
     let mut bundle = Bundle {
         format: FORMAT_V1.into(),
         bot: BotInfo {
-            name: json_str(&agent, "displayName").map(str::to_string).unwrap_or_else(|| super::dialogflow_cx::export_stem(files.origin())),
-            description: json_str(&agent, "description").filter(|d| !d.is_empty()).map(str::to_string),
+            name: json_str(&agent, "displayName")
+                .map(str::to_string)
+                .unwrap_or_else(|| super::dialogflow_cx::export_stem(files.origin())),
+            description: json_str(&agent, "description")
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
             version: None,
             language: es.langs.default.clone(),
             languages: es.langs.others(),
@@ -98,7 +113,11 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         transfer_targets: BTreeMap::new(),
         entities: BTreeMap::new(),
         intents,
-        flow: Flow { start: String::new(), global: vec![], states: BTreeMap::new() },
+        flow: Flow {
+            start: String::new(),
+            global: vec![],
+            states: BTreeMap::new(),
+        },
         knowledge: vec![],
         data: BTreeMap::new(),
         tests: vec![],
@@ -116,11 +135,27 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         // Follow-ups of this intent: their input contexts are among its output contexts.
         let followups: Vec<Transition> = read
             .iter()
-            .filter(|f| !f.fallback && !f.input_contexts.is_empty() && f.input_contexts.is_subset(&i.output_contexts))
-            .map(|f| Transition { intent: Some(f.name.clone()), to: Some(f.name.clone()), ..Default::default() })
+            .filter(|f| {
+                !f.fallback
+                    && !f.input_contexts.is_empty()
+                    && f.input_contexts.is_subset(&i.output_contexts)
+            })
+            .map(|f| Transition {
+                intent: Some(f.name.clone()),
+                to: Some(f.name.clone()),
+                ..Default::default()
+            })
             .collect();
-        let exit = |to: Option<String>| Transition { transfer: i.transfer.clone(), end: i.end && i.transfer.is_none(), to: to.filter(|_| i.transfer.is_none() && !i.end), ..Default::default() };
-        let mut state = State { description: Some(format!("intent {}", i.name)), ..Default::default() };
+        let exit = |to: Option<String>| Transition {
+            transfer: i.transfer.clone(),
+            end: i.end && i.transfer.is_none(),
+            to: to.filter(|_| i.transfer.is_none() && !i.end),
+            ..Default::default()
+        };
+        let mut state = State {
+            description: Some(format!("intent {}", i.name)),
+            ..Default::default()
+        };
         if i.collect.is_empty() {
             state.say = i.say.clone();
             if i.transfer.is_some() || i.end {
@@ -138,23 +173,49 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
             if i.transfer.is_none() && !i.end {
                 bundle.flow.states.insert(
                     done,
-                    State { description: Some(format!("after intent {}: listening", i.name)), transitions: followups, ..Default::default() },
+                    State {
+                        description: Some(format!("after intent {}: listening", i.name)),
+                        transitions: followups,
+                        ..Default::default()
+                    },
                 );
             }
         }
         if i.input_contexts.is_empty() {
-            bundle.flow.global.push(Transition { intent: Some(i.name.clone()), to: Some(i.name.clone()), ..Default::default() });
-        } else if !read.iter().any(|p| i.input_contexts.is_subset(&p.output_contexts)) {
-            es.w.warn(&i.file, format!("needs contexts {:?} that no intent sets: unreachable", i.input_contexts));
+            bundle.flow.global.push(Transition {
+                intent: Some(i.name.clone()),
+                to: Some(i.name.clone()),
+                ..Default::default()
+            });
+        } else if !read
+            .iter()
+            .any(|p| i.input_contexts.is_subset(&p.output_contexts))
+        {
+            es.w.warn(
+                &i.file,
+                format!(
+                    "needs contexts {:?} that no intent sets: unreachable",
+                    i.input_contexts
+                ),
+            );
         }
         bundle.flow.states.insert(i.name.clone(), state);
     }
     match read.iter().find(|i| i.welcome) {
         Some(welcome) => bundle.flow.start = welcome.name.clone(),
         None => {
-            es.w.warn("intents/", "no intent answers the WELCOME event: the local bot greets with silence");
+            es.w.warn(
+                "intents/",
+                "no intent answers the WELCOME event: the local bot greets with silence",
+            );
             bundle.flow.start = "start".into();
-            bundle.flow.states.insert("start".into(), State { description: Some("call start".into()), ..Default::default() });
+            bundle.flow.states.insert(
+                "start".into(),
+                State {
+                    description: Some("call start".into()),
+                    ..Default::default()
+                },
+            );
         }
     }
     bundle.entities = std::mem::take(&mut es.entities);
@@ -177,43 +238,71 @@ impl Es<'_> {
     }
 
     fn entities(&mut self) -> Result<(), ImportError> {
-        let metas: Vec<String> =
-            self.files.under("entities").filter(|p| p.ends_with(".json") && !p.contains("_entries_")).map(str::to_string).collect();
+        let metas: Vec<String> = self
+            .files
+            .under("entities")
+            .filter(|p| p.ends_with(".json") && !p.contains("_entries_"))
+            .map(str::to_string)
+            .collect();
         for path in metas {
             let meta = self.json(&path)?;
-            let stem = path.trim_start_matches("entities/").trim_end_matches(".json").to_string();
+            let stem = path
+                .trim_start_matches("entities/")
+                .trim_end_matches(".json")
+                .to_string();
             let name = json_str(&meta, "name").unwrap_or(&stem).to_string();
             let mut values: PerLang<Vec<EntityValue>> = PerLang::default();
             let mut patterns = vec![];
             let prefix = format!("entities/{stem}_entries_");
-            let entries: Vec<String> = self.files.under("entities").filter(|p| p.starts_with(&prefix)).map(str::to_string).collect();
+            let entries: Vec<String> = self
+                .files
+                .under("entities")
+                .filter(|p| p.starts_with(&prefix))
+                .map(str::to_string)
+                .collect();
             for entry_path in entries {
-                let lang = self.langs.code(entry_path[prefix.len()..].trim_end_matches(".json"));
+                let lang = self
+                    .langs
+                    .code(entry_path[prefix.len()..].trim_end_matches(".json"));
                 let doc = self.json(&entry_path)?;
                 for e in doc.as_array().map(Vec::as_slice).unwrap_or(&[]) {
                     let value = json_str(e, "value").unwrap_or("").to_string();
-                    let synonyms: Vec<String> =
-                        json_arr(e, "synonyms").iter().filter_map(Value::as_str).filter(|s| *s != value).map(str::to_string).collect();
+                    let synonyms: Vec<String> = json_arr(e, "synonyms")
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .filter(|s| *s != value)
+                        .map(str::to_string)
+                        .collect();
                     if meta["isRegexp"].as_bool() == Some(true) {
                         patterns.push(value);
                     } else if meta["isEnumeration"].as_bool() == Some(true) {
-                        values.entry(&lang).push(EntityValue { value, synonyms: vec![] });
+                        values.entry(&lang).push(EntityValue {
+                            value,
+                            synonyms: vec![],
+                        });
                     } else {
                         values.entry(&lang).push(EntityValue { value, synonyms });
                     }
                 }
             }
-            if meta["automatedExpansion"].as_bool() == Some(true) || meta["allowFuzzyExtraction"].as_bool() == Some(true) {
+            if meta["automatedExpansion"].as_bool() == Some(true)
+                || meta["allowFuzzyExtraction"].as_bool() == Some(true)
+            {
                 self.w.warn(&path, "automated expansion / fuzzy matching are cloud features: only the listed values and synonyms match");
             }
             let entity = if meta["isRegexp"].as_bool() == Some(true) {
-                Entity::Regex { pattern: patterns.join("|") }
+                Entity::Regex {
+                    pattern: patterns.join("|"),
+                }
             } else {
                 if values.is_empty() {
-                    self.w.warn(&path, "has no entries; the caller's words are kept as said");
+                    self.w
+                        .warn(&path, "has no entries; the caller's words are kept as said");
                     Entity::Any
                 } else {
-                    Entity::List { values: values.partial(&self.langs) }
+                    Entity::List {
+                        values: values.partial(&self.langs),
+                    }
                 }
             };
             self.entities.insert(ident(&name), entity);
@@ -221,29 +310,51 @@ impl Es<'_> {
         Ok(())
     }
 
-    fn intent(&mut self, doc: &Value, path: &str, end_ids: &BTreeSet<String>) -> Result<(Option<Intent>, EsIntent), ImportError> {
-        let stem = path.trim_start_matches("intents/").trim_end_matches(".json").to_string();
+    fn intent(
+        &mut self,
+        doc: &Value,
+        path: &str,
+        end_ids: &BTreeSet<String>,
+    ) -> Result<(Option<Intent>, EsIntent), ImportError> {
+        let stem = path
+            .trim_start_matches("intents/")
+            .trim_end_matches(".json")
+            .to_string();
         let name = ident(json_str(doc, "name").unwrap_or(&stem));
-        let response = json_arr(doc, "responses").first().cloned().unwrap_or_default();
-        let input_contexts: BTreeSet<String> =
-            json_arr(doc, "contexts").iter().filter_map(Value::as_str).map(str::to_lowercase).collect();
+        let response = json_arr(doc, "responses")
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let input_contexts: BTreeSet<String> = json_arr(doc, "contexts")
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_lowercase)
+            .collect();
         let output_contexts: BTreeSet<String> = json_arr(&response, "affectedContexts")
             .iter()
             .filter(|c| c["lifespan"].as_u64().unwrap_or(1) > 0)
             .filter_map(|c| json_str(c, "name"))
             .map(str::to_lowercase)
             .collect();
-        let events: Vec<&str> = json_arr(doc, "events").iter().filter_map(|e| json_str(e, "name")).collect();
+        let events: Vec<&str> = json_arr(doc, "events")
+            .iter()
+            .filter_map(|e| json_str(e, "name"))
+            .collect();
         let welcome = events.iter().any(|e| WELCOME_EVENTS.contains(e));
         for e in events.iter().filter(|e| !WELCOME_EVENTS.contains(e)) {
             self.w.warn(path, format!("event `{e}` is never raised here (only the welcome event is): the intent is reached by its phrases"));
         }
         if doc["webhookUsed"].as_bool() == Some(true) {
-            self.w.warn(path, "uses the webhook: the local bot says the static response only");
+            self.w.warn(
+                path,
+                "uses the webhook: the local bot says the static response only",
+            );
         }
         let (say, transfer) = self.messages(&response, path);
         let id = json_str(doc, "id").unwrap_or("");
-        let end = end_ids.contains(id) || response["endInteraction"].as_bool() == Some(true) || doc["endInteraction"].as_bool() == Some(true);
+        let end = end_ids.contains(id)
+            || response["endInteraction"].as_bool() == Some(true)
+            || doc["endInteraction"].as_bool() == Some(true);
 
         let mut collect = vec![];
         for (i, p) in json_arr(&response, "parameters").iter().enumerate() {
@@ -264,7 +375,9 @@ impl Es<'_> {
             };
             let mut prompts: PerLang<Vec<String>> = PerLang::default();
             for pr in json_arr(p, "prompts") {
-                let lang = self.langs.code(json_str(pr, "lang").unwrap_or(&self.langs.default));
+                let lang = self
+                    .langs
+                    .code(json_str(pr, "lang").unwrap_or(&self.langs.default));
                 if let Some(v) = json_str(pr, "value") {
                     prompts.entry(&lang).push(v.to_string());
                 }
@@ -277,24 +390,54 @@ impl Es<'_> {
                 *first.entry(lang) = list[0].clone();
             }
             let Some(prompt) = localized_text(first, &self.langs, &at, self.w) else {
-                self.w.warn(&at, format!("required parameter `{pname}` has no prompt: it is not asked for"));
+                self.w.warn(
+                    &at,
+                    format!("required parameter `{pname}` has no prompt: it is not asked for"),
+                );
                 continue;
             };
-            let reprompts = prompts.0.get(&self.langs.default).map(|l| l[1..].iter().map(|s| crate::dialog::bundle::Text::text(s.clone())).collect()).unwrap_or_default();
+            let reprompts = prompts
+                .0
+                .get(&self.langs.default)
+                .map(|l| {
+                    l[1..]
+                        .iter()
+                        .map(|s| crate::dialog::bundle::Text::text(s.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
             if p["isList"].as_bool() == Some(true) {
-                self.w.warn(&at, format!("list parameter `{pname}` keeps one value here"));
+                self.w.warn(
+                    &at,
+                    format!("list parameter `{pname}` keeps one value here"),
+                );
             }
-            collect.push(Collect { slot: slot_ident(pname), entity, prompt, reprompts, max_attempts: None, on_fail: None });
+            collect.push(Collect {
+                slot: slot_ident(pname),
+                entity,
+                prompt,
+                reprompts,
+                max_attempts: None,
+                on_fail: None,
+            });
         }
 
         let mut phrases: PerLang<Vec<String>> = PerLang::default();
         let prefix = format!("intents/{stem}_usersays_");
-        let usersays: Vec<String> = self.files.under("intents").filter(|p| p.starts_with(&prefix)).map(str::to_string).collect();
+        let usersays: Vec<String> = self
+            .files
+            .under("intents")
+            .filter(|p| p.starts_with(&prefix))
+            .map(str::to_string)
+            .collect();
         for p in usersays {
             let lang = self.langs.code(p[prefix.len()..].trim_end_matches(".json"));
             let doc = self.json(&p)?;
             for example in doc.as_array().map(Vec::as_slice).unwrap_or(&[]) {
-                let text: String = json_arr(example, "data").iter().filter_map(|d| json_str(d, "text")).collect();
+                let text: String = json_arr(example, "data")
+                    .iter()
+                    .filter_map(|d| json_str(d, "text"))
+                    .collect();
                 let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 if !text.is_empty() {
                     phrases.entry(&lang).push(text);
@@ -307,7 +450,18 @@ impl Es<'_> {
             phrases: phrases.partial(&self.langs),
             keywords: Default::default(),
         });
-        let read = EsIntent { name, file: path.into(), input_contexts, output_contexts, say, transfer, end, collect, welcome, fallback };
+        let read = EsIntent {
+            name,
+            file: path.into(),
+            input_contexts,
+            output_contexts,
+            say,
+            transfer,
+            end,
+            collect,
+            welcome,
+            fallback,
+        };
         Ok((intent, read))
     }
 
@@ -316,33 +470,61 @@ impl Es<'_> {
     /// uses it (or has nothing of its own).
     fn messages(&mut self, response: &Value, at: &str) -> (Prompts, Option<String>) {
         let msgs = json_arr(response, "messages");
-        let has_telephony = msgs.iter().any(|m| json_str(m, "platform") == Some("telephony"));
-        let use_default = !has_telephony || response["defaultResponsePlatforms"]["telephony"].as_bool() == Some(true);
+        let has_telephony = msgs
+            .iter()
+            .any(|m| json_str(m, "platform") == Some("telephony"));
+        let use_default = !has_telephony
+            || response["defaultResponsePlatforms"]["telephony"].as_bool() == Some(true);
         let mut by_lang: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut transfer = None;
         let mut other_platforms = BTreeSet::new();
         for m in msgs {
             let platform = json_str(m, "platform").unwrap_or("");
-            let lang = self.langs.code(json_str(m, "lang").unwrap_or(&self.langs.default));
-            let kind = m["type"].as_u64().or_else(|| m["type"].as_str().and_then(|s| s.parse().ok())).unwrap_or(0);
+            let lang = self
+                .langs
+                .code(json_str(m, "lang").unwrap_or(&self.langs.default));
+            let kind = m["type"]
+                .as_u64()
+                .or_else(|| m["type"].as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0);
             let text = match (platform, kind) {
-                ("telephony", 14) => json_str(m, "ssml").or_else(|| json_str(m, "textToSpeech")).or_else(|| json_str(m, "text")).map(str::to_string),
+                ("telephony", 14) => json_str(m, "ssml")
+                    .or_else(|| json_str(m, "textToSpeech"))
+                    .or_else(|| json_str(m, "text"))
+                    .map(str::to_string),
                 ("telephony", 15) => {
                     match json_str(m, "phoneNumber") {
-                        Some(n) => transfer = Some(super::transfer_target(&mut self.targets, n, "telephony transfer")),
-                        None => self.w.warn(at, "telephony transfer without a phone number: ignored"),
+                        Some(n) => {
+                            transfer = Some(super::transfer_target(
+                                &mut self.targets,
+                                n,
+                                "telephony transfer",
+                            ))
+                        }
+                        None => self
+                            .w
+                            .warn(at, "telephony transfer without a phone number: ignored"),
                     }
                     None
                 }
                 ("telephony", 13) => {
-                    self.w.warn(at, "telephony audio (play audio) is not played by the local bot");
+                    self.w.warn(
+                        at,
+                        "telephony audio (play audio) is not played by the local bot",
+                    );
                     None
                 }
                 ("", 0) if use_default => match &m["speech"] {
                     Value::String(s) => Some(s.clone()),
                     Value::Array(v) => {
                         if v.len() > 1 {
-                            self.w.warn(at, format!("{} text variants: the local bot always says the first", v.len()));
+                            self.w.warn(
+                                at,
+                                format!(
+                                    "{} text variants: the local bot always says the first",
+                                    v.len()
+                                ),
+                            );
                         }
                         v.first().and_then(Value::as_str).map(str::to_string)
                     }
@@ -358,21 +540,31 @@ impl Es<'_> {
                     None
                 }
             };
-            let Some(raw) = text.filter(|t| !t.trim().is_empty()) else { continue };
+            let Some(raw) = text.filter(|t| !t.trim().is_empty()) else {
+                continue;
+            };
             let plain = match strip_ssml(&raw) {
                 Some(p) => {
-                    self.w.warn(at, "SSML markup removed: the local voice says the plain text");
+                    self.w.warn(
+                        at,
+                        "SSML markup removed: the local voice says the plain text",
+                    );
                     p
                 }
                 None => raw,
             };
             match convert_placeholders(&plain) {
                 Ok(t) => by_lang.entry(lang).or_default().push(t),
-                Err(why) => self.w.warn(at, format!("text \"{plain}\" is not said: {why}")),
+                Err(why) => self
+                    .w
+                    .warn(at, format!("text \"{plain}\" is not said: {why}")),
             }
         }
         for p in other_platforms {
-            self.w.warn(at, format!("{p} messages are for that platform, not the phone: ignored"));
+            self.w.warn(
+                at,
+                format!("{p} messages are for that platform, not the phone: ignored"),
+            );
         }
         let mut say = Prompts::default();
         let count = by_lang.values().map(Vec::len).max().unwrap_or(0);
@@ -389,5 +581,4 @@ impl Es<'_> {
         }
         (say, transfer)
     }
-
 }

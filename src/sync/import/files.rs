@@ -50,15 +50,27 @@ impl ExportFiles {
         if bytes.starts_with(b"PK") {
             return ExportFiles::from_zip(bytes, origin);
         }
-        let name = origin.rsplit(['/', '\\']).next().unwrap_or(origin).to_string();
-        let looks_like_bundle = std::str::from_utf8(bytes).is_ok_and(|t| t.contains("understudy-bundle/"));
+        let name = origin
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(origin)
+            .to_string();
+        let looks_like_bundle =
+            std::str::from_utf8(bytes).is_ok_and(|t| t.contains("understudy-bundle/"));
         if looks_like_bundle {
             let mut files = BTreeMap::new();
             files.insert(name, bytes.to_vec());
-            return Ok(ExportFiles { origin: origin.into(), files, skipped: vec![] });
+            return Ok(ExportFiles {
+                origin: origin.into(),
+                files,
+                skipped: vec![],
+            });
         }
         if bytes.is_empty() {
-            return Err(ImportError::Corrupt { origin: origin.into(), detail: "the file is empty".into() });
+            return Err(ImportError::Corrupt {
+                origin: origin.into(),
+                detail: "the file is empty".into(),
+            });
         }
         Err(ImportError::Corrupt {
             origin: origin.into(),
@@ -67,7 +79,10 @@ impl ExportFiles {
     }
 
     fn from_zip(bytes: &[u8], origin: &str) -> Result<ExportFiles, ImportError> {
-        let corrupt = |detail: String| ImportError::Corrupt { origin: origin.into(), detail };
+        let corrupt = |detail: String| ImportError::Corrupt {
+            origin: origin.into(),
+            detail,
+        };
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| {
             corrupt(match e {
                 zip::result::ZipError::InvalidArchive(m) if m.contains("central directory") => {
@@ -80,7 +95,9 @@ impl ExportFiles {
         let mut skipped = vec![];
         let mut total = 0u64;
         for i in 0..archive.len() {
-            let mut entry = archive.by_index(i).map_err(|e| corrupt(format!("entry {i}: {e}")))?;
+            let mut entry = archive
+                .by_index(i)
+                .map_err(|e| corrupt(format!("entry {i}: {e}")))?;
             let raw = entry.name().to_string();
             if entry.is_dir() {
                 continue;
@@ -91,21 +108,34 @@ impl ExportFiles {
             };
             total += entry.size();
             if total > MAX_UNPACKED {
-                return Err(corrupt(format!("it unpacks to more than {} MiB; a bot export is far smaller", MAX_UNPACKED >> 20)));
+                return Err(corrupt(format!(
+                    "it unpacks to more than {} MiB; a bot export is far smaller",
+                    MAX_UNPACKED >> 20
+                )));
             }
             let mut data = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut data).map_err(|e| corrupt(format!("{raw}: {e} (damaged entry; CRC or data error)")))?;
+            entry
+                .read_to_end(&mut data)
+                .map_err(|e| corrupt(format!("{raw}: {e} (damaged entry; CRC or data error)")))?;
             files.insert(name, data);
         }
         Ok(ExportFiles::rooted(origin.into(), files, skipped))
     }
 
     /// Keep only the files under the export's own top folder.
-    fn rooted(origin: String, files: BTreeMap<String, Vec<u8>>, mut skipped: Vec<String>) -> ExportFiles {
+    fn rooted(
+        origin: String,
+        files: BTreeMap<String, Vec<u8>>,
+        mut skipped: Vec<String>,
+    ) -> ExportFiles {
         let root = ROOT_MARKERS.iter().find_map(|marker| {
             files
                 .keys()
-                .filter(|p| p.rsplit('/').next().is_some_and(|f| f.eq_ignore_ascii_case(marker)))
+                .filter(|p| {
+                    p.rsplit('/')
+                        .next()
+                        .is_some_and(|f| f.eq_ignore_ascii_case(marker))
+                })
                 .min_by_key(|p| p.matches('/').count())
                 .map(|p| p[..p.len() - p.rsplit('/').next().unwrap().len()].to_string())
         });
@@ -124,7 +154,11 @@ impl ExportFiles {
             }
             _ => files,
         };
-        ExportFiles { origin, files, skipped }
+        ExportFiles {
+            origin,
+            files,
+            skipped,
+        }
     }
 
     pub fn origin(&self) -> &str {
@@ -142,7 +176,10 @@ impl ExportFiles {
 
     /// A top-level file by case-insensitive name.
     pub fn get_ci(&self, path: &str) -> Option<&[u8]> {
-        self.files.iter().find(|(p, _)| p.eq_ignore_ascii_case(path)).map(|(_, d)| d.as_slice())
+        self.files
+            .iter()
+            .find(|(p, _)| p.eq_ignore_ascii_case(path))
+            .map(|(_, d)| d.as_slice())
     }
 
     pub fn paths(&self) -> impl Iterator<Item = &str> {
@@ -152,7 +189,10 @@ impl ExportFiles {
     /// Paths under `dir/` (recursively), sorted.
     pub fn under<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = &'a str> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
-        self.files.keys().filter(move |p| p.starts_with(&prefix)).map(String::as_str)
+        self.files
+            .keys()
+            .filter(move |p| p.starts_with(&prefix))
+            .map(String::as_str)
     }
 
     /// The bundle file when the export is one understudy bundle.
@@ -163,7 +203,8 @@ impl ExportFiles {
         let (p, d) = self.files.iter().next()?;
         let ext_ok = [".yaml", ".yml", ".json"].iter().any(|e| p.ends_with(e));
         let head = &d[..d.len().min(4096)];
-        (ext_ok && String::from_utf8_lossy(head).contains("understudy-bundle/")).then_some((p.as_str(), d.as_slice()))
+        (ext_ok && String::from_utf8_lossy(head).contains("understudy-bundle/"))
+            .then_some((p.as_str(), d.as_slice()))
     }
 }
 
@@ -175,14 +216,19 @@ fn clean_name(raw: &str) -> Option<String> {
         if part.is_empty() || part == "." {
             continue;
         }
-        let decoded = percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned();
+        let decoded = percent_encoding::percent_decode_str(part)
+            .decode_utf8_lossy()
+            .into_owned();
         if decoded == ".." || decoded.contains('/') || decoded == "__MACOSX" {
             return None;
         }
         parts.push(decoded);
     }
     let file = parts.last()?;
-    let junk = file == ".DS_Store" || file == "Thumbs.db" || file == "desktop.ini" || file.starts_with("._");
+    let junk = file == ".DS_Store"
+        || file == "Thumbs.db"
+        || file == "desktop.ini"
+        || file.starts_with("._");
     (!junk).then(|| parts.join("/"))
 }
 
@@ -197,12 +243,20 @@ fn read_dir(
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
         let kind = entry.file_type()?;
         if kind.is_dir() {
             // Version control and virtual environments are never part of a bot.
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name == "__MACOSX" || name == "node_modules" || name == "venv" {
+            if name.starts_with('.')
+                || name == "__MACOSX"
+                || name == "node_modules"
+                || name == "venv"
+            {
                 continue;
             }
             read_dir(root, &path, files, skipped, total)?;
@@ -211,7 +265,10 @@ fn read_dir(
                 Some(name) => {
                     *total += entry.metadata()?.len();
                     if *total > MAX_UNPACKED {
-                        return Err(std::io::Error::other(format!("more than {} MiB of files: is this a bot export?", MAX_UNPACKED >> 20)));
+                        return Err(std::io::Error::other(format!(
+                            "more than {} MiB of files: is this a bot export?",
+                            MAX_UNPACKED >> 20
+                        )));
                     }
                     files.insert(name, std::fs::read(&path)?);
                 }
@@ -232,7 +289,8 @@ mod tests {
         {
             let mut z = zip::ZipWriter::new(&mut buf);
             for (name, body) in entries {
-                z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+                z.start_file(*name, zip::write::SimpleFileOptions::default())
+                    .unwrap();
                 z.write_all(body.as_bytes()).unwrap();
             }
             z.finish().unwrap();
@@ -251,16 +309,26 @@ mod tests {
         ]);
         let f = ExportFiles::from_bytes(&bytes, "a.zip").unwrap();
         let paths: Vec<&str> = f.paths().collect();
-        assert_eq!(paths, vec!["agent.json", "intents/Default Welcome Intent.json"]);
+        assert_eq!(
+            paths,
+            vec!["agent.json", "intents/Default Welcome Intent.json"]
+        );
         assert_eq!(f.skipped().len(), 3, "{:?}", f.skipped());
     }
 
     #[test]
     fn truncated_and_garbage_archives_say_so() {
         let bytes = zip_of(&[("agent.json", "{}")]);
-        let err = ExportFiles::from_bytes(&bytes[..bytes.len() / 2], "cut.zip").unwrap_err().to_string();
-        assert!(err.contains("cut.zip") && err.contains("corrupt or was cut off"), "{err}");
-        let err = ExportFiles::from_bytes(b"<html>503</html>", "page.zip").unwrap_err().to_string();
+        let err = ExportFiles::from_bytes(&bytes[..bytes.len() / 2], "cut.zip")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cut.zip") && err.contains("corrupt or was cut off"),
+            "{err}"
+        );
+        let err = ExportFiles::from_bytes(b"<html>503</html>", "page.zip")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("PK signature"), "{err}");
     }
 }

@@ -71,7 +71,10 @@ pub struct Warnings(BTreeSet<ImportWarning>);
 
 impl Warnings {
     pub fn warn(&mut self, at: impl Into<String>, message: impl Into<String>) {
-        self.0.insert(ImportWarning { at: at.into(), message: message.into() });
+        self.0.insert(ImportWarning {
+            at: at.into(),
+            message: message.into(),
+        });
     }
     pub fn into_vec(self) -> Vec<ImportWarning> {
         self.0.into_iter().collect()
@@ -94,7 +97,11 @@ pub struct ImportStats {
 
 impl ImportStats {
     pub fn of(bundle: &Bundle) -> ImportStats {
-        let phrases = bundle.intents.values().map(|i| i.phrases.values().iter().map(|p| p.len()).sum::<usize>()).sum();
+        let phrases = bundle
+            .intents
+            .values()
+            .map(|i| i.phrases.values().iter().map(|p| p.len()).sum::<usize>())
+            .sum();
         let mut languages = vec![bundle.bot.language.clone()];
         languages.extend(bundle.bot.languages.iter().cloned());
         ImportStats {
@@ -129,11 +136,24 @@ pub enum ImportError {
     #[error("the export {origin} is not a bot export this build knows: {detail}. Expected a Dialogflow CX package (agent.json + flows/), a Dialogflow ES zip (agent.json + intents/), an Amazon Lex V2 LexJson zip (Manifest.json + BotLocales/), a Rasa project (domain.yml + data/), or an understudy-bundle/1 file")]
     UnknownFormat { origin: String, detail: String },
     #[error("{format} export {origin}: {file} does not parse: {detail} (the file is damaged or not from this exporter: export again)")]
-    Parse { format: &'static str, origin: String, file: String, detail: String },
+    Parse {
+        format: &'static str,
+        origin: String,
+        file: String,
+        detail: String,
+    },
     #[error("{format} export {origin}: {detail}")]
-    Missing { format: &'static str, origin: String, detail: String },
+    Missing {
+        format: &'static str,
+        origin: String,
+        detail: String,
+    },
     #[error("{format} export {origin} imports into a bundle that cannot serve:\n{issues}\n(fix these in the cloud bot and export again; `understudy sync test --from ...` shows the whole bundle)")]
-    Invalid { format: &'static str, origin: String, issues: String },
+    Invalid {
+        format: &'static str,
+        origin: String,
+        issues: String,
+    },
 }
 
 /// Import whatever `path` is: a zip, a directory, or a bundle file.
@@ -156,7 +176,10 @@ pub fn import_files(files: ExportFiles) -> Result<Imported, ImportError> {
     let origin = files.origin().to_string();
     let mut warnings = Warnings::default();
     for junk in files.skipped() {
-        warnings.warn(junk.clone(), "not part of the bot (junk entry in the archive); ignored");
+        warnings.warn(
+            junk.clone(),
+            "not part of the bot (junk entry in the archive); ignored",
+        );
     }
     let _span = tracing::info_span!("import", format = format.label(), origin = %origin).entered();
     let mut bundle = match format {
@@ -167,15 +190,20 @@ pub fn import_files(files: ExportFiles) -> Result<Imported, ImportError> {
         ExportFormat::Bundle => {
             let (name, bytes) = files.single_bundle().expect("detect() saw the bundle file");
             let text = String::from_utf8_lossy(bytes);
-            Bundle::parse(&text, &format!("{origin} ({name})")).map_err(|e| ImportError::Invalid {
-                format: format.label(),
-                origin: origin.clone(),
-                issues: e.to_string(),
+            Bundle::parse(&text, &format!("{origin} ({name})")).map_err(|e| {
+                ImportError::Invalid {
+                    format: format.label(),
+                    origin: origin.clone(),
+                    issues: e.to_string(),
+                }
             })?
         }
     };
     if format != ExportFormat::Bundle {
-        bundle.bot.source.insert("importer".into(), format.label().into());
+        bundle
+            .bot
+            .source
+            .insert("importer".into(), format.label().into());
         bundle.bot.source.insert("export".into(), origin.clone());
     }
     let errors: Vec<String> = bundle
@@ -185,7 +213,11 @@ pub fn import_files(files: ExportFiles) -> Result<Imported, ImportError> {
         .map(|i| format!("  - {i}"))
         .collect();
     if !errors.is_empty() {
-        return Err(ImportError::Invalid { format: format.label(), origin, issues: errors.join("\n") });
+        return Err(ImportError::Invalid {
+            format: format.label(),
+            origin,
+            issues: errors.join("\n"),
+        });
     }
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let stats = ImportStats::of(&bundle);
@@ -200,7 +232,13 @@ pub fn import_files(files: ExportFiles) -> Result<Imported, ImportError> {
         ms,
         "export imported"
     );
-    Ok(Imported { bundle, format, warnings, stats, ms })
+    Ok(Imported {
+        bundle,
+        format,
+        warnings,
+        stats,
+        ms,
+    })
 }
 
 /// Which exporter wrote these files.
@@ -208,10 +246,17 @@ pub fn detect(files: &ExportFiles) -> Result<ExportFormat, ImportError> {
     if files.single_bundle().is_some() {
         return Ok(ExportFormat::Bundle);
     }
-    if files.get_ci("Manifest.json").is_some() || files.paths().any(|p| p.contains("/BotLocales/") || p.starts_with("BotLocales/")) {
+    if files.get_ci("Manifest.json").is_some()
+        || files
+            .paths()
+            .any(|p| p.contains("/BotLocales/") || p.starts_with("BotLocales/"))
+    {
         return Ok(ExportFormat::LexV2);
     }
-    if files.get("domain.yml").is_some() || files.get("domain.yaml").is_some() || files.paths().any(|p| p.starts_with("domain/")) {
+    if files.get("domain.yml").is_some()
+        || files.get("domain.yaml").is_some()
+        || files.paths().any(|p| p.starts_with("domain/"))
+    {
         return Ok(ExportFormat::Rasa);
     }
     if let Some(agent) = files.get("agent.json") {
@@ -227,7 +272,11 @@ pub fn detect(files: &ExportFiles) -> Result<ExportFormat, ImportError> {
     let listing: Vec<&str> = files.paths().take(8).collect();
     Err(ImportError::UnknownFormat {
         origin: files.origin().into(),
-        detail: if listing.is_empty() { "it holds no files".into() } else { format!("it holds {}", listing.join(", ")) },
+        detail: if listing.is_empty() {
+            "it holds no files".into()
+        } else {
+            format!("it holds {}", listing.join(", "))
+        },
     })
 }
 
@@ -260,7 +309,10 @@ impl Languages {
                 } else {
                     let mut parts = l.split(['_', '-']);
                     let first = parts.next().unwrap_or("").to_ascii_lowercase();
-                    std::iter::once(first).chain(parts.map(|s| s.to_ascii_uppercase())).collect::<Vec<_>>().join("-")
+                    std::iter::once(first)
+                        .chain(parts.map(|s| s.to_ascii_uppercase()))
+                        .collect::<Vec<_>>()
+                        .join("-")
                 };
                 (l.clone(), canon)
             })
@@ -271,7 +323,10 @@ impl Languages {
 
     /// The canonical code of a locale as the export writes it.
     pub fn code(&self, raw: &str) -> String {
-        self.map.get(raw).cloned().unwrap_or_else(|| Languages::new(raw, []).default)
+        self.map
+            .get(raw)
+            .cloned()
+            .unwrap_or_else(|| Languages::new(raw, []).default)
     }
 
     /// Every language but the default, for `bot.languages`.
@@ -281,7 +336,9 @@ impl Languages {
     }
 
     pub fn all(&self) -> Vec<String> {
-        std::iter::once(self.default.clone()).chain(self.others()).collect()
+        std::iter::once(self.default.clone())
+            .chain(self.others())
+            .collect()
     }
 }
 
@@ -309,7 +366,12 @@ impl<T: Clone + Default> PerLang<T> {
     /// the default one at run time, nothing to fill in).
     pub fn partial(mut self, langs: &Languages) -> Localized<T> {
         if langs.others().is_empty() {
-            return Localized::One(self.0.remove(&langs.default).or_else(|| self.0.into_values().next()).unwrap_or_default());
+            return Localized::One(
+                self.0
+                    .remove(&langs.default)
+                    .or_else(|| self.0.into_values().next())
+                    .unwrap_or_default(),
+            );
         }
         Localized::ByLang(self.0)
     }
@@ -317,14 +379,23 @@ impl<T: Clone + Default> PerLang<T> {
     /// One value when only the default language has one; else a map with
     /// every language of the bundle (missing ones take the default
     /// language's value, reported by `missing`).
-    pub fn localize(mut self, langs: &Languages, mut missing: impl FnMut(&str)) -> Option<Localized<T>> {
+    pub fn localize(
+        mut self,
+        langs: &Languages,
+        mut missing: impl FnMut(&str),
+    ) -> Option<Localized<T>> {
         if self.0.is_empty() {
             return None;
         }
         if self.0.len() == 1 && self.0.contains_key(&langs.default) && langs.others().is_empty() {
             return self.0.remove(&langs.default).map(Localized::One);
         }
-        let fallback = self.0.get(&langs.default).or_else(|| self.0.values().next()).cloned().unwrap_or_default();
+        let fallback = self
+            .0
+            .get(&langs.default)
+            .or_else(|| self.0.values().next())
+            .cloned()
+            .unwrap_or_default();
         for lang in langs.all() {
             if let std::collections::btree_map::Entry::Vacant(e) = self.0.entry(lang) {
                 missing(e.key());
@@ -337,11 +408,23 @@ impl<T: Clone + Default> PerLang<T> {
 
 /// A prompt from per-language texts; languages the cloud bot did not
 /// translate speak the default language's words, with a warning.
-pub fn localized_text(texts: PerLang<String>, langs: &Languages, at: &str, w: &mut Warnings) -> Option<Text> {
+pub fn localized_text(
+    texts: PerLang<String>,
+    langs: &Languages,
+    at: &str,
+    w: &mut Warnings,
+) -> Option<Text> {
     let mut lacking = vec![];
     let text = texts.localize(langs, |l| lacking.push(l.to_string()))?;
     if !lacking.is_empty() {
-        w.warn(at, format!("no text in {}: the {} text is used there", lacking.join(", "), langs.default));
+        w.warn(
+            at,
+            format!(
+                "no text in {}: the {} text is used there",
+                lacking.join(", "),
+                langs.default
+            ),
+        );
     }
     Some(text)
 }
@@ -368,7 +451,11 @@ pub fn strip_ssml(text: &str) -> Option<String> {
         return None;
     }
     let spelled = say_as_chars_re().replace_all(text, |c: &regex::Captures| {
-        c[1].chars().filter(|ch| !ch.is_whitespace()).map(String::from).collect::<Vec<_>>().join(" ")
+        c[1].chars()
+            .filter(|ch| !ch.is_whitespace())
+            .map(String::from)
+            .collect::<Vec<_>>()
+            .join(" ")
     });
     let plain = ssml_tag_re().replace_all(&spelled, " ");
     let plain = plain
@@ -408,11 +495,16 @@ pub fn convert_placeholders(text: &str) -> Result<String, String> {
     static CONTEXT_REF: OnceLock<Regex> = OnceLock::new();
     for unsupported in ["$request.", "$sys.func", "$flow.", "$conversation"] {
         if text.contains(unsupported) {
-            return Err(format!("it is filled at run time by the cloud ({unsupported}...)"));
+            return Err(format!(
+                "it is filled at run time by the cloud ({unsupported}...)"
+            ));
         }
     }
     // Dialogflow ES context references: `#context.param`.
-    if CONTEXT_REF.get_or_init(|| Regex::new(r"#[A-Za-z_][\w-]*\.[\w-]+").unwrap()).is_match(text) {
+    if CONTEXT_REF
+        .get_or_init(|| Regex::new(r"#[A-Za-z_][\w-]*\.[\w-]+").unwrap())
+        .is_match(text)
+    {
         return Err("it reads a context parameter (#context.param)".into());
     }
     Ok(cloud_param_re().replace_all(text, "{$1}").into_owned())
@@ -430,7 +522,16 @@ pub fn ident(name: &str) -> String {
 
 /// A slot name here: no spaces or braces.
 pub fn slot_ident(name: &str) -> String {
-    name.trim().chars().map(|c| if c.is_whitespace() || c == '{' || c == '}' { '_' } else { c }).collect()
+    name.trim()
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '{' || c == '}' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- system entities
@@ -460,7 +561,11 @@ pub fn system_entity(name: &str) -> Option<(String, Entity, Option<&'static str>
         ),
         _ => return None,
     };
-    Some((format!("sys_{}", entity_name.replace(['-', '.'], "_")), entity, note))
+    Some((
+        format!("sys_{}", entity_name.replace(['-', '.'], "_")),
+        entity,
+        note,
+    ))
 }
 
 /// Register a system entity in the bundle being built; returns its name
@@ -494,12 +599,26 @@ pub const PLACEHOLDER_AGENT_URI: &str = "sip:agent@handoff.invalid";
 
 /// The transfer target for a number or URI, added once and named after
 /// its order (`transfer`, `transfer_2`...).
-pub fn transfer_target(targets: &mut BTreeMap<String, TransferTarget>, uri: &str, description: &str) -> String {
+pub fn transfer_target(
+    targets: &mut BTreeMap<String, TransferTarget>,
+    uri: &str,
+    description: &str,
+) -> String {
     if let Some((name, _)) = targets.iter().find(|(_, t)| t.uri == uri) {
         return name.clone();
     }
-    let name = if targets.is_empty() { "transfer".to_string() } else { format!("transfer_{}", targets.len() + 1) };
-    targets.insert(name.clone(), TransferTarget { uri: uri.into(), description: Some(description.into()) });
+    let name = if targets.is_empty() {
+        "transfer".to_string()
+    } else {
+        format!("transfer_{}", targets.len() + 1)
+    };
+    targets.insert(
+        name.clone(),
+        TransferTarget {
+            uri: uri.into(),
+            description: Some(description.into()),
+        },
+    );
     name
 }
 
@@ -507,14 +626,43 @@ pub fn transfer_target(targets: &mut BTreeMap<String, TransferTarget>, uri: &str
 /// imported (Lex confirmations): the cloud recognises these without
 /// training phrases, so the local bot needs some.
 pub const YES_PHRASES: &[&str] = &[
-    "yes", "yeah", "yep", "yup", "sure", "correct", "that's right", "right", "okay", "ok", "sounds good", "please do",
-    "go ahead", "confirm", "absolutely", "of course",
+    "yes",
+    "yeah",
+    "yep",
+    "yup",
+    "sure",
+    "correct",
+    "that's right",
+    "right",
+    "okay",
+    "ok",
+    "sounds good",
+    "please do",
+    "go ahead",
+    "confirm",
+    "absolutely",
+    "of course",
 ];
-pub const NO_PHRASES: &[&str] =
-    &["no", "nope", "nah", "not really", "that's wrong", "incorrect", "cancel", "don't", "no thanks", "never mind", "stop"];
+pub const NO_PHRASES: &[&str] = &[
+    "no",
+    "nope",
+    "nah",
+    "not really",
+    "that's wrong",
+    "incorrect",
+    "cancel",
+    "don't",
+    "no thanks",
+    "never mind",
+    "stop",
+];
 
 /// JSON from an export file, with the file named in errors.
-pub fn parse_json(files: &ExportFiles, format: ExportFormat, path: &str) -> Result<serde_json::Value, ImportError> {
+pub fn parse_json(
+    files: &ExportFiles,
+    format: ExportFormat,
+    path: &str,
+) -> Result<serde_json::Value, ImportError> {
     let bytes = files.get(path).ok_or_else(|| ImportError::Missing {
         format: format.label(),
         origin: files.origin().into(),
@@ -531,7 +679,11 @@ pub fn parse_json(files: &ExportFiles, format: ExportFormat, path: &str) -> Resu
 }
 
 /// YAML from an export file, with the file named in errors.
-pub fn parse_yaml(files: &ExportFiles, format: ExportFormat, path: &str) -> Result<serde_yaml::Value, ImportError> {
+pub fn parse_yaml(
+    files: &ExportFiles,
+    format: ExportFormat,
+    path: &str,
+) -> Result<serde_yaml::Value, ImportError> {
     let bytes = files.get(path).ok_or_else(|| ImportError::Missing {
         format: format.label(),
         origin: files.origin().into(),
@@ -552,14 +704,21 @@ pub fn json_str<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a str> {
 
 /// An array at `key`, empty when absent or null.
 pub fn json_arr<'a>(v: &'a serde_json::Value, key: &str) -> &'a [serde_json::Value] {
-    v.get(key).and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(serde_json::Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// Say the same words once: a transition that leads into a state that
 /// already says them on entry need not say them first.
 pub fn dedupe_entry_say(bundle: &mut Bundle) {
-    let entry: BTreeMap<String, crate::dialog::bundle::Prompts> =
-        bundle.flow.states.iter().map(|(n, s)| (n.clone(), s.say.clone())).collect();
+    let entry: BTreeMap<String, crate::dialog::bundle::Prompts> = bundle
+        .flow
+        .states
+        .iter()
+        .map(|(n, s)| (n.clone(), s.say.clone()))
+        .collect();
     let fix = |t: &mut crate::dialog::bundle::Transition| {
         if let Some(to) = &t.to {
             if !t.say.is_empty() && entry.get(to).is_some_and(|s| *s == t.say) {
@@ -582,13 +741,22 @@ mod tests {
         let s = r#"<speak>Hi there, a table at <say-as interpret-as="characters">OMG</say-as> Garden?</speak>"#;
         assert_eq!(strip_ssml(s).unwrap(), "Hi there, a table at O M G Garden?");
         assert_eq!(strip_ssml("no tags here"), None);
-        assert_eq!(strip_ssml("<speak>Fish &amp; chips<break time='1s'/>.</speak>").unwrap(), "Fish & chips.");
+        assert_eq!(
+            strip_ssml("<speak>Fish &amp; chips<break time='1s'/>.</speak>").unwrap(),
+            "Fish & chips."
+        );
     }
 
     #[test]
     fn cloud_parameters_become_placeholders() {
-        assert_eq!(convert_placeholders("for $date at $time.original").unwrap(), "for {date} at {time}");
-        assert_eq!(convert_placeholders("Hi $session.params.given-name!").unwrap(), "Hi {given-name}!");
+        assert_eq!(
+            convert_placeholders("for $date at $time.original").unwrap(),
+            "for {date} at {time}"
+        );
+        assert_eq!(
+            convert_placeholders("Hi $session.params.given-name!").unwrap(),
+            "Hi {given-name}!"
+        );
         assert!(convert_placeholders("$request.generative.answer").is_err());
         assert!(convert_placeholders("as #ctx.name said").is_err());
     }

@@ -29,8 +29,8 @@ use super::{
     PLACEHOLDER_AGENT_URI,
 };
 use crate::dialog::bundle::{
-    BotInfo, Collect, Entity, EntityValue, Flow, Intent, Localized, Prompts, State, TestConversation, TestTurn, Text,
-    TransferTarget, Transition, FORMAT_V1,
+    BotInfo, Collect, Entity, EntityValue, Flow, Intent, Localized, Prompts, State,
+    TestConversation, TestTurn, Text, TransferTarget, Transition, FORMAT_V1,
 };
 use crate::dialog::Bundle;
 use serde_yaml::Value;
@@ -47,16 +47,34 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         Some(_) => super::parse_yaml(files, FORMAT, "config.yml")?,
         None => Value::Null,
     };
-    let language = config.get("language").and_then(Value::as_str).unwrap_or("en").to_string();
-    let mut rasa = Rasa { files, w, domain, nlu: Nlu::default(), duckling: BTreeSet::new(), uses_handoff: false };
+    let language = config
+        .get("language")
+        .and_then(Value::as_str)
+        .unwrap_or("en")
+        .to_string();
+    let mut rasa = Rasa {
+        files,
+        w,
+        domain,
+        nlu: Nlu::default(),
+        duckling: BTreeSet::new(),
+        uses_handoff: false,
+    };
     rasa.duckling_dimensions(&config);
 
     // Training data and dialogue data: every YAML under data/ (any file may hold any section).
     let mut stories = vec![];
-    let data_files: Vec<String> = files.paths().filter(|p| p.starts_with("data/")).map(str::to_string).collect();
+    let data_files: Vec<String> = files
+        .paths()
+        .filter(|p| p.starts_with("data/"))
+        .map(str::to_string)
+        .collect();
     for path in &data_files {
         if path.ends_with(".md") {
-            rasa.w.warn(path, "Markdown training data (Rasa 1) is not read: convert it with `rasa data convert`");
+            rasa.w.warn(
+                path,
+                "Markdown training data (Rasa 1) is not read: convert it with `rasa data convert`",
+            );
             continue;
         }
         if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
@@ -85,7 +103,11 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         transfer_targets: BTreeMap::new(),
         entities: BTreeMap::new(),
         intents: BTreeMap::new(),
-        flow: Flow { start: START.into(), global: vec![], states: BTreeMap::new() },
+        flow: Flow {
+            start: START.into(),
+            global: vec![],
+            states: BTreeMap::new(),
+        },
         knowledge: vec![],
         data: BTreeMap::new(),
         tests: vec![],
@@ -97,7 +119,10 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         rasa.w.warn("handoff", format!("the handoff action transfers to target `{AGENT}` ({PLACEHOLDER_AGENT_URI}): set [sip] transfer_target to your agents"));
         bundle.transfer_targets.insert(
             AGENT.into(),
-            TransferTarget { uri: PLACEHOLDER_AGENT_URI.into(), description: Some("Rasa handoff action (set [sip] transfer_target)".into()) },
+            TransferTarget {
+                uri: PLACEHOLDER_AGENT_URI.into(),
+                description: Some("Rasa handoff action (set [sip] transfer_target)".into()),
+            },
         );
     }
     super::dedupe_entry_say(&mut bundle);
@@ -105,7 +130,10 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
 }
 
 fn seq<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_sequence).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -120,7 +148,11 @@ fn read_domain(files: &ExportFiles) -> Result<Value, ImportError> {
         }
     }
     let mut merged = serde_yaml::Mapping::new();
-    let parts: Vec<String> = files.under("domain").filter(|p| p.ends_with(".yml") || p.ends_with(".yaml")).map(str::to_string).collect();
+    let parts: Vec<String> = files
+        .under("domain")
+        .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
+        .map(str::to_string)
+        .collect();
     for path in parts {
         if let Value::Mapping(m) = super::parse_yaml(files, FORMAT, &path)? {
             for (k, v) in m {
@@ -207,7 +239,13 @@ impl Rasa<'_> {
                 for e in examples {
                     let (text, annotations) = strip_annotations(&e);
                     for (entity, said, value) in annotations {
-                        let syns = self.nlu.values.entry(entity).or_default().entry(value.clone()).or_default();
+                        let syns = self
+                            .nlu
+                            .values
+                            .entry(entity)
+                            .or_default()
+                            .entry(value.clone())
+                            .or_default();
                         if said.to_lowercase() != value.to_lowercase() {
                             syns.insert(said);
                         }
@@ -217,14 +255,22 @@ impl Rasa<'_> {
                     }
                 }
             } else if let Some(value) = str_of(item, "synonym") {
-                self.nlu.synonyms.entry(value.to_string()).or_default().extend(examples);
+                self.nlu
+                    .synonyms
+                    .entry(value.to_string())
+                    .or_default()
+                    .extend(examples);
             } else if let Some(name) = str_of(item, "lookup") {
                 let values = self.nlu.values.entry(name.to_string()).or_default();
                 for e in examples {
                     values.entry(e).or_default();
                 }
             } else if let Some(name) = str_of(item, "regex") {
-                self.nlu.regexes.entry(name.to_string()).or_default().extend(examples);
+                self.nlu
+                    .regexes
+                    .entry(name.to_string())
+                    .or_default()
+                    .extend(examples);
             }
         }
     }
@@ -237,21 +283,44 @@ impl Rasa<'_> {
     fn utter(&mut self, name: &str) -> Option<String> {
         let variations = self.response(name)?.as_sequence()?.clone();
         let at = format!("domain.yml responses.{name}");
-        let voice: Vec<&Value> = variations.iter().filter(|v| str_of(v, "channel").is_none()).collect();
+        let voice: Vec<&Value> = variations
+            .iter()
+            .filter(|v| str_of(v, "channel").is_none())
+            .collect();
         if variations.len() > 1 {
-            self.w.warn(&at, format!("{} variations: the local bot always says the first", variations.len()));
+            self.w.warn(
+                &at,
+                format!(
+                    "{} variations: the local bot always says the first",
+                    variations.len()
+                ),
+            );
         }
         let first = voice.first().copied().or(variations.first())?;
         if first.get("buttons").is_some() {
-            self.w.warn(&at, "buttons are not offered by voice: callers say the option instead");
+            self.w.warn(
+                &at,
+                "buttons are not offered by voice: callers say the option instead",
+            );
         }
         if first.get("condition").is_some() {
-            self.w.warn(&at, "conditional response variations are not supported: the first is said");
+            self.w.warn(
+                &at,
+                "conditional response variations are not supported: the first is said",
+            );
         }
-        if first.get("image").is_some() || first.get("custom").is_some() || first.get("attachment").is_some() {
-            self.w.warn(&at, "images, attachments and custom payloads have no voice equivalent");
+        if first.get("image").is_some()
+            || first.get("custom").is_some()
+            || first.get("attachment").is_some()
+        {
+            self.w.warn(
+                &at,
+                "images, attachments and custom payloads have no voice equivalent",
+            );
         }
-        str_of(first, "text").map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+        str_of(first, "text")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
     }
 
     fn intents(&mut self, bundle: &mut Bundle) {
@@ -261,14 +330,23 @@ impl Rasa<'_> {
                 Value::String(s) => {
                     names.insert(s.clone());
                 }
-                Value::Mapping(m) => names.extend(m.keys().filter_map(Value::as_str).map(str::to_string)),
+                Value::Mapping(m) => {
+                    names.extend(m.keys().filter_map(Value::as_str).map(str::to_string))
+                }
                 _ => {}
             }
         }
         names.extend(self.nlu.examples.keys().cloned());
         for name in names {
             let phrases = self.nlu.examples.get(&name).cloned().unwrap_or_default();
-            bundle.intents.insert(ident(&name), Intent { description: None, phrases: Localized::One(phrases), keywords: Default::default() });
+            bundle.intents.insert(
+                ident(&name),
+                Intent {
+                    description: None,
+                    phrases: Localized::One(phrases),
+                    keywords: Default::default(),
+                },
+            );
         }
     }
 
@@ -277,16 +355,26 @@ impl Rasa<'_> {
             .domain
             .get("forms")
             .and_then(Value::as_mapping)
-            .map(|m| m.keys().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|m| {
+                m.keys()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         let mut out = vec![];
         for step in seq(story, "steps") {
             if let Some(intent) = str_of(step, "intent") {
                 out.push(Step::User(vec![intent.to_string()]));
             } else if let Some(alts) = step.get("or").and_then(Value::as_sequence) {
-                let intents: Vec<String> = alts.iter().filter_map(|a| str_of(a, "intent")).map(str::to_string).collect();
+                let intents: Vec<String> = alts
+                    .iter()
+                    .filter_map(|a| str_of(a, "intent"))
+                    .map(str::to_string)
+                    .collect();
                 if intents.is_empty() {
-                    self.w.warn(at, "an `or:` of slots or actions is not supported");
+                    self.w
+                        .warn(at, "an `or:` of slots or actions is not supported");
                 } else {
                     out.push(Step::User(intents));
                 }
@@ -307,7 +395,10 @@ impl Rasa<'_> {
                     out.push(Step::FormDone);
                 }
             } else if step.get("checkpoint").is_some() {
-                self.w.warn(at, "checkpoints are not supported: the story is read up to here");
+                self.w.warn(
+                    at,
+                    "checkpoints are not supported: the story is read up to here",
+                );
                 break;
             } else if step.get("slot_was_set").is_some() {
                 self.w.warn(at, "branches on slot values (slot_was_set) are not supported: read as if always true");
@@ -323,14 +414,22 @@ impl Rasa<'_> {
         let mut interruptions = 0;
         for (at, story, is_rule) in stories {
             let steps = self.steps_of(story, at);
-            let loop_condition = seq(story, "condition").iter().find_map(|c| str_of(c, "active_loop").map(str::to_string));
+            let loop_condition = seq(story, "condition")
+                .iter()
+                .find_map(|c| str_of(c, "active_loop").map(str::to_string));
             if let (true, Some(form)) = (*is_rule, loop_condition) {
-                let rest: Vec<Step> = steps.iter().skip_while(|s| **s != Step::FormDone).skip(1).cloned().collect();
+                let rest: Vec<Step> = steps
+                    .iter()
+                    .skip_while(|s| **s != Step::FormDone)
+                    .skip(1)
+                    .cloned()
+                    .collect();
                 after_form.entry(form).or_insert(rest);
                 continue;
             }
             if !matches!(steps.first(), Some(Step::User(_))) {
-                self.w.warn(at, "does not start with the caller's intent: not imported");
+                self.w
+                    .warn(at, "does not start with the caller's intent: not imported");
                 continue;
             }
             // Split into (intents, bot steps) segments.
@@ -360,11 +459,23 @@ impl Rasa<'_> {
             }
             let mut node = &mut root;
             for (intents, bot) in kept {
-                let child = node.children.entry(intents.clone()).or_insert_with(|| Node { origin: at.clone(), ..Default::default() });
+                let child = node
+                    .children
+                    .entry(intents.clone())
+                    .or_insert_with(|| Node {
+                        origin: at.clone(),
+                        ..Default::default()
+                    });
                 if child.steps.is_empty() {
                     child.steps = bot;
                 } else if !bot.is_empty() && child.steps != bot {
-                    self.w.warn(at, format!("after {:?} the bot does something else than in {}: that one is kept", intents, child.origin));
+                    self.w.warn(
+                        at,
+                        format!(
+                            "after {:?} the bot does something else than in {}: that one is kept",
+                            intents, child.origin
+                        ),
+                    );
                 }
                 node = child;
             }
@@ -375,7 +486,18 @@ impl Rasa<'_> {
 
         // nlu_fallback -> no-match prompts.
         if let Some(fallback) = root.children.remove(&vec!["nlu_fallback".to_string()]) {
-            let texts: Vec<Text> = fallback.steps.iter().filter_map(|s| if let Step::Utter(u) = s { self.utter(u) } else { None }).map(Text::text).collect();
+            let texts: Vec<Text> = fallback
+                .steps
+                .iter()
+                .filter_map(|s| {
+                    if let Step::Utter(u) = s {
+                        self.utter(u)
+                    } else {
+                        None
+                    }
+                })
+                .map(Text::text)
+                .collect();
             if !texts.is_empty() {
                 bundle.settings.no_match.prompts = texts;
             }
@@ -384,26 +506,61 @@ impl Rasa<'_> {
             self.w.warn("domain.yml responses.utter_greet", "a Rasa bot waits for the user; on the phone the local bot speaks first, with utter_greet");
             bundle.flow.states.insert(
                 START.into(),
-                State { say: Prompts(vec![Text::text(greet)]), transitions: vec![Transition { to: Some(MAIN.into()), ..Default::default() }], ..Default::default() },
+                State {
+                    say: Prompts(vec![Text::text(greet)]),
+                    transitions: vec![Transition {
+                        to: Some(MAIN.into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
             );
         } else {
-            self.w.warn("domain.yml", "no utter_greet: the local bot starts listening in silence");
-            bundle.flow.states.insert(START.into(), State { transitions: vec![Transition { to: Some(MAIN.into()), ..Default::default() }], ..Default::default() });
+            self.w.warn(
+                "domain.yml",
+                "no utter_greet: the local bot starts listening in silence",
+            );
+            bundle.flow.states.insert(
+                START.into(),
+                State {
+                    transitions: vec![Transition {
+                        to: Some(MAIN.into()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            );
         }
-        bundle.flow.states.insert(MAIN.into(), State { description: Some("listening for any intent".into()), ..Default::default() });
+        bundle.flow.states.insert(
+            MAIN.into(),
+            State {
+                description: Some("listening for any intent".into()),
+                ..Default::default()
+            },
+        );
 
         let children: Vec<(Vec<String>, Node)> = root.children.into_iter().collect();
         for (intents, node) in children {
             let name = ident(&intents[0]);
             self.node_states(&name, &node, &after_form, bundle);
             for i in intents {
-                bundle.flow.global.push(Transition { intent: Some(ident(&i)), to: Some(name.clone()), ..Default::default() });
+                bundle.flow.global.push(Transition {
+                    intent: Some(ident(&i)),
+                    to: Some(name.clone()),
+                    ..Default::default()
+                });
             }
         }
     }
 
     /// The state for one node of the story tree (and its descendants).
-    fn node_states(&mut self, name: &str, node: &Node, after_form: &BTreeMap<String, Vec<Step>>, bundle: &mut Bundle) {
+    fn node_states(
+        &mut self,
+        name: &str,
+        node: &Node,
+        after_form: &BTreeMap<String, Vec<Step>>,
+        bundle: &mut Bundle,
+    ) {
         let mut state = State::default();
         let mut handoff = false;
         let mut form = None;
@@ -420,7 +577,10 @@ impl Rasa<'_> {
             }
         }
         if handoff {
-            state.transitions.push(Transition { transfer: Some(AGENT.into()), ..Default::default() });
+            state.transitions.push(Transition {
+                transfer: Some(AGENT.into()),
+                ..Default::default()
+            });
         } else if let Some(f) = &form {
             // Once the form's slots are filled: what follows it, then back to listening.
             state.collect = self.form_slots(f, bundle);
@@ -430,15 +590,27 @@ impl Rasa<'_> {
                 handoff_after |= self.bot_step(s, &mut say, &node.origin);
             }
             state.transitions.push(match handoff_after {
-                true => Transition { say, transfer: Some(AGENT.into()), ..Default::default() },
-                false => Transition { say, to: Some(MAIN.into()), ..Default::default() },
+                true => Transition {
+                    say,
+                    transfer: Some(AGENT.into()),
+                    ..Default::default()
+                },
+                false => Transition {
+                    say,
+                    to: Some(MAIN.into()),
+                    ..Default::default()
+                },
             });
         }
         for (intents, child) in &node.children {
             let child_name = format!("{name} > {}", ident(&intents[0]));
             self.node_states(&child_name, child, after_form, bundle);
             for i in intents {
-                state.transitions.push(Transition { intent: Some(ident(i)), to: Some(child_name.clone()), ..Default::default() });
+                state.transitions.push(Transition {
+                    intent: Some(ident(i)),
+                    to: Some(child_name.clone()),
+                    ..Default::default()
+                });
             }
         }
         bundle.flow.states.insert(name.to_string(), state);
@@ -464,39 +636,87 @@ impl Rasa<'_> {
     /// The form's required slots as `collect` entries.
     fn form_slots(&mut self, form: &str, bundle: &mut Bundle) -> Vec<Collect> {
         let at = format!("domain.yml forms.{form}");
-        let def = self.domain.get("forms").and_then(|f| f.get(form)).cloned().unwrap_or(Value::Null);
+        let def = self
+            .domain
+            .get("forms")
+            .and_then(|f| f.get(form))
+            .cloned()
+            .unwrap_or(Value::Null);
         let required: Vec<(String, Vec<Value>)> = match def.get("required_slots") {
-            Some(Value::Sequence(s)) => s.iter().filter_map(Value::as_str).map(|s| (s.to_string(), vec![])).collect(),
+            Some(Value::Sequence(s)) => s
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|s| (s.to_string(), vec![]))
+                .collect(),
             // Rasa 2: slot -> mappings.
             Some(Value::Mapping(m)) => m
                 .iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_sequence().cloned().unwrap_or_default())))
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.as_str()?.to_string(),
+                        v.as_sequence().cloned().unwrap_or_default(),
+                    ))
+                })
                 .collect(),
             _ => vec![],
         };
         let mut out = vec![];
         for (slot, form_mappings) in required {
-            let prompt = [format!("utter_ask_{form}_{slot}"), format!("utter_ask_{slot}")].iter().find_map(|r| self.utter(r));
+            let prompt = [
+                format!("utter_ask_{form}_{slot}"),
+                format!("utter_ask_{slot}"),
+            ]
+            .iter()
+            .find_map(|r| self.utter(r));
             let Some(prompt) = prompt else {
                 self.w.warn(&at, format!("slot `{slot}` has no utter_ask_{slot} response (asked by a custom action?): not asked"));
                 continue;
             };
-            let slot_def = self.domain.get("slots").and_then(|s| s.get(slot.as_str())).cloned().unwrap_or(Value::Null);
-            let mappings = if form_mappings.is_empty() { seq(&slot_def, "mappings").to_vec() } else { form_mappings };
+            let slot_def = self
+                .domain
+                .get("slots")
+                .and_then(|s| s.get(slot.as_str()))
+                .cloned()
+                .unwrap_or(Value::Null);
+            let mappings = if form_mappings.is_empty() {
+                seq(&slot_def, "mappings").to_vec()
+            } else {
+                form_mappings
+            };
             let Some(entity) = self.slot_entity(&slot, &slot_def, &mappings, bundle) else {
-                self.w.warn(&at, format!("slot `{slot}` is filled by a custom mapping: not asked"));
+                self.w.warn(
+                    &at,
+                    format!("slot `{slot}` is filled by a custom mapping: not asked"),
+                );
                 continue;
             };
-            out.push(Collect { slot: slot_ident(&slot), entity, prompt: Text::text(prompt), reprompts: vec![], max_attempts: None, on_fail: None });
+            out.push(Collect {
+                slot: slot_ident(&slot),
+                entity,
+                prompt: Text::text(prompt),
+                reprompts: vec![],
+                max_attempts: None,
+                on_fail: None,
+            });
         }
         out
     }
 
     /// The entity that fills a slot, from its mappings; registered in the bundle.
-    fn slot_entity(&mut self, slot: &str, def: &Value, mappings: &[Value], bundle: &mut Bundle) -> Option<String> {
+    fn slot_entity(
+        &mut self,
+        slot: &str,
+        def: &Value,
+        mappings: &[Value],
+        bundle: &mut Bundle,
+    ) -> Option<String> {
         let at = format!("domain.yml slots.{slot}");
         let kinds: Vec<&str> = mappings.iter().filter_map(|m| str_of(m, "type")).collect();
-        if let Some(entity) = mappings.iter().find(|m| str_of(m, "type") == Some("from_entity")).and_then(|m| str_of(m, "entity")) {
+        if let Some(entity) = mappings
+            .iter()
+            .find(|m| str_of(m, "type") == Some("from_entity"))
+            .and_then(|m| str_of(m, "entity"))
+        {
             let name = ident(entity);
             if let Some(values) = self.nlu.values.get(entity).filter(|v| !v.is_empty()) {
                 let values = values
@@ -504,20 +724,34 @@ impl Rasa<'_> {
                     .map(|(v, syns)| {
                         let mut synonyms: BTreeSet<String> = syns.clone();
                         synonyms.extend(self.nlu.synonyms.get(v).cloned().unwrap_or_default());
-                        EntityValue { value: v.clone(), synonyms: synonyms.into_iter().collect() }
+                        EntityValue {
+                            value: v.clone(),
+                            synonyms: synonyms.into_iter().collect(),
+                        }
                     })
                     .collect();
-                bundle.entities.insert(name.clone(), Entity::List { values: Localized::One(values) });
+                bundle.entities.insert(
+                    name.clone(),
+                    Entity::List {
+                        values: Localized::One(values),
+                    },
+                );
                 return Some(name);
             }
             if let Some(patterns) = self.nlu.regexes.get(entity) {
-                bundle.entities.insert(name.clone(), Entity::Regex { pattern: patterns.join("|") });
+                bundle.entities.insert(
+                    name.clone(),
+                    Entity::Regex {
+                        pattern: patterns.join("|"),
+                    },
+                );
                 return Some(name);
             }
             if self.duckling.contains(entity) {
                 if let Some((sys, e, note)) = system_entity(entity) {
                     if let Some(note) = note {
-                        self.w.warn(&at, format!("Duckling {entity} approximated: {note}"));
+                        self.w
+                            .warn(&at, format!("Duckling {entity} approximated: {note}"));
                     }
                     bundle.entities.entry(sys.clone()).or_insert(e);
                     return Some(sys);
@@ -527,28 +761,57 @@ impl Rasa<'_> {
             bundle.entities.entry("any".into()).or_insert(Entity::Any);
             return Some("any".into());
         }
-        let from_intent: Vec<&Value> = mappings.iter().filter(|m| str_of(m, "type") == Some("from_intent")).collect();
+        let from_intent: Vec<&Value> = mappings
+            .iter()
+            .filter(|m| str_of(m, "type") == Some("from_intent"))
+            .collect();
         if !from_intent.is_empty() {
             // yes/no style slots: each value is recognised by its intent's examples.
             let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
             for m in from_intent {
                 let value = m.get("value").map(yaml_scalar).unwrap_or_default();
                 let intent = str_of(m, "intent").unwrap_or("");
-                values.entry(value).or_default().extend(self.nlu.examples.get(intent).cloned().unwrap_or_default());
+                values
+                    .entry(value)
+                    .or_default()
+                    .extend(self.nlu.examples.get(intent).cloned().unwrap_or_default());
             }
             let name = format!("{}_answer", slot_ident(slot));
-            let values = values.into_iter().map(|(value, synonyms)| EntityValue { value, synonyms: synonyms.into_iter().collect() }).collect();
-            bundle.entities.insert(name.clone(), Entity::List { values: Localized::One(values) });
+            let values = values
+                .into_iter()
+                .map(|(value, synonyms)| EntityValue {
+                    value,
+                    synonyms: synonyms.into_iter().collect(),
+                })
+                .collect();
+            bundle.entities.insert(
+                name.clone(),
+                Entity::List {
+                    values: Localized::One(values),
+                },
+            );
             return Some(name);
         }
-        if kinds.contains(&"from_text") || (kinds.is_empty() && str_of(def, "type") == Some("text")) {
+        if kinds.contains(&"from_text") || (kinds.is_empty() && str_of(def, "type") == Some("text"))
+        {
             bundle.entities.entry("any".into()).or_insert(Entity::Any);
             return Some("any".into());
         }
         if let Some(values) = def.get("values").and_then(Value::as_sequence) {
-            let values = values.iter().map(|v| EntityValue { value: yaml_scalar(v), synonyms: vec![] }).collect();
+            let values = values
+                .iter()
+                .map(|v| EntityValue {
+                    value: yaml_scalar(v),
+                    synonyms: vec![],
+                })
+                .collect();
             let name = format!("{}_values", slot_ident(slot));
-            bundle.entities.insert(name.clone(), Entity::List { values: Localized::One(values) });
+            bundle.entities.insert(
+                name.clone(),
+                Entity::List {
+                    values: Localized::One(values),
+                },
+            );
             return Some(name);
         }
         None
@@ -556,30 +819,60 @@ impl Rasa<'_> {
 
     fn tests(&mut self, bundle: &Bundle) -> Result<Vec<TestConversation>, ImportError> {
         let mut out = vec![];
-        let paths: Vec<String> = self.files.under("tests").filter(|p| p.ends_with(".yml") || p.ends_with(".yaml")).map(str::to_string).collect();
+        let paths: Vec<String> = self
+            .files
+            .under("tests")
+            .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
+            .map(str::to_string)
+            .collect();
         for path in paths {
             let doc = super::parse_yaml(self.files, FORMAT, &path)?;
             'story: for (i, story) in seq(&doc, "stories").iter().enumerate() {
                 let at = format!("{path} stories[{i}]");
-                let name = str_of(story, "story").unwrap_or("test story").trim().to_string();
+                let name = str_of(story, "story")
+                    .unwrap_or("test story")
+                    .trim()
+                    .to_string();
                 let mut turns: Vec<TestTurn> = vec![];
                 for step in seq(story, "steps") {
                     if let Some(intent) = str_of(step, "intent") {
-                        let user = str_of(step, "user").map(|u| strip_annotations(u.trim()).0).or_else(|| {
-                            // Story tests may skip the text: an example of the intent stands in.
-                            self.nlu.examples.get(intent).and_then(|e| e.first().cloned())
-                        });
+                        let user = str_of(step, "user")
+                            .map(|u| strip_annotations(u.trim()).0)
+                            .or_else(|| {
+                                // Story tests may skip the text: an example of the intent stands in.
+                                self.nlu
+                                    .examples
+                                    .get(intent)
+                                    .and_then(|e| e.first().cloned())
+                            });
                         let Some(user) = user else {
                             self.w.warn(&at, format!("turn with intent `{intent}` has no user text and the intent no examples: test not imported"));
                             continue 'story;
                         };
-                        let expected = if intent == "nlu_fallback" { "none".to_string() } else { ident(intent) };
-                        let intent = bundle.intents.contains_key(&expected).then_some(expected.clone()).or((expected == "none").then_some(expected));
-                        turns.push(TestTurn { user: Some(user), intent, ..Default::default() });
+                        let expected = if intent == "nlu_fallback" {
+                            "none".to_string()
+                        } else {
+                            ident(intent)
+                        };
+                        let intent = bundle
+                            .intents
+                            .contains_key(&expected)
+                            .then_some(expected.clone())
+                            .or((expected == "none").then_some(expected));
+                        turns.push(TestTurn {
+                            user: Some(user),
+                            intent,
+                            ..Default::default()
+                        });
                     } else if let Some(action) = str_of(step, "action") {
-                        let Some(turn) = turns.last_mut() else { continue };
+                        let Some(turn) = turns.last_mut() else {
+                            continue;
+                        };
                         if action.starts_with("utter_") {
-                            if let Some(text) = self.utter(action).filter(|t| !crate::dialog::slots::has_placeholders(t)) {
+                            if let Some(text) = self
+                                .utter(action)
+                                .filter(|t| !crate::dialog::slots::has_placeholders(t))
+                            {
                                 turn.reply_contains.push(text);
                             }
                         } else if is_handoff(action) {
@@ -590,7 +883,11 @@ impl Rasa<'_> {
                 if turns.is_empty() {
                     continue;
                 }
-                out.push(TestConversation { name, greeting_contains: vec![], turns });
+                out.push(TestConversation {
+                    name,
+                    greeting_contains: vec![],
+                    turns,
+                });
             }
         }
         Ok(out)
@@ -598,7 +895,8 @@ impl Rasa<'_> {
 }
 
 fn is_handoff(action: &str) -> bool {
-    matches!(action, "action_handoff" | "action_human_handoff") || action.starts_with("action_transfer")
+    matches!(action, "action_handoff" | "action_human_handoff")
+        || action.starts_with("action_transfer")
 }
 
 fn yaml_scalar(v: &Value) -> String {
@@ -615,13 +913,21 @@ fn examples_of(item: &Value) -> Vec<String> {
     match item.get("examples") {
         Some(Value::String(block)) => block
             .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("- ").or_else(|| l.trim_start().strip_prefix('-')))
+            .filter_map(|l| {
+                l.trim_start()
+                    .strip_prefix("- ")
+                    .or_else(|| l.trim_start().strip_prefix('-'))
+            })
             .map(|l| l.trim().to_string())
             .filter(|l| !l.is_empty())
             .collect(),
         Some(Value::Sequence(items)) => items
             .iter()
-            .filter_map(|i| i.as_str().map(str::to_string).or_else(|| str_of(i, "text").map(str::to_string)))
+            .filter_map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .or_else(|| str_of(i, "text").map(str::to_string))
+            })
             .collect(),
         _ => vec![],
     }
@@ -635,8 +941,15 @@ fn strip_annotations(example: &str) -> (String, Vec<(String, String, String)>) {
     let text = re.replace_all(example, |c: &regex::Captures| {
         let said = c[1].to_string();
         if let Some(paren) = c.get(2) {
-            let (entity, value) = paren.as_str().split_once(':').unwrap_or((paren.as_str(), &said));
-            found.push((entity.trim().to_string(), said.clone(), value.trim().to_string()));
+            let (entity, value) = paren
+                .as_str()
+                .split_once(':')
+                .unwrap_or((paren.as_str(), &said));
+            found.push((
+                entity.trim().to_string(),
+                said.clone(),
+                value.trim().to_string(),
+            ));
         } else if let Some(json) = c.get(3) {
             let v: serde_json::Value = serde_json::from_str(json.as_str()).unwrap_or_default();
             if let Some(entity) = v["entity"].as_str() {
@@ -660,6 +973,9 @@ mod tests {
         assert_eq!(a, vec![("priority".into(), "low".into(), "low".into())]);
         let (t, a) = strip_annotations(r#"[escalated]{"entity": "priority", "value": "high"}"#);
         assert_eq!(t, "escalated");
-        assert_eq!(a, vec![("priority".into(), "escalated".into(), "high".into())]);
+        assert_eq!(
+            a,
+            vec![("priority".into(), "escalated".into(), "high".into())]
+        );
     }
 }

@@ -64,7 +64,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: &str, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.to_string(), content: content.into() }
+        ChatMessage {
+            role: role.to_string(),
+            content: content.into(),
+        }
     }
 }
 
@@ -167,7 +170,10 @@ pub enum Response {
     Pong,
     /// Speech probability per [`VAD_CHUNK_SAMPLES`] chunk, and the state to
     /// pass with the next chunk of the same stream.
-    VadProbs { probs: Vec<f32>, state: VadState },
+    VadProbs {
+        probs: Vec<f32>,
+        state: VadState,
+    },
     Transcript {
         text: String,
         /// The worker's VAD found no speech; Whisper was not run.
@@ -178,7 +184,9 @@ pub enum Response {
         timings: WorkerTimings,
     },
     /// A streamed piece of LLM output (`more: true`).
-    Token { text: String },
+    Token {
+        text: String,
+    },
     Generated {
         text: String,
         prompt_tokens: u32,
@@ -189,12 +197,25 @@ pub enum Response {
         timings: WorkerTimings,
     },
     /// Streamed audio (`more: true`); payload s16le mono at `sample_rate`.
-    Audio { sample_rate: u32, text: String },
+    Audio {
+        sample_rate: u32,
+        text: String,
+    },
     /// End of a synthesis; with `stream: false` the payload holds all audio.
-    Synthesized { sample_rate: u32, samples: u64, timings: WorkerTimings },
+    Synthesized {
+        sample_rate: u32,
+        samples: u64,
+        timings: WorkerTimings,
+    },
     /// Payload: `count` x `dim` f32le.
-    Embeddings { count: u32, dim: u32 },
-    Error { code: ErrorCode, message: String },
+    Embeddings {
+        count: u32,
+        dim: u32,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Why a request failed.
@@ -328,7 +349,10 @@ pub fn pcm16_to_bytes(samples: &[i16]) -> Vec<u8> {
 
 /// Samples from s16le bytes (a trailing odd byte is ignored).
 pub fn bytes_to_pcm16(bytes: &[u8]) -> Vec<i16> {
-    bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
 }
 
 /// s16le bytes to f32 samples in [-1, 1), as the engines want them.
@@ -360,7 +384,10 @@ pub fn f32s_to_bytes(v: &[f32]) -> Vec<u8> {
 
 /// f32le bytes to floats.
 pub fn bytes_to_f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[cfg(test)]
@@ -389,19 +416,36 @@ mod tests {
 
     #[test]
     fn header_shape_is_flat_json() {
-        let env = Envelope { id: 3, more: true, body: Response::Token { text: "Hel".into() } };
+        let env = Envelope {
+            id: 3,
+            more: true,
+            body: Response::Token { text: "Hel".into() },
+        };
         let bytes = encode_frame(&env, &[]);
         let header = std::str::from_utf8(&bytes[8..]).unwrap();
-        assert_eq!(header, r#"{"id":3,"more":true,"kind":"token","text":"Hel"}"#);
+        assert_eq!(
+            header,
+            r#"{"id":3,"more":true,"kind":"token","text":"Hel"}"#
+        );
     }
 
     #[test]
     fn clean_eof_is_none_and_truncation_is_an_error() {
         let empty: &[u8] = &[];
         assert!(read_frame::<_, Request>(&mut &empty[..]).unwrap().is_none());
-        let bytes = encode_frame(&Envelope { id: 1, more: false, body: Request::Ping }, b"abcdef");
+        let bytes = encode_frame(
+            &Envelope {
+                id: 1,
+                more: false,
+                body: Request::Ping,
+            },
+            b"abcdef",
+        );
         let cut = &bytes[..bytes.len() - 2];
-        assert!(matches!(read_frame::<_, Request>(&mut &cut[..]), Err(FrameError::Io(_))));
+        assert!(matches!(
+            read_frame::<_, Request>(&mut &cut[..]),
+            Err(FrameError::Io(_))
+        ));
     }
 
     #[test]
@@ -417,7 +461,10 @@ mod tests {
         bytes.extend_from_slice(&5u32.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
         bytes.extend_from_slice(b"{oops");
-        assert!(matches!(read_frame::<_, Request>(&mut &bytes[..]), Err(FrameError::BadHeader(_))));
+        assert!(matches!(
+            read_frame::<_, Request>(&mut &bytes[..]),
+            Err(FrameError::BadHeader(_))
+        ));
     }
 
     #[test]

@@ -35,11 +35,16 @@ impl Responder {
         let file = unsafe {
             let protocol_fd = libc::dup(1);
             if protocol_fd < 0 || libc::dup2(2, 1) < 0 {
-                panic!("cannot set up the protocol descriptor: {}", io::Error::last_os_error());
+                panic!(
+                    "cannot set up the protocol descriptor: {}",
+                    io::Error::last_os_error()
+                );
             }
             File::from_raw_fd(protocol_fd)
         };
-        Responder { out: Arc::new(Mutex::new(BufWriter::new(file))) }
+        Responder {
+            out: Arc::new(Mutex::new(BufWriter::new(file))),
+        }
     }
 
     /// Send one response. A broken pipe means the call plane is gone: exit.
@@ -51,7 +56,15 @@ impl Responder {
     }
 
     pub fn error(&self, id: u64, code: ErrorCode, message: impl Into<String>) {
-        self.send(id, false, Response::Error { code, message: message.into() }, &[]);
+        self.send(
+            id,
+            false,
+            Response::Error {
+                code,
+                message: message.into(),
+            },
+            &[],
+        );
     }
 }
 
@@ -64,7 +77,10 @@ pub struct CancelToken {
 
 impl CancelToken {
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.lock().map(|s| s.contains(&self.id)).unwrap_or(false)
+        self.cancelled
+            .lock()
+            .map(|s| s.contains(&self.id))
+            .unwrap_or(false)
     }
 }
 
@@ -164,7 +180,11 @@ where
                     Err(crate::FrameError::BadHeader(e)) => {
                         // The frame was complete, only its header was wrong:
                         // say so and keep serving.
-                        responder.error(u64::MAX, ErrorCode::BadRequest, format!("bad header: {e}"));
+                        responder.error(
+                            u64::MAX,
+                            ErrorCode::BadRequest,
+                            format!("bad header: {e}"),
+                        );
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read from the call plane; exiting");
@@ -176,7 +196,10 @@ where
     }
 
     for (id, request, payload) in rx {
-        let token = CancelToken { id, cancelled: cancelled.clone() };
+        let token = CancelToken {
+            id,
+            cancelled: cancelled.clone(),
+        };
         if token.is_cancelled() {
             responder.error(id, ErrorCode::Cancelled, "cancelled before start");
         } else {

@@ -268,11 +268,18 @@ impl LlmEngine {
         }
     }
 
-    fn sampler(&mut self, temperature: f32, grammar: Option<&str>) -> Result<TokenSampler, Failure> {
+    fn sampler(
+        &mut self,
+        temperature: f32,
+        grammar: Option<&str>,
+    ) -> Result<TokenSampler, Failure> {
         let grammar = grammar
             .map(|g| {
                 LlamaSampler::grammar(self.model, g, "root").map_err(|e| {
-                    (ErrorCode::BadRequest, format!("the GBNF grammar does not parse (root rule must be `root`): {e}"))
+                    (
+                        ErrorCode::BadRequest,
+                        format!("the GBNF grammar does not parse (root rule must be `root`): {e}"),
+                    )
                 })
             })
             .transpose()?;
@@ -425,11 +432,18 @@ impl TokenSampler {
         };
         let logits = ctx.get_logits_ith(-1);
         let all = || {
-            let data = logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0));
+            let data = logits
+                .iter()
+                .enumerate()
+                .map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0));
             LlamaTokenDataArray::from_iter(data, false)
         };
-        let preferred = all().with_sampler(&mut self.chain).selected_token().expect("the chain selects a token");
-        let mut probe = LlamaTokenDataArray::new(vec![LlamaTokenData::new(preferred, 1.0, 0.0)], false);
+        let preferred = all()
+            .with_sampler(&mut self.chain)
+            .selected_token()
+            .expect("the chain selects a token");
+        let mut probe =
+            LlamaTokenDataArray::new(vec![LlamaTokenData::new(preferred, 1.0, 0.0)], false);
         probe.apply_sampler(grammar);
         let token = if probe.data.first().is_some_and(|d| d.logit().is_finite()) {
             preferred

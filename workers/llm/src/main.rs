@@ -80,12 +80,21 @@ fn use_passive_openmp_waits() {
     if std::env::var_os("OMP_WAIT_POLICY").is_some() {
         return;
     }
-    let Ok(exe) = std::env::current_exe() else { return };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
-    let error = std::process::Command::new(&exe).arg0(arg0).args(args).env("OMP_WAIT_POLICY", "PASSIVE").exec();
+    let error = std::process::Command::new(&exe)
+        .arg0(arg0)
+        .args(args)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .exec();
     // exec only returns on failure: carry on with the default policy.
-    eprintln!("understudy-llm: cannot re-execute {} with OMP_WAIT_POLICY=PASSIVE: {error}", exe.display());
+    eprintln!(
+        "understudy-llm: cannot re-execute {} with OMP_WAIT_POLICY=PASSIVE: {error}",
+        exe.display()
+    );
 }
 
 fn load(args: &Args) -> Result<(LlmEngine, ReadyInfo), String> {
