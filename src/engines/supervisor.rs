@@ -454,10 +454,12 @@ async fn run_once(shared: &Arc<Shared>, shutdown: &mut watch::Receiver<bool>) ->
         .kill_on_drop(true);
     let mut child: Child = match command.spawn() {
         Ok(c) => c,
-        Err(e) => return RunOutcome::LoadFailed(format!(
+        Err(e) => {
+            return RunOutcome::LoadFailed(format!(
             "cannot start {}: {e} (is the workspace built? `cargo build --release --workspace`)",
             spec.program.display()
-        )),
+        ))
+        }
     };
     *shared.pid.lock().unwrap() = child.id();
     let stdin = child.stdin.take().expect("piped");
