@@ -219,9 +219,9 @@ fn validation_reports_unreachable_states_unknown_targets_and_loops() {
     b.flow.states.get_mut("book").unwrap().transitions[0].end = false;
     b.flow.states.get_mut("book").unwrap().transitions[0].transfer = Some("nobody".into());
     let mut a = b.flow.states["menu"].clone();
-    a.transitions = vec![serde_yaml::from_str("{to: loop_b}").unwrap()];
+    a.transitions = vec![serde_norway::from_str("{to: loop_b}").unwrap()];
     let mut bb = a.clone();
-    bb.transitions = vec![serde_yaml::from_str("{to: loop_a}").unwrap()];
+    bb.transitions = vec![serde_norway::from_str("{to: loop_a}").unwrap()];
     b.flow.states.insert("loop_a".into(), a);
     b.flow.states.insert("loop_b".into(), bb);
     let issues = b.validate();
@@ -257,14 +257,14 @@ fn validation_checks_triggers_entities_and_placeholders() {
     let mut b = Bundle::load(&fixture("minimal.yaml")).unwrap();
     let menu = b.flow.states.get_mut("menu").unwrap();
     menu.transitions
-        .push(serde_yaml::from_str("{intent: nope, dtmf: 'x1', to: menu}").unwrap());
+        .push(serde_norway::from_str("{intent: nope, dtmf: 'x1', to: menu}").unwrap());
     menu.transitions
-        .push(serde_yaml::from_str("{intent: book, to: menu, end: true}").unwrap());
-    menu.say = serde_yaml::from_str("'Hello {caller_name}'").unwrap();
+        .push(serde_norway::from_str("{intent: book, to: menu, end: true}").unwrap());
+    menu.say = serde_norway::from_str("'Hello {caller_name}'").unwrap();
     b.flow.states.get_mut("status").unwrap().collect[0].entity = "tiket".into();
     b.flow
         .global
-        .push(serde_yaml::from_str("{to: menu}").unwrap());
+        .push(serde_norway::from_str("{to: menu}").unwrap());
     let issues = b.validate();
     let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
     let has = |needle: &str| text.iter().any(|t| t.contains(needle));
@@ -293,15 +293,15 @@ fn conditions_accept_every_documented_shape() {
     use std::collections::BTreeMap;
     use understudy::dialog::bundle::Condition;
     let slots: BTreeMap<String, String> = [("a".to_string(), "Ready".to_string())].into();
-    let c: Condition = serde_yaml::from_str(
+    let c: Condition = serde_norway::from_str(
         "{all: [{filled: a}, {not: {empty: a}}, {equals: {slot: a, value: ready}}]}",
     )
     .unwrap();
     assert!(c.holds(&slots));
     let c: Condition =
-        serde_yaml::from_str("{any: [{filled: b}, {equals: {slot: a, value: 3}}]}").unwrap();
+        serde_norway::from_str("{any: [{filled: b}, {equals: {slot: a, value: 3}}]}").unwrap();
     assert!(!c.holds(&slots));
-    let err = serde_yaml::from_str::<Condition>("{filled: a, empty: b}")
+    let err = serde_norway::from_str::<Condition>("{filled: a, empty: b}")
         .unwrap_err()
         .to_string();
     assert!(err.contains("exactly one of"), "{err}");

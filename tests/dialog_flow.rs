@@ -368,7 +368,7 @@ async fn rules_on_held_out_phrasings_are_precise() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bundles/demo_heldout.yaml");
     let cases: Vec<HeldOut> =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let bot = demo().await;
     let (mut right, mut wrong, mut passed) = (0, vec![], 0);
     for case in &cases {

@@ -81,7 +81,7 @@ fn phrasings(file: &str) -> Vec<HeldOut> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/bundles")
         .join(file);
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -5,7 +5,7 @@
 use super::validate::{self, Issue, Severity};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -127,13 +127,13 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Localized<T> {
                     let lang = k.as_str().ok_or_else(|| {
                         D::Error::custom("a language code (like `en`) must be a string")
                     })?;
-                    let value = serde_yaml::from_value(v)
+                    let value = serde_norway::from_value(v)
                         .map_err(|e| D::Error::custom(format!("language `{lang}`: {e}")))?;
                     out.insert(lang.to_string(), value);
                 }
                 Ok(Localized::ByLang(out))
             }
-            other => serde_yaml::from_value(other)
+            other => serde_norway::from_value(other)
                 .map(Localized::One)
                 .map_err(D::Error::custom),
         }
@@ -173,12 +173,12 @@ impl<'de> Deserialize<'de> for Prompts {
         match Value::deserialize(d)? {
             Value::Sequence(items) => items
                 .into_iter()
-                .map(serde_yaml::from_value::<Text>)
+                .map(serde_norway::from_value::<Text>)
                 .collect::<Result<Vec<_>, _>>()
                 .map(Prompts)
                 .map_err(D::Error::custom),
             Value::Null => Ok(Prompts::default()),
-            one => serde_yaml::from_value::<Text>(one)
+            one => serde_norway::from_value::<Text>(one)
                 .map(|t| Prompts(vec![t]))
                 .map_err(D::Error::custom),
         }
@@ -499,7 +499,7 @@ impl<'de> Deserialize<'de> for EntityValue {
             synonyms: Vec<String>,
         }
         match Value::deserialize(d)? {
-            v @ Value::Mapping(_) => serde_yaml::from_value::<Full>(v)
+            v @ Value::Mapping(_) => serde_norway::from_value::<Full>(v)
                 .map(|f| EntityValue {
                     value: f.value,
                     synonyms: f.synonyms,
@@ -652,7 +652,7 @@ pub enum Condition {
     Not(Box<Condition>),
 }
 
-/// The file shape of a condition: a map with exactly one key (serde_yaml
+/// The file shape of a condition: a map with exactly one key (serde_norway
 /// reads enums only from `!tags`, which designers should not need).
 #[derive(Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -859,12 +859,12 @@ impl Bundle {
         struct Header {
             format: Option<Value>,
         }
-        let syntax = |e: serde_yaml::Error| BundleError::Syntax {
+        let syntax = |e: serde_norway::Error| BundleError::Syntax {
             origin: origin.to_string(),
             message: e.to_string(),
         };
         // The format first: a future version's new fields must not read as typos.
-        let header: Header = serde_yaml::from_str(text).map_err(syntax)?;
+        let header: Header = serde_norway::from_str(text).map_err(syntax)?;
         match header.format.as_ref().and_then(Value::as_str) {
             Some(FORMAT_V1) => {}
             Some(other) => {
@@ -880,7 +880,7 @@ impl Bundle {
                 })
             }
         }
-        let bundle: Bundle = serde_yaml::from_str(text).map_err(syntax)?;
+        let bundle: Bundle = serde_norway::from_str(text).map_err(syntax)?;
         let issues = bundle.validate();
         for warning in issues.iter().filter(|i| i.severity == Severity::Warning) {
             tracing::warn!(bundle = origin, "{warning}");
@@ -916,7 +916,7 @@ impl Bundle {
     }
 
     pub fn to_yaml(&self) -> String {
-        serde_yaml::to_string(self).expect("a bundle always serializes")
+        serde_norway::to_string(self).expect("a bundle always serializes")
     }
 
     /// Problems a designer should fix (errors) or look at (warnings):

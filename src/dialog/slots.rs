@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn list_values_match_synonyms_longest_first() {
-        let entity: Entity = serde_yaml::from_str(
+        let entity: Entity = serde_norway::from_str(
             "kind: list\nvalues: [small, {value: large, synonyms: [big, extra large]}, {value: xl, synonyms: [extra extra large]}]",
         )
         .unwrap();

@@ -106,7 +106,7 @@ fn compare<T: Serialize>(
 }
 
 fn yaml<T: Serialize>(v: &T) -> String {
-    serde_yaml::to_string(v).unwrap_or_default()
+    serde_norway::to_string(v).unwrap_or_default()
 }
 
 fn phrases(p: &Localized<Vec<String>>) -> BTreeSet<String> {

@@ -683,13 +683,13 @@ pub fn parse_yaml(
     files: &ExportFiles,
     format: ExportFormat,
     path: &str,
-) -> Result<serde_yaml::Value, ImportError> {
+) -> Result<serde_norway::Value, ImportError> {
     let bytes = files.get(path).ok_or_else(|| ImportError::Missing {
         format: format.label(),
         origin: files.origin().into(),
         detail: format!("{path} is missing"),
     })?;
-    serde_yaml::from_slice(bytes).map_err(|e| ImportError::Parse {
+    serde_norway::from_slice(bytes).map_err(|e| ImportError::Parse {
         format: format.label(),
         origin: files.origin().into(),
         file: path.into(),

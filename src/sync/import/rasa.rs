@@ -33,7 +33,7 @@ use crate::dialog::bundle::{
     TestConversation, TestTurn, Text, TransferTarget, Transition, FORMAT_V1,
 };
 use crate::dialog::Bundle;
-use serde_yaml::Value;
+use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 const FORMAT: ExportFormat = ExportFormat::Rasa;
@@ -147,7 +147,7 @@ fn read_domain(files: &ExportFiles) -> Result<Value, ImportError> {
             return super::parse_yaml(files, FORMAT, name);
         }
     }
-    let mut merged = serde_yaml::Mapping::new();
+    let mut merged = serde_norway::Mapping::new();
     let parts: Vec<String> = files
         .under("domain")
         .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
