@@ -12,8 +12,14 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$cache/target}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-$(nproc)}
 
 scripts/install-deps.sh
+echo "== style (rustfmt)" >&2
+cargo fmt --all --check
 echo "== build (release, all workers)" >&2
 cargo build --release --workspace --locked
+echo "== lints (clippy, every target, warnings are errors)" >&2
+# --release reuses the build above (its build scripts and dependencies), so the
+# engines' C++ is not compiled a second time for a debug profile.
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
 echo "== test model pack" >&2
 "$CARGO_TARGET_DIR/release/understudy" models fetch --pack test
 echo "== tests" >&2

@@ -478,7 +478,7 @@ impl Config {
                 .engines
                 .worker_dir
                 .clone()
-                .unwrap_or_else(crate::engines::default_worker_dir),
+                .unwrap_or_else(default_worker_dir),
             pack,
             threads: self.engines.threads.clone(),
             timeouts: self.engines.timeouts_ms.clone(),
@@ -514,6 +514,18 @@ impl EngineConfig {
         };
         Duration::from_millis(ms)
     }
+}
+
+/// Where the worker executables live: `$UNDERSTUDY_WORKER_DIR`, else beside
+/// the running `understudy` binary (cargo puts them all in target/<profile>).
+pub fn default_worker_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("UNDERSTUDY_WORKER_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 #[cfg(test)]

@@ -1118,7 +1118,7 @@ impl Bundle {
             .into_iter()
             .filter_map(|(_, t)| t.get(lang, self.language()))
             .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty() && !super::slots::has_placeholders(t))
+            .filter(|t| !t.is_empty() && !super::template::has_placeholders(t))
             .filter(|t| seen.insert(t.clone()))
             .collect()
     }

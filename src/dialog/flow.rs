@@ -7,6 +7,7 @@ use super::bundle::{Collect, State, Text, Transition};
 use super::knowledge::{AnswerSource, Retrieved};
 use super::recognize::Recognition;
 use super::slots::{self, Matcher};
+use super::template;
 use super::turn::*;
 use crate::engines::EngineError;
 use crate::metrics;
@@ -406,7 +407,7 @@ impl Bot {
     }
 
     fn render(&self, conv: &Conversation, text: &Text) -> String {
-        slots::render(self.t(text), &conv.slots, &self.digit_slots)
+        template::render(self.t(text), &conv.slots, &self.digit_slots)
     }
 
     fn say(&self, conv: &Conversation, texts: &[Text], step: &mut Step) {

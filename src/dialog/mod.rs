@@ -27,6 +27,7 @@ pub mod guard;
 pub mod knowledge;
 pub mod recognize;
 pub mod slots;
+pub mod template;
 pub mod testing;
 pub mod text;
 mod turn;

@@ -2,7 +2,7 @@
 //! (warnings), each with the field path and what to do about it.
 
 use super::bundle::{Bundle, Entity, Localized, Settings, Transition};
-use super::slots;
+use super::template;
 use super::text::normalize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -590,7 +590,7 @@ fn prompts(b: &Bundle, f: &mut Findings) {
             if t.trim().is_empty() {
                 f.error(&path, "missing prompt: the text is empty");
             }
-            for name in slots::placeholders(t) {
+            for name in template::placeholders(t) {
                 if !placeholders.contains(name) {
                     f.warn(&path, format!("`{{{name}}}` names no collected or looked-up slot, so it will be spoken as nothing"));
                 }

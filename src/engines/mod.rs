@@ -8,7 +8,7 @@ pub mod supervisor;
 
 use crate::config::EngineConfig;
 use crate::metrics;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 pub use supervisor::{Reply, ReplyStream, Worker, WorkerHealth, WorkerSpec, WorkerState};
 pub use understudy_ipc::ChatMessage;
@@ -60,18 +60,6 @@ fn observe(engine: &'static str, op: &str, started: Instant) -> f64 {
         ms,
     );
     ms
-}
-
-/// Where the worker executables live: `$UNDERSTUDY_WORKER_DIR`, else beside
-/// the running `understudy` binary (cargo puts them all in target/<profile>).
-pub fn default_worker_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("UNDERSTUDY_WORKER_DIR") {
-        return PathBuf::from(dir);
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn spec(

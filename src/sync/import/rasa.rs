@@ -871,7 +871,7 @@ impl Rasa<'_> {
                         if action.starts_with("utter_") {
                             if let Some(text) = self
                                 .utter(action)
-                                .filter(|t| !crate::dialog::slots::has_placeholders(t))
+                                .filter(|t| !crate::dialog::template::has_placeholders(t))
                             {
                                 turn.reply_contains.push(text);
                             }
