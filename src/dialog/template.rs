@@ -50,3 +50,32 @@ pub fn render(
     // An empty placeholder leaves double spaces behind.
     out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_render_digit_slots_digit_by_digit() {
+        let slots: BTreeMap<String, String> = [
+            ("order_number".to_string(), "48213".to_string()),
+            ("order.status".into(), "shipped".into()),
+        ]
+        .into();
+        let digit_slots: BTreeSet<String> = ["order_number".to_string()].into();
+        assert_eq!(
+            render(
+                "Order {order_number} has {order.status}.",
+                &slots,
+                &digit_slots
+            ),
+            "Order 4 8 2 1 3 has shipped."
+        );
+        assert_eq!(
+            render("Hi {missing} there", &slots, &digit_slots),
+            "Hi there"
+        );
+        assert_eq!(placeholders("{a} and {b.c}"), ["a", "b.c"]);
+        assert!(!has_placeholders("Plain text."));
+    }
+}
