@@ -559,7 +559,7 @@ impl EngineConfig {
 }
 
 /// Where the worker executables live: `$UNDERSTUDY_WORKER_DIR`, else beside
-/// the running `understudy` binary (cargo puts them all in target/<profile>).
+/// the running `understudy` binary (cargo puts them all in `target/<profile>`).
 pub fn default_worker_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("UNDERSTUDY_WORKER_DIR") {
         return PathBuf::from(dir);
