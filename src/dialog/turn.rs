@@ -19,7 +19,7 @@ pub enum UserInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchSource {
-    /// A rule: an exact phrase or keyword of the intent.
+    /// A rule: a training phrase or keyword of the intent, exact or contained in the utterance.
     Rule,
     /// The closest training phrase by embedding similarity.
     Embedding,
