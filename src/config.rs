@@ -11,21 +11,32 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use understudy_models::PackPaths;
 
+/// The configuration file read when neither `--config` nor `$UNDERSTUDY_CONFIG` names one.
 pub const SYSTEM_CONFIG: &str = "/etc/understudy/understudy.toml";
 
+/// The whole configuration file; each field is one TOML table (`[models]`, `[sip]`...).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// Which model pack the engines load, and from where.
     pub models: ModelsConfig,
+    /// Worker processes: threads, deadlines, GPU, context size.
     pub engines: EnginesConfig,
+    /// Which bot bundle to serve.
     pub bot: BotConfig,
+    /// Turn-taking: end of speech, barge-in, deadlines.
     pub session: SessionConfig,
+    /// The health, readiness, status and metrics endpoint.
     pub http: HttpConfig,
+    /// Calls by SIP/RTP.
     pub sip: SipConfig,
+    /// Where bot versions are pulled from and kept.
     pub sync: SyncConfig,
+    /// The cloud bot, its health probes, and takeover.
     pub cloud: CloudConfig,
 }
 
+/// Where the engines' models come from (`[models]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelsConfig {
@@ -49,10 +60,15 @@ impl Default for ModelsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Threads {
+    /// Threads of the VAD worker.
     pub vad: u32,
+    /// Threads of the STT (Whisper) worker.
     pub stt: u32,
+    /// Threads of the LLM worker.
     pub llm: u32,
+    /// Threads of the TTS (Piper) worker.
     pub tts: u32,
+    /// Threads of the embedding worker.
     pub embed: u32,
 }
 
@@ -72,10 +88,15 @@ impl Default for Threads {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TimeoutsMs {
+    /// Deadline of one VAD request, in ms.
     pub vad: u64,
+    /// Deadline of one transcription, in ms.
     pub stt: u64,
+    /// Deadline of one LLM generation, in ms.
     pub llm: u64,
+    /// Deadline of one synthesis, in ms.
     pub tts: u64,
+    /// Deadline of one embedding request, in ms.
     pub embed: u64,
 }
 
@@ -91,6 +112,7 @@ impl Default for TimeoutsMs {
     }
 }
 
+/// How the engine worker processes are started (`[engines]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnginesConfig {
@@ -98,7 +120,9 @@ pub struct EnginesConfig {
     pub worker_dir: Option<PathBuf>,
     /// Run STT and LLM on the GPU (needs a `cuda` build).
     pub gpu: bool,
+    /// Threads per engine.
     pub threads: Threads,
+    /// Per-request deadlines per engine, in ms.
     pub timeouts_ms: TimeoutsMs,
     /// LLM context length in tokens.
     pub llm_ctx: u32,
@@ -122,6 +146,7 @@ impl Default for EnginesConfig {
     }
 }
 
+/// Which bot to serve (`[bot]`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BotConfig {
@@ -206,6 +231,7 @@ impl Default for SessionConfig {
     }
 }
 
+/// The HTTP endpoint (`[http]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -252,6 +278,7 @@ pub struct SipConfig {
     pub retry_after_s: u32,
     /// RTP ports, one even port per call leg.
     pub rtp_port_min: u16,
+    /// Highest RTP port (inclusive).
     pub rtp_port_max: u16,
     /// The address RTP sockets bind to (default: the SIP listen address).
     pub rtp_bind: Option<String>,
@@ -259,6 +286,8 @@ pub struct SipConfig {
     pub rtp_timeout_s: u64,
     /// Jitter buffer delay, and the most it may hold.
     pub jitter_target_ms: u32,
+    /// Most delay the jitter buffer may build up, in ms; past it playout skips ahead (raised to at
+    /// least target + 20).
     pub jitter_max_ms: u32,
     /// Send silence packets while the bot is quiet (many SBCs need continuous RTP).
     pub comfort_silence: bool,
@@ -269,6 +298,7 @@ pub struct SipConfig {
     /// Host for targets that are numbers or names, not URIs (default: the
     /// address the call came from, i.e. the SBC).
     pub transfer_domain: Option<String>,
+    /// How a transfer to a human is carried out.
     pub transfer_mode: TransferMode,
     /// How long a transfer may take (REFER until the final NOTIFY; bridge until answered).
     pub transfer_timeout_s: u64,
@@ -320,6 +350,7 @@ pub enum CloudMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudConfig {
+    /// Who routes calls between the cloud bot and this box.
     pub mode: CloudMode,
     /// The cloud bot's SIP URI (in-path mode), e.g. `sip:bot@10.0.0.5:5060`.
     pub uri: Option<String>,
@@ -327,6 +358,7 @@ pub struct CloudConfig {
     pub probe_options: bool,
     /// Also probe this HTTP(S) health URL (2xx is healthy).
     pub health_url: Option<String>,
+    /// Time between health probes of the cloud bot, in ms (at least 100).
     pub probe_interval_ms: u64,
     /// A probe with no answer by then has failed.
     pub probe_timeout_ms: u64,
@@ -493,17 +525,27 @@ impl Config {
 /// Everything needed to start the workers.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
+    /// Directory of the `understudy-*` worker executables.
     pub worker_dir: PathBuf,
+    /// Paths of every model of the configured pack.
     pub pack: PackPaths,
+    /// Threads per engine.
     pub threads: Threads,
+    /// Per-request deadlines per engine, in ms.
     pub timeouts: TimeoutsMs,
+    /// How long a worker may take to load its model.
     pub startup_timeout: Duration,
+    /// LLM context length, in tokens.
     pub llm_ctx: u32,
+    /// Run STT and LLM on the GPU.
     pub gpu: bool,
+    /// espeak-ng data for the voice; `None` lets the TTS worker find its own.
     pub espeak_data: Option<PathBuf>,
 }
 
 impl EngineConfig {
+    /// The deadline of one request to `engine` (`vad`, `stt`, `llm`, `tts`; anything else gets
+    /// `embed`'s).
     pub fn request_timeout(&self, engine: &str) -> Duration {
         let ms = match engine {
             "vad" => self.timeouts.vad,
@@ -517,7 +559,7 @@ impl EngineConfig {
 }
 
 /// Where the worker executables live: `$UNDERSTUDY_WORKER_DIR`, else beside
-/// the running `understudy` binary (cargo puts them all in target/<profile>).
+/// the running `understudy` binary (cargo puts them all in `target/<profile>`).
 pub fn default_worker_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("UNDERSTUDY_WORKER_DIR") {
         return PathBuf::from(dir);

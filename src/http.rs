@@ -14,11 +14,17 @@ use std::sync::Arc;
 pub struct ApplianceStatus {
     /// Every engine warm and the bot loaded: calls can be answered.
     pub ready: bool,
+    /// Name of the bot being served, once it is loaded.
     pub bot: Option<String>,
+    /// Why the bot (or an engine it needs) could not be brought up, until that is fixed.
     pub bot_error: Option<String>,
+    /// The model pack the engines run.
     pub pack: String,
+    /// Seconds since the process started.
     pub uptime_s: u64,
+    /// Bot prompts with pre-synthesised audio ready to play.
     pub prompts_cached: usize,
+    /// State of every engine worker.
     pub engines: Vec<WorkerHealth>,
     /// The cloud bot's health and where new calls go (when one is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,6 +34,8 @@ pub struct ApplianceStatus {
 /// Produces the current status on demand.
 pub type StatusSource = Arc<dyn Fn() -> ApplianceStatus + Send + Sync>;
 
+/// The routes: `/healthz` (alive), `/readyz` (503 until ready), `/status` (JSON) and `/metrics`
+/// (Prometheus).
 pub fn router(status: StatusSource) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))

@@ -43,6 +43,7 @@ fn key(name: &str, labels: &[(&str, &str)]) -> Key {
     )
 }
 
+/// Add `v` to the counter `name` with these labels (created at 0).
 pub fn counter_add(name: &str, labels: &[(&str, &str)], v: f64) {
     *registry()
         .lock()
@@ -52,10 +53,12 @@ pub fn counter_add(name: &str, labels: &[(&str, &str)], v: f64) {
         .or_default() += v;
 }
 
+/// Add 1 to the counter `name` with these labels.
 pub fn counter_inc(name: &str, labels: &[(&str, &str)]) {
     counter_add(name, labels, 1.0);
 }
 
+/// Set the gauge `name` with these labels to `v`.
 pub fn gauge_set(name: &str, labels: &[(&str, &str)], v: f64) {
     registry()
         .lock()
@@ -64,6 +67,7 @@ pub fn gauge_set(name: &str, labels: &[(&str, &str)], v: f64) {
         .insert(key(name, labels), v);
 }
 
+/// Add `v` (may be negative) to the gauge `name` with these labels, e.g. calls in progress.
 pub fn gauge_add(name: &str, labels: &[(&str, &str)], v: f64) {
     *registry()
         .lock()

@@ -35,6 +35,7 @@ pub fn notify_status(status: &str) {
     notify(&format!("STATUS={status}"));
 }
 
+/// Tell systemd the service is shutting down.
 pub fn notify_stopping() {
     notify("STOPPING=1");
 }

@@ -13,32 +13,49 @@ use crate::progress::Progress;
 /// Result of [`verify`]: one line per file.
 #[derive(Debug, Clone)]
 pub struct VerifyReport {
+    /// The pack that was verified (e.g. `test` or `default`).
     pub pack: String,
+    /// The models directory the files were looked up in.
     pub models_dir: PathBuf,
+    /// One check per file of every artefact in the pack, in manifest order.
     pub files: Vec<FileCheck>,
 }
 
+/// The verdict on one file of a pack.
 #[derive(Debug, Clone)]
 pub struct FileCheck {
+    /// Name of the manifest artefact the file belongs to.
     pub artefact: String,
+    /// Absolute path of the file.
     pub path: PathBuf,
+    /// Size the manifest pins, in bytes.
     pub expected_size: u64,
+    /// Hex sha256 the manifest pins; `None` while an artefact is being added.
     pub expected_sha256: Option<String>,
+    /// What the check found.
     pub status: FileStatus,
 }
 
+/// What [`verify`] found for one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileStatus {
+    /// Present with the pinned size and sha256.
     Ok,
+    /// Not on disk.
     Missing,
+    /// On disk but not of the pinned size (an interrupted download or build); not hashed.
     WrongSize {
+        /// Size found on disk, in bytes.
         actual: u64,
     },
+    /// Right size but a different sha256 (corrupt or a different build).
     WrongSha256 {
+        /// Hex sha256 of the file on disk.
         actual: String,
     },
     /// The manifest pins no sha256 for this file (only while an artefact is being added).
     Unpinned {
+        /// Hex sha256 of the file on disk, to paste into the manifest.
         actual: String,
     },
 }
@@ -155,43 +172,65 @@ pub fn verify(models_dir: &Path, pack: &str) -> Result<VerifyReport> {
 /// and size; `verify` hashes).
 #[derive(Debug, Clone)]
 pub struct Catalog {
+    /// The models directory that was inspected.
     pub models_dir: PathBuf,
+    /// Every pack of the manifest, with its install state.
     pub packs: Vec<PackInfo>,
+    /// Every artefact of the manifest, with its install state.
     pub artefacts: Vec<ArtefactInfo>,
 }
 
+/// One pack of the manifest as [`list`] reports it.
 #[derive(Debug, Clone)]
 pub struct PackInfo {
+    /// Pack name, as passed to `--pack`.
     pub name: String,
+    /// One-line description from the manifest.
     pub description: String,
+    /// Names of the artefacts the pack installs.
     pub artefacts: Vec<String>,
     /// Bytes of all its files once installed.
     pub size: u64,
+    /// True when every artefact of the pack is fully installed (existence and size, not hashed).
     pub installed: bool,
 }
 
+/// One artefact of the manifest as [`list`] reports it.
 #[derive(Debug, Clone)]
 pub struct ArtefactInfo {
+    /// Artefact name from the manifest.
     pub name: String,
+    /// Which engine input it provides.
     pub role: Role,
+    /// Absolute path [`crate::resolve`] returns for it.
     pub path: PathBuf,
+    /// Bytes of all its files once installed.
     pub size: u64,
+    /// Licence of the model (SPDX id or name).
     pub licence: String,
+    /// The original model it is derived from (upstream project and model name).
     pub upstream: String,
     /// `registry name==version` of each package it is built from.
     pub sources: Vec<String>,
+    /// Names of the packs that include it.
     pub packs: Vec<String>,
+    /// How much of it is on disk.
     pub state: InstallState,
 }
 
+/// How much of an artefact is on disk (existence and size only, not hashed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstallState {
+    /// Every file present with the pinned size.
     Installed,
     /// Some files present, some missing or of the wrong size.
     Partial,
+    /// No file present.
     Missing,
 }
 
+/// Everything the manifest offers and what of it `models_dir` holds (existence and size only;
+/// [`verify`] hashes).
 pub fn list(models_dir: &Path) -> Result<Catalog> {
     let manifest = Manifest::builtin()?;
     let artefacts: Vec<ArtefactInfo> = manifest

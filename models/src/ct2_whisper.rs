@@ -37,11 +37,17 @@ const END_OF_TEXT: &str = "<|endoftext|>";
 /// Element type of a CTranslate2 variable (`_dtype_to_type_id` in model_spec.py).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
+    /// 32-bit float.
     F32,
+    /// 8-bit signed integer (quantised weights, small scalars).
     I8,
+    /// 16-bit signed integer.
     I16,
+    /// 32-bit signed integer.
     I32,
+    /// IEEE 16-bit float.
     F16,
+    /// bfloat16.
     Bf16,
 }
 
@@ -58,6 +64,7 @@ impl DType {
         })
     }
 
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::I8 => 1,
@@ -70,8 +77,11 @@ impl DType {
 /// One variable of a CTranslate2 model, borrowing its data from the file bytes.
 #[derive(Debug, Clone)]
 pub struct Ct2Var<'a> {
+    /// Dimensions, outermost first; empty for a scalar.
     pub shape: Vec<usize>,
+    /// Element type of `data`.
     pub dtype: DType,
+    /// Raw little-endian elements, row-major.
     pub data: &'a [u8],
 }
 
@@ -95,13 +105,16 @@ impl Ct2Var<'_> {
 /// A parsed CTranslate2 `model.bin`.
 #[derive(Debug)]
 pub struct Ct2Model<'a> {
+    /// The model spec, e.g. `WhisperSpec`.
     pub spec_name: String,
+    /// Revision of the spec the file was written with.
     pub revision: u32,
     vars: BTreeMap<String, Ct2Var<'a>>,
     aliases: BTreeMap<String, String>,
 }
 
 impl<'a> Ct2Model<'a> {
+    /// Parse a `model.bin` (binary versions 4 to 6) without copying the weights.
     pub fn parse(bytes: &'a [u8]) -> Result<Ct2Model<'a>> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u32("binary version")?;
@@ -157,6 +170,7 @@ impl<'a> Ct2Model<'a> {
             .with_context(|| format!("the CTranslate2 model has no variable {name:?}"))
     }
 
+    /// Names of every variable, sorted (aliases not included).
     pub fn var_names(&self) -> impl Iterator<Item = &str> {
         self.vars.keys().map(String::as_str)
     }
@@ -218,15 +232,25 @@ impl<'a> Reader<'a> {
 /// The 10 hyperparameters whisper.cpp reads (the 11th header field is the ftype).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WhisperHparams {
+    /// Vocabulary size (51 864 for English-only models, 51 865+ for multilingual ones).
     pub n_vocab: usize,
+    /// Audio context length, in encoder positions (1500 for 30 s).
     pub n_audio_ctx: usize,
+    /// Encoder width (embedding dimension).
     pub n_audio_state: usize,
+    /// Encoder attention heads.
     pub n_audio_head: usize,
+    /// Encoder layers.
     pub n_audio_layer: usize,
+    /// Text context length, in decoder positions (tokens).
     pub n_text_ctx: usize,
+    /// Decoder width (embedding dimension).
     pub n_text_state: usize,
+    /// Decoder attention heads.
     pub n_text_head: usize,
+    /// Decoder layers.
     pub n_text_layer: usize,
+    /// Mel bands of the input spectrogram (80, or 128 for large-v3).
     pub n_mels: usize,
 }
 
@@ -283,6 +307,7 @@ impl WhisperHparams {
         Ok(hp)
     }
 
+    /// True for a multilingual model (English-only models have a smaller vocabulary).
     pub fn is_multilingual(&self) -> bool {
         self.n_vocab >= MULTILINGUAL_MIN_VOCAB
     }

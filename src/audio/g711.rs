@@ -74,6 +74,7 @@ pub enum Law {
 }
 
 impl Law {
+    /// Encode 16-bit linear PCM to one G.711 byte per sample.
     pub fn encode(self, samples: &[i16]) -> Vec<u8> {
         match self {
             Law::Mu => samples.iter().map(|&s| mulaw_encode(s)).collect(),
@@ -81,6 +82,7 @@ impl Law {
         }
     }
 
+    /// Decode G.711 bytes to 16-bit linear PCM, one sample per byte.
     pub fn decode(self, codes: &[u8]) -> Vec<i16> {
         match self {
             Law::Mu => codes.iter().map(|&c| mulaw_decode(c)).collect(),

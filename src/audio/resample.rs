@@ -51,6 +51,7 @@ pub struct StreamResampler {
 }
 
 impl StreamResampler {
+    /// A resampler from `from` Hz to `to` Hz; equal rates pass samples through untouched.
     pub fn new(from: u32, to: u32) -> Self {
         if from == to {
             return StreamResampler {

@@ -9,11 +9,14 @@ use std::path::Path;
 /// Mono audio at some rate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Audio {
+    /// Samples per second, in Hz.
     pub sample_rate: u32,
+    /// Signed 16-bit PCM samples, one channel.
     pub samples: Vec<i16>,
 }
 
 impl Audio {
+    /// Length of the audio, in ms.
     pub fn duration_ms(&self) -> f64 {
         super::samples_to_ms(self.samples.len(), self.sample_rate)
     }
@@ -24,17 +27,33 @@ impl Audio {
     }
 }
 
+/// Why a WAV file could not be read; each message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum WavError {
+    /// The file could not be read from disk.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file, as given.
         path: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// Not a well-formed WAV file (bad header or chunks).
     #[error("{path} is not a WAV file: {reason}")]
-    Malformed { path: String, reason: String },
+    Malformed {
+        /// The file, as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A valid WAV file in an encoding we do not decode.
     #[error("{path} uses an unsupported WAV encoding ({what}); convert it to 16-bit PCM, e.g. `sox IN -b 16 -e signed-integer OUT.wav`")]
-    Unsupported { path: String, what: String },
+    Unsupported {
+        /// The file, as given.
+        path: String,
+        /// The encoding found (format tag, bits per sample).
+        what: String,
+    },
 }
 
 const FORMAT_PCM: u16 = 1;
@@ -68,7 +87,9 @@ pub fn read_canonical(path: &Path) -> Result<Vec<i16>, WavError> {
 /// An error before we know the file name.
 #[derive(Debug)]
 pub enum ParseError {
+    /// Not a well-formed WAV file; the reason.
     Malformed(String),
+    /// An encoding we do not decode; which one.
     Unsupported(String),
 }
 

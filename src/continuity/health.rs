@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CloudState {
+    /// Healthy: new calls go to the cloud.
     Up,
     /// Something failed recently; new calls still go to the cloud.
     Degraded,
@@ -21,6 +22,7 @@ pub enum CloudState {
 }
 
 impl CloudState {
+    /// `up`, `degraded` or `down`, for logs and metric labels.
     pub fn label(self) -> &'static str {
         match self {
             CloudState::Up => "up",
@@ -66,11 +68,15 @@ pub enum Signal {
 /// A change of state, for the log and the metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
+    /// The state before.
     pub from: CloudState,
+    /// The state after.
     pub to: CloudState,
+    /// What caused it, e.g. "3 good probes in a row" or the failure.
     pub reason: String,
 }
 
+/// The cloud bot's health state machine (see the module comment); feed it [`Signal`]s.
 #[derive(Debug, Clone)]
 pub struct CloudHealth {
     policy: Hysteresis,
@@ -96,6 +102,7 @@ impl CloudHealth {
         }
     }
 
+    /// Where the cloud stands now.
     pub fn state(&self) -> CloudState {
         self.state
     }
@@ -110,6 +117,7 @@ impl CloudHealth {
         self.state != CloudState::Down
     }
 
+    /// Apply one observation at `now`; returns the transition when the state changes.
     pub fn observe(&mut self, signal: &Signal, now: Instant) -> Option<Transition> {
         let (to, reason) = match signal {
             Signal::ProbeOk => {

@@ -16,20 +16,28 @@ use std::time::Instant;
 /// or rules + embeddings work without an LLM, e.g. `understudy chat --no-llm`).
 #[derive(Clone, Default)]
 pub struct Nlu {
+    /// Sentence embeddings for the embedding stage and knowledge retrieval.
     pub embed: Option<EmbedClient>,
+    /// The LLM for classification, slot filling and worded answers.
     pub llm: Option<LlmClient>,
 }
 
+/// Why a bot could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum BotError {
+    /// The bundle is invalid (validation errors listed).
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// Embedding the phrases or facts failed.
     #[error("cannot load the bot: {0} (the embed engine must be ready before the bot loads)")]
     Engine(#[from] EngineError),
+    /// The bundle has no texts in the requested language (requested, offered).
     #[error("the bundle has no texts in language `{0}` (it offers {1}); pick one of those")]
     Language(String, String),
 }
 
+/// A bundle ready to converse in one language: recognisers, entities and facts compiled (and
+/// embedded) once, shared by every call.
 pub struct Bot {
     pub(super) bundle: Bundle,
     pub(super) nlu: Nlu,
@@ -134,6 +142,7 @@ impl Bot {
         })
     }
 
+    /// The bundle the bot was loaded from.
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
     }

@@ -26,7 +26,9 @@ use std::sync::OnceLock;
 /// The guard's decision, with every unsupported claim spelled out (for logs and tests).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Verdict {
+    /// True when every checked claim is backed by the facts.
     pub supported: bool,
+    /// Each unsupported claim, in words (empty when `supported`).
     pub problems: Vec<String>,
 }
 

@@ -21,7 +21,9 @@ pub struct Knowledge {
 /// A fact and how relevant it is (cosine similarity, or word overlap 0..1).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Retrieved {
+    /// The fact, as written in the bundle.
     pub fact: String,
+    /// Relevance: cosine similarity with embeddings, word overlap (0 to 1) without.
     pub score: f32,
 }
 
@@ -40,16 +42,22 @@ pub enum AnswerSource {
 /// A grounded answer, with what backs it (shown by `understudy chat --json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Answer {
+    /// What the bot speaks.
     pub text: String,
+    /// Whether the LLM's words or a verbatim fact were used.
     pub source: AnswerSource,
+    /// The facts retrieved for the question, best first.
     pub facts: Vec<Retrieved>,
     /// The LLM's words, when it was asked.
     pub llm_text: Option<String>,
+    /// The guard's decision on the LLM's words, when it checked them.
     pub guard: Option<Verdict>,
+    /// Time spent asking the LLM, in ms (0 when it was not asked).
     pub llm_ms: f64,
 }
 
 impl Knowledge {
+    /// The bundle's facts in `lang` (falling back to its default language), not yet embedded.
     pub fn new(bundle: &Bundle, lang: &str) -> Knowledge {
         let facts: Vec<String> = bundle
             .knowledge
@@ -68,6 +76,7 @@ impl Knowledge {
         }
     }
 
+    /// True when the bundle has no facts in this language (no knowledge answers).
     pub fn is_empty(&self) -> bool {
         self.facts.is_empty()
     }

@@ -17,8 +17,12 @@ use std::collections::BTreeSet;
 /// A recognised intent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Recognition {
+    /// The intent's name in the bundle.
     pub intent: String,
+    /// How sure the stage is, 0 to 1: 1.0 for an exact phrase, less for a contained one, the cosine
+    /// for embeddings, [`LLM_CONFIDENCE`] for the LLM.
     pub confidence: f32,
+    /// The stage that recognised it.
     pub source: MatchSource,
 }
 
@@ -35,13 +39,16 @@ struct IntentEntry {
 /// phrase, best first (for the decision, the LLM's candidates and logs).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EmbeddingScores {
+    /// (intent, best cosine similarity of its phrases), highest first.
     pub ranked: Vec<(String, f32)>,
 }
 
 impl EmbeddingScores {
+    /// The closest intent and its score, if any intent has phrases.
     pub fn best(&self) -> Option<&(String, f32)> {
         self.ranked.first()
     }
+    /// The closest intent's score; 0 when there is none.
     pub fn best_score(&self) -> f32 {
         self.ranked.first().map_or(0.0, |b| b.1)
     }
@@ -61,6 +68,8 @@ pub struct Recognizer {
 pub const LLM_CONFIDENCE: f32 = 0.5;
 
 impl Recognizer {
+    /// Compile the intents' training phrases in `lang` (falling back to the bundle's default
+    /// language); phrases are embedded separately.
     pub fn new(bundle: &Bundle, lang: &str) -> Recognizer {
         let default = bundle.language();
         let intents = bundle
@@ -136,6 +145,7 @@ impl Recognizer {
         Ok(())
     }
 
+    /// True once the training phrases are embedded, so the embedding stage can run.
     pub fn has_embeddings(&self) -> bool {
         !self.phrase_vectors.is_empty()
     }

@@ -9,13 +9,16 @@ use crate::engines::EngineError;
 /// One test conversation's result: every turn, and what did not match.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TestReport {
+    /// The test conversation's name from the bundle.
     pub name: String,
+    /// Each expectation that did not hold, with the turn it failed on.
     pub failures: Vec<String>,
     /// (caller input as written, the bot's turn); the greeting first with input "".
     pub turns: Vec<(String, BotTurn)>,
 }
 
 impl TestReport {
+    /// True when every expectation held.
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }

@@ -74,6 +74,7 @@ const STOPWORDS: &[&str] = &[
     "over", "under", "further", "why", "ve", "re", "d", "t",
 ];
 
+/// True for words that carry no meaning for matching: stopwords and fillers ("um", "uh").
 pub fn is_stopword(word: &str) -> bool {
     STOPWORDS.contains(&word) || is_filler(word)
 }
@@ -114,10 +115,13 @@ pub enum NumberWord {
     Teen(u64),
     /// twenty, thirty, ... ninety
     Tens(u64),
+    /// "hundred": multiplies what came before.
     Hundred,
+    /// "thousand": multiplies what came before.
     Thousand,
 }
 
+/// The value of a spoken number word ("seven", "forty", "hundred"), `None` for any other word.
 pub fn number_word(word: &str) -> Option<NumberWord> {
     use NumberWord::*;
     Some(match word {
@@ -217,6 +221,7 @@ impl NumberFolder {
         self.open = false;
     }
 
+    /// True while a number is being spoken (a number word came last).
     pub fn is_open(&self) -> bool {
         self.open
     }
@@ -227,6 +232,7 @@ impl NumberFolder {
         std::mem::take(&mut self.groups)
     }
 
+    /// Close the current number and return every value, in spoken order.
     pub fn finish(mut self) -> Vec<u64> {
         self.flush();
         self.groups

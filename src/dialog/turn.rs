@@ -19,16 +19,22 @@ pub enum UserInput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchSource {
+    /// A rule: a training phrase or keyword of the intent, exact or contained in the utterance.
     Rule,
+    /// The closest training phrase by embedding similarity.
     Embedding,
+    /// The LLM classified the utterance or filled the slot.
     Llm,
+    /// Keyed digits (DTMF) mapped by the state.
     Dtmf,
     /// A grounded answer from the bundle's knowledge.
     Knowledge,
+    /// Nothing decided the turn (greeting, no input, no match).
     None,
 }
 
 impl MatchSource {
+    /// The snake_case label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             MatchSource::Rule => "rule",
@@ -62,6 +68,7 @@ pub enum TransferReason {
 }
 
 impl TransferReason {
+    /// The snake_case label used in logs and metrics (and in [`Action::Transfer`]).
     pub fn as_str(self) -> &'static str {
         match self {
             TransferReason::Requested => "requested",
@@ -85,13 +92,17 @@ pub enum Action {
     /// to, `reason` a [`TransferReason`] label (`requested`, `no_match`...).
     /// [`BotTurn::transfer_target`] names the bundle's target.
     Transfer {
+        /// SIP or tel: URI to transfer to.
         target: String,
+        /// A [`TransferReason`] label.
         reason: String,
     },
+    /// End the call after speaking.
     Hangup,
 }
 
 impl Action {
+    /// `listen`, `transfer` or `hangup`, for logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
             Action::Listen => "listen",
@@ -100,6 +111,7 @@ impl Action {
         }
     }
 
+    /// True when the conversation ends with this turn (transfer or hangup).
     pub fn is_final(&self) -> bool {
         !matches!(self, Action::Listen)
     }
@@ -109,6 +121,7 @@ impl Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// The bot's opening turn.
     Greeting,
     /// An intent (or a mapped key) took a transition.
     Intent,
@@ -116,13 +129,16 @@ pub enum Outcome {
     SlotFilled,
     /// Answered from knowledge.
     Knowledge,
+    /// Nothing matched what the caller said.
     NoMatch,
+    /// The caller said nothing before the no-input timeout.
     NoInput,
     /// Input after the conversation ended.
     Ended,
 }
 
 impl Outcome {
+    /// The snake_case label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Greeting => "greeting",
@@ -145,18 +161,24 @@ pub struct DialogTimings {
     pub embed_ms: f64,
     /// Every LLM request of the turn (classification, slot filling, answer).
     pub llm_ms: f64,
+    /// The whole turn, in ms.
     pub total_ms: f64,
 }
 
 /// How the session should listen after a `Listen` turn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ListenHints {
+    /// Silence after which the next turn is [`UserInput::NoInput`], in ms.
     pub no_input_timeout_ms: u32,
+    /// Whether the caller may interrupt the bot while it speaks.
     pub barge_in: bool,
     /// The slot being asked for (keyed digits fill it).
     pub expecting_slot: Option<String>,
+    /// Key that ends a digit entry early (usually `#`); empty for none.
     pub dtmf_terminator: String,
+    /// Digits after which an entry ends by itself.
     pub dtmf_max_digits: u32,
+    /// Pause between keys that ends a digit entry, in ms.
     pub dtmf_inter_digit_timeout_ms: u32,
 }
 
@@ -166,20 +188,27 @@ pub struct BotTurn {
     /// Sentences or prompt texts, in order. Static prompts appear exactly as
     /// in [`super::Bot::static_prompts`] (pre-rendered audio keyed by text hits).
     pub say: Vec<String>,
+    /// The intent that decided the turn, if any.
     pub intent: Option<String>,
+    /// How sure the deciding stage was, from 0 to 1.
     pub confidence: f32,
+    /// Which stage decided the turn.
     pub matched_by: MatchSource,
+    /// What the session does after speaking.
     pub action: Action,
+    /// What happened, for metrics and designers.
     pub outcome: Outcome,
     /// Every slot after the turn.
     pub slots: BTreeMap<String, String>,
     /// The state after the turn.
     pub state: String,
+    /// How to listen for the next turn (after a `Listen` action).
     pub listen: ListenHints,
     /// On a transfer: the bundle's name for the target (`agents`).
     pub transfer_target: Option<String>,
     /// For knowledge answers: the facts, the LLM's words and the guard's verdict.
     pub answer: Option<Answer>,
+    /// Where the turn spent its time.
     pub timings: DialogTimings,
 }
 

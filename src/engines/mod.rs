@@ -20,27 +20,46 @@ use understudy_ipc::{
 /// safety net, none is a reason to drop a call.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EngineError {
+    /// The worker is not running: its model failed to load, it is restarting, or it was not ready
+    /// in time.
     #[error("{engine} engine unavailable: {reason}")]
     Unavailable {
+        /// Which engine: `vad`, `stt`, `llm`, `tts` or `embed`.
         engine: &'static str,
+        /// Why it is unavailable (load error, startup timeout...).
         reason: String,
     },
+    /// The worker's pipe broke while the request was in flight (crash or kill); it is being
+    /// restarted.
     #[error("{engine} worker died during the request ({detail})")]
     WorkerDied {
+        /// Which engine: `vad`, `stt`, `llm`, `tts` or `embed`.
         engine: &'static str,
+        /// What broke (write error, closed output...).
         detail: String,
     },
+    /// No reply before the request's deadline; the worker was sent a cancel.
     #[error("{engine} engine timed out")]
-    Timeout { engine: &'static str },
+    Timeout {
+        /// Which engine: `vad`, `stt`, `llm`, `tts` or `embed`.
+        engine: &'static str,
+    },
+    /// The worker answered with an error for this request.
     #[error("{engine} engine error ({code:?}): {message}")]
     Engine {
+        /// Which engine: `vad`, `stt`, `llm`, `tts` or `embed`.
         engine: &'static str,
+        /// The worker's error class.
         code: ErrorCode,
+        /// The worker's message.
         message: String,
     },
+    /// The worker answered with a message that does not fit the request (a bug on one side).
     #[error("{engine} worker sent an unexpected reply: {detail}")]
     Protocol {
+        /// Which engine: `vad`, `stt`, `llm`, `tts` or `embed`.
         engine: &'static str,
+        /// What was received instead.
         detail: String,
     },
 }
@@ -91,10 +110,12 @@ fn log_env() -> Vec<(String, String)> {
 /// Streaming voice-activity detection (Silero).
 #[derive(Clone)]
 pub struct VadClient {
+    /// The supervised VAD worker process.
     pub worker: Worker,
 }
 
 impl VadClient {
+    /// Start the VAD worker with the configured model and threads; it loads in the background.
     pub fn start(cfg: &EngineConfig) -> Self {
         let args = vec![
             "--model".into(),
@@ -132,7 +153,9 @@ impl VadClient {
 /// A transcription.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Transcript {
+    /// The recognised text (empty when `no_speech`).
     pub text: String,
+    /// The worker's VAD found no speech, so Whisper was not run.
     pub no_speech: bool,
     /// Round trip as the call plane saw it.
     pub ms: f64,
@@ -143,10 +166,12 @@ pub struct Transcript {
 /// Speech-to-text (Whisper, gated by Silero).
 #[derive(Clone)]
 pub struct SttClient {
+    /// The supervised STT worker process.
     pub worker: Worker,
 }
 
 impl SttClient {
+    /// Start the STT worker with the configured Whisper and VAD models; it loads in the background.
     pub fn start(cfg: &EngineConfig) -> Self {
         let mut args = vec![
             "--model".into(),
@@ -199,32 +224,45 @@ impl SttClient {
 /// What to ask the LLM.
 #[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
+    /// The conversation so far, oldest first.
     pub messages: Vec<ChatMessage>,
+    /// Most tokens to generate.
     pub max_tokens: u32,
+    /// Sampling temperature; 0 means greedy (deterministic) decoding.
     pub temperature: f32,
     /// GBNF grammar for constrained output.
     pub grammar: Option<String>,
+    /// Stop as soon as the output contains one of these strings.
     pub stop: Vec<String>,
 }
 
 /// What the LLM said.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Generated {
+    /// The generated text.
     pub text: String,
+    /// Tokens in the rendered prompt.
     pub prompt_tokens: u32,
+    /// Prompt tokens served from the worker's KV cache of an earlier request.
     pub cached_tokens: u32,
+    /// Tokens generated.
     pub completion_tokens: u32,
+    /// Round trip as the call plane saw it, in ms.
     pub ms: f64,
+    /// Time to the first token inside the worker, in ms.
     pub first_token_ms: Option<f64>,
 }
 
 /// The local LLM (llama.cpp).
 #[derive(Clone)]
 pub struct LlmClient {
+    /// The supervised LLM worker process.
     pub worker: Worker,
 }
 
 impl LlmClient {
+    /// Start the LLM worker with the configured model, threads and context size; it loads in the
+    /// background.
     pub fn start(cfg: &EngineConfig) -> Self {
         let args = vec![
             "--model".into(),
@@ -241,6 +279,7 @@ impl LlmClient {
         }
     }
 
+    /// Complete a chat in one piece (no streaming); timed into the `llm` metrics.
     pub async fn generate(&self, req: GenerateRequest) -> Result<Generated, EngineError> {
         let started = Instant::now();
         let request = Request::Generate {
@@ -276,7 +315,9 @@ impl LlmClient {
 /// A piece of synthesized speech.
 #[derive(Debug, Clone)]
 pub struct SpeechChunk {
+    /// Sample rate of `samples`, in Hz (the voice's own rate).
     pub sample_rate: u32,
+    /// Signed 16-bit mono PCM.
     pub samples: Vec<i16>,
     /// The sentence this chunk speaks.
     pub text: String,
@@ -285,6 +326,7 @@ pub struct SpeechChunk {
 /// Text-to-speech (Piper).
 #[derive(Clone)]
 pub struct TtsClient {
+    /// The supervised TTS worker process.
     pub worker: Worker,
 }
 
@@ -343,6 +385,7 @@ impl SpeechStream {
 }
 
 impl TtsClient {
+    /// Start the TTS worker with the configured Piper voice; it loads in the background.
     pub fn start(cfg: &EngineConfig) -> Self {
         let mut args = vec![
             "--voice".into(),
@@ -407,10 +450,12 @@ impl TtsClient {
 /// Sentence embeddings (all-MiniLM-L6-v2).
 #[derive(Clone)]
 pub struct EmbedClient {
+    /// The supervised embedding worker process.
     pub worker: Worker,
 }
 
 impl EmbedClient {
+    /// Start the embedding worker with the configured model directory; it loads in the background.
     pub fn start(cfg: &EngineConfig) -> Self {
         let args = vec![
             "--model-dir".into(),
@@ -462,14 +507,20 @@ impl EmbedClient {
 /// Which engines a command needs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineSet {
+    /// Voice-activity detection (needed for calls, to find end of speech).
     pub vad: bool,
+    /// Speech-to-text.
     pub stt: bool,
+    /// The local LLM.
     pub llm: bool,
+    /// Text-to-speech.
     pub tts: bool,
+    /// Sentence embeddings (knowledge search, intent matching).
     pub embed: bool,
 }
 
 impl EngineSet {
+    /// Every engine.
     pub const ALL: EngineSet = EngineSet {
         vad: true,
         stt: true,
@@ -482,10 +533,15 @@ impl EngineSet {
 /// The engines a call uses. Absent ones were not started for this command.
 #[derive(Clone, Default)]
 pub struct Engines {
+    /// Voice-activity detection, when started.
     pub vad: Option<VadClient>,
+    /// Speech-to-text, when started.
     pub stt: Option<SttClient>,
+    /// The local LLM, when started.
     pub llm: Option<LlmClient>,
+    /// Text-to-speech, when started.
     pub tts: Option<TtsClient>,
+    /// Sentence embeddings, when started.
     pub embed: Option<EmbedClient>,
 }
 
@@ -530,14 +586,17 @@ impl Engines {
         Ok(())
     }
 
+    /// True when every started worker has loaded its model and answers.
     pub fn all_ready(&self) -> bool {
         self.workers().iter().all(|w| w.is_ready())
     }
 
+    /// State, restarts, pid and in-flight requests of every started worker.
     pub fn health(&self) -> Vec<WorkerHealth> {
         self.workers().iter().map(|w| w.health()).collect()
     }
 
+    /// Stop every started worker for good (no restart).
     pub fn shutdown(&self) {
         for w in self.workers() {
             w.shutdown();

@@ -24,8 +24,11 @@ use understudy_ipc::{asynch, Envelope, ErrorCode, Request, Response};
 pub struct WorkerSpec {
     /// Engine name: `vad`, `stt`, `llm`, `tts`, `embed`.
     pub engine: &'static str,
+    /// The worker binary (`understudy-<engine>` in the worker directory).
     pub program: PathBuf,
+    /// Command-line arguments (model paths, threads...).
     pub args: Vec<String>,
+    /// Extra environment variables for the worker (e.g. `UNDERSTUDY_LOG`).
     pub env: Vec<(String, String)>,
     /// How long the model may take to load.
     pub startup_timeout: Duration,
@@ -36,7 +39,9 @@ pub struct WorkerSpec {
 /// One response, as the call plane sees it.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// The worker's message.
     pub body: Response,
+    /// The frame's raw payload (PCM audio, f32 vectors), empty when none.
     pub payload: Vec<u8>,
     /// More replies follow for the same request.
     pub more: bool,
@@ -46,30 +51,42 @@ pub struct Reply {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum WorkerState {
+    /// Spawned (or respawned) and loading its model; not yet `ready`.
     Starting,
+    /// Model loaded; serving requests.
     Ready {
+        /// The model the worker reported loading.
         model: String,
+        /// Time the worker took to load it, in ms.
         load_ms: f64,
     },
     /// Died; restarting after a backoff.
     Restarting {
+        /// Why it died (exit status, failed ping...).
         reason: String,
     },
     /// Gave up: the model cannot load. Needs an operator.
     Failed {
+        /// The load error the worker reported.
         reason: String,
     },
+    /// Shut down on request; will not restart.
     Stopped,
 }
 
 /// A health snapshot for readiness and the admin API.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WorkerHealth {
+    /// Engine name: `vad`, `stt`, `llm`, `tts`, `embed`.
     pub engine: &'static str,
+    /// Where the worker is in its life cycle.
     #[serde(flatten)]
     pub state: WorkerState,
+    /// Times the worker was restarted since the supervisor started.
     pub restarts: u64,
+    /// Process id of the running worker, if one is running.
     pub pid: Option<u32>,
+    /// Requests sent and not yet answered.
     pub in_flight: usize,
 }
 
@@ -124,10 +141,12 @@ impl Worker {
         Worker { shared }
     }
 
+    /// Engine name: `vad`, `stt`, `llm`, `tts`, `embed`.
     pub fn engine(&self) -> &'static str {
         self.shared.spec.engine
     }
 
+    /// A snapshot of state, restarts, pid and in-flight requests.
     pub fn health(&self) -> WorkerHealth {
         WorkerHealth {
             engine: self.shared.spec.engine,
@@ -153,6 +172,7 @@ impl Worker {
         self.shared.spec.request_timeout
     }
 
+    /// True while the worker has its model loaded and serves requests.
     pub fn is_ready(&self) -> bool {
         matches!(*self.shared.state.borrow(), WorkerState::Ready { .. })
     }

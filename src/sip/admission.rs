@@ -21,6 +21,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// `not_ready` or `full`, for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::NotReady => "not_ready",
@@ -31,7 +32,9 @@ impl Refusal {
 
 /// A call's slot; the slot frees when this is dropped.
 pub struct Admitted {
+    /// The bot, prompts and settings the call runs with.
     pub setup: Arc<SessionSetup>,
+    /// The capacity slot, freed when this is dropped.
     pub permit: CallSlot,
 }
 
@@ -54,6 +57,7 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Admission for `capacity` concurrent calls, ready when `sessions` gives a setup.
     pub fn new(capacity: usize, sessions: SessionSource) -> Self {
         metrics::gauge_set("understudy_sip_capacity", &[], capacity as f64);
         metrics::gauge_set("understudy_sip_calls_active", &[], 0.0);
@@ -64,6 +68,7 @@ impl Admission {
         }
     }
 
+    /// Concurrent calls allowed.
     pub fn capacity(&self) -> usize {
         self.capacity
     }

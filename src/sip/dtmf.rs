@@ -5,6 +5,7 @@
 /// One RFC 4733 event payload (section 2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TelephoneEvent {
+    /// The event code: 0-9 are digits, 10 is `*`, 11 is `#`, 12-15 are A-D.
     pub event: u8,
     /// The E bit: the event has ended (sent three times).
     pub end: bool,
@@ -26,6 +27,7 @@ impl TelephoneEvent {
         })
     }
 
+    /// The 4-byte wire form of the event.
     pub fn to_bytes(self) -> [u8; 4] {
         let d = self.duration.to_be_bytes();
         [
@@ -71,6 +73,8 @@ pub struct EventDetector {
 }
 
 impl EventDetector {
+    /// Feed one `telephone-event` payload with its RTP timestamp; the key on the first packet of a
+    /// new press.
     pub fn on_packet(&mut self, timestamp: u32, payload: &[u8]) -> Option<char> {
         let event = TelephoneEvent::parse(payload)?;
         let key = key_of_event(event.event)?;

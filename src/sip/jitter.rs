@@ -76,6 +76,7 @@ impl JitterBuffer {
         }
     }
 
+    /// Counters since the buffer was created.
     pub fn stats(&self) -> JitterStats {
         self.stats
     }

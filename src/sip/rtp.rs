@@ -9,6 +9,7 @@ use rtc_shared::marshal::{Marshal, Unmarshal};
 /// What arrived on an RTP port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
+    /// An RTP packet.
     Rtp(RtpPacket),
     /// RTCP multiplexed on the RTP port: counted, not interpreted.
     Rtcp(RtcpSummary),
@@ -17,10 +18,15 @@ pub enum Received {
 /// The parts of an RTP packet the media leg uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtpPacket {
+    /// The payload type (0 PCMU, 8 PCMA, or a dynamic one such as `telephone-event`).
     pub payload_type: u8,
+    /// The M bit: the first packet of a talkspurt (or of a DTMF event).
     pub marker: bool,
+    /// Sequence number, +1 per packet (wraps at 65536).
     pub sequence: u16,
+    /// Media timestamp of the first sample, in clock-rate units (8 kHz for G.711).
     pub timestamp: u32,
+    /// The sender's synchronisation source id.
     pub ssrc: u32,
     /// Payload without header, CSRCs, extension or padding.
     pub payload: Bytes,
@@ -29,12 +35,16 @@ pub struct RtpPacket {
 /// Why a datagram was not RTP we can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RtpError {
+    /// Fewer bytes than the fixed 12-byte header; the length found.
     #[error("shorter than an RTP header ({0} bytes)")]
     Short(usize),
+    /// A version other than 2; the version found.
     #[error("RTP version {0}, not 2")]
     Version(u8),
+    /// Lengths (CSRCs, extension, padding) that do not fit the packet.
     #[error("malformed RTP: {0}")]
     Malformed(String),
+    /// An RTCP packet whose lengths do not fit.
     #[error("malformed RTCP: {0}")]
     MalformedRtcp(String),
 }
@@ -78,7 +88,9 @@ fn is_rtcp(datagram: &[u8]) -> bool {
 /// What a compound RTCP packet contained.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RtcpSummary {
+    /// Sender reports (SR) in the packet.
     pub sender_reports: u32,
+    /// Receiver reports (RR) in the packet.
     pub receiver_reports: u32,
     /// The peer said it is leaving (RTCP BYE).
     pub bye: bool,
@@ -138,6 +150,7 @@ impl RtpSender {
         }
     }
 
+    /// Our synchronisation source id.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
     }
@@ -207,7 +220,10 @@ pub struct ReceiveStats {
     base_seq: u32,
     /// Highest sequence number seen, extended with the wrap count.
     max_seq: u32,
+    /// Packets received (duplicates included).
     pub received: u64,
+    /// Packets whose sequence number was already seen or is behind the highest one (duplicated or
+    /// reordered).
     pub duplicates_or_late: u64,
     /// Interarrival jitter in timestamp units.
     jitter: f64,

@@ -35,9 +35,13 @@ impl SdpError {
 /// An SDP media direction (RFC 3264 section 6.1), as the remote side states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// Sends and receives (the default).
     SendRecv,
+    /// The remote side only sends (it put us on hold); we only receive.
     SendOnly,
+    /// The remote side only receives; we send, it does not.
     RecvOnly,
+    /// Neither side sends.
     Inactive,
 }
 
@@ -76,6 +80,7 @@ impl Direction {
 pub struct MediaParams {
     /// Where the remote side wants RTP (`None`: the old hold form `c=0.0.0.0`).
     pub remote: Option<SocketAddr>,
+    /// The G.711 law of the chosen codec.
     pub law: Law,
     /// The payload type for `law` (0 or 8, or a dynamic number the offer chose).
     pub payload_type: u8,
@@ -107,6 +112,7 @@ impl MediaParams {
 /// The accepted audio stream of an offer, and how to answer the rest.
 #[derive(Debug, Clone)]
 pub struct Negotiated {
+    /// The stream's parameters as agreed.
     pub params: MediaParams,
     /// Index of the chosen `m=` line among the offer's.
     chosen: usize,
@@ -120,6 +126,7 @@ pub struct Negotiated {
 pub struct LocalMedia {
     /// The address written in `c=` (reachable by the peer).
     pub address: IpAddr,
+    /// Our RTP port, written in `m=`.
     pub rtp_port: u16,
     /// `o=` session id, fixed for the call.
     pub session_id: u64,
@@ -410,6 +417,7 @@ pub fn offer(local: &LocalMedia, direction: Direction) -> String {
 /// kept for the media leg.
 #[derive(Debug, Clone)]
 pub struct SdpSession {
+    /// Our address and port, the fixed part of every SDP we write.
     pub local: LocalMedia,
     /// The stream as last settled (`None` before any exchange finished).
     pub params: Option<MediaParams>,
@@ -417,6 +425,7 @@ pub struct SdpSession {
 }
 
 impl SdpSession {
+    /// A session that has not exchanged any SDP yet.
     pub fn new(local: LocalMedia) -> Self {
         SdpSession {
             local,

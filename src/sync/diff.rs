@@ -7,31 +7,43 @@ use crate::dialog::Bundle;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// What changed in one section of a bundle, by item name.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Changes {
+    /// Names only in the new version.
     pub added: Vec<String>,
+    /// Names only in the old version.
     pub removed: Vec<String>,
     /// `name: what changed`.
     pub changed: Vec<String>,
 }
 
 impl Changes {
+    /// True when nothing was added, removed or changed.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
     }
 }
 
+/// Everything that changed between two bundle versions, section by section.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BundleDiff {
+    /// Intents (phrases, keywords, description).
     pub intents: Changes,
+    /// Prompt texts, keyed by where they are said.
     pub prompts: Changes,
+    /// Flow states (prompts, slots, transitions), plus `flow.start` and the global transitions.
     pub states: Changes,
+    /// Entities and their values.
     pub entities: Changes,
+    /// Transfer targets and their URIs.
     pub transfer_targets: Changes,
+    /// The bundle-wide settings (recognition, DTMF, no-input, handoff...) differ.
     pub settings_changed: bool,
 }
 
 impl BundleDiff {
+    /// True when the two versions behave the same.
     pub fn is_empty(&self) -> bool {
         self.intents.is_empty()
             && self.prompts.is_empty()
@@ -113,6 +125,7 @@ fn phrases(p: &Localized<Vec<String>>) -> BTreeSet<String> {
     p.values().into_iter().flatten().cloned().collect()
 }
 
+/// Compare two bundles section by section.
 pub fn diff(old: &Bundle, new: &Bundle) -> BundleDiff {
     let intents = compare(&old.intents, &new.intents, |o, n| {
         let (op, np) = (phrases(&o.phrases), phrases(&n.phrases));

@@ -18,6 +18,7 @@ use anyhow::{Context, Result};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+/// The setup new calls start with, swapped in one step on activation (see the module comment).
 #[derive(Default)]
 pub struct LiveSetup {
     slot: RwLock<Option<(Arc<SessionSetup>, Option<String>)>>,

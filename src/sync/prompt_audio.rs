@@ -24,9 +24,11 @@ pub struct PrerenderStats {
     pub rendered: usize,
     /// Read from disk (rendered for an earlier version).
     pub reused: usize,
+    /// Wall time of the pass, in ms.
     pub ms: f64,
 }
 
+/// The on-disk prompt audio of one voice (`<store>/prompt-audio/<voice id>/`).
 pub struct PromptAudio {
     dir: PathBuf,
 }
@@ -45,6 +47,7 @@ pub fn voice_id(voice_model: &Path) -> String {
 }
 
 impl PromptAudio {
+    /// The cache of `voice` (a [`voice_id`]) under `root`; nothing is read or created yet.
     pub fn new(root: &Path, voice: &str) -> PromptAudio {
         PromptAudio {
             dir: root.join(voice),

@@ -14,9 +14,12 @@ use std::time::Duration;
 const MAX_DOWNLOAD: usize = 256 << 20;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Where an export is pulled from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
+    /// A local zip, folder or bundle file.
     Path(PathBuf),
+    /// An `http://` or `https://` URL, polled with conditional requests.
     Http(String),
 }
 
@@ -28,13 +31,18 @@ pub enum Fetched {
     Path(PathBuf),
     /// A downloaded export, with the validators to send next time.
     Download {
+        /// The export as downloaded.
         bytes: Vec<u8>,
+        /// The response's `ETag`, for `If-None-Match` next time.
         etag: Option<String>,
+        /// The response's `Last-Modified`, for `If-Modified-Since` next time.
         last_modified: Option<String>,
     },
 }
 
 impl Source {
+    /// An `http(s)://` URL or a path (a `file://` prefix is dropped); never fails, the fetch
+    /// checks.
     pub fn parse(spec: &str) -> Source {
         let spec = spec.trim();
         if spec.starts_with("http://") || spec.starts_with("https://") {

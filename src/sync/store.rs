@@ -37,16 +37,22 @@ pub const DEFAULT_KEEP: usize = 10;
 /// What is known about a stored version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionMeta {
+    /// Content address of the bundle ([`version_id`]), also its directory name.
     pub id: String,
     /// Unix seconds.
     pub created: u64,
     /// The path or URL it was pulled from.
     pub source: String,
+    /// The export format it was imported from.
     pub format: ExportFormat,
+    /// The bot's name from the bundle.
     pub bot_name: String,
+    /// The bot's own version label, when the export has one.
     #[serde(default)]
     pub bot_version: Option<String>,
+    /// What the import found (intents, states, phrases...).
     pub stats: ImportStats,
+    /// What the import could not carry over exactly.
     #[serde(default)]
     pub warnings: Vec<ImportWarning>,
     /// Validation warnings (errors refuse the import before it is stored).
@@ -63,7 +69,9 @@ pub struct VersionMeta {
 /// One activation, for `sync status` and the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Activation {
+    /// The version that became active.
     pub id: String,
+    /// When, in Unix seconds.
     pub at: u64,
     /// `pull`, `activate`, `rollback`, `startup`...
     pub reason: String,
@@ -72,6 +80,7 @@ pub struct Activation {
 /// `state.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StoreState {
+    /// The version being served; `None` before the first activation.
     pub active: Option<String>,
     /// Versions that were active before, most recent last: `rollback` pops it.
     #[serde(default)]
@@ -80,6 +89,7 @@ pub struct StoreState {
     /// known to work, never pruned.
     #[serde(default)]
     pub last_good: Option<String>,
+    /// Every activation, oldest first.
     #[serde(default)]
     pub log: Vec<Activation>,
 }
@@ -87,12 +97,14 @@ pub struct StoreState {
 /// The outcome of one pull, kept per source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PullRecord {
+    /// When the pull ran, in Unix seconds.
     pub at: u64,
     /// Milliseconds, to order pulls within one second.
     #[serde(default)]
     pub at_ms: u128,
     /// `ok`, `unchanged`, `not_modified`, `refused` or `failed`.
     pub result: String,
+    /// Human-readable detail (the error, or what changed).
     pub detail: String,
     /// The version the source held (when it could be imported).
     #[serde(default)]
@@ -102,10 +114,13 @@ pub struct PullRecord {
 /// `sources.json` entry: conditional-request validators and the last pull.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SourceState {
+    /// The `ETag` of the last successful fetch, for `If-None-Match`.
     #[serde(default)]
     pub etag: Option<String>,
+    /// The `Last-Modified` of the last successful fetch, for `If-Modified-Since`.
     #[serde(default)]
     pub last_modified: Option<String>,
+    /// The most recent pull, whatever its result.
     #[serde(default)]
     pub last_pull: Option<PullRecord>,
     /// The last pull that reached the source and imported (its version is the cloud's latest).
@@ -113,6 +128,7 @@ pub struct SourceState {
     pub last_success: Option<PullRecord>,
 }
 
+/// The versioned bundle store on disk (layout and crash safety in the module comment).
 pub struct Store {
     root: PathBuf,
 }
@@ -122,6 +138,7 @@ pub struct StoreLock {
     _file: std::fs::File,
 }
 
+/// The current time in Unix seconds (0 if the clock is before 1970).
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,10 +177,12 @@ impl Store {
         Ok(store)
     }
 
+    /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Where rendered static prompts are kept, shared by every version.
     pub fn prompt_audio_dir(&self) -> PathBuf {
         self.root.join("prompt-audio")
     }
@@ -306,6 +325,7 @@ impl Store {
         Ok(out)
     }
 
+    /// The metadata of version `id`.
     pub fn meta(&self, id: &str) -> Result<VersionMeta> {
         let path = self.version_dir(id).join("meta.json");
         let text = std::fs::read_to_string(&path)
@@ -313,10 +333,12 @@ impl Store {
         serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
     }
 
+    /// Path of version `id`'s canonical bundle file.
     pub fn bundle_path(&self, id: &str) -> PathBuf {
         self.version_dir(id).join("bundle.yaml")
     }
 
+    /// Load version `id`'s bundle.
     pub fn bundle(&self, id: &str) -> Result<Bundle> {
         Bundle::load(&self.bundle_path(id))
             .with_context(|| format!("stored version {id} cannot be loaded"))
@@ -333,6 +355,7 @@ impl Store {
         Ok(out)
     }
 
+    /// The active pointer, rollback stack and log (`state.json`; empty when there is none yet).
     pub fn state(&self) -> Result<StoreState> {
         read_json(&self.root.join("state.json"))
     }
@@ -447,10 +470,12 @@ impl Store {
         Ok(removed)
     }
 
+    /// What is known about every source pulled so far (`sources.json`), by source.
     pub fn sources(&self) -> Result<BTreeMap<String, SourceState>> {
         read_json(&self.root.join("sources.json"))
     }
 
+    /// What is known about `source`; empty if it was never pulled.
     pub fn source_state(&self, source: &str) -> Result<SourceState> {
         Ok(self.sources()?.remove(source).unwrap_or_default())
     }
@@ -466,6 +491,7 @@ impl Store {
     }
 }
 
+/// The current time in Unix milliseconds (0 if the clock is before 1970).
 pub fn now_ms() -> u128 {
     nanos() / 1_000_000
 }

@@ -9,6 +9,7 @@
 use crate::dialog::{Bundle, Issue, Severity};
 use serde::{Deserialize, Serialize};
 
+/// Validation results of a bundle, as `path: message` lines.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ValidationReport {
     /// Each refuses the version.
@@ -18,6 +19,7 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// True when there are no errors (warnings allowed).
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
     }

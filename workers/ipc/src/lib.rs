@@ -42,10 +42,14 @@ pub const MAX_PAYLOAD_BYTES: u32 = 64 << 20;
 /// The JSON header of every frame.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Envelope<T> {
+    /// Caller-chosen request id; every response to the request repeats it (0 is the unsolicited
+    /// `ready`).
     pub id: u64,
     /// True when more responses for the same id follow.
     #[serde(default, skip_serializing_if = "is_false")]
     pub more: bool,
+    /// The message itself, flattened into the header next to `id` and `more` (its `kind` tag says
+    /// which).
     #[serde(flatten)]
     pub body: T,
 }
@@ -59,10 +63,12 @@ fn is_false(b: &bool) -> bool {
 pub struct ChatMessage {
     /// `system`, `user` or `assistant`.
     pub role: String,
+    /// The message text.
     pub content: String,
 }
 
 impl ChatMessage {
+    /// A message from `role` (`system`, `user` or `assistant`) saying `content`.
     pub fn new(role: &str, content: impl Into<String>) -> Self {
         ChatMessage {
             role: role.to_string(),
@@ -80,7 +86,10 @@ pub enum Request {
     /// Finish and exit.
     Shutdown,
     /// Stop request `target` early.
-    Cancel { target: u64 },
+    Cancel {
+        /// The `id` of the request to stop.
+        target: u64,
+    },
 
     /// VAD worker: speech probabilities for the payload (s16le, 16 kHz).
     /// Streaming works by carrying the recurrent state: pass the `state` of the
@@ -88,6 +97,7 @@ pub enum Request {
     /// The payload should be a multiple of [`VAD_CHUNK_SAMPLES`]; a tail is
     /// zero-padded.
     Vad {
+        /// Recurrent state returned for the previous chunk of this stream; `None` at stream start.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<VadState>,
     },
@@ -103,8 +113,11 @@ pub enum Request {
 
     /// LLM worker: complete a chat with the model's own chat template.
     Generate {
+        /// The conversation so far, oldest first, rendered with the model's chat template.
         messages: Vec<ChatMessage>,
+        /// Most tokens to generate before stopping.
         max_tokens: u32,
+        /// Sampling temperature; 0 (the default) means greedy decoding.
         #[serde(default)]
         temperature: f32,
         /// GBNF grammar constraining the output (classification, slot filling).
@@ -121,13 +134,19 @@ pub enum Request {
     /// TTS worker: speak `text`. With `stream`, one [`Response::Audio`] per
     /// sentence as soon as it is ready, then [`Response::Synthesized`].
     Synthesize {
+        /// The text to speak.
         text: String,
+        /// Send one [`Response::Audio`] per sentence as it is ready instead of all audio at the
+        /// end.
         #[serde(default)]
         stream: bool,
     },
 
     /// Embedding worker: one L2-normalised vector per text.
-    Embed { texts: Vec<String> },
+    Embed {
+        /// The texts to embed, one vector each, in order.
+        texts: Vec<String>,
+    },
 }
 
 /// Silero's recurrent state between [`Request::Vad`] calls of one stream.
@@ -145,10 +164,13 @@ pub const VAD_CHUNK_SAMPLES: usize = 512;
 /// Where time went inside a worker for one request (milliseconds).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct WorkerTimings {
+    /// Wall time of the whole request inside the worker, in ms.
     #[serde(default)]
     pub total_ms: f64,
+    /// Time spent in the worker's own VAD (STT only), in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vad_ms: Option<f64>,
+    /// Time to the first streamed output (LLM token, TTS sentence), in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_output_ms: Option<f64>,
 }
@@ -159,61 +181,87 @@ pub struct WorkerTimings {
 pub enum Response {
     /// Sent once, unsolicited, with id 0, after the model loaded.
     Ready {
+        /// The worker's [`PROTOCOL_VERSION`].
         protocol: u32,
+        /// Engine name, e.g. `whisper.cpp`, `llama.cpp` or `piper`.
         engine: String,
+        /// The loaded model (file name or id), for logs.
         model: String,
+        /// Time to load the model, in ms.
         load_ms: f64,
         /// Engine facts worth logging (threads, sample rate, GPU...).
         #[serde(default)]
         info: serde_json::Map<String, serde_json::Value>,
     },
+    /// Answer to [`Request::Ping`], sent even while a long request runs.
     Pong,
     /// Speech probability per [`VAD_CHUNK_SAMPLES`] chunk, and the state to
     /// pass with the next chunk of the same stream.
     VadProbs {
+        /// Speech probability (0..1) of each chunk, in order.
         probs: Vec<f32>,
+        /// State to pass with the next [`Request::Vad`] of the same stream.
         state: VadState,
     },
+    /// Answer to [`Request::Transcribe`].
     Transcript {
+        /// The recognised text (empty when `no_speech`).
         text: String,
         /// The worker's VAD found no speech; Whisper was not run.
         no_speech: bool,
         /// Speech found by the worker's VAD, in ms from the start of the audio.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         speech_ms: Option<(f64, f64)>,
+        /// Where the worker spent its time.
         timings: WorkerTimings,
     },
     /// A streamed piece of LLM output (`more: true`).
     Token {
+        /// The new text since the previous token.
         text: String,
     },
+    /// Final answer to [`Request::Generate`], after any streamed tokens.
     Generated {
+        /// The whole generated text.
         text: String,
+        /// Tokens in the rendered prompt.
         prompt_tokens: u32,
+        /// Tokens generated.
         completion_tokens: u32,
         /// Tokens of the prompt served from the KV cache of an earlier request.
         #[serde(default)]
         cached_tokens: u32,
+        /// Where the worker spent its time (`first_output_ms` is time to first token).
         timings: WorkerTimings,
     },
     /// Streamed audio (`more: true`); payload s16le mono at `sample_rate`.
     Audio {
+        /// Sample rate of the payload, in Hz.
         sample_rate: u32,
+        /// The sentence this audio speaks.
         text: String,
     },
     /// End of a synthesis; with `stream: false` the payload holds all audio.
     Synthesized {
+        /// Sample rate of the audio, in Hz.
         sample_rate: u32,
+        /// Total samples synthesised for the request (all streamed chunks together).
         samples: u64,
+        /// Where the worker spent its time.
         timings: WorkerTimings,
     },
     /// Payload: `count` x `dim` f32le.
     Embeddings {
+        /// Number of vectors (one per input text).
         count: u32,
+        /// Dimensions of each vector.
         dim: u32,
     },
+    /// The request failed (with id 0: the model did not load and the worker exits).
     Error {
+        /// Which kind of failure, so the caller can tell retryable from fatal.
         code: ErrorCode,
+        /// Human-readable detail for logs.
         message: String,
     },
 }
@@ -235,12 +283,16 @@ pub enum ErrorCode {
 /// Errors of the framing layer.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// Reading or writing the pipe failed.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
+    /// The declared header length (bytes) exceeds [`MAX_HEADER_BYTES`].
     #[error("frame header of {0} bytes exceeds the {MAX_HEADER_BYTES}-byte limit")]
     HeaderTooLarge(u32),
+    /// The declared payload length (bytes) exceeds [`MAX_PAYLOAD_BYTES`].
     #[error("frame payload of {0} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit")]
     PayloadTooLarge(u32),
+    /// The header is not JSON or does not match the expected message type.
     #[error("frame header is not valid JSON for this message: {0}")]
     BadHeader(#[from] serde_json::Error),
 }
@@ -248,7 +300,9 @@ pub enum FrameError {
 /// A decoded frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frame<T> {
+    /// The decoded JSON header.
     pub envelope: Envelope<T>,
+    /// The raw payload bytes (PCM audio, f32 vectors), empty when none.
     pub payload: Vec<u8>,
 }
 
@@ -310,6 +364,7 @@ pub mod asynch {
     use super::*;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+    /// Write one frame and flush, so the peer sees it at once.
     pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
         w: &mut W,
         envelope: &Envelope<T>,
@@ -319,6 +374,7 @@ pub mod asynch {
         w.flush().await
     }
 
+    /// Read one frame; `Ok(None)` on a clean end of stream before a frame starts.
     pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
         r: &mut R,
     ) -> Result<Option<Frame<T>>, FrameError> {

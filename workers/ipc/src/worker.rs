@@ -55,6 +55,7 @@ impl Responder {
         }
     }
 
+    /// Answer request `id` with an [`Response::Error`] of `code`.
     pub fn error(&self, id: u64, code: ErrorCode, message: impl Into<String>) {
         self.send(
             id,
@@ -76,6 +77,8 @@ pub struct CancelToken {
 }
 
 impl CancelToken {
+    /// True once the call plane sent [`Request::Cancel`] for this request; engines poll it between
+    /// steps.
     pub fn is_cancelled(&self) -> bool {
         self.cancelled
             .lock()
@@ -101,8 +104,11 @@ pub trait Engine {
 
 /// Facts a worker reports when ready.
 pub struct ReadyInfo {
+    /// Engine name for [`Response::Ready`], e.g. `whisper.cpp`.
     pub engine: &'static str,
+    /// The loaded model, for [`Response::Ready`].
     pub model: String,
+    /// Engine facts worth logging (threads, sample rate, GPU...).
     pub info: serde_json::Map<String, serde_json::Value>,
 }
 
