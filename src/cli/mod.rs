@@ -6,6 +6,7 @@ pub mod converse;
 pub mod models;
 pub mod runtime;
 pub mod say;
+pub mod selftest;
 pub mod serve;
 pub mod sync;
 pub mod transcribe;
@@ -96,6 +97,10 @@ pub enum Command {
     Sync(sync::SyncCommand),
     /// Print the effective configuration as TOML (a starting point for /etc/understudy/understudy.toml).
     Config,
+    /// Check that this box can take calls: model files (sha256), every engine loads and
+    /// answers, one synthetic call end to end, and SIP OPTIONS to the SIP port. A pass/fail
+    /// table; exits non-zero when a check fails
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Set up `tracing` on stderr.
@@ -127,6 +132,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Say(args) => say::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,
         Command::Sync(cmd) => sync::run(cmd, &config).await,
+        Command::Selftest(args) => selftest::run(args, &config).await,
         Command::Models(cmd) => {
             let (dir, pack) = (config.models.dir.clone(), config.models.pack.clone());
             tokio::task::spawn_blocking(move || models::run_with_defaults(cmd, dir, &pack)).await?

@@ -15,7 +15,7 @@
 //! call over (`crate::sip::inpath`). docs/continuity.md has the whole story.
 
 pub mod health;
-mod probe;
+pub mod probe;
 
 use crate::config::{CloudConfig, CloudMode};
 use crate::metrics;
