@@ -191,7 +191,7 @@ async fn engine_and_call_checks(
 
     let started = Instant::now();
     let embed = engines.embed.as_ref().expect("all engines started");
-    let outcome = match embed.embed(&[args.caller_says.clone()]).await {
+    let outcome = match embed.embed(std::slice::from_ref(&args.caller_says)).await {
         Ok(v) if v.first().is_some_and(|e| !e.is_empty()) => {
             Ok(format!("{} dimensions", v[0].len()))
         }
