@@ -564,7 +564,7 @@ impl Call {
                     .bye_reasons
                     .lock()
                     .unwrap()
-                    .remove(&id.call_id)
+                    .pop(&id.call_id)
                     .unwrap_or_default();
                 if inpath::bye_reason_is_error(&reason) {
                     return self
