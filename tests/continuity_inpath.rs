@@ -53,6 +53,11 @@ fn write_cloud_pcap(dir: &Path) {
 /// Understudy in in-path mode in front of the cloud bot on `cloud_port`;
 /// `overrides` replace the `[cloud]` settings below.
 fn serve_in_path(cloud_port: u16, overrides: &[(&str, &str)]) -> Serve {
+    serve_in_path_with("", cloud_port, overrides)
+}
+
+/// [`serve_in_path`] with `sip` added to the `[sip]` section.
+fn serve_in_path_with(sip: &str, cloud_port: u16, overrides: &[(&str, &str)]) -> Serve {
     let uri = format!("\"sip:bot@127.0.0.1:{cloud_port}\"");
     let mut cloud: Vec<(&str, &str)> = vec![
         ("mode", "\"in_path\""),
@@ -70,7 +75,7 @@ fn serve_in_path(cloud_port: u16, overrides: &[(&str, &str)]) -> Serve {
         cloud.push((key, value));
     }
     let lines: String = cloud.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    Serve::start(&format!("capacity = 3\n[cloud]\n{lines}"))
+    Serve::start(&format!("capacity = 3\n{sip}\n[cloud]\n{lines}"))
 }
 
 /// A caller on the line: SIPp signalling, media through `peer`.
@@ -357,6 +362,78 @@ fn a_cloud_bot_hanging_up_with_an_error_is_taken_over() {
         vec!["completed".to_string()],
         "the call must survive the cloud's BYE"
     );
+}
+
+/// The cloud bot hands the caller to a human with a REFER whose `Refer-To`
+/// is a legal name-addr: a quoted display name with `<`, `>` and escaped
+/// quotes in it, a header parameter, and an escaped `Replaces` header
+/// (RFC 3515, RFC 3891). The appliance accepts it, ends the cloud leg and
+/// transfers the caller itself (here by bridge): its INVITE goes to the
+/// URI without the headers and carries the `Replaces`.
+#[test]
+fn a_cloud_bot_transfer_to_a_name_addr_reaches_the_human() {
+    require_peers();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    write_cloud_pcap(dir);
+    let agent_dir = dir.join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let mut voice = RtpCapture::new();
+    voice.audio(&say("Hello, this is Sam.", &agent_dir));
+    voice.write_pcap(&agent_dir.join("agent.pcap"));
+    let target = Sipp::new("target", &agent_dir);
+    let agent_port = target.port;
+    let agent = target.set("talk_ms", 3_000).spawn(None);
+    let uri = format!("sip:agent@127.0.0.1:{agent_port}");
+    let replaces = "4711%40cloud.example%3Bto-tag%3Dab%3Bfrom-tag%3Dcd";
+    let refer_to = format!("\"Support \\\"EMEA\\\" <desk>\" <{uri}?Replaces={replaces}>;x-queue=3");
+    let cloud_port = free_port();
+    let mut cloud = start_cloud(
+        dir,
+        cloud_port,
+        "cloud_bot_refers",
+        &[("refer_ms", "3000".into()), ("refer_to", refer_to)],
+    );
+    let serve = serve_in_path_with("transfer_mode = \"bridge\"", cloud_port, &[]);
+    wait_status(&serve, "\"routes_to_cloud\":true", Duration::from_secs(10));
+
+    let caller = call(&serve, dir, Duration::from_secs(30));
+    serve.wait_logged("bridged to the cloud bot", 1, Duration::from_secs(10));
+    let asked = serve.wait_logged(
+        "the cloud bot transfers the caller",
+        1,
+        Duration::from_secs(15),
+    );
+    assert_eq!(
+        asked[0]["target"],
+        format!("{uri}?Replaces={replaces}"),
+        "{}",
+        asked[0]
+    );
+    let agent = agent.wait();
+    agent.assert_ok("the human receives the bridged call");
+    assert!(
+        agent.messages.contains(&format!("INVITE {uri} SIP/2.0")),
+        "the Request-URI is the target without its headers:\n{}",
+        tail(&agent.messages, 40)
+    );
+    assert!(
+        agent
+            .messages
+            .contains("Replaces: 4711@cloud.example;to-tag=ab;from-tag=cd"),
+        "the INVITE carries the Replaces:\n{}",
+        tail(&agent.messages, 40)
+    );
+    caller.sipp.wait().assert_ok("the caller");
+    let cloud_side = std::fs::read_to_string(dir.join("cloud_bot_refers.msg")).unwrap();
+    cloud.kill();
+    assert!(
+        cloud_side.contains("SIP/2.0 202") && cloud_side.contains("BYE sip:"),
+        "the REFER accepted, then the cloud leg ended:\n{}",
+        tail(&cloud_side, 40)
+    );
+    let ended = serve.wait_logged("call ended", 1, Duration::from_secs(5));
+    assert_eq!(ended[0]["result"], "transferred", "{}", ended[0]);
 }
 
 #[test]

@@ -388,3 +388,41 @@ async fn dtmf_keys_reach_the_dialog() {
     let _ = task.await;
     setup.engines.shutdown();
 }
+
+/// A long-running appliance streams thousands of distinct sentences (LLM
+/// answers, order confirmations) into the prompt cache. The pre-rendered
+/// prompts (the safety net's apology, the filler, the takeover prompt, the
+/// bot's flow prompts) must never be evicted for them: the safety net
+/// plays the apology from there when the TTS is what failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_prompt_cache_keeps_the_pre_rendered_prompts() {
+    let setup = setup().await;
+    let mut pre_rendered = setup.settings.fixed_prompts();
+    pre_rendered.extend(setup.bot.static_prompts());
+    for text in &pre_rendered {
+        assert!(
+            setup.prompts.get(text).is_some(),
+            "{text:?} not pre-rendered"
+        );
+    }
+    // Streamed speech enters the cache the way `Speech::next` adds it.
+    let streamed = |i: usize| format!("Order {i} shipped on Monday.");
+    for i in 0..5_000 {
+        setup.prompts.insert(&streamed(i), vec![100; 1_600]);
+    }
+    for text in &pre_rendered {
+        assert!(
+            setup.prompts.get(text).is_some(),
+            "{text:?} was dropped from the cache by streamed speech"
+        );
+    }
+    // The streamed sentences are bounded, the least recently used go first.
+    assert!(setup.prompts.get(&streamed(4_999)).is_some());
+    assert!(setup.prompts.get(&streamed(0)).is_none());
+    assert!(
+        setup.prompts.len() < pre_rendered.len() + 5_000,
+        "{} entries",
+        setup.prompts.len()
+    );
+    setup.engines.shutdown();
+}

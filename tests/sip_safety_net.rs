@@ -169,6 +169,11 @@ enum Fault {
     /// for 100 ms (pings are answered in a millisecond), and killed when
     /// the caller hears the filler.
     KillLlm,
+    /// SIGSTOP the TTS worker before the caller keys in an order number:
+    /// the turn decides at once (a flow turn on keys), but its answer ("I
+    /// couldn't find order 1 2 3 4 5 ...") is not pre-rendered and its
+    /// speech never comes.
+    StallTts,
 }
 
 #[test]
@@ -190,6 +195,32 @@ fn a_stalled_llm_gets_a_filler_then_the_apology_and_a_human() {
     assert!(
         m.error.contains("turn") && m.error.contains("timed out"),
         "the turn deadline fired: {}",
+        m.error
+    );
+}
+
+/// The dead-air bound holds whatever is slow: here the turn has its answer
+/// at once and the TTS stalls, so the filler must cover the wait for the
+/// answer's speech (not only the thinking) and the deadline the rest.
+#[test]
+fn a_stalled_tts_gets_a_filler_then_the_apology_and_a_human() {
+    let m = safety_net_call(Fault::StallTts);
+    let filler = m
+        .filler
+        .expect("a turn whose speech is late says the filler");
+    assert!(
+        filler.0 - m.speech_end > Duration::from_millis(1000),
+        "filler {:?} after the last key",
+        filler.0 - m.speech_end
+    );
+    assert!(
+        m.metrics.contains("understudy_fillers_total 1"),
+        "{}",
+        m.metrics
+    );
+    assert!(
+        m.error.contains("tts") && m.error.contains("timed out"),
+        "the turn deadline fired on the TTS: {}",
         m.error
     );
 }
@@ -337,20 +368,39 @@ fn safety_net_call(fault: Fault) -> Measured {
     wait_quiet(&peer, Duration::from_millis(1500), Duration::from_secs(20));
 
     let question = say("Do you sell gift cards?", dir);
+    if let Fault::StallTts = fault {
+        // The keypad menu's order status: its (pre-rendered) question first.
+        let pressed = Instant::now();
+        peer.press("1");
+        peer.wait_audio_after(pressed, Duration::from_secs(10))
+            .expect("no answer to key 1");
+        wait_quiet(&peer, Duration::from_millis(1500), Duration::from_secs(20));
+    }
     let asked = Instant::now();
     let stopped = match fault {
         Fault::StallLlm | Fault::KillLlm => None,
+        Fault::StallTts => {
+            let pid = worker_pid(&serve, "tts");
+            signal(pid, libc::SIGSTOP);
+            Some(pid)
+        }
         Fault::KillStt => {
             let pid = worker_pid(&serve, "stt");
             signal(pid, libc::SIGSTOP);
             Some(pid)
         }
     };
-    peer.say(&question);
-    let speech_end = peer
-        .wait_said(asked, Duration::from_secs(15))
-        .expect("the question had no speech");
+    // The end of the caller's input: the last speech packet, or the last key.
+    let speech_end = if let Fault::StallTts = fault {
+        peer.press("12345#");
+        peer.wait_pressed(Duration::from_secs(15))
+    } else {
+        peer.say(&question);
+        peer.wait_said(asked, Duration::from_secs(15))
+            .expect("the question had no speech")
+    };
     let stalled = match fault {
+        Fault::StallTts => stopped,
         Fault::StallLlm => {
             let pid = worker_pid(&serve, "llm");
             signal(pid, libc::SIGSTOP);

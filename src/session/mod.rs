@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use turn::{CallerAudio, SpeakerDone, TurnDone, TurnInput};
+use turn::{CallerAudio, Pace, SpeakerDone, TurnDone, TurnInput};
 use understudy_ipc::{VadState, VAD_CHUNK_SAMPLES};
 
 /// The state of a call, as the design names them.
@@ -356,8 +356,14 @@ impl Session {
                     action: format!("{:?}", greeting.action),
                     ..Default::default()
                 };
-                self.speak(greeting.say.clone(), greeting.action.clone(), report, None)
-                    .await;
+                self.speak(
+                    greeting.say.clone(),
+                    greeting.action.clone(),
+                    report,
+                    None,
+                    Pace::default(),
+                )
+                .await;
             }
             Opening::Takeover { recent } => self.take_over(recent).await,
         }
@@ -679,12 +685,9 @@ impl Session {
         if !matches!(self.work, Work::Thinking(_)) {
             return;
         }
-        let Some(audio) = self.setup.prompts.get(&self.setup.settings.filler) else {
-            tracing::warn!(call = %self.call_id, "the filler is not pre-rendered; the caller waits in silence");
+        let Some(audio) = turn::filler_audio(&self.setup, &self.call_id, self.turn) else {
             return;
         };
-        tracing::info!(call = %self.call_id, turn = self.turn, ms = audio.len() / 16, "turn is slow: filler");
-        metrics::counter_inc("understudy_fillers_total", &[]);
         self.filler_played = true;
         let mark = self.next_mark;
         self.next_mark += 1;
@@ -697,7 +700,8 @@ impl Session {
 
     async fn on_thought(&mut self, done: Result<TurnDone, tokio::task::JoinError>) {
         self.work = Work::Idle;
-        self.filler_due = None;
+        // Not played yet: the speaker says it if the answer's audio is late.
+        let filler_due = self.filler_due.take();
         let done = match done {
             Ok(done) => done,
             Err(e) => {
@@ -718,11 +722,16 @@ impl Session {
                 self.listen = ListenPolicy::new(&self.setup.settings, &bot_turn.listen);
                 report.filler = std::mem::take(&mut self.filler_played);
                 let speech_end = done.speech_end;
+                let pace = Pace {
+                    filler_due,
+                    deadline: Some(done.deadline),
+                };
                 self.speak(
                     bot_turn.say.clone(),
                     bot_turn.action.clone(),
                     report,
                     speech_end,
+                    pace,
                 )
                 .await;
             }
@@ -737,6 +746,7 @@ impl Session {
         after: Action,
         report: TurnReport,
         speech_end: Option<Instant>,
+        pace: Pace,
     ) {
         self.set_state(CallState::Speaking).await;
         self.barge_in.reset();
@@ -749,6 +759,8 @@ impl Session {
             self.actions.clone(),
             first_mark,
             speech_end,
+            pace,
+            self.call_id.clone(),
             report,
         ));
         self.pending_report = None;
@@ -765,7 +777,9 @@ impl Session {
         match done.error {
             Some(e) => {
                 self.work = Work::Idle;
-                self.safety_net(e, Some(done.report)).await;
+                // With none of the answer queued, only the filler can be playing: not cut.
+                self.apologize(e, Some(done.report), last_mark.is_some())
+                    .await;
             }
             None => {
                 self.pending_report = Some(done.report);
@@ -828,12 +842,18 @@ impl Session {
 
     /// An engine failed: apologise (pre-rendered audio) and transfer to a human.
     async fn safety_net(&mut self, error: EngineError, report: Option<TurnReport>) {
-        tracing::error!(call = %self.call_id, %error, "engine failure: safety net");
-        metrics::counter_inc("understudy_safety_net_total", &[]);
         // While thinking, only a prompt (the filler, a takeover prompt) can be
         // queued: let it finish, the apology follows at once. A half-spoken
         // answer is cut.
-        if self.state != CallState::Thinking {
+        let cut = self.state != CallState::Thinking;
+        self.apologize(error, report, cut).await;
+    }
+
+    /// The safety net; `cut`: what is queued for the caller is dropped first.
+    async fn apologize(&mut self, error: EngineError, report: Option<TurnReport>, cut: bool) {
+        tracing::error!(call = %self.call_id, %error, "engine failure: safety net");
+        metrics::counter_inc("understudy_safety_net_total", &[]);
+        if cut {
             self.emit(SessionAction::ClearPlayout).await;
         }
         self.stop_work();

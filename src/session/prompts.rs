@@ -7,8 +7,9 @@
 use crate::audio::{self, SAMPLE_RATE};
 use crate::engines::{EngineError, TtsClient};
 use crate::metrics;
+use lru::LruCache;
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// What the caller hears when an engine fails; always pre-rendered.
@@ -22,29 +23,95 @@ pub const DEFAULT_FILLER: &str = "One moment, please.";
 pub const DEFAULT_TAKEOVER: &str = "Sorry about that, I'm back with you.";
 
 /// Rendered speech by exact text, at the canonical rate.
-#[derive(Default)]
+///
+/// Two kinds of entry: pre-rendered prompts (the bot's static prompts, the
+/// apology, the filler, the takeover prompt) are pinned and never evicted,
+/// since the safety net needs them exactly when the TTS is what failed;
+/// streamed speech (order confirmations, LLM answers) is kept so a repeated
+/// sentence costs nothing, bounded, least recently used out first.
 pub struct PromptCache {
-    audio: RwLock<HashMap<String, std::sync::Arc<Vec<i16>>>>,
+    entries: Mutex<Entries>,
 }
 
-/// Most dynamic sentences cached at once (order confirmations, LLM answers).
-const MAX_ENTRIES: usize = 2_000;
+struct Entries {
+    pinned: HashMap<String, Arc<Vec<i16>>>,
+    streamed: LruCache<String, Arc<Vec<i16>>>,
+    /// Samples held by `streamed`.
+    streamed_samples: usize,
+}
+
+/// Most streamed sentences cached at once.
+const MAX_STREAMED: usize = 2_000;
+/// Most streamed audio cached at once: an hour at 16 kHz (115 MB).
+const MAX_STREAMED_SAMPLES: usize = 3_600 * SAMPLE_RATE as usize;
+
+impl Default for PromptCache {
+    fn default() -> Self {
+        PromptCache {
+            entries: Mutex::new(Entries {
+                pinned: HashMap::new(),
+                streamed: LruCache::unbounded(),
+                streamed_samples: 0,
+            }),
+        }
+    }
+}
 
 impl PromptCache {
-    pub fn get(&self, text: &str) -> Option<std::sync::Arc<Vec<i16>>> {
-        self.audio.read().unwrap().get(text).cloned()
-    }
-
-    pub fn insert(&self, text: &str, samples: Vec<i16>) {
-        let mut map = self.audio.write().unwrap();
-        if map.len() >= MAX_ENTRIES {
-            map.clear();
+    /// The audio of `text`, if cached (a streamed sentence becomes the most
+    /// recently used).
+    pub fn get(&self, text: &str) -> Option<Arc<Vec<i16>>> {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(audio) = entries.pinned.get(text) {
+            return Some(audio.clone());
         }
-        map.insert(text.to_string(), std::sync::Arc::new(samples));
+        entries.streamed.get(text).cloned()
     }
 
+    /// Keep a pre-rendered prompt for as long as the cache lives.
+    pub fn pin(&self, text: &str, samples: Vec<i16>) {
+        let mut entries = self.entries.lock().unwrap();
+        if let Some(old) = entries.streamed.pop(text) {
+            entries.streamed_samples -= old.len();
+        }
+        entries.pinned.insert(text.to_string(), Arc::new(samples));
+    }
+
+    /// Keep streamed speech; the least recently used streamed sentences
+    /// make room when the cache is full. Pinned prompts are never replaced.
+    pub fn insert(&self, text: &str, samples: Vec<i16>) {
+        let mut entries = self.entries.lock().unwrap();
+        if entries.pinned.contains_key(text) {
+            return;
+        }
+        entries.streamed_samples += samples.len();
+        if let Some((_, old)) = entries.streamed.push(text.to_string(), Arc::new(samples)) {
+            // The same text again (two calls streamed it at once).
+            entries.streamed_samples -= old.len();
+        }
+        let mut evicted = 0;
+        while entries.streamed.len() > MAX_STREAMED
+            || entries.streamed_samples > MAX_STREAMED_SAMPLES
+        {
+            let Some((_, old)) = entries.streamed.pop_lru() else {
+                break;
+            };
+            entries.streamed_samples -= old.len();
+            evicted += 1;
+        }
+        if evicted > 0 {
+            metrics::counter_add(
+                "understudy_prompt_cache_evictions_total",
+                &[],
+                evicted as f64,
+            );
+        }
+    }
+
+    /// Entries of both kinds.
     pub fn len(&self) -> usize {
-        self.audio.read().unwrap().len()
+        let entries = self.entries.lock().unwrap();
+        entries.pinned.len() + entries.streamed.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,7 +127,7 @@ impl PromptCache {
                 continue;
             }
             let speech = tts.synthesize(text).await?;
-            self.insert(
+            self.pin(
                 text,
                 audio::resample(&speech.samples, speech.sample_rate, SAMPLE_RATE),
             );
@@ -79,7 +146,7 @@ impl PromptCache {
 
 /// Speech for one text, piece by piece, at the canonical rate.
 pub enum Speech {
-    Cached(Option<std::sync::Arc<Vec<i16>>>),
+    Cached(Option<Arc<Vec<i16>>>),
     Streaming {
         stream: crate::engines::SpeechStream,
         text: String,

@@ -82,6 +82,8 @@ pub struct TurnDone {
     /// The report so far (for the safety net's report on failure).
     pub report: TurnReport,
     pub speech_end: Option<Instant>,
+    /// When the turn's first audio is due (speech and keyed turns alike).
+    pub deadline: tokio::time::Instant,
 }
 
 /// When a turn must have produced audio: `turn_deadline` after the caller
@@ -137,6 +139,7 @@ pub async fn think(
         outcome,
         report,
         speech_end,
+        deadline,
     }
 }
 
@@ -218,30 +221,64 @@ pub struct SpeakerDone {
     pub report: TurnReport,
 }
 
-/// Queue the turn's speech for the caller, as soon as each piece is ready.
+/// When a turn's first audio is due: the filler goes out at `filler_due`
+/// (`None`: already played, or never) and the safety net takes over at
+/// `deadline`, both counted from the end of the caller's input, so they
+/// bound the caller's wait whatever is slow (STT, LLM or TTS).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pace {
+    pub filler_due: Option<tokio::time::Instant>,
+    /// `None`: no deadline (the greeting).
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+/// The filler's audio for a slow turn, counted and logged; `None` when it
+/// is not pre-rendered (the caller then waits in silence).
+pub(super) fn filler_audio(setup: &SessionSetup, call: &str, turn: u32) -> Option<Arc<Vec<i16>>> {
+    let Some(audio) = setup.prompts.get(&setup.settings.filler) else {
+        tracing::warn!(
+            call,
+            "the filler is not pre-rendered; the caller waits in silence"
+        );
+        return None;
+    };
+    tracing::info!(call, turn, ms = audio.len() / 16, "turn is slow: filler");
+    metrics::counter_inc("understudy_fillers_total", &[]);
+    Some(audio)
+}
+
+/// Queue the turn's speech for the caller, as soon as each piece is ready;
+/// until the first piece of it is queued, `pace` applies.
 pub async fn speak(
     setup: Arc<SessionSetup>,
     texts: Vec<String>,
     actions: mpsc::Sender<SessionAction>,
     first_mark: u64,
     speech_end: Option<Instant>,
+    pace: Pace,
+    call: String,
     mut report: TurnReport,
 ) -> SpeakerDone {
     let started = Instant::now();
     let mut mark = first_mark;
     let mut last_mark = None;
-    // A caller's turn must produce its first audio by the turn deadline (a
-    // stalled TTS is dead air too); the greeting has no deadline.
-    let deadline =
-        speech_end.map(|end| tokio::time::Instant::from_std(turn_deadline(&setup, Some(end))));
+    let mut waiting = Waiting {
+        pace,
+        setup: &setup,
+        actions: &actions,
+        call: &call,
+    };
     for text in texts.iter().filter(|t| !t.trim().is_empty()) {
-        let first = deadline.filter(|_| last_mark.is_none());
-        let mut speech = match by(
-            first,
-            Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text),
-        )
-        .await
-        {
+        let started_speech = Speech::start(&setup.prompts, setup.engines.tts.as_ref(), text);
+        let speech = match last_mark {
+            Some(_) => started_speech.await,
+            None => {
+                waiting
+                    .first_audio(&mut mark, &mut report, started_speech)
+                    .await
+            }
+        };
+        let mut speech = match speech {
             Ok(s) => s,
             Err(e) => {
                 return SpeakerDone {
@@ -252,12 +289,14 @@ pub async fn speak(
             }
         };
         loop {
-            let first = deadline.filter(|_| last_mark.is_none());
-            let piece = match first {
-                Some(at) => tokio::time::timeout_at(at, speech.next(&setup.prompts))
+            let piece = match last_mark {
+                Some(_) => speech.next(&setup.prompts).await,
+                None => waiting
+                    .first_audio(&mut mark, &mut report, async {
+                        Ok(speech.next(&setup.prompts).await)
+                    })
                     .await
-                    .unwrap_or(Some(Err(EngineError::Timeout { engine: "tts" }))),
-                None => speech.next(&setup.prompts).await,
+                    .unwrap_or_else(|e| Some(Err(e))),
             };
             let Some(piece) = piece else { break };
             let samples = match piece {
@@ -309,15 +348,42 @@ pub async fn speak(
     }
 }
 
-/// `work`, or a TTS timeout at `deadline` when there is one.
-async fn by<T>(
-    deadline: Option<tokio::time::Instant>,
-    work: impl std::future::Future<Output = Result<T, EngineError>>,
-) -> Result<T, EngineError> {
-    match deadline {
-        Some(at) => tokio::time::timeout_at(at, work)
-            .await
-            .unwrap_or(Err(EngineError::Timeout { engine: "tts" })),
-        None => work.await,
+/// The speaker before its first audio: it says the filler when that is
+/// due, and gives up at the deadline.
+struct Waiting<'a> {
+    pace: Pace,
+    setup: &'a SessionSetup,
+    actions: &'a mpsc::Sender<SessionAction>,
+    call: &'a str,
+}
+
+impl Waiting<'_> {
+    /// `work`, with the filler queued if it is due first; a TTS timeout at
+    /// the deadline (a stalled TTS is dead air too).
+    async fn first_audio<T>(
+        &mut self,
+        mark: &mut u64,
+        report: &mut TurnReport,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                // An answer ready as the filler falls due wins.
+                biased;
+                done = &mut work => return done,
+                _ = super::sleep_until(self.pace.filler_due) => {
+                    self.pace.filler_due = None;
+                    if let Some(samples) = filler_audio(self.setup, self.call, report.turn) {
+                        report.filler = true;
+                        let _ = self.actions.send(SessionAction::Play { samples, mark: *mark }).await;
+                        *mark += 1;
+                    }
+                }
+                _ = super::sleep_until(self.pace.deadline) => {
+                    return Err(EngineError::Timeout { engine: "tts" });
+                }
+            }
+        }
     }
 }

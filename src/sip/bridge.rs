@@ -8,7 +8,7 @@ use super::server::Shared;
 use rsipstack::dialog::dialog::DialogStateReceiver;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{StatusCodeKind, Uri};
+use rsipstack::sip::{Header, StatusCodeKind, Uri};
 use rsipstack::transport::SipAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -29,8 +29,18 @@ pub(super) async fn dial(
     caller_user: &str,
     media: MediaConfig,
 ) -> Result<Bridge, String> {
-    let callee =
+    let mut callee =
         Uri::try_from(target).map_err(|e| format!("bad transfer target {target:?}: {e}"))?;
+    // Headers in the target URI (a cloud bot's REFER to `...?Replaces=...`)
+    // are never part of a Request-URI (RFC 3261 19.1.5); of them only
+    // `Replaces` (RFC 3891, an attended transfer) goes into the INVITE.
+    let replaces = std::mem::take(&mut callee.headers)
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("replaces"))
+        .map(|(_, value)| {
+            let value = percent_encoding::percent_decode_str(&value).decode_utf8_lossy();
+            Header::Replaces(rsipstack::sip::Replaces::new(value.into_owned()))
+        });
     let (to, transport) = super::resolve_uri(&callee).await?;
     let socket = shared.ports.bind().await.map_err(|e| e.to_string())?;
     let leg =
@@ -61,6 +71,7 @@ pub(super) async fn dial(
         }),
         content_type: Some("application/sdp".into()),
         offer: Some(sdp.offer(sdp::Direction::SendRecv).into_bytes()),
+        headers: replaces.map(|h| vec![h]),
         ..Default::default()
     };
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();

@@ -564,7 +564,7 @@ impl Call {
                     .bye_reasons
                     .lock()
                     .unwrap()
-                    .remove(&id.call_id)
+                    .pop(&id.call_id)
                     .unwrap_or_default();
                 if inpath::bye_reason_is_error(&reason) {
                     return self
@@ -580,17 +580,17 @@ impl Call {
             // The cloud bot hands the caller to a human: we do the transfer
             // (REFER to the caller's side, else bridge), the cloud leg ends.
             DialogState::Refer(_, request, handle) => {
-                let target = request.header_value("Refer-To").map(|t| {
-                    t.trim()
-                        .trim_start_matches('<')
-                        .split('>')
-                        .next()
-                        .unwrap_or("")
-                        .to_string()
-                });
-                let Some(target) = target.filter(|t| !t.is_empty()) else {
-                    let _ = handle.reply(StatusCode::BadRequest).await;
-                    return None;
+                let target = request
+                    .header_value("Refer-To")
+                    .ok_or_else(|| "no Refer-To".to_string())
+                    .and_then(|v| transfer::refer_to_target(&v));
+                let target = match target {
+                    Ok(target) => target,
+                    Err(e) => {
+                        tracing::warn!(call = %self.id, error = %e, "the cloud bot's REFER is refused");
+                        let _ = handle.reply(StatusCode::BadRequest).await;
+                        return None;
+                    }
                 };
                 let _ = handle.reply(StatusCode::Accepted).await;
                 tracing::info!(call = %self.id, %target, "the cloud bot transfers the caller");

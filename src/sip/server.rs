@@ -12,6 +12,7 @@ use super::{SipSettings, ALLOW, USER_AGENT};
 use crate::continuity::Continuity;
 use crate::metrics;
 use anyhow::{Context, Result};
+use lru::LruCache;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
@@ -20,11 +21,13 @@ use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// BYE `Reason`s kept for calls that have not read them yet.
+const MAX_BYE_REASONS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(1_000).unwrap();
 
 /// What every call shares.
 pub(super) struct Shared {
@@ -39,8 +42,9 @@ pub(super) struct Shared {
     pub continuity: Option<Arc<Continuity>>,
     /// `Reason` headers of BYEs received, by Call-ID, until the call reads
     /// them (rsipstack reports a BYE without its headers; in-path mode tells
-    /// a cloud bot that hung up from one that failed by this).
-    pub bye_reasons: Mutex<HashMap<String, String>>,
+    /// a cloud bot that hung up from one that failed by this). Bounded
+    /// against BYEs for calls that never read them: the oldest go first.
+    pub bye_reasons: Mutex<LruCache<String, String>>,
 }
 
 impl Shared {
@@ -149,7 +153,7 @@ impl SipServer {
             listen,
             settings,
             continuity,
-            bye_reasons: Mutex::new(HashMap::new()),
+            bye_reasons: Mutex::new(LruCache::new(MAX_BYE_REASONS)),
         });
         tracing::info!(
             addr = %listen,
@@ -247,12 +251,12 @@ fn keep_bye_reason(shared: &Shared, tx: &Transaction) {
     let Ok(call_id) = tx.original.call_id_header() else {
         return;
     };
-    let mut reasons = shared.bye_reasons.lock().unwrap();
-    // Read and removed by the call; bounded against BYEs for calls that never read them.
-    if reasons.len() >= 1_000 {
-        reasons.clear();
-    }
-    reasons.insert(call_id.value().to_string(), reason);
+    // Read and removed by the call.
+    shared
+        .bye_reasons
+        .lock()
+        .unwrap()
+        .put(call_id.value().to_string(), reason);
 }
 
 fn retry_after(shared: &Shared) -> Header {

@@ -83,6 +83,82 @@ pub fn sipfrag_status(body: &[u8]) -> Option<u16> {
     (100..700).contains(&code).then_some(code)
 }
 
+/// The target of a REFER's `Refer-To` value (RFC 3515 2.1): a name-addr
+/// (`"Desk" <sip:agent@pbx;transport=udp?Replaces=...>;param`) or an
+/// addr-spec (`sip:agent@pbx`). The URI comes back as it was written,
+/// URI parameters and escaped headers included (the caller's side applies
+/// a `Replaces`); display name and header parameters are dropped.
+pub fn refer_to_target(value: &str) -> Result<String, String> {
+    let (uri, params) = split_name_addr(value)?;
+    rsipstack::sip::parse_params(params.trim().trim_start_matches(';'))
+        .map_err(|e| format!("bad Refer-To parameters {params:?}: {e}"))?;
+    let lower = uri.to_ascii_lowercase();
+    if let Some(number) = lower.strip_prefix("tel:") {
+        if number.trim().is_empty() {
+            return Err(format!("Refer-To {uri:?} has no number"));
+        }
+        return Ok(uri.to_string());
+    }
+    let parsed = rsipstack::sip::Uri::try_from(uri)
+        .map_err(|e| format!("Refer-To {uri:?} is not a SIP URI: {e}"))?;
+    match parsed.scheme {
+        Some(rsipstack::sip::Scheme::Sip | rsipstack::sip::Scheme::Sips) => {}
+        _ => return Err(format!("Refer-To {uri:?} is not a sip:, sips: or tel: URI")),
+    }
+    if parsed.host().to_string().is_empty() {
+        return Err(format!("Refer-To {uri:?} has no host"));
+    }
+    Ok(uri.to_string())
+}
+
+/// Split a name-addr or addr-spec header value (RFC 3261 20.10, 25.1) into
+/// the URI and the header parameters after it. A quoted display name may
+/// hold anything (`<`, `>`, `;`, escaped quotes), a token one no specials;
+/// without brackets everything after the first `;` is a header parameter.
+fn split_name_addr(value: &str) -> Result<(&str, &str), String> {
+    let value = value.trim();
+    let bracketed = if let Some(quoted) = value.strip_prefix('"') {
+        let mut chars = quoted.char_indices();
+        let mut close = None;
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    close = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let close = close.ok_or_else(|| format!("unterminated display name in {value:?}"))?;
+        quoted[close + 1..].trim_start()
+    } else if let Some(open) = value.find('<') {
+        let name = &value[..open];
+        if name.contains(['"', '>', ';', ',', '?']) {
+            return Err(format!("bad display name in {value:?}"));
+        }
+        &value[open..]
+    } else {
+        if value.is_empty() {
+            return Err("empty Refer-To".into());
+        }
+        return Ok(value.split_once(';').unwrap_or((value, "")));
+    };
+    let inner = bracketed
+        .strip_prefix('<')
+        .ok_or_else(|| format!("a display name without <URI> in {value:?}"))?;
+    let close = inner
+        .find('>')
+        .ok_or_else(|| format!("missing '>' in {value:?}"))?;
+    let uri = inner[..close].trim();
+    if uri.is_empty() {
+        return Err(format!("no URI in {value:?}"));
+    }
+    Ok((uri, &inner[close + 1..]))
+}
+
 /// What the transfer needs from the call.
 pub(super) struct Job {
     pub shared: Arc<Shared>,
@@ -246,6 +322,67 @@ mod tests {
         assert!(resolve_target(" ", &settings(), sbc)
             .unwrap_err()
             .contains("sip.transfer_target"));
+    }
+
+    /// The legal forms of RFC 3261 (name-addr / addr-spec, 20.10 and 25.1)
+    /// and RFC 3515 (`Refer-To`, with escaped headers such as RFC 3891's
+    /// `Replaces`).
+    #[test]
+    fn refer_to_values_in_every_legal_form() {
+        let ok = |v: &str| refer_to_target(v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+        assert_eq!(ok("<sip:agent@10.0.0.5>"), "sip:agent@10.0.0.5");
+        assert_eq!(
+            ok("  <sip:agent@10.0.0.5:5070> "),
+            "sip:agent@10.0.0.5:5070"
+        );
+        // addr-spec: no brackets; what follows `;` is a header parameter.
+        assert_eq!(
+            ok("sip:alice@atlanta.example.com"),
+            "sip:alice@atlanta.example.com"
+        );
+        assert_eq!(
+            ok("sip:agent@pbx.example.com;x-reason=queue"),
+            "sip:agent@pbx.example.com"
+        );
+        // name-addr with a quoted display name, URI parameters inside the brackets.
+        assert_eq!(
+            ok("\"Support Desk\" <sip:agent@pbx.example.com;transport=udp>"),
+            "sip:agent@pbx.example.com;transport=udp"
+        );
+        assert_eq!(ok("\"Desk\"<sip:desk@pbx>"), "sip:desk@pbx");
+        // a token display name, and header parameters after the brackets.
+        assert_eq!(
+            ok("Support Desk <sip:agent@pbx>;x-queue=3"),
+            "sip:agent@pbx"
+        );
+        // `<`, `>`, `;`, `,` and escaped quotes inside the quoted name.
+        assert_eq!(
+            ok("\"Sales \\\"EMEA\\\" <2nd>; line, A\" <sips:sales@pbx.example.com>"),
+            "sips:sales@pbx.example.com"
+        );
+        // Escaped headers stay as they are (the caller's side applies them).
+        assert_eq!(
+            ok("<sips:alice@atlanta.example.com?Replaces=12345%40192.168.118.3%3Bto-tag%3D12345%3Bfrom-tag%3D5FFE-3994>"),
+            "sips:alice@atlanta.example.com?Replaces=12345%40192.168.118.3%3Bto-tag%3D12345%3Bfrom-tag%3D5FFE-3994"
+        );
+        assert_eq!(
+            ok("\"Bob\" <sip:bob@biloxi.example.net?Accept-Contact=sip:bobsdesk.biloxi.example.net&Call-ID%3D55432%40alicepc.atlanta.example.com>;x=1"),
+            "sip:bob@biloxi.example.net?Accept-Contact=sip:bobsdesk.biloxi.example.net&Call-ID%3D55432%40alicepc.atlanta.example.com"
+        );
+        assert_eq!(ok("<tel:+15550102000>"), "tel:+15550102000");
+        // Not a target: clear errors, never a half-parsed URI.
+        for bad in [
+            "",
+            "   ",
+            "<>",
+            "\"Desk\" <sip:desk@pbx",
+            "\"Desk <sip:desk@pbx>",
+            "Desk",
+            "<http://example.com/agent>",
+            "<sip:>",
+        ] {
+            assert!(refer_to_target(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -114,7 +114,7 @@ impl PromptAudio {
                 continue;
             }
             if let Some(samples) = self.read(text) {
-                cache.insert(text, samples);
+                cache.pin(text, samples);
                 stats.reused += 1;
                 continue;
             }
@@ -124,7 +124,7 @@ impl PromptAudio {
                 // Still served from memory; only the next version pays again.
                 tracing::warn!(error = %e, dir = %self.dir.display(), "cannot keep prompt audio on disk");
             }
-            cache.insert(text, samples);
+            cache.pin(text, samples);
             stats.rendered += 1;
         }
         stats.ms = started.elapsed().as_secs_f64() * 1e3;

@@ -19,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use understudy::audio::g711::Law;
+use understudy::sip::dtmf;
 use understudy::sip::rtp::{self, Received, RtpSender};
 
 /// 20 ms at 8 kHz.
@@ -59,6 +60,10 @@ struct State {
     remote: Option<SocketAddr>,
     /// Samples still to send.
     queue: VecDeque<i16>,
+    /// Keys not yet sent to their end (RFC 4733 events), after the queued samples.
+    keys: VecDeque<char>,
+    /// When the last key's end packets went out.
+    keyed: Option<Instant>,
     received: Vec<Packet>,
     sent: Vec<Sent>,
 }
@@ -153,6 +158,29 @@ impl RtpPeer {
             .unwrap()
             .queue
             .extend(samples.iter().copied());
+    }
+
+    /// Queue keypad presses: RFC 4733 events (payload type 101, as the SDP
+    /// of tests/sipp/call_external_media.xml offers), 100 ms each, 300 ms
+    /// apart, after whatever audio is queued.
+    pub fn press(&self, keys: &str) {
+        self.shared.state.lock().unwrap().keys.extend(keys.chars());
+    }
+
+    /// Wait until every queued key has been sent; returns when the last
+    /// one's end packets went out.
+    pub fn wait_pressed(&self, limit: Duration) -> Instant {
+        let deadline = Instant::now() + limit;
+        let mut state = self.shared.state.lock().unwrap();
+        loop {
+            if let (true, Some(at)) = (state.keys.is_empty(), state.keyed) {
+                return at;
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("keys not sent within {limit:?}"));
+            state = self.shared.changed.wait_timeout(state, left).unwrap().0;
+        }
     }
 
     /// Wait until everything queued has been sent; returns when the last
@@ -323,6 +351,8 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
     let mut sender = RtpSender::new();
     let mut next = Instant::now();
     let mut talking = false;
+    // The current key's packets, one tick's worth each; then ticks of silence.
+    let mut key_ticks: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
     while !shared.stop.load(Ordering::Relaxed) {
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
@@ -330,6 +360,25 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
         next += PACKET_TIME;
         let mut state = shared.state.lock().unwrap();
         let Some(remote) = state.remote else { continue };
+        if key_ticks.is_empty() && state.queue.is_empty() {
+            if let Some(&key) = state.keys.front() {
+                key_ticks = key_packets(&mut sender, key);
+            }
+        }
+        if let Some(packets) = key_ticks.pop_front() {
+            let at = Instant::now();
+            for packet in &packets {
+                let _ = socket.send_to(packet, remote);
+            }
+            if packets.len() > 1 {
+                // The end packets: the key is done.
+                state.keys.pop_front();
+                state.keyed = Some(at);
+            }
+            state.sent.push(Sent { at, speech: false });
+            shared.changed.notify_all();
+            continue;
+        }
         let take = state.queue.len().min(PACKET_SAMPLES);
         let mut frame: Vec<i16> = state.queue.drain(..take).collect();
         frame.resize(PACKET_SAMPLES, 0);
@@ -344,4 +393,32 @@ fn send_loop(socket: UdpSocket, shared: Arc<Shared>) {
         state.sent.push(Sent { at, speech });
         shared.changed.notify_all();
     }
+}
+
+/// One key as RFC 4733 packets grouped by 20 ms tick (the three end
+/// packets go out together), then 300 ms of silence before the next key.
+fn key_packets(sender: &mut RtpSender, key: char) -> VecDeque<Vec<Vec<u8>>> {
+    let payloads = dtmf::key_packets(key, 100).unwrap_or_else(|| panic!("no DTMF key {key:?}"));
+    let start = sender.timestamp();
+    let mut ticks: VecDeque<Vec<Vec<u8>>> = VecDeque::new();
+    let ends = payloads.len() - 3;
+    for (i, payload) in payloads.iter().enumerate() {
+        let packet = sender.packet_at(101, payload, start, i == 0);
+        if i <= ends {
+            ticks.push_back(vec![packet]);
+        } else {
+            ticks.back_mut().unwrap().push(packet);
+        }
+    }
+    sender.skip(160 * ticks.len() as u32);
+    for _ in 0..15 {
+        let silence = sender.packet(
+            0,
+            &Law::Mu.encode(&[0; PACKET_SAMPLES]),
+            PACKET_SAMPLES as u32,
+        );
+        ticks.push_back(vec![silence]);
+    }
+    sender.mark_talkspurt();
+    ticks
 }
