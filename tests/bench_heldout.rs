@@ -74,7 +74,9 @@ fn bad_selections_are_refused_before_anything_starts() {
     }
 }
 
-/// Floors for the test pack's slice, measured (docs/benchmarks.md, "CI slice").
+/// Floors for the test pack's slice (docs/benchmarks.md, "CI slice"). Provisional: the
+/// box was too loaded to measure them when this test was written; set them a few points
+/// under the first run on an idle machine.
 const FLOOR_16K: f64 = 0.60;
 const FLOOR_MULAW: f64 = 0.50;
 
@@ -82,7 +84,18 @@ const FLOOR_MULAW: f64 = 0.50;
 fn a_slice_of_the_held_out_set_through_the_test_pack() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bench.json");
+    // Accuracy, not speed: a loaded CI box must not turn a slow turn into the
+    // safety net (engine and turn deadlines raised, no filler).
+    let config = dir.path().join("understudy.toml");
+    std::fs::write(
+        &config,
+        "[engines.timeouts_ms]\nvad = 5000\nstt = 20000\nllm = 20000\ntts = 20000\nembed = 20000\n\
+         [session]\nturn_deadline_ms = 30000\nfiller_after_ms = 0\n",
+    )
+    .unwrap();
     let output = understudy(&[
+        "--config",
+        config.to_str().unwrap(),
         "bench",
         "--per-category",
         "2",

@@ -98,7 +98,7 @@ fn sip_load_benchmark() {
                     .unwrap_or(total)
             });
         let failed = failed.unwrap_or(if result.ok { 0 } else { total });
-        let mut v2v: Vec<f64> = serve.logged("rtp voice-to-voice")[before..]
+        let v2v: Vec<f64> = serve.logged("rtp voice-to-voice")[before..]
             .iter()
             .filter_map(|e| e["ms"].as_f64())
             .collect();
