@@ -12,5 +12,6 @@ pub mod http;
 pub mod metrics;
 pub mod session;
 pub mod sip;
+pub mod stats;
 pub mod sync;
 pub mod systemd;

@@ -84,8 +84,9 @@ fn phrasings(file: &str) -> Vec<HeldOut> {
     serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+/// p50/p95 the one way the project computes them (linear interpolation).
+fn percentile(values: &[f64], p: f64) -> f64 {
+    understudy::stats::percentile(values, p).expect("no samples")
 }
 
 struct StageResult {
@@ -119,7 +120,6 @@ async fn measure(bot: &Bot, cases: &[HeldOut]) -> StageResult {
             ));
         }
     }
-    result.latencies.sort_by(f64::total_cmp);
     result
 }
 
@@ -155,8 +155,8 @@ async fn dialog_with_real_models() {
             r.right,
             cases.len(),
             acc * 100.0,
-            percentile(&r.latencies, 0.5),
-            percentile(&r.latencies, 0.95)
+            percentile(&r.latencies, 50.0),
+            percentile(&r.latencies, 95.0)
         ));
         for w in &r.wrong {
             table.push(format!("    miss: {w}"));
@@ -193,8 +193,8 @@ async fn dialog_with_real_models() {
     println!(
         "demo test conversations: {} turns, p50 {:.3} ms, p95 {:.3} ms, max {:.3} ms",
         latencies.len(),
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.95),
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 95.0),
         latencies.last().unwrap()
     );
 

@@ -5,6 +5,12 @@
 //! (p50/p95), and the share of calls that completed. The largest K whose p95
 //! stays under 1.5 s is the capacity.
 //!
+//! It asserts what it reports: every call completed, no error logged, a
+//! turn measured at the RTP leg for every question asked, and every question
+//! understood (it is one of the demo bot's store-hours questions); the
+//! latency figures and the capacity are printed, not asserted (they depend
+//! on the machine's load).
+//!
 //! Not part of the normal test run (it takes minutes and wants an idle box):
 //!   cargo test --release --test sip_load -- --ignored --nocapture
 //! Knobs: UNDERSTUDY_SIP_BENCH_K (default "1,2,3,4"), UNDERSTUDY_SIP_BENCH_ROUNDS
@@ -21,12 +27,9 @@ const GREETING_MS: u64 = 9_500;
 const TURNS: usize = 3;
 const P95_LIMIT_MS: f64 = 1_500.0;
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+/// The project's percentile (linear interpolation); NaN for no samples.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    understudy::stats::percentile(values, p).unwrap_or(f64::NAN)
 }
 
 #[test]
@@ -95,29 +98,23 @@ fn sip_load_benchmark() {
                     .unwrap_or(total)
             });
         let failed = failed.unwrap_or(if result.ok { 0 } else { total });
-        let mut v2v: Vec<f64> = serve.logged("rtp voice-to-voice")[before..]
+        let v2v: Vec<f64> = serve.logged("rtp voice-to-voice")[before..]
             .iter()
             .filter_map(|e| e["ms"].as_f64())
             .collect();
-        v2v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let turns = &serve.logged("turn")[turns_before..];
         let understood = turns
             .iter()
             .filter(|t| t["intent"] == "store_hours")
             .count();
-        let pipeline: Vec<f64> = {
-            let mut p: Vec<f64> = turns
-                .iter()
-                .filter_map(|t| t["voice_to_voice_ms"].as_f64())
-                .collect();
-            p.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            p
-        };
+        let pipeline: Vec<f64> = turns
+            .iter()
+            .filter_map(|t| t["voice_to_voice_ms"].as_f64())
+            .collect();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?").to_string();
         let stage = |name: &str| {
-            let mut v: Vec<f64> = turns.iter().filter_map(|t| t[name].as_f64()).collect();
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let v: Vec<f64> = turns.iter().filter_map(|t| t[name].as_f64()).collect();
             format!(
                 "{} p50 {:.0}/p95 {:.0}",
                 name.trim_end_matches("_ms"),
@@ -137,12 +134,30 @@ fn sip_load_benchmark() {
             understood,
             percentile(&v2v, 50.0),
             percentile(&v2v, 95.0),
-            v2v.last().copied().unwrap_or(f64::NAN),
+            percentile(&v2v, 100.0),
             percentile(&pipeline, 50.0),
             percentile(&pipeline, 95.0),
             elapsed.as_secs_f64()
         );
         eprintln!("{line}");
+        // What the line claims, checked: all calls, every question timed and understood.
+        let asked = total * TURNS;
+        assert_eq!(
+            failed,
+            0,
+            "calls failed at K={k}:\n{}",
+            tail(&result.output, 30)
+        );
+        assert!(
+            v2v.len() >= asked,
+            "K={k}: {asked} questions asked, {} timed at the RTP leg\n{}",
+            v2v.len(),
+            serve.log_tail(30)
+        );
+        assert!(
+            understood >= asked,
+            "K={k}: {understood} of {asked} questions understood as store_hours"
+        );
         summary.push((k, failed == 0, percentile(&v2v, 95.0), line));
         // Let the last calls' cleanup settle before the next level.
         std::thread::sleep(Duration::from_secs(3));
@@ -158,6 +173,13 @@ fn sip_load_benchmark() {
         eprintln!("{line}");
     }
     eprintln!("capacity: {capacity} concurrent calls");
+    let errors: Vec<String> = serve
+        .events()
+        .into_iter()
+        .filter(|e| e["level"] == "ERROR")
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "errors logged: {errors:#?}");
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sip_load.txt");
     let text: String = summary
         .iter()

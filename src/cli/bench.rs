@@ -10,24 +10,28 @@ pub struct BenchArgs {
     /// Default: bench/results/<pack>.json
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Use only the first N utterances (a quick run).
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[command(flatten)]
+    pub select: crate::bench::Selection,
 }
 
 pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
+    // Check the selection before starting the engines.
+    let options = args.select.options()?;
     // The benchmark's utterances and expected intents belong to the demo bot.
     let setup = super::runtime::session_setup(config, None).await?;
     let pack = config.models.pack.clone();
     eprintln!(
-        "bench: {} utterances x 2 channels, fed in real time (pack {pack})",
-        args.limit.unwrap_or(crate::bench::UTTERANCES.len())
+        "bench: {} first turns, {} tasks, {} clips x {} conditions, fed in real time (pack {pack})",
+        options.set.turns.len(),
+        options.set.tasks.len(),
+        options.set.clips.len(),
+        options.conditions.len()
     );
     let result = crate::bench::run(
         setup.clone(),
         &pack,
         config.engines.threads.clone(),
-        args.limit,
+        &options,
     )
     .await;
     setup.engines.shutdown();

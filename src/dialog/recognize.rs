@@ -329,7 +329,8 @@ impl Recognizer {
 }
 
 /// Words without hesitations: "um where's my order" == "where's my order".
-fn meaningful_words(text: &str) -> Vec<String> {
+/// The words the rules compare: `words` without hesitations.
+pub fn meaningful_words(text: &str) -> Vec<String> {
     words(text).into_iter().filter(|w| !is_filler(w)).collect()
 }
 

@@ -814,6 +814,7 @@ fn log_turn(call: &str, r: &TurnReport) {
         transcript = %r.transcript,
         dtmf = r.dtmf.as_deref().unwrap_or(""),
         intent = r.intent.as_deref().unwrap_or(""),
+        matched_by = %r.matched_by,
         reply = %r.reply,
         action = %r.action,
         voice_to_voice_ms = r.timings_ms.voice_to_voice.map(|v| v.round() as u64),

@@ -235,6 +235,26 @@ impl RtpPeer {
             .map(|p| p.at)
     }
 
+    /// Wait until the appliance has been quiet (no speech energy) for
+    /// `quiet`, after speaking at least once: a prompt has ended.
+    pub fn wait_quiet(&self, quiet: Duration, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            if self
+                .last_audio_before(now)
+                .is_some_and(|last| now - last > quiet)
+            {
+                return;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the appliance did not fall quiet within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Wait until a packet with speech energy arrives after `t`.
     pub fn wait_audio_after(&self, t: Instant, limit: Duration) -> Option<Instant> {
         let deadline = Instant::now() + limit;
