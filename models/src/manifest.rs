@@ -58,6 +58,8 @@ pub enum Role {
     SttModel,
     SttVadModel,
     VadModel,
+    /// Smart Turn v3 end-of-turn classifier (ONNX, run by the VAD worker).
+    TurnModel,
     LlmModel,
     TtsVoice,
     OnnxruntimeLib,
@@ -72,6 +74,7 @@ impl Role {
             Role::SttModel => "stt_model",
             Role::SttVadModel => "stt_vad_model",
             Role::VadModel => "vad_model",
+            Role::TurnModel => "turn_model",
             Role::LlmModel => "llm_model",
             Role::TtsVoice => "tts_voice",
             Role::OnnxruntimeLib => "onnxruntime_lib",
@@ -398,6 +401,7 @@ mod tests {
             Role::SttModel,
             Role::SttVadModel,
             Role::VadModel,
+            Role::TurnModel,
             Role::LlmModel,
             Role::TtsVoice,
             Role::OnnxruntimeLib,
@@ -421,6 +425,7 @@ mod tests {
         assert_eq!(size("qwen2.5-coder-1.5b-instruct-q4_k_m"), 1_117_320_768);
         assert_eq!(size("silero-vad-ggml"), 885_098);
         assert_eq!(size("silero-vad-onnx"), 2_327_524);
+        assert_eq!(size("smart-turn-v3.2"), 8_679_182);
         assert_eq!(size("piper-en_US-joe-medium"), 63_201_294);
     }
 
