@@ -229,7 +229,8 @@ impl Default for SessionConfig {
             filler_after_ms: 1200,
             turn_deadline_ms: 3500,
             takeover_prompt: None,
-            smart_turn: true,
+            // Opt-in until the paused-number floor holds (docs/benchmarks.md).
+            smart_turn: false,
             smart_turn_threshold: 0.5,
             // Beyond ~300 ms the fixed 480 ms silence would have ended the
             // turn first anyway; 400 leaves room for a loaded CPU.

@@ -400,11 +400,11 @@ mod tests {
     #[test]
     fn a_held_pause_waits_for_the_longer_silence_and_end_now_ends_at_once() {
         // pause 6 chunks, end 15, max 30 (960 ms).
-        let params = EndpointParams {
+        let held = EndpointParams {
             max_silence_ms: 960,
             ..params()
         };
-        let mut ep = Endpointer::new(params);
+        let mut ep = Endpointer::new(held);
         let mut events = vec![];
         for (i, c) in "SSSSSS".chars().chain("..........".chars()).enumerate() {
             if let Some(e) = ep.push(if c == 'S' { 0.9 } else { 0.05 }) {

@@ -55,7 +55,19 @@ impl Session {
         // Only a "finished" needs the words: the speculative transcription
         // started at this same pause, and the turn would wait for it anyway.
         let transcript = if probability >= settings.threshold {
-            self.speculative_text().await
+            match self.speculative_text().await {
+                Some(Ok(text)) => Some(text),
+                // Without the words the guard cannot tell: the fixed silence decides.
+                Some(Err(error)) => {
+                    metrics::counter_inc(
+                        metrics::SMART_TURN_DECISIONS,
+                        &[("decision", "fallback")],
+                    );
+                    tracing::info!(call = %self.call_id, probability, %error, "no speculative transcript to check Smart Turn's \"finished\": waiting the fixed silence");
+                    return None;
+                }
+                None => None,
+            }
         } else {
             None
         };
@@ -75,13 +87,18 @@ impl Session {
         }
     }
 
-    /// The text of the speculative transcription, waiting for it; the
-    /// result stays in place for the turn to use.
-    async fn speculative_text(&mut self) -> Option<String> {
+    /// The text of the speculative transcription, waiting for it (`None`:
+    /// there is none, no STT engine); the result stays in place for the turn.
+    async fn speculative_text(&mut self) -> Option<Result<String, String>> {
         let (end, task) = self.speculative.take()?;
-        let result = task.await.ok()?;
-        let text = result.as_ref().ok().map(|t| t.text.clone());
+        let Ok(result) = task.await else {
+            return Some(Err("the speculative transcription was aborted".into()));
+        };
+        let text = match &result {
+            Ok(t) => Ok(t.text.clone()),
+            Err(e) => Err(e.to_string()),
+        };
         self.speculative = Some((end, tokio::spawn(std::future::ready(result))));
-        text
+        Some(text)
     }
 }
