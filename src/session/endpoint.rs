@@ -442,7 +442,7 @@ mod tests {
             ep.end_now(),
             Some(EndpointEvent::SpeechEnded {
                 start: 0,
-                end: 9 * 512
+                end: 15 * 512
             })
         );
         assert!(!ep.in_speech());
