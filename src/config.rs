@@ -181,6 +181,15 @@ pub struct SessionConfig {
     /// What the local bot says when it takes a call over from the cloud bot
     /// (in-path mode, docs/continuity.md). Default: a short "I'm back".
     pub takeover_prompt: Option<String>,
+    /// Ask Smart Turn at each pause whether the caller finished (semantic
+    /// end of turn); false: every turn waits `endpoint_silence_ms`.
+    pub smart_turn: bool,
+    /// Smart Turn probability at or above which a pause ends the turn at once.
+    pub smart_turn_threshold: f32,
+    /// Longest wait for Smart Turn's answer; later, the fixed silence applies.
+    pub smart_turn_timeout_ms: u32,
+    /// Silence that ends a turn Smart Turn called unfinished.
+    pub turn_max_silence_ms: u32,
 }
 
 impl SessionConfig {
@@ -198,6 +207,24 @@ impl SessionConfig {
         {
             return Err(format!(
                 "session.dtmf_interdigit_ms = {ms} is out of range: give 100 to 30000, or leave it out to use each bot's own"
+            ));
+        }
+        if !(self.endpoint_silence_ms..=10_000).contains(&self.turn_max_silence_ms) {
+            return Err(format!(
+                "session.turn_max_silence_ms = {} is out of range: give session.endpoint_silence_ms ({}) to 10000 (default 1600)",
+                self.turn_max_silence_ms, self.endpoint_silence_ms
+            ));
+        }
+        if !(self.smart_turn_threshold > 0.0 && self.smart_turn_threshold < 1.0) {
+            return Err(format!(
+                "session.smart_turn_threshold = {} is out of range: give a probability between 0 and 1 (default 0.5)",
+                self.smart_turn_threshold
+            ));
+        }
+        if !(20..=5_000).contains(&self.smart_turn_timeout_ms) {
+            return Err(format!(
+                "session.smart_turn_timeout_ms = {} is out of range: give 20 to 5000 (default 400)",
+                self.smart_turn_timeout_ms
             ));
         }
         if self.filler_after_ms != 0 && self.filler_after_ms >= self.turn_deadline_ms {
@@ -227,6 +254,14 @@ impl Default for SessionConfig {
             filler_after_ms: 1200,
             turn_deadline_ms: 3500,
             takeover_prompt: None,
+            // Opt-in until the paused-number floor holds (docs/benchmarks.md).
+            smart_turn: false,
+            smart_turn_threshold: 0.5,
+            // Beyond ~300 ms the fixed 480 ms silence would have ended the
+            // turn first anyway; 400 leaves room for a loaded CPU.
+            smart_turn_timeout_ms: 400,
+            // Callers reading numbers pause up to about a second between groups.
+            turn_max_silence_ms: 1600,
         }
     }
 }
@@ -623,6 +658,15 @@ mod tests {
             Some(2000)
         );
         assert!(SessionConfig::default().validate().is_ok());
+        for (toml, key) in [
+            ("turn_max_silence_ms = 300", "turn_max_silence_ms"),
+            ("smart_turn_threshold = 1.0", "smart_turn_threshold"),
+            ("smart_turn_timeout_ms = 0", "smart_turn_timeout_ms"),
+        ] {
+            std::fs::write(&path, format!("[session]\n{toml}\n")).unwrap();
+            let err = Config::load(Some(&path)).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("default"), "{err}");
+        }
     }
 
     #[test]

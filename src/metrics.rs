@@ -12,6 +12,12 @@ const BUCKETS_MS: [f64; 16] = [
     3000.0, 5000.0,
 ];
 
+/// Histogram: round trip of one Smart Turn end-of-turn call, in ms.
+pub const SMART_TURN_MS: &str = "understudy_smart_turn_ms";
+/// Counter, label `decision`: what the session did at a pause after asking
+/// Smart Turn (`finished`, `unfinished`, `words_go_on`, `fallback`).
+pub const SMART_TURN_DECISIONS: &str = "understudy_smart_turn_decisions_total";
+
 type Key = (String, Vec<(String, String)>);
 
 #[derive(Default)]

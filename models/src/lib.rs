@@ -10,7 +10,7 @@
 //! Models directory layout (relative paths come from the manifest):
 //! ```text
 //! stt/ggml-tiny.en.bin, stt/ggml-base.bin, stt/ggml-silero-v6.2.0.bin
-//! vad/silero_vad.onnx
+//! vad/silero_vad.onnx, vad/smart-turn-v3.2-cpu.onnx
 //! llm/*.gguf
 //! tts/en_US-joe-medium.onnx (+ .onnx.json)
 //! lib/libonnxruntime.so.1.24.4
@@ -58,6 +58,8 @@ pub struct PackPaths {
     pub stt_vad_model: PathBuf,
     /// Silero VAD as ONNX (the streaming VAD worker).
     pub vad_model: PathBuf,
+    /// Smart Turn v3 ONNX end-of-turn model (also the VAD worker's).
+    pub turn_model: PathBuf,
     /// GGUF chat model.
     pub llm_model: PathBuf,
     /// Piper voice `.onnx` (its `.onnx.json` config sits beside it).
@@ -125,6 +127,7 @@ pub fn resolve(models_dir: &Path, pack: &str) -> Result<PackPaths> {
         stt_model: path_of(Role::SttModel)?,
         stt_vad_model: path_of(Role::SttVadModel)?,
         vad_model: path_of(Role::VadModel)?,
+        turn_model: path_of(Role::TurnModel)?,
         llm_model: path_of(Role::LlmModel)?,
         tts_voice: path_of(Role::TtsVoice)?,
         onnxruntime_lib: path_of(Role::OnnxruntimeLib)?,
@@ -233,6 +236,10 @@ mod tests {
             dir.path().join("stt/ggml-silero-v6.2.0.bin")
         );
         assert_eq!(paths.vad_model, dir.path().join("vad/silero_vad.onnx"));
+        assert_eq!(
+            paths.turn_model,
+            dir.path().join("vad/smart-turn-v3.2-cpu.onnx")
+        );
         assert_eq!(
             paths.llm_model,
             dir.path().join("llm/SmolLM2-135M-Instruct.Q4_1.gguf")

@@ -75,6 +75,8 @@ pub enum Role {
     SttVadModel,
     /// Silero VAD as ONNX, for the streaming VAD worker.
     VadModel,
+    /// Smart Turn v3 end-of-turn classifier (ONNX, run by the VAD worker).
+    TurnModel,
     /// GGUF chat model (LLM worker).
     LlmModel,
     /// Piper voice: `.onnx` model with its `.onnx.json` config beside it (TTS worker).
@@ -97,6 +99,7 @@ impl Role {
             Role::SttModel => "stt_model",
             Role::SttVadModel => "stt_vad_model",
             Role::VadModel => "vad_model",
+            Role::TurnModel => "turn_model",
             Role::LlmModel => "llm_model",
             Role::TtsVoice => "tts_voice",
             Role::OnnxruntimeLib => "onnxruntime_lib",
@@ -440,6 +443,7 @@ mod tests {
             Role::SttModel,
             Role::SttVadModel,
             Role::VadModel,
+            Role::TurnModel,
             Role::LlmModel,
             Role::TtsVoice,
             Role::OnnxruntimeLib,
@@ -463,6 +467,7 @@ mod tests {
         assert_eq!(size("qwen2.5-coder-1.5b-instruct-q4_k_m"), 1_117_320_768);
         assert_eq!(size("silero-vad-ggml"), 885_098);
         assert_eq!(size("silero-vad-onnx"), 2_327_524);
+        assert_eq!(size("smart-turn-v3.2"), 8_679_182);
         assert_eq!(size("piper-en_US-joe-medium"), 63_201_294);
     }
 

@@ -128,6 +128,7 @@ pub fn run_with_defaults(
                 ("stt_model", &paths.stt_model),
                 ("stt_vad_model", &paths.stt_vad_model),
                 ("vad_model", &paths.vad_model),
+                ("turn_model", &paths.turn_model),
                 ("llm_model", &paths.llm_model),
                 ("tts_voice", &paths.tts_voice),
                 ("onnxruntime_lib", &paths.onnxruntime_lib),

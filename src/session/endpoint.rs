@@ -4,6 +4,12 @@
 //! caller started talking (a turn or a barge-in), when a pause might be the
 //! end of the turn (worth a speculative transcription), and when the turn has
 //! ended. Positions are sample indexes into the call's caller audio at 16 kHz.
+//!
+//! Semantic end of turn: at each pause the session may ask an end-of-turn
+//! model (Smart Turn v3, [`TurnVerdict`]) and then either end the turn at
+//! once ([`Endpointer::end_now`]) or keep listening through a longer silence
+//! ([`Endpointer::hold`], up to `max_silence_ms`). Without an answer the
+//! fixed `end_silence_ms` applies, as it always did.
 
 /// Endpointing parameters.
 #[derive(Debug, Clone)]
@@ -16,8 +22,11 @@ pub struct EndpointParams {
     pub min_speech_ms: u32,
     /// Silence that ends a turn.
     pub end_silence_ms: u32,
-    /// Silence after which a speculative transcription may start.
+    /// Silence after which a speculative transcription may start (and the
+    /// end-of-turn model is asked).
     pub pause_ms: u32,
+    /// Silence that ends a turn the end-of-turn model called unfinished.
+    pub max_silence_ms: u32,
     /// Samples per probability.
     pub chunk_samples: usize,
     pub sample_rate: u32,
@@ -31,6 +40,7 @@ impl Default for EndpointParams {
             min_speech_ms: 128,
             end_silence_ms: 480,
             pause_ms: 192,
+            max_silence_ms: 1600,
             chunk_samples: understudy_ipc::VAD_CHUNK_SAMPLES,
             sample_rate: crate::audio::SAMPLE_RATE,
         }
@@ -58,11 +68,13 @@ enum Phase {
         start: u64,
         voiced: u64,
     },
-    /// In a turn; `silence_since` is set while the caller pauses.
+    /// In a turn; `silence_since` is set while the caller pauses; `held`:
+    /// this pause was judged unfinished, so it may last `max_silence_ms`.
     Speech {
         start: u64,
         silence_since: Option<u64>,
         paused: bool,
+        held: bool,
     },
 }
 
@@ -101,6 +113,34 @@ impl Endpointer {
     /// Forget any partial turn (after the session consumed it some other way).
     pub fn reset(&mut self) {
         self.phase = Phase::Silence;
+    }
+
+    /// The current pause is not the end of the turn: let it last up to
+    /// `max_silence_ms` (until the caller speaks again). No-op outside a pause.
+    pub fn hold(&mut self) {
+        if let Phase::Speech {
+            silence_since: Some(_),
+            ref mut held,
+            ..
+        } = self.phase
+        {
+            *held = true;
+        }
+    }
+
+    /// The current pause is the end of the turn: `SpeechEnded` now, as if
+    /// the silence had run out. `None` outside a pause.
+    pub fn end_now(&mut self) -> Option<EndpointEvent> {
+        if let Phase::Speech {
+            start,
+            silence_since: Some(end),
+            ..
+        } = self.phase
+        {
+            self.phase = Phase::Silence;
+            return Some(EndpointEvent::SpeechEnded { start, end });
+        }
+        None
     }
 
     /// Feed the probability of the next chunk.
@@ -143,11 +183,17 @@ impl Endpointer {
                 start,
                 silence_since,
                 paused,
+                held,
             } => {
                 if unvoiced {
                     let since = silence_since.unwrap_or(chunk_start);
                     let silent_for = chunk_end - since;
-                    if silent_for >= end_silence {
+                    let ends_at = if held {
+                        self.ms_to_samples(p.max_silence_ms)
+                    } else {
+                        end_silence
+                    };
+                    if silent_for >= ends_at {
                         self.phase = Phase::Silence;
                         return Some(EndpointEvent::SpeechEnded { start, end: since });
                     }
@@ -156,6 +202,7 @@ impl Endpointer {
                             start,
                             silence_since: Some(since),
                             paused: true,
+                            held,
                         };
                         return Some(EndpointEvent::Paused { start, end: since });
                     }
@@ -163,6 +210,7 @@ impl Endpointer {
                         start,
                         silence_since: Some(since),
                         paused,
+                        held,
                     };
                     None
                 } else if voiced {
@@ -170,6 +218,7 @@ impl Endpointer {
                         start,
                         silence_since: None,
                         paused: false,
+                        held: false,
                     };
                     paused.then_some(EndpointEvent::Resumed { start })
                 } else {
@@ -186,12 +235,72 @@ impl Endpointer {
                     start,
                     silence_since: None,
                     paused: false,
+                    held: false,
                 };
                 return Some(EndpointEvent::SpeechStarted { start });
             }
         }
         None
     }
+}
+
+/// What the session makes of a pause after asking the end-of-turn model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnVerdict {
+    /// The caller finished: end the turn now.
+    Finished,
+    /// A pause inside the turn: keep listening up to `max_silence_ms`.
+    Unfinished,
+    /// The model heard a finished turn, but the words so far cannot end a
+    /// sentence: they end in a number (callers read numbers in groups, "my
+    /// order number is 4 8 ... 2 1", and Smart Turn v3.2 takes a group's end
+    /// for the turn's) or in a word like "is", "the", "my", "and". Wait as
+    /// for `Unfinished`.
+    WordsGoOn,
+}
+
+impl TurnVerdict {
+    /// The verdict for Smart Turn's `probability` of a finished turn, given
+    /// the speculative transcript of the turn so far (when there is one).
+    pub fn from_model(probability: f32, threshold: f32, transcript: Option<&str>) -> Self {
+        if probability < threshold {
+            TurnVerdict::Unfinished
+        } else if transcript.is_some_and(words_go_on) {
+            TurnVerdict::WordsGoOn
+        } else {
+            TurnVerdict::Finished
+        }
+    }
+
+    /// The label of the decisions metric.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnVerdict::Finished => "finished",
+            TurnVerdict::Unfinished => "unfinished",
+            TurnVerdict::WordsGoOn => "words_go_on",
+        }
+    }
+}
+
+/// Words after which a caller's sentence goes on: articles, possessives,
+/// prepositions, conjunctions, copulas. (Waiting on a false one costs at most
+/// `max_silence_ms`; ending on one cuts the caller off.)
+const GOES_ON: &[&str] = &[
+    "a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "is", "are", "was",
+    "were", "am", "be", "to", "of", "for", "with", "and", "or", "but", "from", "at", "by", "into",
+    "about", "as", "than", "because", "if", "whats", "im", "id", "ill",
+];
+
+/// The transcript's last word is a number (digits or a number word), a
+/// hesitation, or a word a sentence does not end on.
+fn words_go_on(transcript: &str) -> bool {
+    use crate::dialog::text::{is_filler, number_word, words};
+    words(transcript).last().is_some_and(|w| {
+        w.chars().all(|c| c.is_ascii_digit())
+            || number_word(w).is_some()
+            || is_filler(w)
+            || GOES_ON.contains(&w.as_str())
+    })
 }
 
 #[cfg(test)]
@@ -286,6 +395,114 @@ mod tests {
             }
         );
         assert_eq!(kinds.len(), 5);
+    }
+
+    #[test]
+    fn a_held_pause_waits_for_the_longer_silence_and_end_now_ends_at_once() {
+        // pause 6 chunks, end 15, max 30 (960 ms).
+        let held = EndpointParams {
+            max_silence_ms: 960,
+            ..params()
+        };
+        let mut ep = Endpointer::new(held);
+        let mut events = vec![];
+        for (i, c) in "SSSSSS".chars().chain("..........".chars()).enumerate() {
+            if let Some(e) = ep.push(if c == 'S' { 0.9 } else { 0.05 }) {
+                events.push((i, e));
+                if matches!(e, EndpointEvent::Paused { .. }) {
+                    ep.hold();
+                }
+            }
+        }
+        // 10 silent chunks: paused, held, not ended (the fixed end would be at 15).
+        assert!(matches!(events[1], (11, EndpointEvent::Paused { .. })));
+        for _ in 0..10 {
+            assert_eq!(ep.push(0.05), None, "ended before max_silence_ms");
+        }
+        // 20 silent chunks so far; the end comes at 30.
+        let ended: Vec<_> = (0..10).filter_map(|_| ep.push(0.05)).collect();
+        assert_eq!(
+            ended,
+            vec![EndpointEvent::SpeechEnded {
+                start: 0,
+                end: 6 * 512
+            }]
+        );
+
+        // Speech again clears the hold; end_now ends a pause immediately.
+        let mut ep = Endpointer::new(params());
+        for p in [0.9; 6].into_iter().chain([0.05; 6]) {
+            ep.push(p);
+        }
+        ep.hold();
+        for p in [0.9; 3].into_iter().chain([0.05; 6]) {
+            ep.push(p);
+        }
+        assert_eq!(
+            ep.end_now(),
+            Some(EndpointEvent::SpeechEnded {
+                start: 0,
+                end: 15 * 512
+            })
+        );
+        assert!(!ep.in_speech());
+        assert_eq!(ep.end_now(), None, "nothing to end after the turn ended");
+    }
+
+    #[test]
+    fn hold_after_speech_resumed_does_not_carry_over() {
+        let mut ep = Endpointer::new(params());
+        for p in [0.9; 6].into_iter().chain([0.05; 6]) {
+            ep.push(p);
+        }
+        ep.hold();
+        // The caller speaks again: the next pause is a fresh one, ending at the fixed silence.
+        let events: Vec<_> = [0.9; 4]
+            .into_iter()
+            .chain([0.05; 15])
+            .filter_map(|p| ep.push(p))
+            .collect();
+        assert!(
+            matches!(events.last(), Some(EndpointEvent::SpeechEnded { .. })),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn verdicts_follow_the_model_unless_the_words_go_on() {
+        use TurnVerdict::*;
+        assert_eq!(TurnVerdict::from_model(0.2, 0.5, None), Unfinished);
+        assert_eq!(TurnVerdict::from_model(0.9, 0.5, None), Finished);
+        assert_eq!(
+            TurnVerdict::from_model(0.9, 0.5, Some("What time do you open tomorrow?")),
+            Finished
+        );
+        for text in [
+            "My order number is 4 8",
+            "my order number is four eight",
+            "It's 48.",
+            "the code is 7, 7,",
+            "My order number is...",
+            "I'd like to cancel the",
+            "Yes, and um",
+        ] {
+            assert_eq!(
+                TurnVerdict::from_model(0.97, 0.5, Some(text)),
+                WordsGoOn,
+                "{text}"
+            );
+        }
+        for text in ["Yes, please.", "Thank you, that's all.", "Where is it?"] {
+            assert_eq!(
+                TurnVerdict::from_model(0.97, 0.5, Some(text)),
+                Finished,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            TurnVerdict::from_model(0.3, 0.5, Some("four eight")),
+            Unfinished
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod endpoint;
 pub mod file_call;
 pub mod prompts;
+pub mod smart_turn;
 mod turn;
 
 use crate::audio::{Frame, SAMPLE_RATE};
@@ -117,6 +118,8 @@ pub struct TurnReport {
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     pub endpoint: EndpointParams,
+    /// Semantic end of turn at pauses; `None`: the fixed silence only.
+    pub smart_turn: Option<smart_turn::SmartTurnSettings>,
     /// The appliance allows barge-in (the bot's states may still turn it off).
     pub barge_in: bool,
     /// Speech needed during playback before it counts as a barge-in.
@@ -516,16 +519,20 @@ impl Session {
         let Some(event) = self.endpointer.push(prob) else {
             return;
         };
+        let event = match event {
+            EndpointEvent::Paused { start, end } if self.state == CallState::Listening => {
+                self.start_speculative(start, end);
+                self.end_of_turn_at_pause(start).await.unwrap_or(event)
+            }
+            other => other,
+        };
         match event {
             EndpointEvent::SpeechStarted { start } => {
                 tracing::debug!(call = %self.call_id, start, "speech started");
                 self.no_input_deadline = None;
             }
-            EndpointEvent::Paused { start, end } => {
-                if matches!(self.state, CallState::Listening) {
-                    self.start_speculative(start, end);
-                }
-            }
+            // The speculative transcription and Smart Turn started above.
+            EndpointEvent::Paused { .. } => {}
             EndpointEvent::Resumed { .. } => {
                 if let Some((_, task)) = self.speculative.take() {
                     task.abort();
@@ -921,8 +928,13 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
             threshold: config.vad_threshold,
             min_speech_ms: config.min_speech_ms,
             end_silence_ms: config.endpoint_silence_ms,
+            max_silence_ms: config.turn_max_silence_ms,
             ..Default::default()
         },
+        smart_turn: config.smart_turn.then(|| smart_turn::SmartTurnSettings {
+            threshold: config.smart_turn_threshold,
+            timeout: Duration::from_millis(u64::from(config.smart_turn_timeout_ms)),
+        }),
         barge_in: config.barge_in,
         barge_in_min_speech_ms: config.barge_in_min_speech_ms,
         longest_no_input: bundle.longest_no_input_timeout(),

@@ -102,6 +102,13 @@ pub enum Request {
         state: Option<VadState>,
     },
 
+    /// VAD worker: the probability that the caller has finished the turn at
+    /// the end of the payload (s16le, 16 kHz: the turn so far, up to its
+    /// last 8 s; longer audio is cut to its last 8 s). Smart Turn v3 (see
+    /// docs/models.md); answered with [`Response::EndOfTurn`], or with
+    /// [`ErrorCode::BadRequest`] when the worker runs without that model.
+    EndOfTurn,
+
     /// STT worker: transcribe the payload (s16le, 16 kHz mono). The worker
     /// first runs its own Silero VAD and answers `no_speech` without running
     /// Whisper when there is none (Whisper invents text on silence).
@@ -202,6 +209,13 @@ pub enum Response {
         probs: Vec<f32>,
         /// State to pass with the next [`Request::Vad`] of the same stream.
         state: VadState,
+    },
+    /// Answer to [`Request::EndOfTurn`].
+    EndOfTurn {
+        /// 0 to 1: above 0.5 the model hears a finished turn.
+        probability: f32,
+        /// Time spent inside the worker.
+        timings: WorkerTimings,
     },
     /// Answer to [`Request::Transcribe`].
     Transcript {

@@ -5,12 +5,20 @@
 //! stream's recurrent state, and gets one speech probability per 512-sample
 //! chunk plus the state to send with the next audio of the same stream. The
 //! worker keeps no per-stream state, so a restart loses nothing.
+//!
+//! With `--turn-model` it also answers `end_of_turn` requests with Smart
+//! Turn v3 (same ONNX Runtime): the probability that the audio so far ends a
+//! finished turn. A turn model that fails to load is logged and left out;
+//! the VAD still serves, and `end_of_turn` requests then say why they cannot
+//! be answered (the call plane falls back to a fixed silence).
 
 mod onnxruntime;
 mod silero;
+mod smart_turn;
 
 use clap::Parser;
 use silero::SileroVad;
+use smart_turn::SmartTurn;
 use std::path::PathBuf;
 use std::time::Instant;
 use understudy_ipc::worker::{self, CancelToken, Engine, ReadyInfo, Responder};
@@ -33,6 +41,11 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     ort_lib: PathBuf,
 
+    /// Smart Turn v3 end-of-turn model (`smart-turn-v3.2-cpu.onnx` of
+    /// pipecat-ai). Without it, `end_of_turn` requests are refused.
+    #[arg(long, value_name = "PATH")]
+    turn_model: Option<PathBuf>,
+
     /// Intra-op threads of ONNX Runtime. One 32 ms chunk is far too small to
     /// gain from more.
     #[arg(long, default_value_t = 1, value_name = "N",
@@ -49,22 +62,38 @@ fn main() {
 fn load(args: &Args) -> Result<(VadEngine, ReadyInfo), String> {
     let ort_version = onnxruntime::init(&args.ort_lib)?;
     let vad = SileroVad::load(&args.model, args.threads.into())?;
+    let turn = match &args.turn_model {
+        Some(path) => SmartTurn::load(path, args.threads.into()).map_err(|e| {
+            tracing::error!("{e}; serving VAD without end-of-turn detection");
+            e
+        }),
+        None => Err("the VAD worker was started without --turn-model".into()),
+    };
     let mut info = serde_json::Map::new();
     info.insert("threads".into(), args.threads.into());
     info.insert("onnxruntime".into(), ort_version.into());
     info.insert("sample_rate".into(), 16_000.into());
     info.insert("chunk_samples".into(), VAD_CHUNK_SAMPLES.into());
     info.insert("gpu".into(), false.into());
+    info.insert(
+        "turn_model".into(),
+        match (&turn, &args.turn_model) {
+            (Ok(_), Some(path)) => path.display().to_string().into(),
+            _ => serde_json::Value::Null,
+        },
+    );
     let ready = ReadyInfo {
         engine: "silero-vad",
         model: args.model.display().to_string(),
         info,
     };
-    Ok((VadEngine { vad }, ready))
+    Ok((VadEngine { vad, turn }, ready))
 }
 
 struct VadEngine {
     vad: SileroVad,
+    /// The end-of-turn model, or why there is none.
+    turn: Result<SmartTurn, String>,
 }
 
 impl Engine for VadEngine {
@@ -76,25 +105,21 @@ impl Engine for VadEngine {
         _out: &Responder,
         cancel: &CancelToken,
     ) -> Result<(Response, Vec<u8>), (ErrorCode, String)> {
-        let Request::Vad { state } = request else {
-            return Err((
-                ErrorCode::BadRequest,
-                "the VAD worker serves only `vad` requests".into(),
-            ));
+        let state = match request {
+            Request::Vad { state } => state,
+            Request::EndOfTurn => return self.end_of_turn(&payload, id),
+            _ => {
+                return Err((
+                    ErrorCode::BadRequest,
+                    "the VAD worker serves only `vad` and `end_of_turn` requests".into(),
+                ))
+            }
         };
+        check_pcm(&payload)?;
         let state = match state {
             Some(state) => checked_state(state)?,
             None => silero::initial_state(),
         };
-        if payload.len() % 2 != 0 {
-            return Err((
-                ErrorCode::BadRequest,
-                format!(
-                    "payload of {} bytes is not s16le audio (odd length)",
-                    payload.len()
-                ),
-            ));
-        }
         let samples = understudy_ipc::bytes_to_f32(&payload);
         if samples.len() % VAD_CHUNK_SAMPLES != 0 {
             // The state returned then includes the padding: streams should
@@ -112,6 +137,61 @@ impl Engine for VadEngine {
             Err(message) => Err((ErrorCode::Engine, message)),
         }
     }
+}
+
+impl VadEngine {
+    fn end_of_turn(
+        &mut self,
+        payload: &[u8],
+        id: u64,
+    ) -> Result<(Response, Vec<u8>), (ErrorCode, String)> {
+        let model = self.turn.as_mut().map_err(|why| {
+            (
+                ErrorCode::BadRequest,
+                format!("no end-of-turn model: {why}"),
+            )
+        })?;
+        check_pcm(payload)?;
+        if payload.is_empty() {
+            return Err((ErrorCode::BadRequest, "end_of_turn needs audio".into()));
+        }
+        let started = Instant::now();
+        let audio = understudy_ipc::bytes_to_f32(payload);
+        let probability = model
+            .probability(&audio)
+            .map_err(|e| (ErrorCode::Engine, e))?;
+        let total_ms = worker::elapsed_ms(started);
+        tracing::debug!(
+            id,
+            samples = audio.len(),
+            probability,
+            ms = total_ms,
+            "end of turn"
+        );
+        Ok((
+            Response::EndOfTurn {
+                probability,
+                timings: understudy_ipc::WorkerTimings {
+                    total_ms,
+                    ..Default::default()
+                },
+            },
+            Vec::new(),
+        ))
+    }
+}
+
+fn check_pcm(payload: &[u8]) -> Result<(), (ErrorCode, String)> {
+    if payload.len() % 2 != 0 {
+        return Err((
+            ErrorCode::BadRequest,
+            format!(
+                "payload of {} bytes is not s16le audio (odd length)",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Reject a state that did not come from this worker (wrong sizes would make

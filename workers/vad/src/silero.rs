@@ -110,7 +110,9 @@ impl SileroVad {
     }
 }
 
-fn build_session(model: &Path, threads: usize) -> ort::Result<Session> {
+/// An inference session for `model` as this worker runs them: `threads`
+/// intra-op threads that sleep between runs, warnings only (Silero and Smart Turn).
+pub fn build_session(model: &Path, threads: usize) -> ort::Result<Session> {
     Session::builder()?
         .with_intra_threads(threads)?
         .with_inter_threads(1)?

@@ -97,7 +97,8 @@ pub fn white_noise(seconds: f32, amplitude: i16, seed: u64) -> Vec<i16> {
         .collect()
 }
 
-/// `text` spoken by espeak-ng, resampled by sox to 16 kHz mono s16.
+/// `text` spoken by espeak-ng, resampled by sox to 16 kHz mono s16, without
+/// dither (sox's random dither would make every run's audio differ a little).
 pub fn espeak(text: &str) -> Vec<i16> {
     let dir = tempfile::tempdir().unwrap();
     let (raw, wav) = (dir.path().join("raw.wav"), dir.path().join("16k.wav"));
@@ -110,7 +111,7 @@ pub fn espeak(text: &str) -> Vec<i16> {
     run(Command::new("espeak-ng").arg("-w").arg(&raw).arg(text));
     run(Command::new("sox")
         .arg(&raw)
-        .args(["-r", "16000", "-c", "1", "-b", "16"])
+        .args(["-D", "-r", "16000", "-c", "1", "-b", "16"])
         .arg(&wav));
     read_wav_16k(&wav)
 }
