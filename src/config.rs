@@ -156,6 +156,22 @@ pub struct SessionConfig {
     /// What the local bot says when it takes a call over from the cloud bot
     /// (in-path mode, docs/continuity.md). Default: a short "I'm back".
     pub takeover_prompt: Option<String>,
+    /// When the takeover prompt is said (`auto`: only when the caller was
+    /// mid-sentence or the flow state is unknown).
+    pub takeover_prompt_when: TakeoverPromptWhen,
+}
+
+/// When the local bot says the takeover prompt (docs/continuity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeoverPromptWhen {
+    /// Only when the caller was mid-sentence or the state is unknown.
+    #[default]
+    Auto,
+    /// At every takeover, at once.
+    Always,
+    /// Never: the local bot's first words continue the conversation.
+    Never,
 }
 
 impl SessionConfig {
@@ -202,6 +218,7 @@ impl Default for SessionConfig {
             filler_after_ms: 1200,
             turn_deadline_ms: 3500,
             takeover_prompt: None,
+            takeover_prompt_when: TakeoverPromptWhen::Auto,
         }
     }
 }
@@ -340,6 +357,9 @@ pub struct CloudConfig {
     pub setup_timeout_ms: u64,
     /// No RTP from the cloud leg for this long: the local bot takes the call over.
     pub rtp_timeout_ms: u64,
+    /// The shortest cloud-leg RTP timeout: each call's timeout follows the
+    /// cloud's packet cadence between this and `rtp_timeout_ms` (0: fixed).
+    pub rtp_timeout_floor_ms: u64,
     /// Caller audio kept, so the local bot hears what the caller said since
     /// the cloud bot last spoke.
     pub recent_audio_s: u64,
@@ -359,6 +379,7 @@ impl Default for CloudConfig {
             failback_after_s: 30,
             setup_timeout_ms: 3000,
             rtp_timeout_ms: 500,
+            rtp_timeout_floor_ms: 160,
             recent_audio_s: 8,
         }
     }
