@@ -191,7 +191,8 @@ impl Bot {
         let mut best: Option<(Placement, usize, usize)> = None;
         for c in self.candidates() {
             let (matched, said_last, prompt_last) = align(&said_words, &c.words);
-            if matched == 0 {
+            // Too few words prove nothing, whatever their share.
+            if matched < MIN_WORDS.min(c.words.len()).max(1) {
                 continue;
             }
             let tail = said_words.len() - 1 - said_last;

@@ -489,7 +489,13 @@ impl Session {
                 None
             }
         };
-        if let Some(input) = self.queued_turn.take() {
+        if let Some(mut input) = self.queued_turn.take() {
+            // The turn's deadline and filler count from now: the wait for the
+            // place (a slow transcription on a busy box) is the takeover's, and
+            // must not cost the caller the safety net.
+            if let TurnInput::Speech { speech_end, .. } = &mut input {
+                *speech_end = Instant::now();
+            }
             self.run_turn(input).await;
             return;
         }
