@@ -190,6 +190,22 @@ pub struct SessionConfig {
     pub smart_turn_timeout_ms: u32,
     /// Silence that ends a turn Smart Turn called unfinished.
     pub turn_max_silence_ms: u32,
+    /// When the takeover prompt is said (`auto`: only when the caller was
+    /// mid-sentence or the flow state is unknown).
+    pub takeover_prompt_when: TakeoverPromptWhen,
+}
+
+/// When the local bot says the takeover prompt (docs/continuity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeoverPromptWhen {
+    /// Only when the caller was mid-sentence or the state is unknown.
+    #[default]
+    Auto,
+    /// At every takeover, at once.
+    Always,
+    /// Never: the local bot's first words continue the conversation.
+    Never,
 }
 
 impl SessionConfig {
@@ -262,6 +278,7 @@ impl Default for SessionConfig {
             smart_turn_timeout_ms: 400,
             // Callers reading numbers pause up to about a second between groups.
             turn_max_silence_ms: 1600,
+            takeover_prompt_when: TakeoverPromptWhen::Auto,
         }
     }
 }
@@ -407,6 +424,9 @@ pub struct CloudConfig {
     pub setup_timeout_ms: u64,
     /// No RTP from the cloud leg for this long: the local bot takes the call over.
     pub rtp_timeout_ms: u64,
+    /// The shortest cloud-leg RTP timeout: each call's timeout follows the
+    /// cloud's packet cadence between this and `rtp_timeout_ms` (0: fixed).
+    pub rtp_timeout_floor_ms: u64,
     /// Caller audio kept, so the local bot hears what the caller said since
     /// the cloud bot last spoke.
     pub recent_audio_s: u64,
@@ -426,6 +446,7 @@ impl Default for CloudConfig {
             failback_after_s: 30,
             setup_timeout_ms: 3000,
             rtp_timeout_ms: 500,
+            rtp_timeout_floor_ms: 160,
             recent_audio_s: 8,
         }
     }

@@ -38,6 +38,9 @@ pub struct CloudSettings {
     pub hysteresis: Hysteresis,
     pub setup_timeout: Duration,
     pub rtp_timeout: Duration,
+    /// Some: the cloud leg's timeout follows its packet cadence, from this
+    /// floor up to `rtp_timeout` (`crate::sip::cadence`).
+    pub rtp_timeout_floor: Option<Duration>,
     pub recent_audio: Duration,
 }
 
@@ -92,6 +95,15 @@ impl CloudSettings {
                 "cloud.rtp_timeout_ms below 100 would take calls over on ordinary network jitter"
             );
         }
+        if c.rtp_timeout_floor_ms != 0
+            && !(100..=c.rtp_timeout_ms).contains(&c.rtp_timeout_floor_ms)
+        {
+            bail!(
+                "cloud.rtp_timeout_floor_ms = {} is out of range: give 100 to cloud.rtp_timeout_ms ({}), or 0 for the fixed cloud.rtp_timeout_ms",
+                c.rtp_timeout_floor_ms,
+                c.rtp_timeout_ms
+            );
+        }
         Ok(CloudSettings {
             mode: c.mode,
             uri,
@@ -106,6 +118,8 @@ impl CloudSettings {
             },
             setup_timeout: Duration::from_millis(c.setup_timeout_ms.max(100)),
             rtp_timeout: Duration::from_millis(c.rtp_timeout_ms),
+            rtp_timeout_floor: (c.rtp_timeout_floor_ms > 0)
+                .then(|| Duration::from_millis(c.rtp_timeout_floor_ms)),
             recent_audio: Duration::from_secs(c.recent_audio_s.clamp(1, 60)),
         })
     }

@@ -110,8 +110,68 @@ impl Bot {
     /// A new conversation and its greeting (the start state's prompts).
     pub fn start(&self) -> (Conversation, BotTurn) {
         let started = Instant::now();
-        let mut conv = Conversation {
-            state: self.bundle.flow.start.clone(),
+        let mut conv = self.conversation_at(&self.bundle.flow.start);
+        let mut step = Step::new(Outcome::Greeting);
+        let start = self.bundle.flow.start.clone();
+        self.enter(&mut conv, &start, None, &mut step);
+        let turn = self.finish(&mut conv, step, started);
+        (conv, turn)
+    }
+
+    /// Continue a conversation another bot was having (in-path takeover):
+    /// a conversation at `place`, and the turn that re-asks its pending
+    /// question in one short sentence (the collect question, else what the
+    /// state asks; a state that moves on by itself first does so). The
+    /// state's own prompts are not repeated.
+    pub fn resume(&self, place: &super::Place) -> (Conversation, BotTurn) {
+        let started = Instant::now();
+        let mut conv = self.conversation_at(&place.state);
+        // The intent that leads here, so an answer that repeats it is not "something else".
+        conv.entered_by = self
+            .bundle
+            .flow
+            .states
+            .values()
+            .flat_map(|s| &s.transitions)
+            .chain(&self.bundle.flow.global)
+            .find(|t| t.to.as_deref() == Some(place.state.as_str()))
+            .and_then(|t| t.intent.clone());
+        let mut step = Step::new(Outcome::Resumed);
+        let state = self.state(&conv);
+        match place.collecting.filter(|&i| i < state.collect.len()) {
+            Some(i) => {
+                conv.collecting = Some(i);
+                self.say(
+                    &conv,
+                    std::slice::from_ref(&state.collect[i].prompt),
+                    &mut step,
+                );
+            }
+            None => {
+                step.hops = 1;
+                self.settle(&mut conv, &mut step);
+                if step.say.is_empty() && step.action == Action::Listen {
+                    let state = self.state(&conv);
+                    match &state.reprompt {
+                        Some(r) if !state.say.0.iter().any(|t| question(self.t(t)).is_some()) => {
+                            self.say(&conv, std::slice::from_ref(r), &mut step)
+                        }
+                        _ => self.say(&conv, &state.say.0, &mut step),
+                    }
+                }
+            }
+        }
+        // One short sentence: the question in what would be said.
+        if let Some(q) = step.say.iter().rev().find_map(|s| question(s)) {
+            step.say = vec![q];
+        }
+        let turn = self.finish(&mut conv, step, started);
+        (conv, turn)
+    }
+
+    fn conversation_at(&self, state: &str) -> Conversation {
+        Conversation {
+            state: state.to_string(),
             slots: BTreeMap::new(),
             collecting: None,
             slot_attempts: 0,
@@ -122,12 +182,7 @@ impl Bot {
             history: VecDeque::new(),
             ended: None,
             turns: 0,
-        };
-        let mut step = Step::new(Outcome::Greeting);
-        let start = self.bundle.flow.start.clone();
-        self.enter(&mut conv, &start, None, &mut step);
-        let turn = self.finish(&mut conv, step, started);
-        (conv, turn)
+        }
     }
 
     /// The bot's answer to one caller input. `Err` when an engine failed:
@@ -728,6 +783,23 @@ impl Bot {
             timings: step.timings,
         }
     }
+}
+
+/// The last question (a sentence ending in `?`) of a prompt.
+fn question(text: &str) -> Option<String> {
+    let mut sentences = vec![];
+    let mut cur = String::new();
+    for ch in text.chars() {
+        cur.push(ch);
+        if matches!(ch, '.' | '?' | '!') {
+            sentences.push(std::mem::take(&mut cur));
+        }
+    }
+    sentences
+        .into_iter()
+        .rev()
+        .map(|s| s.trim().to_string())
+        .find(|s| s.ends_with('?'))
 }
 
 /// The `n`-th (1-based) text of an escalating list; the last one repeats.

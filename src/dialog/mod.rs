@@ -26,6 +26,7 @@ pub mod flow;
 pub mod guard;
 pub mod knowledge;
 pub mod recognize;
+pub mod resume;
 pub mod slots;
 pub mod template;
 pub mod testing;
@@ -36,6 +37,7 @@ pub mod validate;
 pub use bot::{Bot, BotError, Nlu};
 pub use bundle::{Bundle, BundleError, FORMAT_V1};
 pub use flow::Conversation;
+pub use resume::{Located, Place, Placement};
 pub use turn::{
     Action, BotTurn, DialogTimings, ListenHints, MatchSource, Outcome, TransferReason, UserInput,
 };

@@ -135,6 +135,8 @@ pub enum Outcome {
     NoInput,
     /// Input after the conversation ended.
     Ended,
+    /// A conversation taken over from another bot, placed where it was.
+    Resumed,
 }
 
 impl Outcome {
@@ -148,6 +150,7 @@ impl Outcome {
             Outcome::NoMatch => "no_match",
             Outcome::NoInput => "no_input",
             Outcome::Ended => "ended",
+            Outcome::Resumed => "resumed",
         }
     }
 }

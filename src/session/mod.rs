@@ -16,6 +16,7 @@ pub mod endpoint;
 pub mod file_call;
 pub mod prompts;
 pub mod smart_turn;
+pub mod takeover;
 mod turn;
 
 use crate::audio::{Frame, SAMPLE_RATE};
@@ -141,6 +142,8 @@ pub struct SessionSettings {
     pub apology: String,
     /// Said when the local bot takes over a call from the cloud bot.
     pub takeover: String,
+    /// When `takeover` is said.
+    pub takeover_when: crate::config::TakeoverPromptWhen,
     /// Whisper's domain prompt (words the bot expects).
     pub stt_prompt: Option<String>,
 }
@@ -211,10 +214,10 @@ pub enum Opening {
     /// A new call: the bot's greeting.
     Greeting,
     /// The local bot takes over a call the cloud bot was handling: the
-    /// takeover prompt at once, then the caller's recent speech (16 kHz,
-    /// since the cloud bot last spoke) is heard as if live, so a question
-    /// the cloud never answered gets answered now.
-    Takeover { recent: Vec<i16> },
+    /// cloud's last words place the call in the flow, and the caller's
+    /// recent speech is heard as if live, so an answer or a question the
+    /// cloud never answered gets answered now ([`takeover`]).
+    Takeover(Box<takeover::Handover>),
 }
 
 /// Start a session for one call, opening as `opening` says.
@@ -287,6 +290,8 @@ struct Session {
     filler_due: Option<tokio::time::Instant>,
     /// The current turn played its filler.
     filler_played: bool,
+    /// A takeover finding its place in the flow.
+    locating: Option<takeover::Locating>,
 }
 
 impl Session {
@@ -325,6 +330,7 @@ impl Session {
             queued_turn: None,
             filler_due: None,
             filler_played: false,
+            locating: None,
             setup,
         };
         (session, greeting)
@@ -368,7 +374,7 @@ impl Session {
                 )
                 .await;
             }
-            Opening::Takeover { recent } => self.take_over(recent).await,
+            Opening::Takeover(handover) => self.take_over(*handover).await,
         }
 
         loop {
@@ -397,28 +403,61 @@ impl Session {
                     self.run_turn(TurnInput::Dtmf(digits)).await;
                 }
                 _ = sleep_until(filler_due) => self.play_filler().await,
+                found = takeover::wait(&mut self.locating) => self.on_located(found).await,
             }
         }
         self.stop_work();
     }
 
-    /// Open a taken-over call: the takeover prompt goes out first (queued
-    /// on the line directly, not as a turn, so the caller's speech neither
-    /// cuts it nor waits for it), then the recent caller audio runs through
-    /// endpointing; a finished question starts a turn whose answer queues
-    /// behind the prompt, an unfinished one continues with the live audio.
-    async fn take_over(&mut self, recent: Vec<i16>) {
-        let text = self.setup.settings.takeover.clone();
-        match self.setup.prompts.get(&text) {
-            Some(samples) => {
-                let mark = self.next_mark;
-                self.next_mark += 1;
-                self.emit(SessionAction::Play { samples, mark }).await;
-            }
-            None => {
-                tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it")
-            }
+    /// Open a taken-over call. The takeover prompt, when it is due at once
+    /// (`Handover::prompt_at_once`), goes out first (queued on the line
+    /// directly, not as a turn, so the caller's speech neither cuts it nor
+    /// waits for it). The cloud bot's last words are transcribed and placed
+    /// in the flow meanwhile; the conversation is held until then, so a turn
+    /// from the recent caller audio (run through endpointing now) waits for
+    /// the place, and its transcription starts at once.
+    async fn take_over(&mut self, mut handover: takeover::Handover) {
+        let cloud_ms = handover.cloud.len() / 16;
+        let when = self.setup.settings.takeover_when;
+        let prompt_played = handover.prompt_at_once(when) && self.play_takeover_prompt().await;
+        if handover.cloud.is_empty() {
+            tracing::warn!(call = %self.call_id, why = "the relay heard no speech from the cloud bot", "takeover: the flow state is unknown; starting at the start state");
+            metrics::counter_inc(
+                "understudy_takeover_placements_total",
+                &[("result", "unknown")],
+            );
+            self.no_input_deadline =
+                Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
+        } else {
+            // Held until the place is known (turns queue meanwhile).
+            self.conversation = None;
+            self.locating = Some(takeover::Locating {
+                task: takeover::locate(
+                    self.setup.clone(),
+                    std::mem::take(&mut handover.cloud),
+                    handover.cloud_mid_prompt,
+                ),
+                caller_spoke: handover.caller_spoke,
+                prompt_played,
+                started: Instant::now(),
+            });
         }
+        for frame in handover.caller.chunks(crate::audio::FRAME_SAMPLES) {
+            self.on_audio(frame).await;
+        }
+        tracing::info!(call = %self.call_id, recent_ms = handover.caller.len() / 16, cloud_ms, caller_mid_sentence = handover.caller_mid_sentence, cloud_mid_prompt = handover.cloud_mid_prompt, prompt_played, state = ?self.state, "took the call over");
+    }
+
+    /// Say the takeover prompt now; false when it is not pre-rendered.
+    async fn play_takeover_prompt(&mut self) -> bool {
+        let text = self.setup.settings.takeover.clone();
+        let Some(samples) = self.setup.prompts.get(&text) else {
+            tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it");
+            return false;
+        };
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        self.emit(SessionAction::Play { samples, mark }).await;
         let report = TurnReport {
             turn: 0,
             reply: text,
@@ -427,11 +466,70 @@ impl Session {
             ..Default::default()
         };
         self.emit(SessionAction::Report(Box::new(report))).await;
-        self.no_input_deadline = Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
-        for frame in recent.chunks(crate::audio::FRAME_SAMPLES) {
-            self.on_audio(frame).await;
+        true
+    }
+
+    /// The takeover's place in the flow is known (or known to be unknown):
+    /// the conversation continues there. The caller's pending words are
+    /// answered at that state; if the caller said nothing, the pending
+    /// question is asked again in one short sentence.
+    async fn on_located(&mut self, found: takeover::Found) {
+        let Some(locating) = self.locating.take() else {
+            return;
+        };
+        let took_ms = locating.started.elapsed().as_secs_f64() * 1e3;
+        let reask = match found.located {
+            crate::dialog::Located::Found(p) => {
+                tracing::info!(call = %self.call_id, state = %p.place.state, collecting = ?p.place.collecting, kind = p.kind, score = format!("{:.2}", p.score), prompt = %p.prompt, transcript = %found.transcript, stt_ms = found.ms.round() as u64, ms = took_ms.round() as u64, "takeover: placed in the flow");
+                let (conversation, turn) = self.setup.bot.resume(&p.place);
+                self.conversation = Some(conversation);
+                self.listen = ListenPolicy::new(&self.setup.settings, &turn.listen);
+                Some(turn)
+            }
+            crate::dialog::Located::Unknown { why, best } => {
+                tracing::warn!(call = %self.call_id, %why, best_state = best.as_ref().map(|b| b.place.state.as_str()).unwrap_or("-"), transcript = %found.transcript, ms = took_ms.round() as u64, "takeover: the flow state is unknown; starting at the start state");
+                let (conversation, _) = self.setup.bot.start();
+                self.conversation = Some(conversation);
+                if !locating.prompt_played
+                    && self.setup.settings.takeover_when != crate::config::TakeoverPromptWhen::Never
+                {
+                    self.play_takeover_prompt().await;
+                }
+                None
+            }
+        };
+        if let Some(mut input) = self.queued_turn.take() {
+            // The turn's deadline and filler count from now: the wait for the
+            // place (a slow transcription on a busy box) is the takeover's, and
+            // must not cost the caller the safety net.
+            if let TurnInput::Speech { speech_end, .. } = &mut input {
+                *speech_end = Instant::now();
+            }
+            self.run_turn(input).await;
+            return;
         }
-        tracing::info!(call = %self.call_id, recent_ms = recent.len() / 16, state = ?self.state, "took the call over");
+        match reask {
+            // The caller's words are still being heard: their turn answers.
+            Some(_) if locating.caller_spoke || self.endpointer.in_speech() => {}
+            Some(turn) => {
+                let report = TurnReport {
+                    turn: 0,
+                    reply: turn.say.join(" "),
+                    intent: turn.intent.clone(),
+                    matched_by: "takeover".into(),
+                    action: format!("{:?}", turn.action),
+                    transcript: found.transcript,
+                    ..Default::default()
+                };
+                self.speak(turn.say, turn.action, report, None).await;
+                return;
+            }
+            None => {}
+        }
+        if matches!(self.work, Work::Idle) && self.state == CallState::Listening {
+            self.no_input_deadline =
+                Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
+        }
     }
 
     fn stop_work(&mut self) {
@@ -444,6 +542,9 @@ impl Session {
         }
         if let Some((_, task)) = self.speculative.take() {
             task.abort();
+        }
+        if let Some(locating) = self.locating.take() {
+            locating.task.abort();
         }
     }
 
@@ -955,6 +1056,7 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
             .takeover_prompt
             .clone()
             .unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),
+        takeover_when: config.takeover_prompt_when,
         stt_prompt: Some(bundle.stt_hint()),
     }
 }

@@ -152,7 +152,7 @@ impl Call {
                 },
                 action = next_action(&mut self.session) => self.on_action(action).await,
                 event = self.leg.events.recv() => match event {
-                    Some(MediaEvent::Timeout) => end("rtp_timeout", "no RTP from the caller"),
+                    Some(MediaEvent::Timeout | MediaEvent::Unreachable) => end("rtp_timeout", "no RTP from the caller"),
                     None => end("failed", "the RTP leg stopped"),
                 },
                 outcome = next_outcome(&mut self.transfer) => self.on_transfer(outcome),
@@ -443,7 +443,7 @@ impl Call {
     async fn on_agent_event(&mut self, event: AgentEvent) -> Option<End> {
         let bridge = self.bridge.as_mut()?;
         let state = match event {
-            AgentEvent::Media(Some(MediaEvent::Timeout)) => {
+            AgentEvent::Media(Some(MediaEvent::Timeout | MediaEvent::Unreachable)) => {
                 return end("transferred", "no RTP from the agent")
             }
             AgentEvent::Media(None) => return end("failed", "the bridge's RTP leg stopped"),
@@ -471,6 +471,7 @@ impl Call {
         let uri = continuity.settings.uri.clone()?;
         let media = MediaConfig {
             rtp_timeout: continuity.settings.rtp_timeout,
+            rtp_timeout_floor: continuity.settings.rtp_timeout_floor,
             ..self.shared.media.clone()
         };
         let caller_user = caller_user(&self.dialog.initial_request());
@@ -538,13 +539,18 @@ impl Call {
         let cloud = self.cloud.as_mut()?;
         let state = match event {
             AgentEvent::Media(Some(MediaEvent::Timeout)) => {
-                let ms = self
-                    .shared
-                    .continuity
-                    .as_ref()
-                    .map_or(0, |c| c.settings.rtp_timeout.as_millis());
                 return self
-                    .take_over(format!("no RTP from the cloud bot for {ms} ms"))
+                    .take_over(
+                        "no RTP from the cloud bot for longer than its packet cadence allows"
+                            .into(),
+                    )
+                    .await;
+            }
+            AgentEvent::Media(Some(MediaEvent::Unreachable)) => {
+                return self
+                    .take_over(
+                        "the cloud bot's RTP port is unreachable (ICMP) and its RTP stopped".into(),
+                    )
                     .await;
             }
             AgentEvent::Media(None) => {
@@ -615,7 +621,7 @@ impl Call {
             .last_cloud_frame
             .map(|t| t.elapsed().as_millis() as u64);
         let recent_ms = cloud.recent.len_ms();
-        let recent = cloud.recent.to_canonical();
+        let heard = cloud.heard();
         let on_cloud_s = cloud.connected.elapsed().as_secs_f64();
         cloud.close(self.shared.clone());
         if let Some(continuity) = &self.shared.continuity {
@@ -626,10 +632,10 @@ impl Call {
         self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
         match self.shared.admission.admit() {
             Ok(admitted) => {
-                tracing::warn!(call = %self.id, reason = %why, quiet_ms, recent_ms, on_cloud_s, "cloud leg failed: the local bot takes over");
+                tracing::warn!(call = %self.id, reason = %why, quiet_ms, recent_ms, cloud_ms = heard.cloud.len() / 16, on_cloud_s, "cloud leg failed: the local bot takes over");
                 metrics::counter_inc("understudy_takeovers_total", &[("to", "local_bot")]);
                 self.admitted = Some(admitted);
-                self.start_session_with(Opening::Takeover { recent });
+                self.start_session_with(Opening::Takeover(Box::new(heard)));
                 None
             }
             Err(refusal) => {

@@ -1,14 +1,18 @@
 //! In-path mode (B2BUA): the caller's leg is bridged to the cloud bot's leg
 //! through the call task, which relays the audio and watches it. The relay
-//! keeps the caller's recent audio (since the cloud bot last began to
-//! speak), so that when the cloud leg dies the local bot hears the question
-//! the cloud never answered. The decision to take over lives in
+//! keeps both sides' recent audio, as decoded frames and nothing more (no
+//! engine runs while the cloud is healthy): the caller's since the cloud bot
+//! last began to speak, so that the local bot hears the question the cloud
+//! never answered, and the cloud bot's own since its turn began, so that the
+//! local bot can tell where in the flow the call was
+//! (`crate::session::takeover`). The decision to take over lives in
 //! `super::call`; the cloud's health in `crate::continuity`.
 
 use super::bridge::Bridge;
 use super::media::{BridgeFrame, MediaCommand, MediaEvent, MediaLeg, Upstream};
 use super::server::Shared;
 use crate::audio::SAMPLE_RATE;
+use crate::session::takeover::Handover;
 use rsipstack::dialog::dialog::DialogState;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,6 +25,13 @@ const SPEECH_RMS: f64 = 400.0;
 /// The cloud bot counts as quiet after this long without a speech frame.
 const QUIET_AFTER: Duration = Duration::from_millis(300);
 const WIRE_RATE: u32 = 8_000;
+/// The cloud bot's audio kept: its last turn's prompts (longer turns keep their end).
+const CLOUD_KEEP: Duration = Duration::from_secs(20);
+/// Caller speech this close to the cloud's last frame (or after it) means
+/// the caller was speaking when the cloud died.
+const MID_SENTENCE: Duration = Duration::from_millis(150);
+/// Silence kept either side of the cloud's speech for the transcription.
+const SPEECH_PAD: usize = WIRE_RATE as usize / 10;
 
 /// The last seconds of the caller's audio (8 kHz), cut back whenever the
 /// cloud bot starts to speak: what is left is what the caller said since.
@@ -57,6 +68,25 @@ impl RecentAudio {
         let (a, b) = self.samples.as_slices();
         crate::audio::resample(&[a, b].concat(), WIRE_RATE, SAMPLE_RATE)
     }
+
+    /// The span from the first to the last 20 ms frame with speech in it
+    /// (with a little silence either side), at the canonical rate; empty
+    /// when there is no speech.
+    pub fn speech_canonical(&self) -> Vec<i16> {
+        let samples: Vec<i16> = self.samples.iter().copied().collect();
+        let frames = samples.chunks(WIRE_RATE as usize / 50);
+        let voiced: Vec<usize> = frames
+            .enumerate()
+            .filter(|(_, f)| rms(f) >= SPEECH_RMS)
+            .map(|(i, _)| i * WIRE_RATE as usize / 50)
+            .collect();
+        let (Some(&first), Some(&last)) = (voiced.first(), voiced.last()) else {
+            return vec![];
+        };
+        let from = first.saturating_sub(SPEECH_PAD);
+        let to = (last + WIRE_RATE as usize / 50 + SPEECH_PAD).min(samples.len());
+        crate::audio::resample(&samples[from..to], WIRE_RATE, SAMPLE_RATE)
+    }
 }
 
 fn rms(frame: &[i16]) -> f64 {
@@ -91,6 +121,12 @@ pub(super) struct CloudLeg {
     to_cloud: mpsc::Sender<BridgeFrame>,
     to_caller: mpsc::Sender<BridgeFrame>,
     pub recent: RecentAudio,
+    /// What the cloud bot said since its current turn began (a turn begins
+    /// when it starts to speak after the caller spoke).
+    pub cloud_recent: RecentAudio,
+    /// The caller spoke since the cloud bot last began to speak.
+    pub caller_spoke: bool,
+    last_caller_speech: Option<Instant>,
     /// The last frame the cloud sent, and the last one with speech in it.
     pub last_cloud_frame: Option<Instant>,
     last_cloud_speech: Option<Instant>,
@@ -119,6 +155,9 @@ impl CloudLeg {
             to_cloud,
             to_caller,
             recent: RecentAudio::new(keep),
+            cloud_recent: RecentAudio::new(CLOUD_KEEP),
+            caller_spoke: false,
+            last_caller_speech: None,
             last_cloud_frame: None,
             last_cloud_speech: None,
             connected: Instant::now(),
@@ -134,6 +173,10 @@ impl CloudLeg {
             frame = self.from_caller.recv() => match frame {
                 Some(BridgeFrame::Audio(samples)) => {
                     self.recent.push(&samples);
+                    if rms(&samples) >= SPEECH_RMS {
+                        self.caller_spoke = true;
+                        self.last_caller_speech = Some(Instant::now());
+                    }
                     let _ = self.to_cloud.try_send(BridgeFrame::Audio(samples));
                     CloudEvent::Relayed
                 }
@@ -152,9 +195,15 @@ impl CloudLeg {
                         if was_quiet {
                             // The cloud bot begins to answer: what the caller said before is handled.
                             self.recent.clear();
+                            if self.caller_spoke {
+                                // A new turn of the cloud bot's: its earlier prompts are answered.
+                                self.cloud_recent.clear();
+                            }
+                            self.caller_spoke = false;
                         }
                         self.last_cloud_speech = Some(now);
                     }
+                    self.cloud_recent.push(&samples);
                     let _ = self.to_caller.try_send(BridgeFrame::Audio(samples));
                     CloudEvent::Relayed
                 }
@@ -164,6 +213,22 @@ impl CloudLeg {
                 }
                 None => CloudEvent::RelayClosed,
             },
+        }
+    }
+
+    /// What the relay heard, for the local bot that takes over.
+    pub fn heard(&self) -> Handover {
+        let died = self.last_cloud_frame.unwrap_or(self.connected);
+        Handover {
+            caller: self.recent.to_canonical(),
+            cloud: self.cloud_recent.speech_canonical(),
+            caller_mid_sentence: self
+                .last_caller_speech
+                .is_some_and(|t| t + MID_SENTENCE >= died),
+            caller_spoke: self.caller_spoke,
+            cloud_mid_prompt: self
+                .last_cloud_speech
+                .is_some_and(|t| t + QUIET_AFTER >= died),
         }
     }
 
@@ -217,6 +282,23 @@ mod tests {
         r.clear();
         assert_eq!(r.len_ms(), 0);
         assert!(r.to_canonical().is_empty());
+    }
+
+    #[test]
+    fn the_speech_span_is_cut_out_of_the_silence_around_it() {
+        let mut r = RecentAudio::new(Duration::from_secs(10));
+        assert!(r.speech_canonical().is_empty());
+        for _ in 0..50 {
+            r.push(&[0; 160]);
+        }
+        for _ in 0..25 {
+            r.push(&[3000; 160]);
+        }
+        for _ in 0..50 {
+            r.push(&[0; 160]);
+        }
+        // Half a second of speech and 100 ms of padding either side, at 16 kHz.
+        assert_eq!(r.speech_canonical().len(), 16_000 * 700 / 1000);
     }
 
     #[test]

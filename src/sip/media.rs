@@ -10,6 +10,7 @@
 //! In a bridge (transfer by the appliance itself) two legs feed each other
 //! 8 kHz frames instead of talking to a session.
 
+use super::cadence::Cadence;
 use super::dtmf::{self, EventDetector};
 use super::jitter::{FrameKind, JitterBuffer};
 use super::rtp::{self, ReceiveStats, Received, RtpSender};
@@ -41,6 +42,11 @@ pub struct MediaConfig {
     pub jitter_max_ms: u32,
     /// No RTP for this long from a peer that should be sending ends the call.
     pub rtp_timeout: Duration,
+    /// Some: the timeout follows the peer's observed packet cadence
+    /// (`super::cadence`), between this floor and `rtp_timeout`, and ICMP
+    /// "port unreachable" for the peer's address counts at once. None: the
+    /// fixed `rtp_timeout`.
+    pub rtp_timeout_floor: Option<Duration>,
     /// Send silence packets while there is nothing to play.
     pub comfort_silence: bool,
 }
@@ -138,7 +144,18 @@ pub enum MediaCommand {
 pub enum MediaEvent {
     /// The peer should be sending but nothing arrived for the timeout.
     Timeout,
+    /// The peer's address answers our packets with ICMP "port unreachable"
+    /// and its RTP stopped (a cadence-watched leg only): the process is gone.
+    Unreachable,
 }
+
+/// RTP payload type 13: comfort noise (RFC 3389). Not decoded, but it shows
+/// that a peer using DTX is alive.
+const COMFORT_NOISE: u8 = 13;
+/// ICMP refusals needed, with the peer silent for [`REFUSED_SILENCE`], before
+/// a cadence-watched peer counts as gone: one stray error is not enough.
+const REFUSALS: u32 = 2;
+const REFUSED_SILENCE: Duration = Duration::from_millis(60);
 
 /// Counters of a finished leg.
 #[derive(Debug, Clone, Default)]
@@ -169,6 +186,9 @@ impl MediaLeg {
         name: String,
     ) -> std::io::Result<MediaLeg> {
         let local = socket.local_addr()?;
+        if config.rtp_timeout_floor.is_some() {
+            report_icmp_errors(&socket);
+        }
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::channel(4);
         let worker = LegWorker::new(socket, config, name, event_tx);
@@ -254,6 +274,10 @@ struct LegWorker {
     latched: Option<SocketAddr>,
     last_rx: Option<Instant>,
     timed_out: bool,
+    /// The peer's cadence, when the timeout follows it.
+    cadence: Option<Cadence>,
+    /// ICMP refusals since the peer's last packet.
+    refusals: u32,
     jitter: JitterBuffer,
     stats: ReceiveStats,
     detector: EventDetector,
@@ -300,6 +324,10 @@ impl LegWorker {
             latched: None,
             last_rx: None,
             timed_out: false,
+            cadence: config
+                .rtp_timeout_floor
+                .map(|floor| Cadence::new(floor, config.rtp_timeout)),
+            refusals: 0,
             jitter,
             stats: ReceiveStats::default(),
             detector: EventDetector::default(),
@@ -338,7 +366,7 @@ impl LegWorker {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => self.on_datagram(&buf[..len], from),
                     // ICMP port unreachable from an earlier send, and the like.
-                    Err(e) => tracing::trace!(leg = %self.name, error = %e, "RTP receive error"),
+                    Err(e) => self.on_receive_error(e),
                 },
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -471,6 +499,11 @@ impl LegWorker {
         };
         let ours = packet.payload_type == params.payload_type
             || Some(packet.payload_type) == params.dtmf_payload_type;
+        if packet.payload_type == COMFORT_NOISE && self.latched == Some(from) {
+            // Not played, but the peer is alive (DTX).
+            self.alive(now);
+            return;
+        }
         if !ours {
             // Comfort noise (13) and anything else we did not negotiate.
             self.out.invalid += 1;
@@ -494,7 +527,7 @@ impl LegWorker {
             Some(_) => {}
             None => self.latched = Some(from),
         }
-        self.last_rx = Some(now);
+        self.alive(now);
         if packet.payload_type == params.payload_type {
             let samples = params.law.decode(&packet.payload);
             let arrival =
@@ -521,8 +554,56 @@ impl LegWorker {
         }
     }
 
+    /// A packet of the peer's stream arrived.
+    fn alive(&mut self, now: Instant) {
+        self.last_rx = Some(now);
+        self.refusals = 0;
+        if let Some(cadence) = &mut self.cadence {
+            cadence.on_packet(now);
+        }
+    }
+
+    fn on_receive_error(&mut self, e: std::io::Error) {
+        tracing::trace!(leg = %self.name, error = %e, "RTP socket error");
+        if self.cadence.is_some() {
+            drain_error_queue(&self.socket);
+        }
+        // Linux reports an ICMP "port unreachable" for an earlier send as a
+        // refused receive, even on an unconnected socket. It only means
+        // something once the peer's stream was established.
+        if e.kind() == std::io::ErrorKind::ConnectionRefused
+            && self.cadence.is_some()
+            && self.last_rx.is_some()
+        {
+            self.refusals += 1;
+        }
+    }
+
+    /// Read whatever already waits on the socket: after a stall of this
+    /// task, packets that did arrive must count before a timeout is declared.
+    fn drain_socket(&mut self) {
+        let mut buf = [0u8; 2048];
+        loop {
+            match self.socket.try_recv_from(&mut buf) {
+                Ok((len, from)) => self.on_datagram(&buf[..len], from),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => self.on_receive_error(e),
+            }
+        }
+    }
+
+    /// How long the peer may stay silent now.
+    fn timeout(&self) -> Duration {
+        self.cadence
+            .as_ref()
+            .map_or(self.config.rtp_timeout, Cadence::timeout)
+    }
+
     async fn on_tick(&mut self) {
         let now = Instant::now();
+        if !self.timed_out && self.silent_for(now).is_some_and(|s| s > REFUSED_SILENCE) {
+            self.drain_socket();
+        }
         self.deliver_caller_audio();
         self.flush_backlog();
         self.send_one(now).await;
@@ -685,23 +766,106 @@ impl LegWorker {
     async fn transmit(&mut self, packet: &[u8], to: SocketAddr) {
         match self.socket.send_to(packet, to).await {
             Ok(_) => self.out.sent += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => self.on_receive_error(e),
             Err(e) => tracing::trace!(leg = %self.name, error = %e, %to, "RTP send failed"),
         }
     }
 
-    fn check_timeout(&mut self, now: Instant) {
+    /// How long the peer has sent nothing, when it should be sending.
+    fn silent_for(&self, now: Instant) -> Option<Duration> {
         let (Some(params), Some(started)) = (&self.params, self.started) else {
-            return;
+            return None;
         };
-        if self.timed_out || !params.remote_sends() {
-            return;
+        if !params.remote_sends() {
+            return None;
         }
         let since = self.last_rx.map_or(started, |t| t.max(started));
-        if now.duration_since(since) > self.config.rtp_timeout {
-            self.timed_out = true;
-            tracing::warn!(leg = %self.name, ms = self.config.rtp_timeout.as_millis() as u64, "no RTP from the peer");
-            metrics::counter_inc("understudy_rtp_timeouts_total", &[]);
-            let _ = self.events.try_send(MediaEvent::Timeout);
+        Some(now.saturating_duration_since(since))
+    }
+
+    fn check_timeout(&mut self, now: Instant) {
+        if self.timed_out {
+            return;
+        }
+        let Some(silent) = self.silent_for(now) else {
+            return;
+        };
+        let timeout = self.timeout();
+        let event = if self.refusals >= REFUSALS && silent > REFUSED_SILENCE {
+            tracing::warn!(leg = %self.name, silent_ms = silent.as_millis() as u64, refusals = self.refusals, "the peer's RTP port is unreachable");
+            MediaEvent::Unreachable
+        } else if silent > timeout {
+            let longest_gap_ms = self
+                .cadence
+                .as_ref()
+                .map(|c| c.longest_gap().as_millis() as u64);
+            tracing::warn!(leg = %self.name, ms = timeout.as_millis() as u64, longest_gap_ms, "no RTP from the peer");
+            MediaEvent::Timeout
+        } else {
+            return;
+        };
+        self.timed_out = true;
+        let label = match event {
+            MediaEvent::Timeout => "silence",
+            MediaEvent::Unreachable => "unreachable",
+        };
+        metrics::counter_inc("understudy_rtp_timeouts_total", &[("cause", label)]);
+        let _ = self.events.try_send(event);
+    }
+}
+
+/// Ask the kernel for ICMP errors on this unconnected socket (Linux passes
+/// "port unreachable" only to connected sockets otherwise): they then come
+/// back as a refused receive, and wait in the socket's error queue.
+fn report_icmp_errors(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    let (level, name) = match socket.local_addr() {
+        Ok(a) if a.is_ipv6() => (libc::SOL_IPV6, libc::IPV6_RECVERR),
+        _ => (libc::SOL_IP, libc::IP_RECVERR),
+    };
+    // SAFETY: a valid descriptor, and an int option with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot enable ICMP errors on an RTP socket: a dead peer is noticed by its silence only");
+    }
+}
+
+/// Empty the socket's error queue (see [`report_icmp_errors`]); the error
+/// itself has been seen, and the queue must not fill up.
+fn drain_error_queue(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    for _ in 0..64 {
+        let mut data = [0u8; 256];
+        let mut control = [0u8; 256];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: msghdr is plain data; every pointer in it is to a live
+        // local buffer of the stated length.
+        let n = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = control.len() as _;
+            libc::recvmsg(
+                socket.as_raw_fd(),
+                &mut msg,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            break;
         }
     }
 }
@@ -724,6 +888,7 @@ mod tests {
             jitter_target_ms: 40,
             jitter_max_ms: 200,
             rtp_timeout: Duration::from_millis(400),
+            rtp_timeout_floor: None,
             comfort_silence: true,
         }
     }
@@ -907,6 +1072,90 @@ mod tests {
         assert!(
             leg.events.try_recv().is_err(),
             "no timeout while the peer is inactive"
+        );
+        leg.stop().await;
+    }
+
+    /// A peer streaming 20 ms packets for `ms`, then stopping; returns when it stopped.
+    async fn stream(peer: &UdpSocket, to: SocketAddr, ms: u64) -> Instant {
+        let mut tx = RtpSender::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        for _ in 0..ms / 20 {
+            tick.tick().await;
+            peer.send_to(&tx.packet(0, &Law::Mu.encode(&[0; 160]), 160), to)
+                .await
+                .unwrap();
+        }
+        Instant::now()
+    }
+
+    fn watched() -> MediaConfig {
+        MediaConfig {
+            rtp_timeout: Duration::from_millis(500),
+            rtp_timeout_floor: Some(Duration::from_millis(160)),
+            ..config()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steady_peer_that_stops_is_declared_dead_after_its_cadence_timeout() {
+        let (peer, peer_addr) = bound().await;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut leg = MediaLeg::spawn(socket, watched(), "test".into()).unwrap();
+        leg.send(MediaCommand::Update(params(peer_addr)));
+        let stopped = stream(&peer, leg.local, 1_500).await;
+        // The peer's socket stays open: no ICMP, only the silence tells.
+        let e = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+            .await
+            .unwrap();
+        let after = stopped.elapsed();
+        assert_eq!(e, Some(MediaEvent::Timeout));
+        assert!(
+            after >= Duration::from_millis(150) && after < Duration::from_millis(450),
+            "declared dead {after:?} after the last packet (the ceiling is 500 ms)"
+        );
+        leg.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_peer_whose_port_closes_is_unreachable_at_once() {
+        let (peer, peer_addr) = bound().await;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut leg = MediaLeg::spawn(socket, watched(), "test".into()).unwrap();
+        leg.send(MediaCommand::Update(params(peer_addr)));
+        stream(&peer, leg.local, 600).await;
+        drop(peer);
+        let closed = Instant::now();
+        let e = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+            .await
+            .unwrap();
+        assert_eq!(e, Some(MediaEvent::Unreachable));
+        // Still in the warm-up (the ceiling would be 500 ms): the ICMP told.
+        assert!(
+            closed.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            closed.elapsed()
+        );
+        leg.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_fixed_timeout_ignores_icmp() {
+        let (peer, peer_addr) = bound().await;
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut leg = MediaLeg::spawn(socket, config(), "test".into()).unwrap();
+        leg.send(MediaCommand::Update(params(peer_addr)));
+        stream(&peer, leg.local, 300).await;
+        drop(peer);
+        let closed = Instant::now();
+        let e = tokio::time::timeout(Duration::from_secs(2), leg.events.recv())
+            .await
+            .unwrap();
+        assert_eq!(e, Some(MediaEvent::Timeout));
+        assert!(
+            closed.elapsed() >= Duration::from_millis(380),
+            "{:?}",
+            closed.elapsed()
         );
         leg.stop().await;
     }

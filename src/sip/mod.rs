@@ -18,6 +18,7 @@
 
 pub mod admission;
 mod bridge;
+pub mod cadence;
 mod call;
 pub mod dtmf;
 pub mod inpath;
@@ -131,6 +132,7 @@ impl SipSettings {
                 jitter_target_ms: c.jitter_target_ms,
                 jitter_max_ms: c.jitter_max_ms.max(c.jitter_target_ms + 20),
                 rtp_timeout: Duration::from_secs(c.rtp_timeout_s.max(1)),
+                rtp_timeout_floor: None,
                 comfort_silence: c.comfort_silence,
             },
             codecs,

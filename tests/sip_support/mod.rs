@@ -282,10 +282,16 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
 
 /// Speech for `text` at 8 kHz, as a telephone caller would send it.
 pub fn say(text: &str, dir: &Path) -> Vec<i16> {
+    say_as(text, dir, "en-us")
+}
+
+/// Speech for `text` at 8 kHz in espeak-ng's `voice` (e.g. `en-gb` for a
+/// cloud bot that must not sound like the caller, nor like Piper).
+pub fn say_as(text: &str, dir: &Path, voice: &str) -> Vec<i16> {
     let raw = dir.join("say-raw.wav");
     let wav = dir.join("say-8k.wav");
     let ok = Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "140", "-w"])
+        .args(["-v", voice, "-s", "140", "-w"])
         .arg(&raw)
         .arg(text)
         .status()
@@ -413,6 +419,33 @@ impl RtpCapture {
 
     pub fn duration(&self) -> Duration {
         self.at
+    }
+
+    /// A network that jitters and loses packets, as `tc netem delay 0
+    /// <max> loss <percent>` would: each packet leaves up to `max` late
+    /// (uniformly, so packets also overtake each other) and `loss_percent`
+    /// of them never. Deterministic per `seed`. Returns the longest gap
+    /// between two packets on the wire and how many were lost.
+    pub fn jitter(&mut self, max: Duration, loss_percent: f64, seed: u64) -> (Duration, usize) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let before = self.packets.len();
+        let mut packets: Vec<(Duration, Vec<u8>)> = std::mem::take(&mut self.packets)
+            .into_iter()
+            .filter_map(|(at, p)| {
+                let kept = rng.random::<f64>() * 100.0 >= loss_percent;
+                kept.then(|| (at + max.mul_f64(rng.random::<f64>()), p))
+            })
+            .collect();
+        packets.sort_by_key(|(at, _)| *at);
+        let lost = before - packets.len();
+        let longest = packets
+            .windows(2)
+            .map(|w| w[1].0 - w[0].0)
+            .max()
+            .unwrap_or_default();
+        self.packets = packets;
+        (longest, lost)
     }
 }
 
