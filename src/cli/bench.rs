@@ -16,7 +16,7 @@ pub struct BenchArgs {
 }
 
 pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
-    // The benchmark's utterances and expected intents belong to the demo bot.
+    // The bot every command uses by default (src/sync/choice.rs); its first line names it.
     let setup = super::runtime::session_setup(config, None).await?;
     let pack = config.models.pack.clone();
     eprintln!(

@@ -72,6 +72,16 @@ impl ExportFiles {
                 detail: "the file is empty".into(),
             });
         }
+        // Dialogflow CX's agents.export writes a protobuf "blob" unless asked
+        // for a JSON package; it starts with the agent's resource name.
+        let head = &bytes[..bytes.len().min(512)];
+        let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+        if has(b"projects/") && has(b"/agents/") {
+            return Err(ImportError::UnknownFormat {
+                origin: origin.into(),
+                detail: "it is a Dialogflow CX agent in the binary (protobuf) BLOB format, which only Dialogflow itself reads. Export the agent as a JSON package instead (console: Agent settings > Export > JSON package; API: agents.export with dataFormat JSON_PACKAGE)".into(),
+            });
+        }
         Err(ImportError::Corrupt {
             origin: origin.into(),
             detail: "it does not start like a zip archive (no PK signature) and is not an understudy bundle".into(),
