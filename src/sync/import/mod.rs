@@ -311,14 +311,14 @@ pub fn describe_problems(format: ExportFormat, bundle: &Bundle, errors: &[Issue]
     static KNOWN: OnceLock<Regex> = OnceLock::new();
     static STATE: OnceLock<Regex> = OnceLock::new();
     let known_re =
-        KNOWN.get_or_init(|| Regex::new(r" \((known: [^)]*|none are defined)\)").unwrap());
+        KNOWN.get_or_init(|| Regex::new(r" \((known: .*?|none are defined)\)(;|$)").unwrap());
     let state_re = STATE.get_or_init(|| Regex::new(r"(state |did you mean )`([^`]*)`").unwrap());
     let mut seen = BTreeSet::new();
     let mut lines = vec![];
     let (mut ours, mut theirs) = (0, 0);
     let mut dangling_states = false;
     for issue in errors {
-        let message = known_re.replace(&issue.message, "");
+        let message = known_re.replace(&issue.message, "$2");
         let message = state_re
             .replace_all(&message, |c: &regex::Captures| {
                 if &c[1] == "state " || bundle.flow.states.contains_key(&c[2]) {

@@ -157,7 +157,8 @@ pub(crate) fn markdown_data(text: &str) -> Value {
                 if let Some(intent) = l.strip_prefix('*') {
                     // `* greet{"name": "x"}` or `* greet OR thanks`: the first intent.
                     let intent = intent.trim();
-                    let intent = intent.split(['{', ' ']).next().unwrap_or(intent);
+                    // Intent names may hold spaces (Dialogflow-made data): cut at `{` and ` OR `.
+                    let intent = intent.split('{').next().unwrap_or(intent);
                     let intent = intent.split(" OR ").next().unwrap_or(intent).trim();
                     if !intent.is_empty() {
                         steps.push(map(vec![("intent", Value::String(intent.into()))]));
