@@ -75,8 +75,12 @@ pub fn known<'a>(name: &str, names: impl Iterator<Item = &'a String>) -> String 
 /// The name most like `name` (case and separators ignored), when it is close
 /// enough to be a typo of it.
 pub fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // Names like `Flow/Page` share their flow: only the last part tells them apart.
     let key = |s: &str| -> String {
-        s.chars()
+        s.rsplit('/')
+            .next()
+            .unwrap_or(s)
+            .chars()
             .filter(|c| c.is_alphanumeric())
             .flat_map(char::to_lowercase)
             .collect()
