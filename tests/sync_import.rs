@@ -467,3 +467,60 @@ fn real_exports_answer_their_own_training_phrase_in_chat() {
         "{lines:#?}"
     );
 }
+
+/// A CX export whose routes lead nowhere is refused with one short line
+/// per problem, in CX's words (page, flow, route), with a "did you mean",
+/// no list of every page repeated per line, and whose gap each one is: a
+/// typo'd page is the export's, an unknown built-in target is Understudy's.
+#[test]
+fn refusals_name_pages_suggest_names_and_say_whose_gap_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("dialogflow_cx/pizza-line"), dir.path());
+    let flow = dir.path().join("flows/Default Start Flow");
+    edit(
+        &flow.join("Default Start Flow.json"),
+        "\"targetPage\": \"Order\"",
+        "\"targetPage\": \"Ordr\"",
+    );
+    edit(
+        &flow.join("pages/Order.json"),
+        "\"targetPage\": \"END_SESSION\"",
+        "\"targetPage\": \"END_CONVERSATION\"",
+    );
+    let err = import::import_path(dir.path()).unwrap_err().to_string();
+    let problems: Vec<&str> = err.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert!(problems.len() >= 2, "{err}");
+    for p in &problems {
+        assert!(
+            p.starts_with("  - [export] ") || p.starts_with("  - [Understudy] "),
+            "each problem says whose gap it is: {p}"
+        );
+        assert!(p.len() < 300, "one short line per problem: {p}");
+        assert!(
+            !p.contains("known:"),
+            "names are listed once, not per line: {p}"
+        );
+    }
+    let typo = problems
+        .iter()
+        .find(|p| p.contains("page \"Ordr\""))
+        .unwrap_or_else(|| panic!("the typo is named as a page: {err}"));
+    assert!(
+        typo.contains("[export]") && typo.contains("did you mean") && typo.contains("Order"),
+        "{typo}"
+    );
+    assert!(typo.contains("flow \"Default Start Flow\""), "{typo}");
+    let builtin = problems
+        .iter()
+        .find(|p| p.contains("END_CONVERSATION"))
+        .unwrap_or_else(|| panic!("the unknown built-in target is reported: {err}"));
+    assert!(
+        builtin.contains("[Understudy]") && builtin.contains("page \"Order\""),
+        "{builtin}"
+    );
+    assert!(
+        err.contains("export the whole bot again") && err.contains("this build does not carry"),
+        "{err}"
+    );
+    assert!(err.matches("known:").count() <= 1, "{err}");
+}

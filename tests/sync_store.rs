@@ -63,9 +63,9 @@ fn broken_exports_are_refused_with_a_clear_message_and_the_active_version_keeps_
         (
             &dangling,
             vec![
-                "Default Start Flow/Checkout",
+                "page \"Checkout\" (flow \"Default Start Flow\")",
                 "does not exist",
-                "fix these in the cloud bot",
+                "export the whole bot again",
             ],
         ),
     ];

@@ -17,7 +17,8 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
     // Check the selection before starting the engines.
     let options = args.select.options()?;
-    // The benchmark's utterances and expected intents belong to the demo bot.
+    // The bot every command uses by default (src/sync/choice.rs); its first line names it.
+    // The held-out set's expected intents are the demo bot's.
     let setup = super::runtime::session_setup(config, None).await?;
     let pack = config.models.pack.clone();
     eprintln!(

@@ -17,8 +17,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 pub struct ChatArgs {
     /// What to talk to: a bundle file (understudy-bundle/1), a cloud bot export (zip or
     /// folder: Dialogflow CX/ES, Lex V2, Rasa; imported on the fly), or a stored sync version
-    /// (id, unique prefix, or `active`). Default: the configured bundle (`[bot] bundle`),
-    /// else the built-in demo bot.
+    /// (id, unique prefix, or `active`). Default: the active synced version, else the
+    /// configured bundle (`[bot] bundle`), else the built-in demo bot; the first line printed
+    /// names the bot.
     #[arg(long, value_name = "PATH|VERSION")]
     pub bundle: Option<String>,
     /// Print one JSON object per turn: user, intent, confidence, matched_by, reply, action,
@@ -40,10 +41,15 @@ pub struct ChatArgs {
 }
 
 pub async fn run(args: ChatArgs, config: &Config) -> Result<()> {
-    let bundle = match &args.bundle {
-        Some(spec) => crate::sync::resolve_bundle(spec, config)?,
-        None => runtime::load_bundle(None, config)?,
-    };
+    // The same choice as serve, converse and bench (src/sync/choice.rs).
+    let chosen = crate::sync::choice::choose_bot(config, args.bundle.as_deref())?;
+    // JSON mode keeps stdout to one object per turn.
+    if args.json {
+        eprintln!("{chosen}");
+    } else {
+        println!("{chosen}");
+    }
+    let bundle = chosen.bundle;
     let set = EngineSet {
         embed: !args.no_embed,
         llm: !args.no_llm,

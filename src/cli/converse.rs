@@ -18,9 +18,11 @@ pub struct ConverseArgs {
     /// Print one JSON object per turn (transcript, intent, reply, timings_ms...).
     #[arg(long)]
     pub json: bool,
-    /// Bot bundle to use instead of the configured one (default: the demo bot).
-    #[arg(long)]
-    pub bundle: Option<PathBuf>,
+    /// What to talk to: a bundle file, a cloud bot export or a stored sync version (id,
+    /// prefix, `active`). Default: the active synced version, else `[bot] bundle`, else the
+    /// built-in demo bot; the first line printed names the bot.
+    #[arg(long, value_name = "PATH|VERSION")]
+    pub bundle: Option<String>,
 }
 
 pub async fn run(args: ConverseArgs, config: &Config) -> Result<()> {
@@ -35,7 +37,8 @@ pub async fn run(args: ConverseArgs, config: &Config) -> Result<()> {
             args.out_dir.display()
         )
     })?;
-    let setup = super::runtime::session_setup(config, args.bundle.as_deref()).await?;
+    let setup =
+        super::runtime::session_setup(config, args.bundle.as_deref().map(Path::new)).await?;
     let mut result = Ok(());
     run_call(setup.clone(), "converse", &callers, |turn, outcome| {
         if result.is_ok() {

@@ -6,7 +6,7 @@ use crate::config::{Config, EngineConfig};
 use crate::dialog::Bundle;
 use crate::engines::{EngineSet, Engines};
 use crate::session::SessionSetup;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -42,23 +42,16 @@ pub async fn start_engines(config: &Config, set: EngineSet) -> Result<(Engines, 
     Ok((engines, engine_config))
 }
 
-/// The bot bundle: `path`, else the configured one, else the built-in demo.
-pub fn load_bundle(path: Option<&Path>, config: &Config) -> Result<Bundle> {
-    match path.or(config.bot.bundle.as_deref()) {
-        Some(path) => Bundle::load(path)
-            .with_context(|| format!("cannot load the bot bundle {}", path.display())),
-        None => Ok(Bundle::demo()),
-    }
-}
-
-/// Everything a call needs: engines, bot, pre-rendered prompts, settings.
-pub async fn session_setup(
-    config: &Config,
-    bundle_path: Option<&Path>,
-) -> Result<Arc<SessionSetup>> {
-    let bundle = load_bundle(bundle_path, config)?;
+/// Everything a call needs: engines, the bot chosen as every command
+/// chooses it (`--bundle`, else the active synced version, else `[bot]
+/// bundle`, else the demo; its first line printed), pre-rendered prompts,
+/// settings.
+pub async fn session_setup(config: &Config, bundle: Option<&Path>) -> Result<Arc<SessionSetup>> {
+    let spec = bundle.map(|p| p.to_string_lossy().into_owned());
+    let chosen = crate::sync::choice::choose_bot(config, spec.as_deref())?;
+    eprintln!("{chosen}");
     let (engines, _) = start_engines(config, EngineSet::ALL).await?;
-    prepare_session(config, bundle, engines).await
+    prepare_session(config, chosen.bundle, engines).await
 }
 
 /// The bot and its prompt audio, on engines that are already running.

@@ -13,7 +13,6 @@ use crate::engines::{EngineSet, Engines};
 use crate::http::{self, ApplianceStatus};
 use crate::session::SessionSetup;
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,9 +24,11 @@ pub struct ServeArgs {
     /// Address for SIP calls, UDP and TCP on one port (default 0.0.0.0:5060; `off` disables SIP).
     #[arg(long)]
     pub sip_listen: Option<String>,
-    /// Bot bundle to serve instead of the configured one (default: the demo bot).
-    #[arg(long)]
-    pub bundle: Option<PathBuf>,
+    /// What to serve: a bundle file, a cloud bot export (imported on the fly) or a stored sync
+    /// version (id, prefix, `active`). Default: the active synced version, else `[bot] bundle`,
+    /// else the built-in demo bot; the first line printed names the bot.
+    #[arg(long, value_name = "PATH|VERSION")]
+    pub bundle: Option<String>,
 }
 
 /// What the appliance is serving; shared with the HTTP handlers.
@@ -75,8 +76,11 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     if let Some(listen) = args.sip_listen {
         config.sip.listen = listen;
     }
-    // Sync: the store's active version unless --bundle names one (docs/sync.md).
-    let (bundle, version) = crate::sync::service::startup_bundle(&config, args.bundle.as_deref())?;
+    // The same choice as chat, converse and bench (src/sync/choice.rs).
+    let chosen = crate::sync::choice::choose_bot(&config, args.bundle.as_deref())?;
+    eprintln!("{chosen}");
+    let version = chosen.version().map(str::to_string);
+    let bundle = chosen.bundle;
     let engine_config = config.engine_config()?;
     let cloud_settings = CloudSettings::from_config(&config.cloud)?;
     let watch_cloud = cloud_settings.mode == CloudMode::InPath

@@ -631,7 +631,21 @@ pub struct Transition {
     /// Hang up (after `say`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub end: bool,
+    /// Enter `to` as a sub-flow: a later `to: "@return"` comes back to the
+    /// state this transition was taken in (Dialogflow CX flow-to-flow moves).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub call: bool,
+    /// Slots set (a value) or cleared (`null`) when the transition is taken,
+    /// before it moves (Dialogflow CX parameter presets).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, Option<String>>,
 }
+
+/// `to` target: back to the state that called the current sub-flow (a
+/// transition with `call: true`); with no caller left, the call ends.
+pub const RETURN_TARGET: &str = "@return";
+/// `to` target: back to the state the conversation was in before this one.
+pub const BACK_TARGET: &str = "@back";
 
 impl Transition {
     /// Taken on entry/after slot filling rather than on caller input.

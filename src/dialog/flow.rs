@@ -3,7 +3,7 @@
 //! repeated no-match/no-input to a human.
 
 use super::bot::Bot;
-use super::bundle::{Collect, State, Text, Transition};
+use super::bundle::{Collect, State, Text, Transition, BACK_TARGET, RETURN_TARGET};
 use super::knowledge::{AnswerSource, Retrieved};
 use super::recognize::Recognition;
 use super::slots::{self, Matcher};
@@ -37,6 +37,10 @@ pub struct Conversation {
     history: VecDeque<(String, String)>,
     ended: Option<Action>,
     turns: u32,
+    /// States that called a sub-flow (`call: true`), innermost last: `@return` goes back there.
+    callers: Vec<String>,
+    /// The state before the current one, for `@back`.
+    previous: Option<String>,
 }
 
 impl Conversation {
@@ -182,6 +186,8 @@ impl Bot {
             history: VecDeque::new(),
             ended: None,
             turns: 0,
+            callers: vec![],
+            previous: None,
         }
     }
 
@@ -519,18 +525,55 @@ impl Bot {
         step: &mut Step,
     ) {
         self.say(conv, &t.say.0, step);
+        for (slot, value) in &t.set {
+            match value {
+                Some(v) => conv.slots.insert(slot.clone(), v.clone()),
+                None => conv.slots.remove(slot),
+            };
+        }
         if let Some(target) = &t.transfer {
             self.transfer(conv, target, reason, step);
         } else if t.end {
             self.end(conv, Action::Hangup, step);
         } else if let Some(to) = &t.to {
-            self.enter(conv, to, carry, step);
+            match to.as_str() {
+                RETURN_TARGET => match conv.callers.pop() {
+                    Some(caller) => self.resume(conv, &caller, step),
+                    // The outermost flow ended: so does the call.
+                    None => self.end(conv, Action::Hangup, step),
+                },
+                BACK_TARGET => match conv.previous.clone() {
+                    Some(previous) => self.enter(conv, &previous, carry, step),
+                    None => self.resume(conv, &conv.state.clone(), step),
+                },
+                _ => {
+                    if t.call {
+                        conv.callers.push(conv.state.clone());
+                    }
+                    self.enter(conv, to, carry, step)
+                }
+            }
         }
     }
 
-    /// Enter a state: say its prompts, clear what it collects, take slot
-    /// values the caller already gave (`carry`: "where's order 48213"), settle.
-    fn enter(&self, conv: &mut Conversation, name: &str, carry: Option<&str>, step: &mut Step) {
+    /// Back in a state that called a sub-flow: its prompts are not said
+    /// again and its slots are kept; its automatic transitions are checked
+    /// anew (the sub-flow may have set what they test).
+    fn resume(&self, conv: &mut Conversation, name: &str, step: &mut Step) {
+        if !self.count_hop(conv, name, step) {
+            return;
+        }
+        conv.state = name.to_string();
+        conv.collecting = None;
+        conv.slot_attempts = 0;
+        conv.no_match = 0;
+        conv.no_input = 0;
+        self.settle(conv, step);
+    }
+
+    /// Count one state change in this turn; past [`MAX_HOPS`] the flow is
+    /// looping and the call is handed off (`false`).
+    fn count_hop(&self, conv: &mut Conversation, name: &str, step: &mut Step) -> bool {
         step.hops += 1;
         if step.hops > MAX_HOPS {
             tracing::error!(
@@ -538,9 +581,20 @@ impl Bot {
                 "the flow changed state {MAX_HOPS} times in one turn: handing off"
             );
             self.hand_off(conv, TransferReason::Flow, step);
+            return false;
+        }
+        true
+    }
+
+    /// Enter a state: say its prompts, clear what it collects, take slot
+    /// values the caller already gave (`carry`: "where's order 48213"), settle.
+    fn enter(&self, conv: &mut Conversation, name: &str, carry: Option<&str>, step: &mut Step) {
+        if !self.count_hop(conv, name, step) {
             return;
         }
-        conv.state = name.to_string();
+        if conv.state != name {
+            conv.previous = Some(std::mem::replace(&mut conv.state, name.to_string()));
+        }
         conv.collecting = None;
         conv.slot_attempts = 0;
         conv.no_match = 0;

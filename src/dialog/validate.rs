@@ -1,7 +1,7 @@
 //! Bundle validation: what makes a bundle unusable (errors) or suspicious
 //! (warnings), each with the field path and what to do about it.
 
-use super::bundle::{Bundle, Entity, Localized, Settings, Transition};
+use super::bundle::{Bundle, Entity, Localized, Settings, Transition, BACK_TARGET, RETURN_TARGET};
 use super::template;
 use super::text::normalize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -51,13 +51,46 @@ impl Findings {
     }
 }
 
-fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+/// Names listed in one error at most: a long list buries the message.
+const KNOWN_SHOWN: usize = 6;
+
+/// What to write instead of `name`: the closest known name ("did you mean"),
+/// else a short list of the known ones.
+pub fn known<'a>(name: &str, names: impl Iterator<Item = &'a String>) -> String {
     let list: Vec<&str> = names.map(String::as_str).collect();
     if list.is_empty() {
-        "none are defined".into()
-    } else {
-        format!("known: {}", list.join(", "))
+        return "none are defined".into();
     }
+    if let Some(best) = closest(name, list.iter().copied()) {
+        return format!("did you mean `{best}`?");
+    }
+    let shown = list[..list.len().min(KNOWN_SHOWN)].join(", ");
+    if list.len() > KNOWN_SHOWN {
+        format!("known: {shown} ... ({} in all)", list.len())
+    } else {
+        format!("known: {shown}")
+    }
+}
+
+/// The name most like `name` (case and separators ignored), when it is close
+/// enough to be a typo of it.
+pub fn closest<'a>(name: &str, names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    // Names like `Flow/Page` share their flow: only the last part tells them apart.
+    let key = |s: &str| -> String {
+        s.rsplit('/')
+            .next()
+            .unwrap_or(s)
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = key(name);
+    names
+        .map(|n| (strsim::normalized_damerau_levenshtein(&wanted, &key(n)), n))
+        .filter(|(score, _)| *score >= 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| n)
 }
 
 pub fn validate(b: &Bundle) -> Vec<Issue> {
@@ -123,7 +156,7 @@ fn settings(b: &Bundle, f: &mut Findings) {
     match &s.handoff_target {
         Some(t) if !b.transfer_targets.contains_key(t) => f.error(
             "settings.handoff_target",
-            format!("transfer target `{t}` does not exist ({}); add it under transfer_targets", known(b.transfer_targets.keys())),
+            format!("transfer target `{t}` does not exist ({}); add it under transfer_targets", known(t, b.transfer_targets.keys())),
         ),
         None if b.handoff_target().is_none() && (s.no_match.then.is_none() || s.no_input.then.is_none()) => f.warn(
             "settings.handoff_target",
@@ -295,12 +328,19 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
         );
     }
     if let Some(to) = &t.to {
-        if !b.flow.states.contains_key(to) {
+        let special = to == RETURN_TARGET || to == BACK_TARGET;
+        if t.call && special {
+            f.error(
+                format!("{path}.call"),
+                format!("`call: true` needs a state to call, not `{to}`"),
+            );
+        }
+        if !special && !b.flow.states.contains_key(to) {
             f.error(
                 format!("{path}.to"),
                 format!(
                     "state `{to}` does not exist ({}); fix the name or add the state",
-                    known(b.flow.states.keys())
+                    known(to, b.flow.states.keys())
                 ),
             );
         }
@@ -311,7 +351,7 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
                 format!("{path}.transfer"),
                 format!(
                     "transfer target `{target}` does not exist ({}); add it under transfer_targets",
-                    known(b.transfer_targets.keys())
+                    known(target, b.transfer_targets.keys())
                 ),
             );
         }
@@ -322,7 +362,7 @@ fn transition(b: &Bundle, path: &str, t: &Transition, usage: TransitionUse, f: &
                 format!("{path}.intent"),
                 format!(
                     "intent `{intent}` does not exist ({}); fix the name or add the intent",
-                    known(b.intents.keys())
+                    known(intent, b.intents.keys())
                 ),
             );
         }
@@ -385,7 +425,7 @@ fn flow(b: &Bundle, f: &mut Findings) {
             format!(
                 "state `{}` does not exist ({}); name the state calls begin in",
                 b.flow.start,
-                known(states.keys())
+                known(&b.flow.start, states.keys())
             ),
         ),
         Some(s) if s.say.is_empty() && s.collect.is_empty() => f.warn(
@@ -409,7 +449,7 @@ fn flow(b: &Bundle, f: &mut Findings) {
                     format!(
                         "entity `{}` does not exist ({}); add it under entities",
                         c.entity,
-                        known(b.entities.keys())
+                        known(&c.entity, b.entities.keys())
                     ),
                 );
             }
@@ -447,7 +487,7 @@ fn flow(b: &Bundle, f: &mut Findings) {
                     format!(
                         "table `{}` does not exist ({}); add it under data",
                         l.table,
-                        known(b.data.keys())
+                        known(&l.table, b.data.keys())
                     ),
                 );
             }
@@ -486,9 +526,13 @@ fn collected_slots(b: &Bundle) -> BTreeSet<&str> {
     out
 }
 
-/// Slot names a prompt may use: collected slots and `<into>.<column>` of lookups.
+/// Slot names a prompt may use: collected slots, slots transitions `set`,
+/// and `<into>.<column>` of lookups.
 fn known_placeholders(b: &Bundle) -> BTreeSet<String> {
     let mut out: BTreeSet<String> = collected_slots(b).into_iter().map(str::to_string).collect();
+    for (_, t) in all_transitions(b) {
+        out.extend(t.set.keys().cloned());
+    }
     for s in b.flow.states.values() {
         if let Some(l) = &s.lookup {
             if let Some(table) = b.data.get(&l.table) {
@@ -586,8 +630,10 @@ fn prompts(b: &Bundle, f: &mut Findings) {
                 }
             }
         }
+        // A slot's question may be empty: the state that led here asked it.
+        let may_be_empty = path.contains(".collect[") && path.ends_with("].prompt");
         for t in text.values() {
-            if t.trim().is_empty() {
+            if t.trim().is_empty() && !may_be_empty {
                 f.error(&path, "missing prompt: the text is empty");
             }
             for name in template::placeholders(t) {
@@ -630,7 +676,7 @@ fn tests(b: &Bundle, f: &mut Findings) {
                         format!("{path}.intent"),
                         format!(
                             "intent `{intent}` does not exist ({})",
-                            known(b.intents.keys())
+                            known(intent, b.intents.keys())
                         ),
                     );
                 }

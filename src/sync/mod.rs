@@ -18,6 +18,7 @@
 //! dangling references, a parity score below the threshold), the active
 //! version is left as it was: it keeps serving.
 
+pub mod choice;
 pub mod diff;
 pub mod import;
 pub mod live;

@@ -1,12 +1,22 @@
 //! The parity test: the bundle's own test conversations (Rasa test stories,
 //! exported CX test cases, tests written into the bundle) replayed against
-//! the local dialog engine in text mode. A version is activated only when
-//! the share that passes reaches `[sync] min_pass_rate`.
+//! the local dialog engine in text mode, and checks made from the training
+//! phrases: each phrase must reach its own intent through the local
+//! recognizer, a held-back share of them without being used for matching.
+//! A version is activated only when the share that passes reaches
+//! `[sync] min_pass_rate`: the conversations' share when the bundle has
+//! test conversations, else the phrases' share (a bot without either is
+//! not measured).
 
+use crate::dialog::recognize::Recognizer;
 use crate::dialog::{testing, Bot, Bundle, Nlu};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
+
+/// Every n-th training phrase of an intent is held back from matching.
+const HOLD_BACK_EVERY: usize = 5;
 
 /// One conversation that did not go as the test says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,12 +33,86 @@ pub struct ParityReport {
     pub stages: Vec<String>,
     pub failures: Vec<FailedConversation>,
     pub ms: f64,
+    /// The training-phrase checks (absent in reports written before them).
+    #[serde(default)]
+    pub phrases: Option<PhraseCoverage>,
+}
+
+/// How the bundle's own training phrases fare in the local recognizer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhraseCoverage {
+    /// Phrases checked (default language), and how many reached their intent.
+    pub checked: usize,
+    pub reached: usize,
+    /// Of those, held back from the recognizer (every fifth of an intent's
+    /// phrases): new words, as a caller says them.
+    pub held_back: usize,
+    pub held_back_reached: usize,
+    /// Intents with phrases none of which reached them.
+    pub never_reached: Vec<String>,
+    /// A few phrases that missed: (phrase, its intent, what it reached).
+    pub misses: Vec<(String, String, String)>,
+}
+
+impl PhraseCoverage {
+    /// Phrases that reached their intent, held back or not: the measure
+    /// used when the bundle has no test conversations (the held-back share
+    /// is reported beside it: a handful per intent is too few to decide on).
+    pub fn rate(&self) -> Option<f64> {
+        (self.checked > 0).then(|| self.reached as f64 / self.checked as f64)
+    }
+
+    /// "47 of 52 phrases (8 of 10 held back), 3 intents never reached".
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} of {} phrases reach their intent ({} of {} held back)",
+            self.reached, self.checked, self.held_back_reached, self.held_back
+        );
+        if !self.never_reached.is_empty() {
+            s.push_str(&format!(
+                ", {} intent(s) never reached ({})",
+                self.never_reached.len(),
+                self.never_reached.join(", ")
+            ));
+        }
+        s
+    }
 }
 
 impl ParityReport {
-    /// Passed / total; `None` when the bundle has no tests.
+    /// Passed / total of the test conversations; without any, the
+    /// training phrases' share; `None` when the bundle has neither.
     pub fn pass_rate(&self) -> Option<f64> {
-        (self.total > 0).then(|| self.passed as f64 / self.total as f64)
+        if self.total > 0 {
+            return Some(self.passed as f64 / self.total as f64);
+        }
+        self.phrases.as_ref().and_then(PhraseCoverage::rate)
+    }
+
+    /// One cell of a table: "3/3 tests; 40/52 phrases (8/10 held back)".
+    pub fn short(&self) -> String {
+        let mut parts = vec![];
+        if self.total > 0 {
+            parts.push(format!("{}/{} tests", self.passed, self.total));
+        }
+        if let Some(p) = &self.phrases {
+            let mut cell = format!(
+                "{}/{} phrases ({}/{} held back)",
+                p.reached, p.checked, p.held_back_reached, p.held_back
+            );
+            if !p.never_reached.is_empty() {
+                cell.push_str(&format!(
+                    ", {} intents never reached",
+                    p.never_reached.len()
+                ));
+            }
+            parts.push(cell);
+        }
+        if parts.is_empty() {
+            "not measured (no tests, no phrases)".into()
+        } else {
+            parts.join("; ")
+        }
     }
 
     /// Whether a version with this result may be activated.
@@ -37,21 +121,38 @@ impl ParityReport {
     }
 
     pub fn summary(&self) -> String {
-        match self.pass_rate() {
-            Some(r) => format!(
-                "{} of {} test conversations passed ({:.0}%, stages: {})",
-                self.passed,
-                self.total,
+        let phrases = self.phrases.as_ref().map(PhraseCoverage::summary);
+        match (self.total, self.pass_rate(), phrases) {
+            (0, Some(r), Some(p)) => format!(
+                "no test conversations; {p}: {:.0}% (stages: {})",
                 r * 100.0,
                 self.stages.join(" -> ")
             ),
-            None => "no test conversations in this bundle (parity not measured)".into(),
+            (_, Some(r), p) => format!(
+                "{} of {} test conversations passed ({:.0}%, stages: {}){}",
+                self.passed,
+                self.total,
+                r * 100.0,
+                self.stages.join(" -> "),
+                p.map(|p| format!("; {p}")).unwrap_or_default()
+            ),
+            (_, None, _) => {
+                "no test conversations and no training phrases in this bundle (parity not measured)"
+                    .into()
+            }
         }
     }
 
     /// The failing conversations, one block each, for the designer.
     pub fn failures_text(&self) -> String {
         let mut out = String::new();
+        if let Some(p) = &self.phrases {
+            for (phrase, intent, got) in &p.misses {
+                out.push_str(&format!(
+                    "MISS \"{phrase}\" (intent {intent}) reached {got}\n"
+                ));
+            }
+        }
         for f in &self.failures {
             out.push_str(&format!("FAIL {}\n", f.name));
             for p in &f.problems {
@@ -65,7 +166,7 @@ impl ParityReport {
 /// Replay every test conversation of `bundle` with the given engines.
 pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
     let started = Instant::now();
-    let bot = Bot::load(bundle.clone(), nlu)
+    let bot = Bot::load(bundle.clone(), nlu.clone())
         .await
         .context("the bundle does not load into the dialog engine")?;
     let reports = testing::run_all(&bot)
@@ -79,6 +180,9 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
             problems: r.failures.clone(),
         })
         .collect();
+    let phrases = phrase_checks(bundle, &nlu)
+        .await
+        .context("an engine failed while checking the training phrases")?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "parity")], ms);
     let report = ParityReport {
@@ -87,6 +191,7 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
         stages: bot.stages().into_iter().map(str::to_string).collect(),
         failures,
         ms,
+        phrases,
     };
     tracing::info!(
         passed = report.passed,
@@ -95,4 +200,80 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
         "parity test"
     );
     Ok(report)
+}
+
+/// Every training phrase of the default language, recognised among all
+/// intents by the rules and (when running) the embeddings, with every
+/// [`HOLD_BACK_EVERY`]-th phrase of each intent left out of the recognizer.
+/// `None` when the bundle has no phrases.
+async fn phrase_checks(
+    bundle: &Bundle,
+    nlu: &Nlu,
+) -> Result<Option<PhraseCoverage>, crate::engines::EngineError> {
+    let lang = bundle.language().to_string();
+    let mut trimmed = bundle.clone();
+    // (phrase, intent, held back)
+    let mut checks: Vec<(String, String, bool)> = vec![];
+    for (name, intent) in trimmed.intents.iter_mut() {
+        let Some(phrases) = intent.phrases.get(&lang, &lang).cloned() else {
+            continue;
+        };
+        let mut kept = vec![];
+        for (i, p) in phrases.into_iter().enumerate() {
+            let held = i % HOLD_BACK_EVERY == HOLD_BACK_EVERY - 1;
+            checks.push((p.clone(), name.clone(), held));
+            if !held {
+                kept.push(p);
+            }
+        }
+        intent.phrases = crate::dialog::bundle::Localized::One(kept);
+    }
+    if checks.is_empty() {
+        return Ok(None);
+    }
+    let all: BTreeSet<String> = trimmed.intents.keys().cloned().collect();
+    let mut recognizer = Recognizer::new(&trimmed, &lang);
+    let vectors = match &nlu.embed {
+        Some(embed) => {
+            recognizer.embed_phrases(embed, &trimmed, &lang).await?;
+            let texts: Vec<String> = checks.iter().map(|c| c.0.clone()).collect();
+            let mut out = Vec::with_capacity(texts.len());
+            for chunk in texts.chunks(32) {
+                out.extend(embed.embed(chunk).await?);
+            }
+            Some(out)
+        }
+        None => None,
+    };
+    let mut cov = PhraseCoverage::default();
+    let mut reached_intents: BTreeSet<&str> = BTreeSet::new();
+    let mut with_phrases: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (phrase, intent, held)) in checks.iter().enumerate() {
+        *with_phrases.entry(intent).or_default() += 1;
+        let got = recognizer.rules(phrase, &all).or_else(|| {
+            vectors
+                .as_ref()
+                .and_then(|v| recognizer.embedding(&v[i], &all).0)
+        });
+        let ok = got.as_ref().is_some_and(|r| &r.intent == intent);
+        cov.checked += 1;
+        cov.held_back += *held as usize;
+        if ok {
+            cov.reached += 1;
+            cov.held_back_reached += *held as usize;
+            reached_intents.insert(intent);
+        } else if cov.misses.len() < 10 {
+            cov.misses.push((
+                phrase.clone(),
+                intent.clone(),
+                got.map_or("nothing".into(), |r| r.intent),
+            ));
+        }
+    }
+    cov.never_reached = with_phrases
+        .keys()
+        .filter(|i| !reached_intents.contains(*i))
+        .map(|i| i.to_string())
+        .collect();
+    Ok(Some(cov))
 }

@@ -9,34 +9,13 @@ use super::live::{self, LiveSetup};
 use super::prompt_audio::PromptAudio;
 use super::{PullOptions, PullResult, SyncAgent};
 use crate::config::Config;
-use crate::dialog::{Bundle, Nlu};
+use crate::dialog::Nlu;
 use crate::engines::Engines;
-use anyhow::Result;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the store's active pointer is checked.
 const WATCH: Duration = Duration::from_secs(2);
-
-/// The bundle `serve` starts with: `--bundle`, else `[bot] bundle` (an
-/// explicit choice wins), else the store's active version, else the demo;
-/// with its store version.
-pub fn startup_bundle(config: &Config, cli: Option<&Path>) -> Result<(Bundle, Option<String>)> {
-    if cli.is_none() && config.bot.bundle.is_none() {
-        match SyncAgent::open(config).and_then(|a| a.active_bundle()) {
-            Ok(Some((id, bundle))) => {
-                tracing::info!(version = %id, bot = %bundle.name(), store = %config.sync.store_dir().display(), "serving the sync store's active version");
-                return Ok((bundle, Some(id)));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "cannot read the bundle store; serving the configured bundle")
-            }
-        }
-    }
-    Ok((crate::cli::runtime::load_bundle(cli, config)?, None))
-}
 
 /// The on-disk prompt audio cache for the configured voice.
 pub fn prompt_audio(config: &Config) -> Option<PromptAudio> {

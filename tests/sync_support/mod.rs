@@ -17,15 +17,25 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// Real exports written by others: `../shared/testdata/bot-exports` beside the repository.
-pub fn shared_export(rel: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/bot-exports");
+/// The real exports written by others: `testdata/bot-exports` under
+/// `$UNDERSTUDY_SHARED_DIR`, else under `../shared` beside the repository
+/// (where CI has it). Missing: the test fails and says where it looked.
+pub fn bot_exports_dir() -> PathBuf {
+    let shared = std::env::var_os("UNDERSTUDY_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    let root = shared.join("testdata/bot-exports");
     assert!(
         root.is_dir(),
-        "{} is missing: the real bot exports live in ../shared/testdata (a sibling of the repository); CI and developer machines have it",
+        "{} is missing: the real bot exports live in shared/testdata beside the repository (CI has it); elsewhere set UNDERSTUDY_SHARED_DIR to the folder holding testdata/",
         root.display()
     );
-    let path = root.join(rel);
+    root
+}
+
+/// One real export by its path under `bot-exports/`.
+pub fn shared_export(rel: &str) -> PathBuf {
+    let path = bot_exports_dir().join(rel);
     assert!(
         path.exists(),
         "{} is missing from the shared test data",

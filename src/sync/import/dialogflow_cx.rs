@@ -28,7 +28,8 @@ use super::{
 };
 use crate::dialog::bundle::{
     BotInfo, Collect, Condition, Entity, EntityValue, Flow, Intent, Prompts, State,
-    TestConversation, TestTurn, Text, TransferTarget, Transition, FORMAT_V1,
+    TestConversation, TestTurn, Text, TransferTarget, Transition, BACK_TARGET, FORMAT_V1,
+    RETURN_TARGET,
 };
 use crate::dialog::Bundle;
 use serde_json::Value;
@@ -63,7 +64,6 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         files,
         w,
         langs,
-        start_flow: start_flow.clone(),
         entities: BTreeMap::new(),
         targets: BTreeMap::new(),
         welcome: None,
@@ -102,7 +102,8 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
     cx.entity_types()?;
     bundle.intents = cx.intents()?;
 
-    if flows.is_empty() {
+    let start_playbook = json_str(&agent, "startPlaybook").map(str::to_string);
+    if flows.is_empty() && start_playbook.is_none() {
         return Err(ImportError::Missing {
             format: FORMAT.label(),
             origin: files.origin().into(),
@@ -113,7 +114,32 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         cx.flow(flow, flow == &start_flow, &mut bundle)?;
     }
     bundle.flow.start = format!("{start_flow}/Start");
-    if let Some(state) = bundle.flow.states.get_mut(&bundle.flow.start) {
+    if let Some(playbook) = &start_playbook {
+        // A generative start: the LLM follows the playbook's instructions and
+        // calls its tools in the cloud. Nothing here can do that; a person can.
+        cx.w.warn(
+            format!("agent.json startPlaybook ({playbook})"),
+            "the agent starts with a playbook (generative: the cloud LLM follows its instructions and calls its tools); the local bot has no playbook runtime and hands every call to a person (transfer target `agent`)",
+        );
+        let at = format!("playbooks/{playbook}");
+        let agent_target = cx.agent_target(&at);
+        let start = format!("Playbook/{playbook}");
+        bundle.flow.states.insert(
+            start.clone(),
+            State {
+                description: Some(format!(
+                    "start playbook {playbook} (generative): handed to a person"
+                )),
+                transitions: vec![Transition {
+                    say: bundle.settings.handoff_prompt.clone(),
+                    transfer: Some(agent_target),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        bundle.flow.start = start;
+    } else if let Some(state) = bundle.flow.states.get_mut(&bundle.flow.start) {
         if let Some((say, to)) = cx.welcome.take() {
             state.say = say;
             if let Some(to) = to {
@@ -131,7 +157,15 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
     }
     bundle.entities = std::mem::take(&mut cx.entities);
     bundle.transfer_targets = std::mem::take(&mut cx.targets);
-    bundle.tests = cx.test_cases()?;
+    bundle.tests = if start_playbook.is_some() && cx.files.under("testCases").next().is_some() {
+        cx.w.warn(
+            "testCases/",
+            "test cases of a playbook agent check what the cloud LLM says: not replayed here",
+        );
+        vec![]
+    } else {
+        cx.test_cases()?
+    };
     dedupe_entry_say(&mut bundle);
     Ok(bundle)
 }
@@ -171,8 +205,6 @@ struct Cx<'a> {
     files: &'a ExportFiles,
     w: &'a mut Warnings,
     langs: Languages,
-    /// Display name of the flow calls begin in.
-    start_flow: String,
     entities: BTreeMap<String, Entity>,
     targets: BTreeMap<String, TransferTarget>,
     /// The start flow's welcome route: (greeting, page it leads to).
@@ -186,6 +218,8 @@ struct Fulfilled {
     transfer: Option<String>,
     end: bool,
     barge_in: Option<bool>,
+    /// Parameter presets with literal values (`null` clears).
+    set: BTreeMap<String, Option<String>>,
 }
 
 impl Cx<'_> {
@@ -455,14 +489,7 @@ impl Cx<'_> {
                     ),
                 }
             } else if m.get("liveAgentHandoff").is_some() {
-                self.w.warn(at, format!("live agent handoff goes to transfer target `agent` ({}): set [sip] transfer_target", super::PLACEHOLDER_AGENT_URI));
-                self.targets
-                    .entry("agent".into())
-                    .or_insert_with(|| TransferTarget {
-                        uri: super::PLACEHOLDER_AGENT_URI.into(),
-                        description: Some("live agent handoff (set [sip] transfer_target)".into()),
-                    });
-                out.transfer = Some("agent".into());
+                out.transfer = Some(self.agent_target(at));
             } else if m.get("endInteraction").is_some() {
                 out.end = true;
             } else if m.get("playAudio").is_some() || m.get("mixedAudio").is_some() {
@@ -481,8 +508,23 @@ impl Cx<'_> {
         if let Some(hook) = json_str(f, "webhook") {
             self.w.warn(at, format!("calls webhook {hook}: the local bot does not call webhooks, so what it would add is missing"));
         }
-        if !json_arr(f, "setParameterActions").is_empty() {
-            self.w.warn(at, "parameter presets are not applied");
+        for a in json_arr(f, "setParameterActions") {
+            let Some(param) = json_str(a, "parameter") else {
+                continue;
+            };
+            let value = match a.get("value") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(v)) if !v.contains('$') => Some(v.clone()),
+                Some(v @ (Value::Bool(_) | Value::Number(_))) => Some(v.to_string()),
+                Some(v) => {
+                    self.w.warn(
+                        at,
+                        format!("parameter preset `{param}` = {v} is computed by the cloud: not applied here (the parameter keeps its value)"),
+                    );
+                    continue;
+                }
+            };
+            out.set.insert(slot_ident(param), value);
         }
         if !json_arr(f, "conditionalCases").is_empty() {
             self.w.warn(at, "conditional responses are not imported");
@@ -585,13 +627,21 @@ impl Cx<'_> {
                     "a transfer or end in the entry fulfillment is taken after the page's prompts",
                 );
             }
+            if !entry.set.is_empty() {
+                self.w.warn(
+                    format!("{at} entryFulfillment"),
+                    "parameter presets on entering a page are not applied (presets on routes are)",
+                );
+            }
             if let Some(ms) =
                 duration_ms(&page["advancedSettings"]["speechSettings"]["noSpeechTimeout"])
             {
                 state.no_input_timeout_ms = Some(ms);
             }
             for (i, p) in json_arr(&page["form"], "parameters").iter().enumerate() {
-                if let Some(c) = self.form_parameter(p, &format!("{at} form.parameters[{i}]")) {
+                if let Some(c) =
+                    self.form_parameter(p, &display, &format!("{at} form.parameters[{i}]"))
+                {
                     state.collect.push(c);
                 }
             }
@@ -666,6 +716,18 @@ impl Cx<'_> {
             bundle.flow.states.insert(state_name, state);
         }
         Ok(())
+    }
+
+    /// The human a live-agent handoff reaches: target `agent`, whose URI the site sets.
+    fn agent_target(&mut self, at: &str) -> String {
+        self.w.warn(at, format!("live agent handoff goes to transfer target `agent` ({}): set [sip] transfer_target", super::PLACEHOLDER_AGENT_URI));
+        self.targets
+            .entry("agent".into())
+            .or_insert_with(|| TransferTarget {
+                uri: super::PLACEHOLDER_AGENT_URI.into(),
+                description: Some("live agent handoff (set [sip] transfer_target)".into()),
+            });
+        "agent".into()
     }
 
     fn is_welcome(&self, intent_display: &str) -> bool {
@@ -755,6 +817,7 @@ impl Cx<'_> {
                 condition
             },
             say: f.say,
+            set: f.set,
             ..Default::default()
         };
         if f.transfer.is_some() {
@@ -762,26 +825,33 @@ impl Cx<'_> {
         } else if f.end {
             t.end = true;
         } else if let Some(page) = json_str(r, "targetPage") {
-            match page {
-                "END_SESSION" => t.end = true,
-                "END_FLOW" => {
-                    self.w
-                        .warn(at, "END_FLOW returns to the start of the start flow here");
-                    t.to = Some(format!("{}/Start", self.start_flow));
-                }
-                "CURRENT_PAGE" => t.to = Some(stay.to_string()),
-                "PREVIOUS_PAGE" => {
+            match SpecialPage::of(page) {
+                Some(SpecialPage::EndSession) => t.end = true,
+                Some(SpecialPage::EndFlow) => t.to = Some(RETURN_TARGET.into()),
+                Some(SpecialPage::EndFlowWith(outcome)) => {
                     self.w.warn(
                         at,
-                        "PREVIOUS_PAGE is not tracked here: the route stays on this page",
+                        format!("`{page}`: the flow ends as with End Flow (the {outcome} outcome is for the cloud's reporting)"),
                     );
-                    t.to = Some(stay.to_string());
+                    t.to = Some(RETURN_TARGET.into());
                 }
-                "START_PAGE" => t.to = Some(format!("{flow}/Start")),
-                page => t.to = Some(format!("{flow}/{page}")),
+                Some(SpecialPage::EndFlowWithHumanEscalation) => {
+                    t.transfer = Some(self.agent_target(at))
+                }
+                Some(SpecialPage::Current) => t.to = Some(stay.to_string()),
+                Some(SpecialPage::Previous) => t.to = Some(BACK_TARGET.into()),
+                Some(SpecialPage::Start) => t.to = Some(format!("{flow}/Start")),
+                None => t.to = Some(format!("{flow}/{page}")),
             }
         } else if let Some(target_flow) = json_str(r, "targetFlow") {
             t.to = Some(format!("{target_flow}/Start"));
+            t.call = true;
+        } else if let Some(playbook) = json_str(r, "targetPlaybook") {
+            self.w.warn(
+                at,
+                format!("hands the conversation to playbook `{playbook}` (generative): the local bot hands the call to a person instead"),
+            );
+            t.transfer = Some(self.agent_target(at));
         } else {
             t.to = Some(stay.to_string());
         }
@@ -797,7 +867,7 @@ impl Cx<'_> {
         Some(t)
     }
 
-    fn form_parameter(&mut self, p: &Value, at: &str) -> Option<Collect> {
+    fn form_parameter(&mut self, p: &Value, flow: &str, at: &str) -> Option<Collect> {
         let name = json_str(p, "displayName")?;
         if p["required"].as_bool() != Some(true) {
             self.w
@@ -823,24 +893,31 @@ impl Cx<'_> {
             &fill["initialPromptFulfillment"],
             &format!("{at} initialPromptFulfillment"),
         );
-        let Some(first) = prompt.say.0.first().cloned() else {
-            self.w.warn(
-                at,
-                format!("parameter `{name}` has no text prompt: it is not asked for"),
-            );
-            return None;
-        };
+        // No prompt of its own: the page or the flow that led here asked already.
+        let first = prompt
+            .say
+            .0
+            .first()
+            .cloned()
+            .unwrap_or_else(|| Text::text(""));
         let mut reprompts = vec![];
+        let mut on_fail = None;
         for (i, h) in json_arr(fill, "repromptEventHandlers").iter().enumerate() {
             let event = json_str(h, "event").unwrap_or("");
             let hat = format!("{at} repromptEventHandlers[{i}]");
             if event.starts_with("sys.no-match") {
-                let f = self.fulfillment(&h["triggerFulfillment"], &hat);
-                reprompts.extend(f.say.0);
+                let target = json_str(h, "targetPage").or_else(|| json_str(h, "targetFlow"));
+                if target.is_some() && on_fail.is_none() {
+                    // The handler leaves the page on the first answer that does not fit.
+                    on_fail = self.route(h, flow, &format!("{flow}/Start"), &hat);
+                } else {
+                    let f = self.fulfillment(&h["triggerFulfillment"], &hat);
+                    reprompts.extend(f.say.0);
+                }
             } else {
                 self.w.warn(
                     hat,
-                    format!("reprompt on `{event}` is not imported (only no-match reprompts are)"),
+                    format!("reprompt on `{event}` is not imported (only no-match reprompts are; silence gets the bot-wide no-input handling)"),
                 );
             }
         }
@@ -849,8 +926,8 @@ impl Cx<'_> {
             entity,
             prompt: first,
             reprompts,
-            max_attempts: None,
-            on_fail: None,
+            max_attempts: on_fail.is_some().then_some(1),
+            on_fail,
         })
     }
 
@@ -950,6 +1027,41 @@ impl Cx<'_> {
             });
         }
         Ok(out)
+    }
+}
+
+/// CX's built-in page targets, as exports name them: `END_FLOW` (older
+/// exports) or `End Flow` (the console's display names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpecialPage {
+    EndSession,
+    EndFlow,
+    /// End Flow With Failure / Cancellation: the outcome named.
+    EndFlowWith(&'static str),
+    EndFlowWithHumanEscalation,
+    Current,
+    Previous,
+    Start,
+}
+
+impl SpecialPage {
+    fn of(target: &str) -> Option<SpecialPage> {
+        let key: String = target
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_uppercase)
+            .collect();
+        Some(match key.as_str() {
+            "ENDSESSION" => SpecialPage::EndSession,
+            "ENDFLOW" => SpecialPage::EndFlow,
+            "ENDFLOWWITHFAILURE" => SpecialPage::EndFlowWith("failure"),
+            "ENDFLOWWITHCANCELLATION" => SpecialPage::EndFlowWith("cancellation"),
+            "ENDFLOWWITHHUMANESCALATION" => SpecialPage::EndFlowWithHumanEscalation,
+            "CURRENTPAGE" => SpecialPage::Current,
+            "PREVIOUSPAGE" => SpecialPage::Previous,
+            "STARTPAGE" => SpecialPage::Start,
+            _ => return None,
+        })
     }
 }
 

@@ -260,11 +260,18 @@ impl Es<'_> {
                 .filter(|p| p.starts_with(&prefix))
                 .map(str::to_string)
                 .collect();
+            // API.AI v1 exports keep the entries inside the entity, in the agent's language.
+            let mut sources: Vec<(String, Value)> = vec![];
+            if let Some(embedded) = meta.get("entries").filter(|e| e.is_array()) {
+                sources.push((self.langs.default.clone(), embedded.clone()));
+            }
             for entry_path in entries {
                 let lang = self
                     .langs
                     .code(entry_path[prefix.len()..].trim_end_matches(".json"));
-                let doc = self.json(&entry_path)?;
+                sources.push((lang, self.json(&entry_path)?));
+            }
+            for (lang, doc) in sources {
                 for e in doc.as_array().map(Vec::as_slice).unwrap_or(&[]) {
                     let value = json_str(e, "value").unwrap_or("").to_string();
                     let synonyms: Vec<String> = json_arr(e, "synonyms")
@@ -378,7 +385,8 @@ impl Es<'_> {
                 let lang = self
                     .langs
                     .code(json_str(pr, "lang").unwrap_or(&self.langs.default));
-                if let Some(v) = json_str(pr, "value") {
+                // API.AI v1: plain strings.
+                if let Some(v) = json_str(pr, "value").or_else(|| pr.as_str()) {
                     prompts.entry(&lang).push(v.to_string());
                 }
             }
@@ -430,9 +438,16 @@ impl Es<'_> {
             .filter(|p| p.starts_with(&prefix))
             .map(str::to_string)
             .collect();
+        // API.AI v1 exports (2017) keep the examples inside the intent, in the agent's language.
+        let mut sources: Vec<(String, Value)> = vec![];
+        if let Some(embedded) = doc.get("userSays").filter(|u| u.is_array()) {
+            sources.push((self.langs.default.clone(), embedded.clone()));
+        }
         for p in usersays {
             let lang = self.langs.code(p[prefix.len()..].trim_end_matches(".json"));
-            let doc = self.json(&p)?;
+            sources.push((lang, self.json(&p)?));
+        }
+        for (lang, doc) in sources {
             for example in doc.as_array().map(Vec::as_slice).unwrap_or(&[]) {
                 let text: String = json_arr(example, "data")
                     .iter()

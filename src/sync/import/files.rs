@@ -72,6 +72,16 @@ impl ExportFiles {
                 detail: "the file is empty".into(),
             });
         }
+        // Dialogflow CX's agents.export writes a protobuf "blob" unless asked
+        // for a JSON package; it starts with the agent's resource name.
+        let head = &bytes[..bytes.len().min(512)];
+        let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
+        if has(b"projects/") && has(b"/agents/") {
+            return Err(ImportError::UnknownFormat {
+                origin: origin.into(),
+                detail: "it is a Dialogflow CX agent in the binary (protobuf) BLOB format, which only Dialogflow itself reads. Export the agent as a JSON package instead (console: Agent settings > Export > JSON package; API: agents.export with dataFormat JSON_PACKAGE)".into(),
+            });
+        }
         Err(ImportError::Corrupt {
             origin: origin.into(),
             detail: "it does not start like a zip archive (no PK signature) and is not an understudy bundle".into(),
@@ -128,17 +138,17 @@ impl ExportFiles {
         files: BTreeMap<String, Vec<u8>>,
         mut skipped: Vec<String>,
     ) -> ExportFiles {
-        let root = ROOT_MARKERS.iter().find_map(|marker| {
-            files
-                .keys()
-                .filter(|p| {
-                    p.rsplit('/')
-                        .next()
-                        .is_some_and(|f| f.eq_ignore_ascii_case(marker))
-                })
-                .min_by_key(|p| p.matches('/').count())
-                .map(|p| p[..p.len() - p.rsplit('/').next().unwrap().len()].to_string())
-        });
+        // The shallowest marker of any kind: a Rasa project may carry a
+        // Dialogflow export inside its data/ as training data.
+        let root = files
+            .keys()
+            .filter(|p| {
+                p.rsplit('/')
+                    .next()
+                    .is_some_and(|f| ROOT_MARKERS.iter().any(|m| f.eq_ignore_ascii_case(m)))
+            })
+            .min_by_key(|p| p.matches('/').count())
+            .map(|p| p[..p.len() - p.rsplit('/').next().unwrap().len()].to_string());
         let files = match root {
             Some(prefix) if !prefix.is_empty() => {
                 let mut kept = BTreeMap::new();

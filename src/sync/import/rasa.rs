@@ -70,17 +70,15 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
         .map(str::to_string)
         .collect();
     for path in &data_files {
-        if path.ends_with(".md") {
-            rasa.w.warn(
-                path,
-                "Markdown training data (Rasa 1) is not read: convert it with `rasa data convert`",
-            );
+        let doc = if path.ends_with(".md") {
+            // Rasa 1 Markdown: read as the YAML it converts to.
+            let text = String::from_utf8_lossy(files.get(path).unwrap_or_default());
+            markdown_data(&text)
+        } else if path.ends_with(".yml") || path.ends_with(".yaml") {
+            super::parse_yaml(files, FORMAT, path)?
+        } else {
             continue;
-        }
-        if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
-            continue;
-        }
-        let doc = super::parse_yaml(files, FORMAT, path)?;
+        };
         rasa.nlu_section(&doc, path);
         for key in ["stories", "rules"] {
             for (i, s) in seq(&doc, key).iter().enumerate() {
@@ -127,6 +125,92 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
     }
     super::dedupe_entry_say(&mut bundle);
     Ok(bundle)
+}
+
+/// Rasa 1 Markdown training data as the Rasa 2 YAML it converts to:
+/// `## intent:x` / `## synonym:x` / `## regex:x` / `## lookup:x` with `- example`
+/// lines become `nlu:` items; `## story` blocks with `* intent{...}` and
+/// `- action` lines become `stories:` (`- slot{...}` and `- form{...}` lines
+/// are events of the cloud's tracker, not steps; they are left out).
+pub(crate) fn markdown_data(text: &str) -> Value {
+    use serde_norway::Mapping;
+    let map = |pairs: Vec<(&str, Value)>| {
+        let mut m = Mapping::new();
+        for (k, v) in pairs {
+            m.insert(Value::String(k.into()), v);
+        }
+        Value::Mapping(m)
+    };
+    let mut nlu: Vec<Value> = vec![];
+    let mut stories: Vec<Value> = vec![];
+    // The open section: (kind, name, lines).
+    let mut section: Option<(String, String, Vec<String>)> = None;
+    let close = |section: Option<(String, String, Vec<String>)>,
+                 nlu: &mut Vec<Value>,
+                 stories: &mut Vec<Value>| {
+        let Some((kind, name, lines)) = section else {
+            return;
+        };
+        if kind == "story" {
+            let mut steps = vec![];
+            for l in &lines {
+                if let Some(intent) = l.strip_prefix('*') {
+                    // `* greet{"name": "x"}` or `* greet OR thanks`: the first intent.
+                    let intent = intent.trim();
+                    // Intent names may hold spaces (Dialogflow-made data): cut at `{` and ` OR `.
+                    let intent = intent.split('{').next().unwrap_or(intent);
+                    let intent = intent.split(" OR ").next().unwrap_or(intent).trim();
+                    if !intent.is_empty() {
+                        steps.push(map(vec![("intent", Value::String(intent.into()))]));
+                    }
+                } else if let Some(action) = l.strip_prefix('-') {
+                    let action = action.trim();
+                    if !action.is_empty()
+                        && !action.starts_with("slot{")
+                        && !action.starts_with("form{")
+                    {
+                        steps.push(map(vec![("action", Value::String(action.into()))]));
+                    }
+                }
+            }
+            stories.push(map(vec![
+                ("story", Value::String(name)),
+                ("steps", Value::Sequence(steps)),
+            ]));
+        } else {
+            let examples: String = lines
+                .iter()
+                .filter(|l| l.starts_with('-'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            nlu.push(map(vec![
+                (kind.as_str(), Value::String(name)),
+                ("examples", Value::String(examples)),
+            ]));
+        }
+    };
+    for raw in text.lines() {
+        let line = raw.trim();
+        if let Some(head) = line.strip_prefix("## ") {
+            close(section.take(), &mut nlu, &mut stories);
+            let head = head.trim();
+            section = Some(match head.split_once(':') {
+                Some((kind @ ("intent" | "synonym" | "regex" | "lookup"), name)) => {
+                    (kind.to_string(), name.trim().to_string(), vec![])
+                }
+                _ => ("story".to_string(), head.to_string(), vec![]),
+            });
+        } else if !line.is_empty() && !line.starts_with("<!--") {
+            if let Some((_, _, lines)) = section.as_mut() {
+                lines.push(line.to_string());
+            }
+        }
+    }
+    close(section.take(), &mut nlu, &mut stories);
+    map(vec![
+        ("nlu", Value::Sequence(nlu)),
+        ("stories", Value::Sequence(stories)),
+    ])
 }
 
 fn seq<'a>(v: &'a Value, key: &str) -> &'a [Value] {
@@ -276,7 +360,11 @@ impl Rasa<'_> {
     }
 
     fn response(&self, name: &str) -> Option<&Value> {
-        self.domain.get("responses").and_then(|r| r.get(name))
+        // Rasa 1 domains call them `templates`.
+        self.domain
+            .get("responses")
+            .or_else(|| self.domain.get("templates"))
+            .and_then(|r| r.get(name))
     }
 
     /// The text of response `name` (its first variation), warning about what a voice bot cannot show.
