@@ -103,12 +103,7 @@ fn serve_in_path(cloud_port: u16, overrides: &[(&str, &str)]) -> Serve {
 
 /// [`serve_in_path`] with `sip` added to the `[sip]` section and `more`
 /// configuration sections after `[cloud]`.
-fn serve_in_path_with(
-    sip: &str,
-    cloud_port: u16,
-    overrides: &[(&str, &str)],
-    more: &str,
-) -> Serve {
+fn serve_in_path_with(sip: &str, cloud_port: u16, overrides: &[(&str, &str)], more: &str) -> Serve {
     let uri = format!("\"sip:bot@127.0.0.1:{cloud_port}\"");
     let mut cloud: Vec<(&str, &str)> = vec![
         ("mode", "\"in_path\""),

@@ -124,7 +124,7 @@ async fn engines(config: &Config) -> Engines {
 }
 
 async fn setup(config: &Config, engines: &Engines) -> Arc<SessionSetup> {
-    let bundle = understudy::cli::runtime::load_bundle(None, config).expect("the demo bundle");
+    let bundle = understudy::dialog::Bundle::demo();
     understudy::cli::runtime::prepare_session(config, bundle, engines.clone())
         .await
         .expect("session setup with the test pack")

@@ -20,6 +20,16 @@ pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
     // The bot every command uses by default (src/sync/choice.rs); its first line names it.
     // The held-out set's expected intents are the demo bot's.
     let setup = super::runtime::session_setup(config, None).await?;
+    let demo = crate::dialog::Bundle::demo();
+    if setup.bot.bundle().bot.name != demo.bot.name {
+        setup.engines.shutdown();
+        anyhow::bail!(
+            "understudy bench measures the built-in demo bot with callers written for it, but the bot in \
+             use here is {:?} (a synced version or [bot] bundle); run it with an empty data directory \
+             (UNDERSTUDY_DATA_DIR=$(mktemp -d)) and no [bot] bundle",
+            setup.bot.bundle().bot.name
+        );
+    }
     let pack = config.models.pack.clone();
     eprintln!(
         "bench: {} first turns, {} tasks, {} clips x {} conditions, fed in real time (pack {pack})",

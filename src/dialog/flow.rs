@@ -538,13 +538,13 @@ impl Bot {
         } else if let Some(to) = &t.to {
             match to.as_str() {
                 RETURN_TARGET => match conv.callers.pop() {
-                    Some(caller) => self.resume(conv, &caller, step),
+                    Some(caller) => self.return_to(conv, &caller, step),
                     // The outermost flow ended: so does the call.
                     None => self.end(conv, Action::Hangup, step),
                 },
                 BACK_TARGET => match conv.previous.clone() {
                     Some(previous) => self.enter(conv, &previous, carry, step),
-                    None => self.resume(conv, &conv.state.clone(), step),
+                    None => self.return_to(conv, &conv.state.clone(), step),
                 },
                 _ => {
                     if t.call {
@@ -559,7 +559,7 @@ impl Bot {
     /// Back in a state that called a sub-flow: its prompts are not said
     /// again and its slots are kept; its automatic transitions are checked
     /// anew (the sub-flow may have set what they test).
-    fn resume(&self, conv: &mut Conversation, name: &str, step: &mut Step) {
+    fn return_to(&self, conv: &mut Conversation, name: &str, step: &mut Step) {
         if !self.count_hop(conv, name, step) {
             return;
         }

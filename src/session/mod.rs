@@ -369,7 +369,6 @@ impl Session {
                     greeting.say.clone(),
                     greeting.action.clone(),
                     report,
-                    None,
                     Pace::default(),
                 )
                 .await;
@@ -521,7 +520,8 @@ impl Session {
                     transcript: found.transcript,
                     ..Default::default()
                 };
-                self.speak(turn.say, turn.action, report, None).await;
+                self.speak(turn.say, turn.action, report, Pace::default())
+                    .await;
                 return;
             }
             None => {}
@@ -829,33 +829,20 @@ impl Session {
             Ok((bot_turn, mut report)) => {
                 self.listen = ListenPolicy::new(&self.setup.settings, &bot_turn.listen);
                 report.filler = std::mem::take(&mut self.filler_played);
-                let speech_end = done.speech_end;
                 let pace = Pace {
+                    speech_end: done.speech_end,
                     filler_due,
                     deadline: Some(done.deadline),
                 };
-                self.speak(
-                    bot_turn.say.clone(),
-                    bot_turn.action.clone(),
-                    report,
-                    speech_end,
-                    pace,
-                )
-                .await;
+                self.speak(bot_turn.say.clone(), bot_turn.action.clone(), report, pace)
+                    .await;
             }
             Err(e) => self.safety_net(e, Some(done.report)).await,
         }
     }
 
     /// Speak a turn's texts, then do its action.
-    async fn speak(
-        &mut self,
-        texts: Vec<String>,
-        after: Action,
-        report: TurnReport,
-        speech_end: Option<Instant>,
-        pace: Pace,
-    ) {
+    async fn speak(&mut self, texts: Vec<String>, after: Action, report: TurnReport, pace: Pace) {
         self.set_state(CallState::Speaking).await;
         self.barge_in.reset();
         let first_mark = self.next_mark;
@@ -866,7 +853,6 @@ impl Session {
             texts,
             self.actions.clone(),
             first_mark,
-            speech_end,
             pace,
             self.call_id.clone(),
             report,

@@ -227,6 +227,10 @@ pub struct SpeakerDone {
 /// bound the caller's wait whatever is slow (STT, LLM or TTS).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pace {
+    /// When the caller stopped speaking (voice-to-voice is counted from it);
+    /// `None` for the greeting and keyed turns.
+    pub speech_end: Option<Instant>,
+    /// When the filler falls due.
     pub filler_due: Option<tokio::time::Instant>,
     /// `None`: no deadline (the greeting).
     pub deadline: Option<tokio::time::Instant>,
@@ -254,7 +258,6 @@ pub async fn speak(
     texts: Vec<String>,
     actions: mpsc::Sender<SessionAction>,
     first_mark: u64,
-    speech_end: Option<Instant>,
     pace: Pace,
     call: String,
     mut report: TurnReport,
@@ -317,7 +320,7 @@ pub async fn speak(
                     &[("stage", "tts_first_audio")],
                     first_audio_ms,
                 );
-                if let Some(end) = speech_end {
+                if let Some(end) = pace.speech_end {
                     let v2v = end.elapsed().as_secs_f64() * 1e3;
                     report.timings_ms.voice_to_voice = Some(v2v);
                     metrics::observe_ms("understudy_stage_ms", &[("stage", "voice_to_voice")], v2v);
