@@ -45,9 +45,17 @@ fn start_cloud(dir: &Path, port: u16, scenario: &str, extra: &[(&str, String)]) 
 
 /// The cloud bot's audio: a greeting, then a minute of quiet packets (a live
 /// bot keeps its RTP flowing while it listens).
+/// What the SIPp cloud bot says; not one of the demo bundle's prompts. Long enough that
+/// whisper tiny hears some of its words whatever the relay's packet timing (it
+/// often hears espeak's "the cloud" as "McLeod").
+const CLOUD_GREETING: &str =
+    "Hello, you are talking to the cloud assistant. How can I help you today?";
+/// Words of [`CLOUD_GREETING`] a transcript of it must carry one of.
+const CLOUD_WORDS: [&str; 4] = ["hello", "talking", "cloud", "help"];
+
 fn write_cloud_pcap(dir: &Path) {
     let mut rtp = RtpCapture::new();
-    rtp.audio(&say("Hello from the cloud. How can I help?", dir));
+    rtp.audio(&say(CLOUD_GREETING, dir));
     rtp.audio(&vec![0i16; 8_000 * 90]);
     rtp.write_pcap(&dir.join("cloud.pcap"));
 }
@@ -225,9 +233,7 @@ fn takeover_once(serve: &Serve, dir: &Path, mut cloud: SippRun, round: usize) ->
         &format!("cloud-{round}"),
     );
     assert!(
-        ["hello", "cloud", "help"]
-            .iter()
-            .any(|w| greeted.contains(w)),
+        CLOUD_WORDS.iter().any(|w| greeted.contains(w)),
         "the caller should hear the cloud bot first, heard {greeted:?}"
     );
 
@@ -278,11 +284,13 @@ fn takeover_once(serve: &Serve, dir: &Path, mut cloud: SippRun, round: usize) ->
     let why = unknown.last().unwrap();
     assert!(
         why["why"].as_str().is_some_and(|w| !w.is_empty())
-            && why["transcript"]
-                .as_str()
-                .unwrap_or_default()
-                .to_lowercase()
-                .contains("cloud"),
+            && CLOUD_WORDS.iter().any(|w| {
+                why["transcript"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_lowercase()
+                    .contains(w)
+            }),
         "{why}"
     );
     let answered = wait_turn(serve, "store_hours", Duration::from_secs(20));
@@ -349,8 +357,11 @@ fn the_local_bot_takes_over_when_the_cloud_bot_dies_mid_call() {
         .expect("no greeting");
     std::thread::sleep(Duration::from_secs(6));
     let local = heard(&caller.peer, greeting, Instant::now(), dir, "down-call");
+    // Words of the demo greeting whisper tiny hears reliably ("help with" comes out as
+    // "help if" now and then).
+    let greeting_words = ["outfitters", "returns", "store hours"];
     assert!(
-        local.contains("help with returns"),
+        greeting_words.iter().filter(|w| local.contains(*w)).count() >= 2,
         "the local greeting should answer while the cloud is down: {local:?}"
     );
     assert_eq!(
