@@ -116,6 +116,14 @@ impl Bot {
             recognizer.embed_phrases(embed, &bundle, lang).await?;
             if bundle.settings.knowledge.enabled && !knowledge.is_empty() {
                 knowledge.embed(embed).await?;
+                let (intents, texts): (Vec<String>, Vec<String>) =
+                    intent_replies(&bundle, lang).into_iter().unzip();
+                let mut vectors = Vec::with_capacity(texts.len());
+                for chunk in texts.chunks(32) {
+                    vectors.extend(embed.embed(chunk).await?);
+                }
+                let replies: Vec<(String, Vec<f32>)> = intents.into_iter().zip(vectors).collect();
+                knowledge.assign_owners(&replies);
             }
         }
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -177,4 +185,28 @@ impl Bot {
             .map(String::as_str)
             .unwrap_or("")
     }
+}
+
+/// What the bot answers when each intent is recognised, as (intent, text):
+/// for every transition an intent takes, its own prompts and the prompts of
+/// the state it leads to (with that state's first question). Facts that
+/// restate one of these belong to the intent ([`Knowledge::assign_owners`]).
+fn intent_replies(bundle: &Bundle, lang: &str) -> Vec<(String, String)> {
+    let default = bundle.language();
+    let text = |t: &Text| t.get(lang, default).cloned().unwrap_or_default();
+    let flow = &bundle.flow;
+    flow.global
+        .iter()
+        .chain(flow.states.values().flat_map(|s| &s.transitions))
+        .filter_map(|t| {
+            let intent = t.intent.clone()?;
+            let mut said: Vec<String> = t.say.0.iter().map(text).collect();
+            if let Some(state) = t.to.as_deref().and_then(|to| flow.states.get(to)) {
+                said.extend(state.say.0.iter().map(text));
+                said.extend(state.collect.first().map(|c| text(&c.prompt)));
+            }
+            let said = said.join(" ");
+            (!said.trim().is_empty()).then_some((intent, said))
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 use super::bot::Bot;
 use super::bundle::{Collect, State, Text, Transition, BACK_TARGET, RETURN_TARGET};
 use super::knowledge::{AnswerSource, Retrieved};
-use super::recognize::Recognition;
+use super::recognize::{Recognition, Recognizer};
 use super::slots::{self, Matcher};
 use super::template;
 use super::turn::*;
@@ -270,15 +270,23 @@ impl Bot {
         if recognized.is_none() {
             if let Some(embed) = &self.nlu.embed {
                 let started = Instant::now();
-                let v = embed
-                    .embed(&[text.to_string()])
-                    .await?
-                    .pop()
-                    .unwrap_or_default();
+                let vectors = embed.embed(&Recognizer::embedding_texts(text)).await?;
                 step.timings.embed_ms += stage("embed", started);
-                let (accepted, scores) = self.recognizer.embedding(&v, active);
-                let found = self.relevant_facts(text, Some(&v));
-                knowledge_first = found.first().is_some_and(|f| f.score > scores.best_score());
+                let whole = vectors.first().map(Vec::as_slice);
+                let found = self.relevant_facts(text, whole);
+                // A fact that restates an active intent's answer is that intent's.
+                let owned_by_active =
+                    |f: &&Retrieved| f.owner.as_ref().is_some_and(|o| active.contains(o));
+                let evidence: Vec<(&str, f32)> = found
+                    .iter()
+                    .filter(owned_by_active)
+                    .filter_map(|f| Some((f.owner.as_deref()?, f.score)))
+                    .collect();
+                let (accepted, scores) = self.recognizer.embedding(&vectors, active, &evidence);
+                knowledge_first = found
+                    .iter()
+                    .find(|f| !owned_by_active(f))
+                    .is_some_and(|f| f.score > scores.best_score());
                 tracing::debug!(ranked = ?scores.ranked, best_fact = ?found.first().map(|f| f.score), knowledge_first, "embedding stage");
                 if !knowledge_first {
                     recognized = accepted;

@@ -16,7 +16,15 @@ pub struct Knowledge {
     facts: Vec<String>,
     words: Vec<BTreeSet<String>>,
     vectors: Vec<Vec<f32>>,
+    /// For each fact, the intent whose own answer says the same (see
+    /// [`Knowledge::assign_owners`]).
+    owners: Vec<Option<String>>,
 }
+
+/// How similar a fact and an intent's answer must be for the fact to count as
+/// that intent's: restatements score 0.8-0.99 with all-MiniLM-L6-v2, facts
+/// that merely share a topic stay under 0.55 (the demo bundle's facts).
+pub const FACT_OWNED: f32 = 0.8;
 
 /// A fact and how relevant it is (cosine similarity, or word overlap 0..1).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -25,6 +33,9 @@ pub struct Retrieved {
     pub fact: String,
     /// Relevance: cosine similarity with embeddings, word overlap (0 to 1) without.
     pub score: f32,
+    /// The intent whose own answer restates this fact, if any: a question
+    /// this close to the fact asks for that intent.
+    pub owner: Option<String>,
 }
 
 /// How the answer was produced.
@@ -69,10 +80,12 @@ impl Knowledge {
             .iter()
             .map(|f| content_words(f).into_iter().collect())
             .collect();
+        let owners = vec![None; facts.len()];
         Knowledge {
             facts,
             words,
             vectors: vec![],
+            owners,
         }
     }
 
@@ -85,6 +98,26 @@ impl Knowledge {
     pub async fn embed(&mut self, embed: &EmbedClient) -> Result<(), EngineError> {
         self.vectors = embed.embed(&self.facts).await?;
         Ok(())
+    }
+
+    /// Mark each embedded fact that restates an intent's answer (`replies`:
+    /// (intent, embedded answer text), several per intent allowed) as that
+    /// intent's: "we are open 9 to 6" in the facts and in the store-hours
+    /// state's prompt are one answer, and the flow's is the one to give.
+    pub fn assign_owners(&mut self, replies: &[(String, Vec<f32>)]) {
+        self.owners = self
+            .vectors
+            .iter()
+            .map(|fact| {
+                replies
+                    .iter()
+                    .map(|(intent, reply)| (intent, cosine(fact, reply)))
+                    .filter(|(_, s)| *s >= FACT_OWNED)
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .map(|(intent, _)| intent.clone())
+            })
+            .collect();
+        self.owners.resize(self.facts.len(), None);
     }
 
     /// The facts relevant to `question`, best first. With a question vector
@@ -130,6 +163,7 @@ impl Knowledge {
             .map(|(i, score)| Retrieved {
                 fact: self.facts[i].clone(),
                 score,
+                owner: self.owners.get(i).cloned().flatten(),
             })
             .collect()
     }

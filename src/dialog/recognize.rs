@@ -9,10 +9,10 @@
 
 use super::bundle::{Bundle, RecognitionSettings};
 use super::slots::{contains_words, gbnf_choice};
-use super::text::{cosine, is_filler, is_negator, words};
+use super::text::{clauses, cosine, is_filler, is_negator, words};
 use super::turn::MatchSource;
 use crate::engines::{ChatMessage, EmbedClient, EngineError, GenerateRequest, LlmClient};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A recognised intent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -207,31 +207,49 @@ impl Recognizer {
         })
     }
 
-    /// Stage 2: the best intent by its closest training phrase, if it clears
-    /// the accept threshold and leads the runner-up by the margin.
+    /// The texts the embedding stage embeds for an utterance: the whole of
+    /// it, then each of its clauses ([`clauses`]) when it has several.
+    pub fn embedding_texts(utterance: &str) -> Vec<String> {
+        let mut texts = vec![utterance.to_string()];
+        texts.extend(clauses(utterance));
+        texts
+    }
+
+    /// Stage 2: the best intent by its closest training phrase to any of the
+    /// utterance's vectors (the whole, then its clauses:
+    /// [`Recognizer::embedding_texts`]), if it clears the accept threshold
+    /// and leads the runner-up by the margin. `evidence` adds (intent,
+    /// similarity) pairs found elsewhere: a fact that restates an intent's
+    /// own answer counts for that intent.
     pub fn embedding(
         &self,
-        utterance_vec: &[f32],
+        utterance_vecs: &[Vec<f32>],
         active: &BTreeSet<String>,
+        evidence: &[(&str, f32)],
     ) -> (Option<Recognition>, EmbeddingScores) {
-        let mut best_per_intent: Vec<(usize, f32)> = vec![];
+        fn raise<'a>(best: &mut BTreeMap<&'a str, f32>, intent: &'a str, score: f32) {
+            let entry = best.entry(intent).or_insert(f32::MIN);
+            *entry = entry.max(score);
+        }
+        let mut best: BTreeMap<&str, f32> = BTreeMap::new();
         for (i, v) in &self.phrase_vectors {
-            if !active.contains(&self.intents[*i].name) {
+            let name = self.intents[*i].name.as_str();
+            if !active.contains(name) {
                 continue;
             }
-            let score = cosine(utterance_vec, v);
-            match best_per_intent.iter_mut().find(|(j, _)| j == i) {
-                Some(entry) => entry.1 = entry.1.max(score),
-                None => best_per_intent.push((*i, score)),
+            for u in utterance_vecs {
+                raise(&mut best, name, cosine(u, v));
             }
         }
-        best_per_intent.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let scores = EmbeddingScores {
-            ranked: best_per_intent
-                .iter()
-                .map(|(i, s)| (self.intents[*i].name.clone(), *s))
-                .collect(),
-        };
+        for (intent, score) in evidence {
+            if let Some(name) = active.get(*intent) {
+                raise(&mut best, name.as_str(), *score);
+            }
+        }
+        let mut ranked: Vec<(String, f32)> =
+            best.into_iter().map(|(n, s)| (n.to_string(), s)).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let scores = EmbeddingScores { ranked };
         let accepted = scores.best().and_then(|(intent, best)| {
             let margin = best - scores.ranked.get(1).map_or(0.0, |r| r.1);
             (*best >= self.settings.embedding_accept && margin >= self.settings.embedding_margin)
@@ -398,17 +416,17 @@ mod tests {
         let idx = |name: &str| r.intents.iter().position(|e| e.name == name).unwrap();
         let (a, b) = (idx("returns"), idx("store_hours"));
         r.phrase_vectors = vec![(a, vec![1.0, 0.0]), (b, vec![0.0, 1.0])];
-        let clear = r.embedding(&[0.9, 0.436], &active).0.unwrap();
+        let clear = r.embedding(&[vec![0.9, 0.436]], &active, &[]).0.unwrap();
         assert_eq!(
             (clear.intent.as_str(), clear.source),
             ("returns", MatchSource::Embedding)
         );
         // Close to both: below the margin, but both go to the LLM.
-        let (accepted, scores) = r.embedding(&[0.707, 0.707], &active);
+        let (accepted, scores) = r.embedding(&[vec![0.707, 0.707]], &active, &[]);
         assert_eq!(accepted, None);
         assert_eq!(r.llm_candidates(&active, Some(&scores)).len(), 2);
         // Clear winner but not similar enough; below the LLM floor too.
-        let (accepted, scores) = r.embedding(&[0.25, 0.1], &active);
+        let (accepted, scores) = r.embedding(&[vec![0.25, 0.1]], &active, &[]);
         assert_eq!(accepted, None);
         assert!(r.llm_candidates(&active, Some(&scores)).is_empty());
         // Without embeddings the LLM sees every active intent.

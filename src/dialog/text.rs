@@ -35,6 +35,63 @@ pub fn is_filler(word: &str) -> bool {
     )
 }
 
+/// Words that open a spoken sentence without adding to its meaning
+/// ("yeah, so, hi, ..."), dropped at the start of a clause.
+fn is_discourse_marker(word: &str) -> bool {
+    is_filler(word)
+        || matches!(
+            word,
+            "so" | "yeah"
+                | "yes"
+                | "well"
+                | "hi"
+                | "hello"
+                | "hey"
+                | "okay"
+                | "ok"
+                | "right"
+                | "alright"
+                | "oh"
+        )
+}
+
+/// The clauses of a spoken sentence, for matching each on its own: split at
+/// punctuation and at "but", "and", "so"; hesitations dropped, discourse
+/// markers dropped at the start, clauses of one word left out. A caller's
+/// "the zip broke, I want to send it back" says its request in one clause,
+/// and the whole sentence's embedding is diluted by the other. Empty when
+/// the sentence is a single clause already.
+pub fn clauses(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    for part in text.split([',', '.', ';', ':', '!', '?']) {
+        let mut clause: Vec<&str> = vec![];
+        for word in part.split_whitespace() {
+            if matches!(normalize(word).as_str(), "but" | "and" | "so") {
+                push_clause(&mut out, std::mem::take(&mut clause));
+            } else if !is_filler(&normalize(word)) {
+                clause.push(word);
+            }
+        }
+        push_clause(&mut out, clause);
+    }
+    if out.len() == 1 && out[0] == text.trim() {
+        out.clear();
+    }
+    out
+}
+
+fn push_clause(out: &mut Vec<String>, mut clause: Vec<&str>) {
+    while clause
+        .first()
+        .is_some_and(|w| is_discourse_marker(&normalize(w)))
+    {
+        clause.remove(0);
+    }
+    if clause.len() >= 2 {
+        out.push(clause.join(" "));
+    }
+}
+
 /// Words that negate what follows ("I don't want an agent").
 pub fn is_negator(word: &str) -> bool {
     matches!(
@@ -298,6 +355,25 @@ mod tests {
             content_words("Are you open on Saturdays?"),
             ["open", "saturday"]
         );
+    }
+
+    #[test]
+    fn spoken_sentences_split_into_clauses() {
+        assert_eq!(
+            clauses("Um, so, yeah, I'm wondering what happened to the thing I ordered."),
+            ["I'm wondering what happened to the thing I ordered"]
+        );
+        assert_eq!(
+            clauses("The zipper broke after two days, I want to bring it back."),
+            ["The zipper broke after two days", "I want to bring it back"]
+        );
+        assert_eq!(
+            clauses("I ordered two by mistake and want to give one back"),
+            ["I ordered two by mistake", "want to give one back"]
+        );
+        // One clause already: nothing to add.
+        assert!(clauses("where is my order").is_empty());
+        assert!(clauses("yes").is_empty());
     }
 
     #[test]

@@ -236,11 +236,22 @@ async fn phrase_checks(
     let vectors = match &nlu.embed {
         Some(embed) => {
             recognizer.embed_phrases(embed, &trimmed, &lang).await?;
-            let texts: Vec<String> = checks.iter().map(|c| c.0.clone()).collect();
-            let mut out = Vec::with_capacity(texts.len());
+            // Each check's vectors as the embedding stage makes them: the
+            // phrase, then its clauses.
+            let per_check: Vec<Vec<String>> = checks
+                .iter()
+                .map(|c| Recognizer::embedding_texts(&c.0))
+                .collect();
+            let texts: Vec<String> = per_check.iter().flatten().cloned().collect();
+            let mut flat = Vec::with_capacity(texts.len());
             for chunk in texts.chunks(32) {
-                out.extend(embed.embed(chunk).await?);
+                flat.extend(embed.embed(chunk).await?);
             }
+            let mut flat = flat.into_iter();
+            let out: Vec<Vec<Vec<f32>>> = per_check
+                .iter()
+                .map(|t| flat.by_ref().take(t.len()).collect())
+                .collect();
             Some(out)
         }
         None => None,
@@ -253,7 +264,7 @@ async fn phrase_checks(
         let got = recognizer.rules(phrase, &all).or_else(|| {
             vectors
                 .as_ref()
-                .and_then(|v| recognizer.embedding(&v[i], &all).0)
+                .and_then(|v| recognizer.embedding(&v[i], &all, &[]).0)
         });
         let ok = got.as_ref().is_some_and(|r| &r.intent == intent);
         cov.checked += 1;
