@@ -112,6 +112,17 @@ fn serve_in_path(cloud_port: u16, overrides: &[(&str, &str)]) -> Serve {
 /// [`serve_in_path`] with `sip` added to the `[sip]` section and `more`
 /// configuration sections after `[cloud]`.
 fn serve_in_path_with(sip: &str, cloud_port: u16, overrides: &[(&str, &str)], more: &str) -> Serve {
+    serve_in_path_on("test", sip, cloud_port, overrides, more)
+}
+
+/// [`serve_in_path_with`] with the model pack `pack`.
+fn serve_in_path_on(
+    pack: &str,
+    sip: &str,
+    cloud_port: u16,
+    overrides: &[(&str, &str)],
+    more: &str,
+) -> Serve {
     let uri = format!("\"sip:bot@127.0.0.1:{cloud_port}\"");
     let mut cloud: Vec<(&str, &str)> = vec![
         ("mode", "\"in_path\""),
@@ -129,7 +140,10 @@ fn serve_in_path_with(sip: &str, cloud_port: u16, overrides: &[(&str, &str)], mo
         cloud.push((key, value));
     }
     let lines: String = cloud.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
-    Serve::start(&format!("capacity = 3\n{sip}\n[cloud]\n{lines}{more}"))
+    Serve::start_with_pack(
+        pack,
+        &format!("capacity = 3\n{sip}\n[cloud]\n{lines}{more}"),
+    )
 }
 
 /// A caller on the line: SIPp signalling, media through `peer`.
@@ -941,6 +955,8 @@ fn a_jittery_but_alive_cloud_is_never_taken_over() {
 /// "auto"` no prompt plays, so both are the same packet;
 /// `UNDERSTUDY_TAKEOVER_PROMPT=always` puts the prompt first (then the first
 /// local audio is the prompt, and the continuing words are not measured).
+/// `UNDERSTUDY_TAKEOVER_PACK=default` runs it with the default pack (the
+/// issue's floors are set for it; the test pack is the default here).
 #[test]
 #[ignore = "a benchmark: about five minutes; run on an idle machine"]
 fn takeover_benchmark() {
@@ -954,8 +970,10 @@ fn takeover_benchmark() {
     let demo = write_demo_cloud_pcap(dir);
     let cloud_port = free_port();
     let when = std::env::var("UNDERSTUDY_TAKEOVER_PROMPT").unwrap_or_else(|_| "auto".into());
+    let pack = std::env::var("UNDERSTUDY_TAKEOVER_PACK").unwrap_or_else(|_| "test".into());
     // Failback at once, so each round starts with the cloud routed again.
-    let serve = serve_in_path_with(
+    let serve = serve_in_path_on(
+        &pack,
         "",
         cloud_port,
         &[("failback_after_s", "0"), ("up_after", "1")],
@@ -979,7 +997,7 @@ fn takeover_benchmark() {
         .map(|t| t["reason"].as_str().unwrap_or_default().to_string())
         .collect();
     println!(
-        "takeover over {rounds} kills (takeover_prompt_when = {when}): \
+        "takeover over {rounds} kills ({pack} pack, takeover_prompt_when = {when}): \
          SIGKILL -> first local audio p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; \
          SIGKILL -> continuing words ({} measured) p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms; \
          state found {placed}/{rounds}; calls dropped: {dropped}",

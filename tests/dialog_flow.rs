@@ -396,3 +396,51 @@ async fn rules_on_held_out_phrasings_are_precise() {
         cases.len()
     );
 }
+
+#[tokio::test]
+async fn a_short_answer_picks_an_option_the_prompt_listed() {
+    let bot = demo().await;
+    // The greeting lists "check on an order, help with returns, or tell you our store hours".
+    let (mut conv, _) = bot.start();
+    let turn = bot
+        .respond(&mut conv, text("The second one."))
+        .await
+        .unwrap();
+    assert_eq!(turn.intent.as_deref(), Some("returns"), "{turn:?}");
+    let (mut conv, _) = bot.start();
+    let turn = bot.respond(&mut conv, text("the last one")).await.unwrap();
+    assert_eq!(turn.intent.as_deref(), Some("store_hours"), "{turn:?}");
+    // The reprompt lists them too ("You can say order status, returns or store hours").
+    let (mut conv, _) = bot.start();
+    bot.respond(&mut conv, text("hmm")).await.unwrap();
+    let turn = bot.respond(&mut conv, text("the first one")).await.unwrap();
+    assert_eq!(turn.intent.as_deref(), Some("order_status"), "{turn:?}");
+    // An ordinal inside a longer request is not a choice.
+    let (mut conv, _) = bot.start();
+    let turn = bot
+        .respond(&mut conv, text("the second thing I ordered never came"))
+        .await
+        .unwrap();
+    assert_ne!(turn.intent.as_deref(), Some("returns"), "{turn:?}");
+    // After a prompt that lists nothing ("What's your order number? You can
+    // say it or key it in."), "the first one" is not understood.
+    let (mut conv, _) = bot.start();
+    bot.respond(&mut conv, text("where is my order"))
+        .await
+        .unwrap();
+    let turn = bot.respond(&mut conv, text("the first one")).await.unwrap();
+    assert_eq!(turn.outcome, Outcome::NoMatch, "{turn:?}");
+}
+
+#[tokio::test]
+async fn no_confirmation_without_embeddings_to_be_unsure_with() {
+    // Rules alone have no "close but not sure": a miss stays a no-match.
+    let bot = demo().await;
+    let (mut conv, _) = bot.start();
+    let turn = bot
+        .respond(&mut conv, text("I want to cancel my gym membership"))
+        .await
+        .unwrap();
+    assert_eq!(turn.outcome, Outcome::NoMatch, "{turn:?}");
+    assert!(turn.asked.is_empty());
+}

@@ -339,3 +339,75 @@ async fn engine_failures_are_errors_not_no_matches() {
         loaded.err()
     );
 }
+
+/// Confirm when in doubt: a request close to an intent but below its accept
+/// threshold is asked about ("Just to check: ...?"); yes takes the intent,
+/// a plain no says so and listens again. Embeddings only, so that the LLM
+/// does not decide these first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsure_requests_are_confirmed() {
+    let engines = engines().await;
+    let bot = Bot::load(Bundle::demo(), nlu(&engines, true, false))
+        .await
+        .unwrap();
+    let unsure = "I want to cancel my gym membership.";
+
+    let (mut conv, _) = bot.start();
+    let asked = bot
+        .respond(&mut conv, UserInput::Text(unsure.into()))
+        .await
+        .unwrap();
+    assert_eq!(asked.outcome, Outcome::Confirm, "{asked:?}");
+    assert_eq!(asked.asked, ["returns"], "{asked:?}");
+    assert_eq!(
+        asked.text(),
+        "Just to check: is that about a return or an exchange?"
+    );
+    assert!(
+        bot.static_prompts().contains(&asked.text()),
+        "the question is pre-rendered"
+    );
+    let yes = bot
+        .respond(&mut conv, UserInput::Text("Yes, that's right.".into()))
+        .await
+        .unwrap();
+    assert_eq!(yes.intent.as_deref(), Some("returns"), "{yes:?}");
+    assert_eq!(yes.matched_by, MatchSource::Confirmed);
+    assert!(yes.text().contains("30 days"), "{yes:?}");
+
+    let (mut conv, _) = bot.start();
+    bot.respond(&mut conv, UserInput::Text(unsure.into()))
+        .await
+        .unwrap();
+    let no = bot
+        .respond(&mut conv, UserInput::Text("No.".into()))
+        .await
+        .unwrap();
+    assert_eq!(no.outcome, Outcome::NoMatch, "{no:?}");
+    assert_eq!(no.text(), "Sorry about that. What can I help you with?");
+    assert_eq!(no.action, understudy::dialog::Action::Listen);
+    // A new request after the question is recognised as usual.
+    let (mut conv, _) = bot.start();
+    bot.respond(&mut conv, UserInput::Text(unsure.into()))
+        .await
+        .unwrap();
+    let other = bot
+        .respond(
+            &mut conv,
+            UserInput::Text("What time do you close today?".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.intent.as_deref(), Some("store_hours"), "{other:?}");
+
+    // Far from every intent: no question, a plain no-match or knowledge.
+    let (mut conv, _) = bot.start();
+    let far = bot
+        .respond(
+            &mut conv,
+            UserInput::Text("Purple elephants sing loudly.".into()),
+        )
+        .await
+        .unwrap();
+    assert_ne!(far.outcome, Outcome::Confirm, "{far:?}");
+}

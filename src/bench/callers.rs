@@ -165,6 +165,9 @@ pub struct Verdict {
     pub false_accept: bool,
     /// Why not correct.
     pub miss: Option<String>,
+    /// The bot asked to confirm the expected intent (a caller answering yes
+    /// or picking it gets there on the next turn).
+    pub confirmed: bool,
 }
 
 /// Judge a caller turn by the bot's reports for it.
@@ -211,10 +214,15 @@ pub fn judge(turn: &CallerTurn, reports: &[TurnReport]) -> Verdict {
             misses.push(format!("reply lacks {needle:?}"));
         }
     }
+    let confirmed = match (turn.expected_intent(), first) {
+        (Some(Some(expected)), Some(r)) => r.asked.iter().any(|a| a == expected),
+        _ => false,
+    };
     Verdict {
         correct: misses.is_empty(),
         false_accept,
         miss: (!misses.is_empty()).then(|| misses.join("; ")),
+        confirmed,
     }
 }
 

@@ -165,6 +165,8 @@ pub struct Sample {
     pub matched_by: String,
     pub reply: String,
     pub correct: bool,
+    /// The bot asked to confirm the expected intent instead of taking it.
+    pub confirmed: bool,
     pub false_accept: bool,
     pub miss: Option<String>,
     /// `llm` when the LLM decided the turn (an LLM match or a knowledge
@@ -246,6 +248,7 @@ fn sample(
             .collect::<Vec<_>>()
             .join(" "),
         correct: verdict.correct,
+        confirmed: verdict.confirmed,
         false_accept: verdict.false_accept,
         miss: verdict.miss,
         tts_uncached: t.tts_first_audio.is_some_and(|v| v > CACHED_TTS_MS),
@@ -438,7 +441,11 @@ fn progress(label: &str, s: &Sample) {
         s.condition,
         s.voice,
         s.intent.as_deref().unwrap_or("-"),
-        if s.correct { "ok " } else { "BAD" },
+        match (s.correct, s.confirmed) {
+            (true, _) => "ok ",
+            (false, true) => "ASK",
+            (false, false) => "BAD",
+        },
         s.voice_to_voice_ms
             .map(|v| format!("{v:.0}"))
             .unwrap_or_else(|| "-".into()),

@@ -40,6 +40,9 @@ pub struct ConditionSummary {
     pub condition: String,
     /// First turns whose category is an intent: reached that intent.
     pub intent_accuracy: Score,
+    /// The same, counting a confirmation question about the right intent as
+    /// reaching it (one "yes" later).
+    pub intent_accuracy_with_confirmation: Score,
     /// Every first-turn category (intents, out_of_scope, knowledge).
     pub by_category: BTreeMap<String, Score>,
     /// Intent accuracy by caller voice.
@@ -144,6 +147,12 @@ fn summarize(condition: &str, samples: &[&Sample], clips: &[&ClipResult]) -> Con
     ConditionSummary {
         condition: condition.to_string(),
         intent_accuracy: Score::of(first.iter().filter(|s| is_intent(s)).map(|s| s.correct)),
+        intent_accuracy_with_confirmation: Score::of(
+            first
+                .iter()
+                .filter(|s| is_intent(s))
+                .map(|s| s.correct || s.confirmed),
+        ),
         by_category,
         intent_accuracy_by_voice: by_voice
             .into_iter()
@@ -245,6 +254,11 @@ pub fn render(report: &BenchReport) -> String {
     for s in &report.summaries {
         let _ = writeln!(out, "\n{}:", s.condition);
         let _ = writeln!(out, "  first-turn intent accuracy  {}", s.intent_accuracy);
+        let _ = writeln!(
+            out,
+            "    with confirmations        {}",
+            s.intent_accuracy_with_confirmation
+        );
         for (c, score) in &s.by_category {
             let _ = writeln!(out, "    {c:<24}  {score}");
         }

@@ -22,7 +22,7 @@ pub struct ChatArgs {
     /// names the bot.
     #[arg(long, value_name = "PATH|VERSION")]
     pub bundle: Option<String>,
-    /// Print one JSON object per turn: user, intent, confidence, matched_by, reply, action,
+    /// Print one JSON object per turn: user, intent, confidence, matched_by, reply, action, asked,
     /// slots, timings_ms (and the facts and guard verdict of knowledge answers).
     #[arg(long)]
     pub json: bool,
@@ -176,6 +176,9 @@ fn annotation(turn: &BotTurn) -> String {
             };
             parts.push(format!("knowledge {:.2} ({how})", turn.confidence));
         }
+        (None, None) if !turn.asked.is_empty() => {
+            parts.push(format!("confirming {}", turn.asked.join(" or ")))
+        }
         (None, None) => parts.push(turn.outcome.as_str().to_string()),
     }
     parts.push(format!("state {}", turn.state));
@@ -209,6 +212,7 @@ fn turn_json(user: Option<&str>, turn: &BotTurn) -> serde_json::Value {
             _ => serde_json::Value::Null,
         },
         "outcome": turn.outcome,
+        "asked": turn.asked,
         "state": turn.state,
         "slots": turn.slots,
         "answer": turn.answer,

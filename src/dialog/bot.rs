@@ -175,7 +175,21 @@ impl Bot {
     /// Every prompt without slot placeholders, in the bot's language: what
     /// to pre-render to audio.
     pub fn static_prompts(&self) -> Vec<String> {
-        self.bundle.static_prompts(&self.lang)
+        let mut prompts = self.bundle.static_prompts(&self.lang);
+        // The yes/no confirmation questions made from the intents' topics.
+        let confirm = &self.bundle.settings.confirm;
+        if confirm.enabled {
+            for intent in self.bundle.intents.values() {
+                if let (None, Some(topic)) = (&intent.confirm, &intent.topic) {
+                    let q =
+                        super::confirm::question(self.t(&confirm.question), self.t(topic), None);
+                    if !prompts.contains(&q) {
+                        prompts.push(q);
+                    }
+                }
+            }
+        }
+        prompts
     }
 
     /// A text in the conversation language (the bundle's default as fallback;

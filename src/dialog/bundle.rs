@@ -257,6 +257,7 @@ pub struct Settings {
     pub dtmf: DtmfSettings,
     pub recognition: RecognitionSettings,
     pub knowledge: KnowledgeSettings,
+    pub confirm: ConfirmSettings,
 }
 
 impl Default for Settings {
@@ -276,6 +277,43 @@ impl Default for Settings {
             dtmf: DtmfSettings::default(),
             recognition: RecognitionSettings::default(),
             knowledge: KnowledgeSettings::default(),
+            confirm: ConfirmSettings::default(),
+        }
+    }
+}
+
+/// Confirm when in doubt: when no stage is sure of an intent but one (with a
+/// `topic` or `confirm` question) is close, ask instead of saying "sorry, I
+/// didn't catch that"; two close intents with topics get a choice question.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfirmSettings {
+    /// Ask when unsure (off: no match, as without confirmations).
+    pub enabled: bool,
+    /// The closest intent's embedding similarity needed to ask about it
+    /// (below it the utterance is about something else).
+    pub floor: f32,
+    /// A runner-up this close to the best gets a choice question.
+    pub choice_margin: f32,
+    /// The yes/no question; `{first}` is the intent's topic.
+    pub question: Text,
+    /// The choice question; `{first}` and `{second}` are the two topics.
+    pub choice: Text,
+    /// Said when the caller answers no; the state then listens again.
+    pub denied: Prompts,
+}
+
+impl Default for ConfirmSettings {
+    fn default() -> Self {
+        ConfirmSettings {
+            enabled: true,
+            floor: 0.35,
+            choice_margin: 0.05,
+            question: Text::text("Just to check: is that about {first}?"),
+            choice: Text::text("Just to check: is that about {first}, or {second}?"),
+            denied: Prompts(vec![Text::text(
+                "Sorry about that. What can I help you with?",
+            )]),
         }
     }
 }
@@ -534,6 +572,15 @@ pub struct Intent {
     /// Words or short phrases that alone identify the intent ("agent", "opening hours").
     #[serde(default)]
     pub keywords: Localized<Vec<String>>,
+    /// What the intent is about, as a short noun phrase ("an order", "a
+    /// return"): used to confirm when recognition is unsure ("Just to check:
+    /// is that about a return?", or a choice between two; `settings.confirm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<Text>,
+    /// The yes/no question that confirms this intent, when the generated one
+    /// ("Just to check: is that about {topic}?") does not fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Text>,
 }
 
 // ---------------------------------------------------------------- flow
@@ -1090,6 +1137,16 @@ impl Bundle {
             &s.knowledge.followup.0,
             &mut out,
         );
+        list(
+            "settings.confirm.denied".into(),
+            &s.confirm.denied.0,
+            &mut out,
+        );
+        for (name, intent) in &self.intents {
+            if let Some(t) = &intent.confirm {
+                out.push((format!("intents.{name}.confirm"), t));
+            }
+        }
         if let Some(t) = &s.no_input.then {
             transition("settings.no_input.then".into(), t, &mut out);
         }

@@ -4,6 +4,7 @@
 
 use super::bot::Bot;
 use super::bundle::{Collect, State, Text, Transition, BACK_TARGET, RETURN_TARGET};
+use super::confirm::{self, Pending};
 use super::knowledge::{AnswerSource, Retrieved};
 use super::recognize::{Recognition, Recognizer};
 use super::slots::{self, Matcher};
@@ -41,6 +42,8 @@ pub struct Conversation {
     callers: Vec<String>,
     /// The state before the current one, for `@back`.
     previous: Option<String>,
+    /// The confirmation question the bot asked, awaiting its answer.
+    confirming: Option<Pending>,
 }
 
 impl Conversation {
@@ -188,6 +191,7 @@ impl Bot {
             turns: 0,
             callers: vec![],
             previous: None,
+            confirming: None,
         }
     }
 
@@ -213,11 +217,14 @@ impl Bot {
                 self.on_text(conv, text.trim()).await?
             }
             UserInput::Dtmf(keys) => {
+                // Keys or silence leave a confirmation question unanswered.
+                conv.confirming = None;
                 conv.remember("caller", format!("[keys {keys}]"));
                 conv.no_input = 0;
                 self.on_keys(conv, &keys)
             }
             UserInput::Text(_) | UserInput::NoInput => {
+                conv.confirming = None;
                 conv.remember("caller", "[no input]".into());
                 self.on_no_input(conv)
             }
@@ -236,6 +243,18 @@ impl Bot {
     }
 
     async fn on_text(&self, conv: &mut Conversation, text: &str) -> Result<Step, EngineError> {
+        // The answer to "Just to check: is that about ...?"
+        if let Some(pending) = conv.confirming.take() {
+            if let Some(step) = self.confirmation_answer(conv, pending, text) {
+                return Ok(step);
+            }
+        }
+        // "The second one" after a prompt that listed options: that option.
+        let picked = self.picked_option(conv, text);
+        if let Some(option) = &picked {
+            tracing::debug!(answer = text, option, "an option picked by position");
+        }
+        let text = picked.as_deref().unwrap_or(text);
         let mut step = Step::new(Outcome::Intent);
         let recognize_started = Instant::now();
         let state = self.state(conv);
@@ -337,6 +356,12 @@ impl Bot {
             return Ok(step);
         }
 
+        if let (None, false, Some(scores)) = (collect, knowledge_first, &embedded) {
+            if self.ask_to_confirm(conv, text, scores, &mut step) {
+                return Ok(step);
+            }
+        }
+
         let facts = facts.unwrap_or_else(|| self.relevant_facts(text, None));
         if !facts.is_empty() {
             self.knowledge_answer(conv, text, facts, &mut step).await?;
@@ -347,6 +372,117 @@ impl Bot {
             None => self.no_match(conv, &mut step),
         }
         Ok(step)
+    }
+
+    /// Read the caller's answer to a confirmation question: the chosen
+    /// intent is taken, a plain no is a no-match (it counts towards the
+    /// handoff) with the `denied` prompt; anything else (`None`) is a new
+    /// request.
+    fn confirmation_answer(
+        &self,
+        conv: &mut Conversation,
+        pending: Pending,
+        text: &str,
+    ) -> Option<Step> {
+        let topics: Vec<String> = pending.intents.iter().map(|i| self.topic(i)).collect();
+        let answer = confirm::answer(text, &topics);
+        tracing::debug!(asked = ?pending.intents, ?answer, "confirmation answered");
+        let mut step = Step::new(Outcome::Intent);
+        match answer {
+            confirm::Answer::Chose(i) => {
+                let intent = pending.intents.get(i)?;
+                let state = self.state(conv);
+                let t = self.transition_for(state, |t| t.intent.as_deref() == Some(intent))?;
+                let r = Recognition {
+                    intent: intent.clone(),
+                    confidence: 1.0,
+                    source: MatchSource::Confirmed,
+                };
+                self.take_on_input(conv, t, &r, Some(&pending.utterance), &mut step);
+            }
+            confirm::Answer::No => {
+                step.outcome = Outcome::NoMatch;
+                let settings = &self.bundle.settings;
+                conv.no_match += 1;
+                if conv.no_match >= settings.no_match.max {
+                    let then = settings.no_match.then.as_ref();
+                    self.escalate(conv, then, TransferReason::NoMatch, &mut step);
+                } else {
+                    self.say(conv, &settings.confirm.denied.0, &mut step);
+                }
+            }
+            confirm::Answer::Other => return None,
+        }
+        Some(step)
+    }
+
+    /// When no stage was sure but an intent is close, ask about it (or
+    /// about the two closest, as a choice) instead of a no-match; `false`
+    /// when there is nothing worth asking about.
+    fn ask_to_confirm(
+        &self,
+        conv: &mut Conversation,
+        text: &str,
+        scores: &super::recognize::EmbeddingScores,
+        step: &mut Step,
+    ) -> bool {
+        let settings = &self.bundle.settings.confirm;
+        let intents = &self.bundle.intents;
+        let Some((best, score)) = scores.best() else {
+            return false;
+        };
+        let askable = intents[best].topic.is_some() || intents[best].confirm.is_some();
+        if !settings.enabled || *score < settings.floor || !askable {
+            return false;
+        }
+        let second = scores
+            .ranked
+            .get(1)
+            .filter(|(name, s)| {
+                *s >= settings.floor
+                    && score - s <= settings.choice_margin
+                    && intents[best].topic.is_some()
+                    && intents[name].topic.is_some()
+            })
+            .map(|(name, _)| name);
+        let question = match (second, &intents[best].confirm) {
+            (Some(second), _) => confirm::question(
+                self.t(&settings.choice),
+                &self.topic(best),
+                Some(&self.topic(second)),
+            ),
+            (None, Some(own)) => self.t(own).to_string(),
+            (None, None) => confirm::question(self.t(&settings.question), &self.topic(best), None),
+        };
+        let mut asked = vec![best.clone()];
+        asked.extend(second.cloned());
+        tracing::debug!(?asked, score, "unsure: asking to confirm");
+        metrics::counter_inc("understudy_dialog_confirmations_total", &[]);
+        conv.confirming = Some(Pending {
+            intents: asked,
+            utterance: text.to_string(),
+        });
+        step.outcome = Outcome::Confirm;
+        step.say.push(question);
+        true
+    }
+
+    /// What an intent is about, for confirmation questions: its `topic`, else its name in words.
+    fn topic(&self, intent: &str) -> String {
+        self.bundle
+            .intents
+            .get(intent)
+            .and_then(|i| i.topic.as_ref())
+            .map(|t| self.t(t).to_string())
+            .unwrap_or_else(|| intent.replace('_', " "))
+    }
+
+    /// The option a short ordinal answer ("the second one") picks from the
+    /// options the bot's last prompt listed.
+    fn picked_option(&self, conv: &Conversation, text: &str) -> Option<String> {
+        let position = confirm::ordinal(text)?;
+        let options = confirm::options(conv.last_question.as_deref()?);
+        confirm::pick(&options, position).cloned()
     }
 
     fn on_keys(&self, conv: &mut Conversation, keys: &str) -> Step {
@@ -842,6 +978,11 @@ impl Bot {
             listen,
             transfer_target: step.transfer_target,
             answer: step.answer,
+            asked: conv
+                .confirming
+                .as_ref()
+                .map(|p| p.intents.clone())
+                .unwrap_or_default(),
             timings: step.timings,
         }
     }

@@ -18,7 +18,7 @@
 //!   paraphrase the guard cannot check is not worth the risk: the verbatim
 //!   fact is a correct answer).
 
-use super::text::{content_words, is_negator, stem, NumberFolder};
+use super::text::{content_words, is_negator, stem, yes_or_no, NumberFolder};
 use regex::Regex;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -548,19 +548,6 @@ fn clause_text(clause: &[Tok]) -> String {
         .join(" ")
 }
 
-/// How an answer opens: "Yes, ..." affirms the question, "No, ..." denies it.
-fn yes_no(answer: &str) -> Option<bool> {
-    let first = tokenize(answer).into_iter().find_map(|t| match t {
-        Tok::Word(w) => Some(w),
-        _ => None,
-    })?;
-    match first.as_str() {
-        "yes" | "yeah" | "yep" | "sure" | "absolutely" | "certainly" | "correct" => Some(true),
-        "no" | "nope" => Some(false),
-        _ => None,
-    }
-}
-
 fn describe_day(day: usize, polarity: Polarity) -> String {
     format!(
         "{} {}",
@@ -602,7 +589,7 @@ pub fn check_with_vocabulary(
     // A bare "yes"/"no" makes the question's claims the answer's.
     let mut day_claims = said.days.clone();
     let mut clause_claims = said.clauses.clone();
-    if let Some(affirm) = yes_no(answer) {
+    if let Some(affirm) = yes_or_no(answer) {
         day_claims.extend(asked.days.iter().map(|(d, p)| (*d, *p == affirm)));
         for (words, polarity, text) in &asked.clauses {
             let covered = known

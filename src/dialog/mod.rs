@@ -7,7 +7,8 @@
 //! - Recognition ([`recognize`]) goes rules -> embeddings -> LLM (grammar-
 //!   constrained); [`slots`] extracts values deterministically first; [`flow`]
 //!   moves through states; [`knowledge`] answers from the bundle's facts and
-//!   [`guard`] refuses answers those facts do not support.
+//!   [`guard`] refuses answers those facts do not support; [`confirm`] asks
+//!   when recognition is unsure and reads "the second one" after a menu.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,6 +23,7 @@
 
 mod bot;
 pub mod bundle;
+pub mod confirm;
 pub mod flow;
 pub mod guard;
 pub mod knowledge;

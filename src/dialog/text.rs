@@ -92,6 +92,28 @@ fn push_clause(out: &mut Vec<String>, mut clause: Vec<&str>) {
     }
 }
 
+/// How an answer opens: "Yes, ..." / "That's right" affirms the question,
+/// "No, ..." / "Nope" / "Not really" denies it; `None` when it does neither.
+/// Hesitations before the first word are skipped.
+pub fn yes_or_no(answer: &str) -> Option<bool> {
+    let said: Vec<String> = words(answer)
+        .into_iter()
+        .filter(|w| !is_filler(w) && w != "oh" && w != "well")
+        .collect();
+    let first = said.first()?.as_str();
+    let second = said.get(1).map_or("", String::as_str);
+    match (first, second) {
+        (
+            "yes" | "yeah" | "yep" | "yup" | "sure" | "absolutely" | "certainly" | "correct"
+            | "exactly" | "definitely",
+            _,
+        ) => Some(true),
+        ("thats", "right" | "correct" | "it") | ("right", "") => Some(true),
+        ("no" | "nope" | "nah" | "neither", _) | ("not", "really" | "quite") => Some(false),
+        _ => None,
+    }
+}
+
 /// Words that negate what follows ("I don't want an agent").
 pub fn is_negator(word: &str) -> bool {
     matches!(
@@ -355,6 +377,17 @@ mod tests {
             content_words("Are you open on Saturdays?"),
             ["open", "saturday"]
         );
+    }
+
+    #[test]
+    fn answers_open_with_yes_or_no() {
+        assert_eq!(yes_or_no("Yes, we are open on Sundays."), Some(true));
+        assert_eq!(yes_or_no("Um, yeah, that's it"), Some(true));
+        assert_eq!(yes_or_no("That's right."), Some(true));
+        assert_eq!(yes_or_no("Nope."), Some(false));
+        assert_eq!(yes_or_no("Not really"), Some(false));
+        assert_eq!(yes_or_no("We are open on Sundays."), None);
+        assert_eq!(yes_or_no(""), None);
     }
 
     #[test]

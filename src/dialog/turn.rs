@@ -29,6 +29,8 @@ pub enum MatchSource {
     Dtmf,
     /// A grounded answer from the bundle's knowledge.
     Knowledge,
+    /// The caller confirmed the intent the bot asked about.
+    Confirmed,
     /// Nothing decided the turn (greeting, no input, no match).
     None,
 }
@@ -42,6 +44,7 @@ impl MatchSource {
             MatchSource::Llm => "llm",
             MatchSource::Dtmf => "dtmf",
             MatchSource::Knowledge => "knowledge",
+            MatchSource::Confirmed => "confirmed",
             MatchSource::None => "none",
         }
     }
@@ -137,6 +140,8 @@ pub enum Outcome {
     Ended,
     /// A conversation taken over from another bot, placed where it was.
     Resumed,
+    /// No stage was sure; the bot asks whether it understood ("Just to check: ...").
+    Confirm,
 }
 
 impl Outcome {
@@ -151,6 +156,7 @@ impl Outcome {
             Outcome::NoInput => "no_input",
             Outcome::Ended => "ended",
             Outcome::Resumed => "resumed",
+            Outcome::Confirm => "confirm",
         }
     }
 }
@@ -211,6 +217,10 @@ pub struct BotTurn {
     pub transfer_target: Option<String>,
     /// For knowledge answers: the facts, the LLM's words and the guard's verdict.
     pub answer: Option<Answer>,
+    /// On a confirmation question ([`Outcome::Confirm`]): the intents asked
+    /// about, best first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<String>,
     /// Where the turn spent its time.
     pub timings: DialogTimings,
 }

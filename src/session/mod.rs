@@ -100,6 +100,9 @@ pub struct TurnReport {
     pub intent: Option<String>,
     pub confidence: f32,
     pub matched_by: String,
+    /// The intents a confirmation question asked about (empty: none asked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asked: Vec<String>,
     /// What the bot said.
     pub reply: String,
     pub action: String,

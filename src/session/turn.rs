@@ -129,6 +129,7 @@ pub async fn think(
         done.intent = bot_turn.intent.clone();
         done.confidence = bot_turn.confidence;
         done.matched_by = format!("{:?}", bot_turn.matched_by).to_lowercase();
+        done.asked = bot_turn.asked.clone();
         done.reply = bot_turn.say.join(" ");
         done.action = bot_turn.action.label().to_string();
         done.slots = bot_turn.slots.clone();

@@ -92,6 +92,8 @@ impl Serve {
         Serve::start_with_pack("test", sip_config)
     }
 
+    /// Start with the model pack `pack` (`test` or `default`) and `sip_config`
+    /// added to the `[sip]` section; wait until ready.
     pub fn start_with_pack(pack: &str, sip_config: &str) -> Serve {
         let mut serve = Serve::spawn(pack, sip_config);
         serve.wait_ready(Duration::from_secs(600));

@@ -416,6 +416,7 @@ impl Cx<'_> {
                     description,
                     phrases,
                     keywords: Default::default(),
+                    ..Default::default()
                 },
             );
         }

@@ -464,6 +464,7 @@ impl Es<'_> {
             description: None,
             phrases: phrases.partial(&self.langs),
             keywords: Default::default(),
+            ..Default::default()
         });
         let read = EsIntent {
             name,

@@ -160,6 +160,7 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
                 description: intent.description.clone().map(Text::text),
                 phrases: phrases.partial(&lex.langs),
                 keywords: Default::default(),
+                ..Default::default()
             },
         );
         let say_of = |lex: &mut Lex, field: fn(&LexIntent) -> &Vec<String>, at: &str| -> Prompts {
@@ -275,6 +276,7 @@ pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportErr
                     ))),
                     phrases: Localized::One(phrases.iter().map(|s| s.to_string()).collect()),
                     keywords: Default::default(),
+                    ..Default::default()
                 },
             );
         }

@@ -433,6 +433,7 @@ impl Rasa<'_> {
                     description: None,
                     phrases: Localized::One(phrases),
                     keywords: Default::default(),
+                    ..Default::default()
                 },
             );
         }

@@ -157,7 +157,11 @@ impl Transcriber {
 unsafe extern "C" fn abort_trampoline<F: Fn() -> bool>(data: *mut c_void) -> bool {
     // SAFETY: `data` is the `&F` set in `transcribe`, alive during `full()`.
     let cancelled = unsafe { &*(data as *const F) };
-    cancelled()
+    let stop = cancelled();
+    if stop {
+        crate::whisper_log::aborted();
+    }
+    stop
 }
 
 /// Encoder frames (50 per second) for `samples`, rounded up to 64, plus a

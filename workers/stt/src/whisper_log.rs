@@ -4,13 +4,24 @@
 //! several INFO lines per request. Here INFO becomes `debug` (set
 //! `UNDERSTUDY_LOG=debug` to see them), WARN and ERROR keep their level, and
 //! the first ERROR line is kept so that a failed model load can say why (the
-//! first is the cause; later ones only say that loading failed).
+//! first is the cause; later ones only say that loading failed). A request
+//! that is cancelled stops whisper.cpp through its abort callback, which it
+//! reports as an ERROR ("failed to encode"); after [`aborted`] such lines are
+//! logged at debug, since nothing failed.
 
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use whisper_rs::whisper_rs_sys as sys;
 
 static FIRST_ERROR: Mutex<Option<String>> = Mutex::new(None);
+static ABORTED: AtomicBool = AtomicBool::new(false);
+
+/// The running whisper.cpp call is being stopped on purpose (a cancelled
+/// request): its ERROR lines until the next [`clear`] are not failures.
+pub fn aborted() {
+    ABORTED.store(true, Ordering::Relaxed);
+}
 
 /// Install the hook; call once, before loading any model.
 pub fn install() {
@@ -20,6 +31,7 @@ pub fn install() {
 
 /// Forget earlier ERROR lines; call before a whisper.cpp call that may fail.
 pub fn clear() {
+    ABORTED.store(false, Ordering::Relaxed);
     if let Ok(mut first) = FIRST_ERROR.lock() {
         *first = None;
     }
@@ -46,6 +58,9 @@ unsafe extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _: 
         return;
     }
     match level {
+        sys::ggml_log_level_GGML_LOG_LEVEL_ERROR if ABORTED.load(Ordering::Relaxed) => {
+            tracing::debug!(target: "whisper.cpp", "{text} (the request was cancelled)")
+        }
         sys::ggml_log_level_GGML_LOG_LEVEL_ERROR => {
             tracing::error!(target: "whisper.cpp", "{text}");
             if let Ok(mut first) = FIRST_ERROR.lock() {
