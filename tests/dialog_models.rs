@@ -411,3 +411,27 @@ async fn unsure_requests_are_confirmed() {
         .unwrap();
     assert_ne!(far.outcome, Outcome::Confirm, "{far:?}");
 }
+
+/// An LLM that cannot word an answer within `knowledge.llm_budget_ms` does not
+/// keep the caller waiting: the best fact is said verbatim (and it is
+/// pre-rendered with the other prompts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_llm_answer_gives_way_to_the_fact() {
+    let engines = engines().await;
+    let mut bundle = Bundle::demo();
+    bundle.settings.knowledge.llm_budget_ms = 1;
+    let bot = Bot::load(bundle, nlu(&engines, true, true)).await.unwrap();
+    for _ in 0..4 {
+        let (mut conv, _) = bot.start();
+        let turn = bot
+            .respond(&mut conv, UserInput::Text("Do you sell gift cards?".into()))
+            .await
+            .unwrap();
+        assert_eq!(turn.outcome, Outcome::Knowledge, "{turn:?}");
+        let answer = turn.answer.as_ref().unwrap();
+        assert_eq!(answer.source, AnswerSource::Fact, "{answer:?}");
+        assert!(answer.text.contains("Gift cards are sold"), "{answer:?}");
+        assert!(answer.llm_ms < 1000.0, "{answer:?}");
+        assert!(bot.static_prompts().contains(&answer.text));
+    }
+}

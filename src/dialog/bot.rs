@@ -176,6 +176,14 @@ impl Bot {
     /// to pre-render to audio.
     pub fn static_prompts(&self) -> Vec<String> {
         let mut prompts = self.bundle.static_prompts(&self.lang);
+        // Facts said verbatim (no LLM, or the LLM too slow or refused by the guard).
+        if self.bundle.settings.knowledge.enabled {
+            for fact in self.knowledge.facts() {
+                if !prompts.contains(fact) {
+                    prompts.push(fact.clone());
+                }
+            }
+        }
         // The yes/no confirmation questions made from the intents' topics.
         let confirm = &self.bundle.settings.confirm;
         if confirm.enabled {

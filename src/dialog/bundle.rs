@@ -437,6 +437,10 @@ pub struct KnowledgeSettings {
     pub min_similarity: f32,
     /// Facts given to the LLM.
     pub top_k: usize,
+    /// How long the LLM may take to word an answer; past it the best fact is
+    /// said verbatim (after three overruns in a row the LLM is only tried on
+    /// every tenth answer, until it is fast enough again).
+    pub llm_budget_ms: u32,
     /// When the guard rejects the LLM's answer.
     pub on_guard_reject: GuardFallback,
     /// Said after an answer when no slot is pending.
@@ -450,6 +454,7 @@ impl Default for KnowledgeSettings {
             llm_answers: true,
             min_similarity: 0.45,
             top_k: 3,
+            llm_budget_ms: 1500,
             on_guard_reject: GuardFallback::BestFact,
             followup: Prompts(vec![Text::text(
                 "Is there anything else I can help you with?",

@@ -50,8 +50,9 @@ pub fn answer(text: &str, topics: &[String]) -> Answer {
         return Answer::Chose(matching[0]);
     }
     match yes_or_no(text) {
-        // "Yes" settles a yes/no question, not a choice.
-        Some(true) if topics.len() == 1 => Answer::Chose(0),
+        // "Yes" settles a yes/no question, not a choice; "yes, and how late
+        // are you open?" goes on to a new request.
+        Some(true) if topics.len() == 1 && said.len() <= 5 => Answer::Chose(0),
         // "No" alone (or with thanks) declines; "no, I want an agent" is a new request.
         Some(false) if said.len() <= 3 => Answer::No,
         _ if topics.len() == 1 && matching.len() == 1 && said.len() <= 4 => Answer::Chose(0),
@@ -114,9 +115,11 @@ pub fn options(prompt: &str) -> Vec<String> {
         let Some((head, last)) = body.rsplit_once(" or ") else {
             continue;
         };
+        // "order status, returns or store hours, or press 1": each part.
         let mut items: Vec<String> = head
             .split(',')
-            .map(|s| s.trim().to_string())
+            .flat_map(|s| s.split(" or "))
+            .map(|s| s.trim().trim_start_matches("or ").trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
         items.push(last.trim().to_string());
@@ -168,6 +171,13 @@ mod tests {
         );
         assert_eq!(answer("what time do you close", &one), Answer::Other);
         assert_eq!(answer("a return", &one), Answer::Chose(0));
+        assert_eq!(
+            answer(
+                "Yes, one more thing, how late is the shop open today?",
+                &one
+            ),
+            Answer::Other
+        );
     }
 
     #[test]
@@ -216,6 +226,17 @@ mod tests {
         );
         assert!(options("How can I help you today?").is_empty());
         assert!(options("You can say it or key it in.").is_empty());
+        assert_eq!(
+            options("You can say order status, returns or store hours, or press 1, 2 or 3."),
+            [
+                "You can say order status",
+                "returns",
+                "store hours",
+                "press 1",
+                "2",
+                "3"
+            ]
+        );
         assert_eq!(
             options("Do you want small or large?"),
             ["Do you want small", "large"]

@@ -432,7 +432,10 @@ impl Bot {
             return false;
         };
         let askable = intents[best].topic.is_some() || intents[best].confirm.is_some();
-        if !settings.enabled || *score < settings.floor || !askable {
+        // A bare "yes" or "no" answers nothing the bot asked; it is not a request.
+        let bare_answer =
+            super::text::yes_or_no(text).is_some() && super::text::words(text).len() <= 2;
+        if !settings.enabled || *score < settings.floor || !askable || bare_answer {
             return false;
         }
         let second = scores

@@ -8,7 +8,15 @@ use super::text::{content_words, cosine};
 use crate::engines::{ChatMessage, EmbedClient, EngineError, GenerateRequest, LlmClient};
 use crate::metrics;
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// After this many LLM answers in a row ran past `knowledge.llm_budget_ms`,
+/// the LLM is skipped (the best fact is said at once) except for every
+/// [`RETRY_EVERY`]-th answer, which tries it again.
+const OVERRUNS_TO_SKIP: u32 = 3;
+/// See [`OVERRUNS_TO_SKIP`].
+const RETRY_EVERY: u32 = 10;
 
 /// The bundle's facts in one language, with their embeddings when the embed
 /// engine is there (lexical overlap stands in otherwise).
@@ -19,6 +27,11 @@ pub struct Knowledge {
     /// For each fact, the intent whose own answer says the same (see
     /// [`Knowledge::assign_owners`]).
     owners: Vec<Option<String>>,
+    /// LLM answers in a row that ran past their budget (a slow box: stop
+    /// making callers wait for an answer that will not come in time).
+    overruns: AtomicU32,
+    /// Answers given since the LLM was last skipped for being slow.
+    skipped: AtomicU32,
 }
 
 /// How similar a fact and an intent's answer must be for the fact to count as
@@ -86,7 +99,14 @@ impl Knowledge {
             words,
             vectors: vec![],
             owners,
+            overruns: AtomicU32::new(0),
+            skipped: AtomicU32::new(0),
         }
+    }
+
+    /// The facts, as said verbatim when the LLM does not word the answer.
+    pub fn facts(&self) -> &[String] {
+        &self.facts
     }
 
     /// True when the bundle has no facts in this language (no knowledge answers).
@@ -190,6 +210,15 @@ impl Knowledge {
         let Some(llm) = llm.filter(|_| settings.llm_answers) else {
             return Ok(verbatim(facts, None, None, 0.0));
         };
+        if self.overruns.load(Ordering::Relaxed) >= OVERRUNS_TO_SKIP
+            && self.skipped.fetch_add(1, Ordering::Relaxed) % RETRY_EVERY != RETRY_EVERY - 1
+        {
+            metrics::counter_inc(
+                "understudy_dialog_guard_total",
+                &[("verdict", "llm_skipped")],
+            );
+            return Ok(verbatim(facts, None, None, 0.0));
+        }
         let listed: Vec<String> = facts.iter().map(|f| format!("- {}", f.fact)).collect();
         let system = format!(
             "You answer callers on the phone for {bot_name}. Answer the caller's question in one or two short sentences, \
@@ -197,18 +226,35 @@ impl Knowledge {
             listed.join("\n")
         );
         let started = Instant::now();
-        let generated = llm
-            .generate(GenerateRequest {
-                messages: vec![
-                    ChatMessage::new("system", system),
-                    ChatMessage::new("user", question),
-                ],
-                max_tokens: 60,
-                temperature: 0.0,
-                grammar: None,
-                stop: vec!["\n".into()],
-            })
-            .await?;
+        let request = llm.generate(GenerateRequest {
+            messages: vec![
+                ChatMessage::new("system", system),
+                ChatMessage::new("user", question),
+            ],
+            max_tokens: 60,
+            temperature: 0.0,
+            grammar: None,
+            stop: vec!["\n".into()],
+        });
+        let budget = Duration::from_millis(settings.llm_budget_ms.into());
+        // Past the budget the request is dropped (which cancels it) and the
+        // caller hears the best fact instead of waiting for the wording.
+        let Ok(generated) = tokio::time::timeout(budget, request).await else {
+            let overruns = self.overruns.fetch_add(1, Ordering::Relaxed) + 1;
+            let llm_ms = started.elapsed().as_secs_f64() * 1e3;
+            tracing::info!(
+                budget_ms = settings.llm_budget_ms,
+                overruns,
+                "the LLM's answer ran past its budget: saying the best fact"
+            );
+            metrics::counter_inc(
+                "understudy_dialog_guard_total",
+                &[("verdict", "llm_overrun")],
+            );
+            return Ok(verbatim(facts, None, None, llm_ms));
+        };
+        let generated = generated?;
+        self.overruns.store(0, Ordering::Relaxed);
         let llm_ms = started.elapsed().as_secs_f64() * 1e3;
         let said = first_sentences(&generated.text, 2);
         if said.is_empty() || said.to_lowercase().contains("not sure") {
