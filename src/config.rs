@@ -193,6 +193,10 @@ pub struct SessionConfig {
     /// When the takeover prompt is said (`auto`: only when the caller was
     /// mid-sentence or the flow state is unknown).
     pub takeover_prompt_when: TakeoverPromptWhen,
+    /// Said at once at a takeover (under `auto`) when the caller had just
+    /// answered the cloud bot, while the call's place in the flow is found,
+    /// so the caller does not wait in silence; empty: nothing.
+    pub takeover_ack: String,
 }
 
 /// When the local bot says the takeover prompt (docs/continuity.md).
@@ -279,6 +283,7 @@ impl Default for SessionConfig {
             // Callers reading numbers pause up to about a second between groups.
             turn_max_silence_ms: 1600,
             takeover_prompt_when: TakeoverPromptWhen::Auto,
+            takeover_ack: "Okay.".into(),
         }
     }
 }

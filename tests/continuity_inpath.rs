@@ -772,7 +772,15 @@ fn continue_once(
             Instant::now()
         }
     };
-    let turns_before = serve.logged("turn").len();
+    // The acknowledgment ("Okay.") is logged as a turn too; the continuing words are the next one.
+    let local_turns = || {
+        serve
+            .logged("turn")
+            .iter()
+            .filter(|t| t["matched_by"] != "takeover_ack")
+            .count()
+    };
+    let turns_before = local_turns();
     cloud.kill();
     let first = caller
         .peer
@@ -781,13 +789,14 @@ fn continue_once(
     let taken = serve.wait_logged("took the call over", round + 1, Duration::from_secs(5));
     let taken = taken.last().unwrap();
     let prompted = taken["prompt_played"] == true;
+    let acknowledged = taken["acknowledged"] == true;
     let mut started_over = vec!["thanks for calling", "how can i help"];
     if !prompted {
         started_over.push("back with you");
     }
     // The local bot's first turn is logged once it has been played out.
     let waited = Instant::now();
-    while serve.logged("turn").len() <= turns_before {
+    while local_turns() <= turns_before {
         assert!(
             waited.elapsed() < Duration::from_secs(40),
             "no local turn:\n{}",
@@ -843,9 +852,27 @@ fn continue_once(
         }
     }
     caller.sipp.wait().assert_ok("the caller's call");
+    // After the acknowledgment ("Okay.", about 0.4 s) the continuing words
+    // are the next stretch of speech.
+    let continuing = match (prompted, acknowledged) {
+        (true, _) => None,
+        (false, false) => Some(first - killed),
+        (false, true) => {
+            let parts = caller.peer.utterances(
+                first - Duration::from_millis(1),
+                Instant::now(),
+                Duration::from_millis(300),
+            );
+            assert!(
+                parts.len() >= 2,
+                "the acknowledgment and the continuing words should be heard apart: {parts:?}"
+            );
+            Some(parts[1].0 - killed)
+        }
+    };
     Continued {
         first_audio: first - killed,
-        continuing: (!prompted).then(|| first - killed),
+        continuing,
         placed,
     }
 }
@@ -952,7 +979,8 @@ fn a_jittery_but_alive_cloud_is_never_taken_over() {
 /// order-number question; measured at the caller's RTP from the SIGKILL:
 /// the first local audio, and the first words that carry the conversation
 /// on (the order's status). With the default `takeover_prompt_when =
-/// "auto"` no prompt plays, so both are the same packet;
+/// "auto"` the first local audio is the acknowledgment (`takeover_ack`,
+/// "Okay.") and the continuing words the next stretch of speech;
 /// `UNDERSTUDY_TAKEOVER_PROMPT=always` puts the prompt first (then the first
 /// local audio is the prompt, and the continuing words are not measured).
 /// `UNDERSTUDY_TAKEOVER_PACK=default` runs it with the default pack (the

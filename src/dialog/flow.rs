@@ -341,7 +341,13 @@ impl Bot {
                 let started = Instant::now();
                 recognized = self
                     .recognizer
-                    .llm(llm, text, &candidates, conv.last_question.as_deref())
+                    .llm(
+                        llm,
+                        text,
+                        active,
+                        &candidates,
+                        conv.last_question.as_deref(),
+                    )
                     .await?;
                 step.timings.llm_ms += stage("llm_classify", started);
             }

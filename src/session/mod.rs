@@ -147,6 +147,8 @@ pub struct SessionSettings {
     pub takeover: String,
     /// When `takeover` is said.
     pub takeover_when: crate::config::TakeoverPromptWhen,
+    /// Said at once at a takeover when the caller had just answered (empty: nothing).
+    pub takeover_ack: String,
     /// Whisper's domain prompt (words the bot expects).
     pub stt_prompt: Option<String>,
 }
@@ -155,11 +157,15 @@ impl SessionSettings {
     /// Texts the session may have to say when an engine cannot help (the
     /// apology, the takeover prompt): pre-rendered with the bot's prompts.
     pub fn fixed_prompts(&self) -> Vec<String> {
-        vec![
+        let mut fixed = vec![
             self.apology.clone(),
             self.takeover.clone(),
             self.filler.clone(),
-        ]
+        ];
+        if !self.takeover_ack.is_empty() {
+            fixed.push(self.takeover_ack.clone());
+        }
+        fixed
     }
 }
 
@@ -422,6 +428,14 @@ impl Session {
         let cloud_ms = handover.cloud.len() / 16;
         let when = self.setup.settings.takeover_when;
         let prompt_played = handover.prompt_at_once(when) && self.play_takeover_prompt().await;
+        // The caller answered and is waiting: acknowledge at once ("Okay.")
+        // while the cloud's last words are transcribed and placed, instead
+        // of a second or more of silence.
+        let ack = self.setup.settings.takeover_ack.clone();
+        let acknowledged = !prompt_played
+            && !ack.is_empty()
+            && handover.acknowledge_at_once(when)
+            && self.play_now(ack, "takeover_ack").await;
         if handover.cloud.is_empty() {
             tracing::warn!(call = %self.call_id, why = "the relay heard no speech from the cloud bot", "takeover: the flow state is unknown; starting at the start state");
             metrics::counter_inc(
@@ -447,14 +461,20 @@ impl Session {
         for frame in handover.caller.chunks(crate::audio::FRAME_SAMPLES) {
             self.on_audio(frame).await;
         }
-        tracing::info!(call = %self.call_id, recent_ms = handover.caller.len() / 16, cloud_ms, caller_mid_sentence = handover.caller_mid_sentence, cloud_mid_prompt = handover.cloud_mid_prompt, prompt_played, state = ?self.state, "took the call over");
+        tracing::info!(call = %self.call_id, recent_ms = handover.caller.len() / 16, cloud_ms, caller_mid_sentence = handover.caller_mid_sentence, cloud_mid_prompt = handover.cloud_mid_prompt, prompt_played, acknowledged, state = ?self.state, "took the call over");
     }
 
     /// Say the takeover prompt now; false when it is not pre-rendered.
     async fn play_takeover_prompt(&mut self) -> bool {
         let text = self.setup.settings.takeover.clone();
+        self.play_now(text, "takeover").await
+    }
+
+    /// Say a pre-rendered `text` now, reported as `matched_by`; false when it
+    /// is not pre-rendered (nothing is said).
+    async fn play_now(&mut self, text: String, matched_by: &str) -> bool {
         let Some(samples) = self.setup.prompts.get(&text) else {
-            tracing::warn!(call = %self.call_id, "the takeover prompt is not pre-rendered; going on without it");
+            tracing::warn!(call = %self.call_id, text, "not pre-rendered; going on without it");
             return false;
         };
         let mark = self.next_mark;
@@ -463,7 +483,7 @@ impl Session {
         let report = TurnReport {
             turn: 0,
             reply: text,
-            matched_by: "takeover".into(),
+            matched_by: matched_by.into(),
             action: "listen".into(),
             ..Default::default()
         };
@@ -1046,6 +1066,7 @@ pub fn settings_for(bot: &Bot, config: &crate::config::SessionConfig) -> Session
             .clone()
             .unwrap_or_else(|| prompts::DEFAULT_TAKEOVER.to_string()),
         takeover_when: config.takeover_prompt_when,
+        takeover_ack: config.takeover_ack.trim().to_string(),
         stt_prompt: Some(bundle.stt_hint()),
     }
 }

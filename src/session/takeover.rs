@@ -42,6 +42,16 @@ impl Handover {
             TakeoverPromptWhen::Auto => self.caller_mid_sentence || self.cloud.is_empty(),
         }
     }
+
+    /// Whether a short acknowledgment (the bundle's filler) plays at once
+    /// under `auto` when no prompt does: the caller answered the cloud's
+    /// question and waits for the reply while the place is found.
+    pub fn acknowledge_at_once(&self, when: TakeoverPromptWhen) -> bool {
+        when == TakeoverPromptWhen::Auto
+            && self.caller_spoke
+            && !self.caller_mid_sentence
+            && !self.cloud.is_empty()
+    }
 }
 
 /// Where the cloud bot's last words put the call.
@@ -143,5 +153,23 @@ mod tests {
         assert!(!mid.prompt_at_once(TakeoverPromptWhen::Never));
         // Nothing to place the call by: the state is unknown from the start.
         assert!(Handover::default().prompt_at_once(TakeoverPromptWhen::Auto));
+    }
+
+    #[test]
+    fn an_answered_question_is_acknowledged_at_once() {
+        let answered = Handover {
+            cloud: vec![1; 160],
+            caller_spoke: true,
+            ..Default::default()
+        };
+        assert!(answered.acknowledge_at_once(TakeoverPromptWhen::Auto));
+        assert!(!answered.acknowledge_at_once(TakeoverPromptWhen::Never));
+        // Mid-question (the caller has not answered): the question is asked again instead.
+        let asking = Handover {
+            cloud: vec![1; 160],
+            cloud_mid_prompt: true,
+            ..Default::default()
+        };
+        assert!(!asking.acknowledge_at_once(TakeoverPromptWhen::Auto));
     }
 }
