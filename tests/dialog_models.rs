@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use understudy::config::Config;
 use understudy::dialog::knowledge::{AnswerSource, Knowledge};
 use understudy::dialog::{
-    guard, testing, Bot, BotError, Bundle, MatchSource, Nlu, Outcome, UserInput,
+    guard, testing, Action, Bot, BotError, BotTurn, Bundle, Conversation, MatchSource, Nlu,
+    Outcome, UserInput,
 };
 use understudy::engines::{EmbedClient, EngineSet, Engines, LlmClient, Worker, WorkerSpec};
 
@@ -340,6 +341,13 @@ async fn engine_failures_are_errors_not_no_matches() {
     );
 }
 
+/// The bot's answer to `text` in `conv`.
+async fn say(bot: &Bot, conv: &mut Conversation, text: &str) -> BotTurn {
+    bot.respond(conv, UserInput::Text(text.into()))
+        .await
+        .unwrap()
+}
+
 /// Confirm when in doubt: a request close to an intent but below its accept
 /// threshold is asked about ("Just to check: ...?"); yes takes the intent,
 /// a plain no says so and listens again. Embeddings only, so that the LLM
@@ -351,64 +359,44 @@ async fn unsure_requests_are_confirmed() {
         .await
         .unwrap();
     let unsure = "I want to cancel my gym membership.";
+    // A fresh call whose first turn is the unsure request, and the bot's question.
+    let bot = &bot;
+    let asked = || async move {
+        let (mut conv, _) = bot.start();
+        let turn = say(bot, &mut conv, unsure).await;
+        (conv, turn)
+    };
 
-    let (mut conv, _) = bot.start();
-    let asked = bot
-        .respond(&mut conv, UserInput::Text(unsure.into()))
-        .await
-        .unwrap();
-    assert_eq!(asked.outcome, Outcome::Confirm, "{asked:?}");
-    assert_eq!(asked.asked, ["returns"], "{asked:?}");
+    let (mut conv, question) = asked().await;
+    assert_eq!(question.outcome, Outcome::Confirm, "{question:?}");
+    assert_eq!(question.asked, ["returns"], "{question:?}");
     assert_eq!(
-        asked.text(),
+        question.text(),
         "Just to check: is that about a return or an exchange?"
     );
     assert!(
-        bot.static_prompts().contains(&asked.text()),
+        bot.static_prompts().contains(&question.text()),
         "the question is pre-rendered"
     );
-    let yes = bot
-        .respond(&mut conv, UserInput::Text("Yes, that's right.".into()))
-        .await
-        .unwrap();
+    let yes = say(bot, &mut conv, "Yes, that's right.").await;
     assert_eq!(yes.intent.as_deref(), Some("returns"), "{yes:?}");
     assert_eq!(yes.matched_by, MatchSource::Confirmed);
     assert!(yes.text().contains("30 days"), "{yes:?}");
 
-    let (mut conv, _) = bot.start();
-    bot.respond(&mut conv, UserInput::Text(unsure.into()))
-        .await
-        .unwrap();
-    let no = bot
-        .respond(&mut conv, UserInput::Text("No.".into()))
-        .await
-        .unwrap();
+    let (mut conv, _) = asked().await;
+    let no = say(bot, &mut conv, "No.").await;
     assert_eq!(no.outcome, Outcome::NoMatch, "{no:?}");
     assert_eq!(no.text(), "Sorry about that. What can I help you with?");
-    assert_eq!(no.action, understudy::dialog::Action::Listen);
+    assert_eq!(no.action, Action::Listen);
+
     // A new request after the question is recognised as usual.
-    let (mut conv, _) = bot.start();
-    bot.respond(&mut conv, UserInput::Text(unsure.into()))
-        .await
-        .unwrap();
-    let other = bot
-        .respond(
-            &mut conv,
-            UserInput::Text("What time do you close today?".into()),
-        )
-        .await
-        .unwrap();
+    let (mut conv, _) = asked().await;
+    let other = say(bot, &mut conv, "What time do you close today?").await;
     assert_eq!(other.intent.as_deref(), Some("store_hours"), "{other:?}");
 
     // Far from every intent: no question, a plain no-match or knowledge.
     let (mut conv, _) = bot.start();
-    let far = bot
-        .respond(
-            &mut conv,
-            UserInput::Text("Purple elephants sing loudly.".into()),
-        )
-        .await
-        .unwrap();
+    let far = say(bot, &mut conv, "Purple elephants sing loudly.").await;
     assert_ne!(far.outcome, Outcome::Confirm, "{far:?}");
 }
 
@@ -423,10 +411,7 @@ async fn a_slow_llm_answer_gives_way_to_the_fact() {
     let bot = Bot::load(bundle, nlu(&engines, true, true)).await.unwrap();
     for _ in 0..4 {
         let (mut conv, _) = bot.start();
-        let turn = bot
-            .respond(&mut conv, UserInput::Text("Do you sell gift cards?".into()))
-            .await
-            .unwrap();
+        let turn = say(&bot, &mut conv, "Do you sell gift cards?").await;
         assert_eq!(turn.outcome, Outcome::Knowledge, "{turn:?}");
         let answer = turn.answer.as_ref().unwrap();
         assert_eq!(answer.source, AnswerSource::Fact, "{answer:?}");

@@ -331,17 +331,35 @@ fn heard(peer: &RtpPeer, (from, to): (Instant, Instant), dir: &Path, name: &str)
     transcribe(&wav).to_lowercase()
 }
 
+/// The demo bot, except that its LLM may take longer to word a knowledge
+/// answer than the turn deadline (`knowledge.llm_budget_ms`): a stalled LLM
+/// then runs into the session's safety net, which is what these tests are
+/// about (with the default budget the fact is said instead; that path is
+/// `tests/dialog_models.rs`'s `a_slow_llm_answer_gives_way_to_the_fact`).
+fn patient_demo_bundle(dir: &Path) -> std::path::PathBuf {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dialog/demo_bundle.yaml");
+    let mut bundle: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(demo).unwrap()).unwrap();
+    bundle["settings"]["knowledge"]["llm_budget_ms"] =
+        serde_norway::Value::Number(60_000u64.into());
+    let path = dir.join("patient-demo.yaml");
+    std::fs::write(&path, serde_norway::to_string(&bundle).unwrap()).unwrap();
+    path
+}
+
 /// A caller asks something the bot answers with the LLM, `fault` breaks an
 /// engine mid-turn, and the human backup takes the call (bridge: the caller
 /// hears the agent afterwards). Checks the caller's side of it all.
 fn safety_net_call(fault: Fault) -> Measured {
     require_peers();
     let agent_port = free_port();
-    let serve = Serve::start(&format!(
-        "transfer_mode = \"bridge\"\ntransfer_target = \"sip:agent@127.0.0.1:{agent_port}\"\n"
-    ));
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
+    let bundle = patient_demo_bundle(dir);
+    let serve = Serve::start(&format!(
+        "transfer_mode = \"bridge\"\ntransfer_target = \"sip:agent@127.0.0.1:{agent_port}\"\n[bot]\nbundle = \"{}\"\n",
+        bundle.display()
+    ));
     let agent_dir = dir.join("agent");
     std::fs::create_dir_all(&agent_dir).unwrap();
     // The human answers, then speaks after a breath (so the caller's peer
