@@ -34,7 +34,10 @@ pub enum Answer {
 /// choice), each topic the short noun phrase that was asked about.
 pub fn answer(text: &str, topics: &[String]) -> Answer {
     let said = words(text);
-    if let Some(i) = ordinal(text).filter(|&i| i < topics.len()) {
+    // "The second one" / "the last one" picks from a choice.
+    let last = topics.len().saturating_sub(1);
+    let position = ordinal(text).map(|i| if i == usize::MAX { last } else { i });
+    if let Some(i) = position.filter(|&i| i < topics.len() && topics.len() > 1) {
         return Answer::Chose(i);
     }
     // The topic's own words ("the order one", "a return"), when only one matches.
@@ -185,6 +188,8 @@ mod tests {
         let two = topics(&["an order", "a return"]);
         assert_eq!(answer("The second one.", &two), Answer::Chose(1));
         assert_eq!(answer("the first", &two), Answer::Chose(0));
+        assert_eq!(answer("the last one", &two), Answer::Chose(1));
+        assert_eq!(answer("the third one", &two), Answer::Other);
         assert_eq!(answer("It's about the return.", &two), Answer::Chose(1));
         assert_eq!(answer("my order", &two), Answer::Chose(0));
         // A bare yes does not say which.
