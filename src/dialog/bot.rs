@@ -118,10 +118,7 @@ impl Bot {
                 knowledge.embed(embed).await?;
                 let (intents, texts): (Vec<String>, Vec<String>) =
                     intent_replies(&bundle, lang).into_iter().unzip();
-                let mut vectors = Vec::with_capacity(texts.len());
-                for chunk in texts.chunks(32) {
-                    vectors.extend(embed.embed(chunk).await?);
-                }
+                let vectors = embed.embed_batched(&texts).await?;
                 let replies: Vec<(String, Vec<f32>)> = intents.into_iter().zip(vectors).collect();
                 knowledge.assign_owners(&replies);
             }

@@ -136,11 +136,7 @@ impl Recognizer {
                 texts.push(p);
             }
         }
-        let mut vectors = Vec::with_capacity(texts.len());
-        // Batches keep each request well inside the worker's deadline.
-        for chunk in texts.chunks(32) {
-            vectors.extend(embed.embed(chunk).await?);
-        }
+        let vectors = embed.embed_batched(&texts).await?;
         self.phrase_vectors = owners.into_iter().zip(vectors).collect();
         Ok(())
     }

@@ -492,6 +492,16 @@ impl EmbedClient {
         }
     }
 
+    /// One unit-length vector per text, asked for in batches of 32 so that
+    /// each request stays well inside the worker's deadline (bot load, sync).
+    pub async fn embed_batched(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
+        let mut vectors = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(32) {
+            vectors.extend(self.embed(chunk).await?);
+        }
+        Ok(vectors)
+    }
+
     /// One unit-length vector per text.
     pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EngineError> {
         if texts.is_empty() {

@@ -243,11 +243,7 @@ async fn phrase_checks(
                 .map(|c| Recognizer::embedding_texts(&c.0))
                 .collect();
             let texts: Vec<String> = per_check.iter().flatten().cloned().collect();
-            let mut flat = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(32) {
-                flat.extend(embed.embed(chunk).await?);
-            }
-            let mut flat = flat.into_iter();
+            let mut flat = embed.embed_batched(&texts).await?.into_iter();
             let out: Vec<Vec<Vec<f32>>> = per_check
                 .iter()
                 .map(|t| flat.by_ref().take(t.len()).collect())
