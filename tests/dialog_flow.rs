@@ -3,7 +3,7 @@
 //! knowledge answers without an LLM, and per-call independence.
 
 use std::path::Path;
-use understudy::dialog::{testing, Action, Bot, Bundle, MatchSource, Nlu, Outcome, UserInput};
+use understudy::dialog::{testing, Action, Bot, Bundle, MatchSource, Nlu, TurnOutcome, UserInput};
 
 async fn demo() -> Bot {
     Bot::load(Bundle::demo(), Nlu::default()).await.unwrap()
@@ -99,7 +99,7 @@ async fn order_numbers_fill_in_digit_and_word_forms() {
         );
         assert_eq!(
             (turn.outcome, turn.matched_by),
-            (Outcome::SlotFilled, MatchSource::Rule),
+            (TurnOutcome::SlotFilled, MatchSource::Rule),
             "{said}"
         );
         let spaced: Vec<String> = number.chars().map(String::from).collect();
@@ -168,7 +168,7 @@ async fn dtmf_zero_reaches_an_agent_from_any_state_and_keys_fill_slots() {
     // Unmapped keys are a no-match.
     let (mut conv, _) = bot.start();
     let turn = bot.respond(&mut conv, keys("9")).await.unwrap();
-    assert_eq!(turn.outcome, Outcome::NoMatch);
+    assert_eq!(turn.outcome, TurnOutcome::NoMatch);
     assert!(
         turn.text().starts_with("Sorry, I didn't catch that."),
         "{}",
@@ -184,7 +184,7 @@ async fn repeated_no_match_hands_off_to_a_human() {
         .respond(&mut conv, text("purple monkey dishwasher"))
         .await
         .unwrap();
-    assert_eq!(first.outcome, Outcome::NoMatch);
+    assert_eq!(first.outcome, TurnOutcome::NoMatch);
     assert_eq!(first.say, ["Sorry, I didn't catch that.", "You can say order status, returns or store hours, or press 1, 2 or 3. Press 0 for an agent."]);
     let second = bot
         .respond(&mut conv, text("the weather on mars"))
@@ -223,7 +223,7 @@ async fn no_input_reprompts_then_follows_the_bundle() {
     let (mut conv, _) = bot.start();
     bot.respond(&mut conv, text("order status")).await.unwrap();
     let turn = bot.respond(&mut conv, UserInput::NoInput).await.unwrap();
-    assert_eq!(turn.outcome, Outcome::NoInput);
+    assert_eq!(turn.outcome, TurnOutcome::NoInput);
     assert_eq!(
         turn.say,
         [
@@ -240,7 +240,7 @@ async fn no_input_reprompts_then_follows_the_bundle() {
     let after = bot.respond(&mut conv, text("hello?")).await.unwrap();
     assert_eq!(
         (after.outcome, after.action, after.say.len()),
-        (Outcome::Ended, Action::Hangup, 0)
+        (TurnOutcome::Ended, Action::Hangup, 0)
     );
 }
 
@@ -254,7 +254,7 @@ async fn knowledge_without_an_llm_speaks_the_best_fact() {
         .unwrap();
     assert_eq!(
         (turn.outcome, turn.matched_by, turn.intent.as_deref()),
-        (Outcome::Knowledge, MatchSource::Knowledge, None)
+        (TurnOutcome::Knowledge, MatchSource::Knowledge, None)
     );
     assert!(
         turn.say[0].starts_with("Gift cards are sold in all our stores and online"),
@@ -429,7 +429,7 @@ async fn a_short_answer_picks_an_option_the_prompt_listed() {
         .await
         .unwrap();
     let turn = bot.respond(&mut conv, text("the first one")).await.unwrap();
-    assert_eq!(turn.outcome, Outcome::NoMatch, "{turn:?}");
+    assert_eq!(turn.outcome, TurnOutcome::NoMatch, "{turn:?}");
 }
 
 #[tokio::test]
@@ -441,6 +441,6 @@ async fn no_confirmation_without_embeddings_to_be_unsure_with() {
         .respond(&mut conv, text("I want to cancel my gym membership"))
         .await
         .unwrap();
-    assert_eq!(turn.outcome, Outcome::NoMatch, "{turn:?}");
+    assert_eq!(turn.outcome, TurnOutcome::NoMatch, "{turn:?}");
     assert!(turn.asked.is_empty());
 }

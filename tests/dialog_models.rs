@@ -14,7 +14,7 @@ use understudy::config::Config;
 use understudy::dialog::knowledge::{AnswerSource, Knowledge};
 use understudy::dialog::{
     guard, testing, Action, Bot, BotError, BotTurn, Bundle, Conversation, MatchSource, Nlu,
-    Outcome, UserInput,
+    TurnOutcome, UserInput,
 };
 use understudy::engines::{EmbedClient, EngineSet, Engines, LlmClient, Worker, WorkerSpec};
 
@@ -217,7 +217,7 @@ async fn dialog_with_real_models() {
         .respond(&mut conv, UserInput::Text("Do you sell gift cards?".into()))
         .await
         .unwrap();
-    assert_eq!(turn.outcome, Outcome::Knowledge, "{turn:?}");
+    assert_eq!(turn.outcome, TurnOutcome::Knowledge, "{turn:?}");
     let answer = turn.answer.as_ref().unwrap();
     assert!(answer.facts[0].fact.starts_with("Gift cards"), "{answer:?}");
     match answer.source {
@@ -368,7 +368,7 @@ async fn unsure_requests_are_confirmed() {
     };
 
     let (mut conv, question) = asked().await;
-    assert_eq!(question.outcome, Outcome::Confirm, "{question:?}");
+    assert_eq!(question.outcome, TurnOutcome::Confirm, "{question:?}");
     assert_eq!(question.asked, ["returns"], "{question:?}");
     assert_eq!(
         question.text(),
@@ -385,7 +385,7 @@ async fn unsure_requests_are_confirmed() {
 
     let (mut conv, _) = asked().await;
     let no = say(bot, &mut conv, "No.").await;
-    assert_eq!(no.outcome, Outcome::NoMatch, "{no:?}");
+    assert_eq!(no.outcome, TurnOutcome::NoMatch, "{no:?}");
     assert_eq!(no.text(), "Sorry about that. What can I help you with?");
     assert_eq!(no.action, Action::Listen);
 
@@ -397,7 +397,7 @@ async fn unsure_requests_are_confirmed() {
     // Far from every intent: no question, a plain no-match or knowledge.
     let (mut conv, _) = bot.start();
     let far = say(bot, &mut conv, "Purple elephants sing loudly.").await;
-    assert_ne!(far.outcome, Outcome::Confirm, "{far:?}");
+    assert_ne!(far.outcome, TurnOutcome::Confirm, "{far:?}");
 }
 
 /// An LLM that cannot word an answer within `knowledge.llm_budget_ms` does not
@@ -412,7 +412,7 @@ async fn a_slow_llm_answer_gives_way_to_the_fact() {
     for _ in 0..4 {
         let (mut conv, _) = bot.start();
         let turn = say(&bot, &mut conv, "Do you sell gift cards?").await;
-        assert_eq!(turn.outcome, Outcome::Knowledge, "{turn:?}");
+        assert_eq!(turn.outcome, TurnOutcome::Knowledge, "{turn:?}");
         let answer = turn.answer.as_ref().unwrap();
         assert_eq!(answer.source, AnswerSource::Fact, "{answer:?}");
         assert!(answer.text.contains("Gift cards are sold"), "{answer:?}");

@@ -6,10 +6,10 @@
 use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::SipMessage;
 use understudy::audio::g711::Law;
-use understudy::sip::dtmf::{self, EventDetector, TelephoneEvent};
-use understudy::sip::jitter::JitterBuffer;
-use understudy::sip::rtp::{self, RtpSender};
-use understudy::sip::sdp::{self, LocalMedia, SdpSession};
+use understudy::transport::rtp::dtmf::{self, EventDetector, TelephoneEvent};
+use understudy::transport::rtp::jitter::JitterBuffer;
+use understudy::transport::rtp::packet::{self, RtpSender};
+use understudy::transport::sip::sdp::{self, LocalMedia, SdpSession};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -141,7 +141,7 @@ fn sip_messages_never_panic() {
             ));
             let content_type = req.header_value("Content-Type").unwrap_or_default();
             let _ = dtmf::key_from_info(&content_type, &req.body);
-            let _ = understudy::sip::transfer::sipfrag_status(&req.body);
+            let _ = understudy::transport::sip::transfer::sipfrag_status(&req.body);
         }
     }
     // The mutations must not be so wild that nothing parses.
@@ -221,11 +221,11 @@ fn rtp_rtcp_and_events_never_panic() {
     for i in 0..50_000 {
         let other = rng.below(seeds.len());
         let input = mutate(&mut rng, &seeds[i % seeds.len()], &seeds[other]);
-        if let Ok(rtp::Received::Rtp(p)) = rtp::parse(&input) {
+        if let Ok(packet::Received::Rtp(p)) = packet::parse(&input) {
             assert!(p.payload.len() <= input.len());
             let _ = detector.on_packet(p.timestamp, &p.payload);
         }
-        let _ = rtp::parse_rtcp(&input);
+        let _ = packet::parse_rtcp(&input);
         let _ = TelephoneEvent::parse(&input);
     }
 }

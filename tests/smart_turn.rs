@@ -35,7 +35,7 @@ struct Utterance {
 /// through `Debug`, in the printed results and failure messages).
 #[derive(Debug)]
 #[allow(dead_code)]
-struct Outcome {
+struct TurnOutcome {
     /// The turn ended in a pause, before the caller had finished.
     cut_off: bool,
     /// Speech end to turn end, when the turn ended after the speech.
@@ -131,7 +131,7 @@ async fn setup(config: &Config, engines: &Engines) -> Arc<SessionSetup> {
 }
 
 /// Play one utterance into a fresh call, in real time.
-async fn run(setup: Arc<SessionSetup>, u: &Utterance) -> Outcome {
+async fn run(setup: Arc<SessionSetup>, u: &Utterance) -> TurnOutcome {
     let call = start_call(setup, u.label.clone());
     let (events, mut actions) = (call.events, call.actions);
     // The greeting: acknowledge its playout at once, wait until the bot listens.
@@ -187,7 +187,7 @@ async fn run(setup: Arc<SessionSetup>, u: &Utterance) -> Outcome {
     let _ = call.task.await;
 
     let (Some(turn_at), Some(report)) = (turn_at, report) else {
-        return Outcome {
+        return TurnOutcome {
             cut_off: false,
             wait_ms: None,
             ready_ms: None,
@@ -207,7 +207,7 @@ async fn run(setup: Arc<SessionSetup>, u: &Utterance) -> Outcome {
             .as_secs_f64()
             * 1e3
     });
-    Outcome {
+    TurnOutcome {
         cut_off,
         wait_ms,
         ready_ms: wait_ms.zip(report.timings_ms.stt).map(|(w, stt)| w + stt),
@@ -221,13 +221,9 @@ async fn run(setup: Arc<SessionSetup>, u: &Utterance) -> Outcome {
 /// (a fading word); a cut in a pause between groups is 400 ms and more early.
 const CUT_TOLERANCE_MS: f64 = 250.0;
 
-/// Percentile by linear interpolation between closest ranks (p in 0..=100).
+/// The project's percentile (linear interpolation, `understudy::stats`).
 fn percentile(values: &[f64], p: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let rank = p / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (rank - lo as f64)
+    understudy::stats::percentile(values, p).expect("no samples")
 }
 
 fn config(smart_turn: bool) -> Config {

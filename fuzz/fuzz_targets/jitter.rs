@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use understudy::sip::jitter::JitterBuffer;
+use understudy::transport::rtp::jitter::JitterBuffer;
 
 const FRAME: usize = 160;
 const MAX: usize = 1600;

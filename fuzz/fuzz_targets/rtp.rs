@@ -2,11 +2,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use understudy::sip::dtmf::{EventDetector, TelephoneEvent};
-use understudy::sip::rtp::{self, Received};
+use understudy::transport::rtp::dtmf::{EventDetector, TelephoneEvent};
+use understudy::transport::rtp::packet::{self, Received};
 
 fuzz_target!(|data: &[u8]| {
-    match rtp::parse(data) {
+    match packet::parse(data) {
         Ok(Received::Rtp(p)) => {
             let mut d = EventDetector::default();
             let _ = d.on_packet(p.timestamp, &p.payload);
@@ -15,6 +15,6 @@ fuzz_target!(|data: &[u8]| {
         }
         Ok(Received::Rtcp(_)) | Err(_) => {}
     }
-    let _ = rtp::parse_rtcp(data);
+    let _ = packet::parse_rtcp(data);
     let _ = TelephoneEvent::parse(data);
 });

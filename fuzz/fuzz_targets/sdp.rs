@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use understudy::audio::g711::Law;
-use understudy::sip::sdp::{self, LocalMedia, SdpSession};
+use understudy::transport::sip::sdp::{self, LocalMedia, SdpSession};
 
 fuzz_target!(|data: &[u8]| {
     let local = LocalMedia {

@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = rsipstack::dialog::DialogId::try_from((req, rsipstack::transaction::key::TransactionRole::Server));
         let _ = rsipstack::transaction::key::TransactionKey::from_request(req, rsipstack::transaction::key::TransactionRole::Server);
         let content_type = req.header_value("Content-Type").unwrap_or_default();
-        let _ = understudy::sip::dtmf::key_from_info(&content_type, &req.body);
-        let _ = understudy::sip::transfer::sipfrag_status(&req.body);
+        let _ = understudy::transport::rtp::dtmf::key_from_info(&content_type, &req.body);
+        let _ = understudy::transport::sip::transfer::sipfrag_status(&req.body);
         let _ = req.header_value("Event");
     }
 });

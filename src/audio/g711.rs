@@ -4,6 +4,11 @@
 //! bits differently (sox does) and then differ by one quantization step on a
 //! few hundred inputs; the tests check that, too.
 
+/// The sample rate of G.711 on the wire (telephone audio).
+pub const WIRE_RATE: u32 = 8000;
+/// Samples per 20 ms packet on the wire.
+pub const WIRE_FRAME: usize = 160;
+
 const MULAW_BIAS: i32 = 0x84;
 
 /// Encode one linear sample to mu-law (14 significant bits, as G.191).

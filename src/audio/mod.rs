@@ -51,6 +51,17 @@ pub fn rms_dbfs(samples: &[i16]) -> f64 {
     20.0 * (rms / 32768.0).log10()
 }
 
+/// Frames louder than this (RMS, dBFS) sound like speech to the level
+/// checks that run without a VAD (the in-path watch, the wire-side turn
+/// meter): telephone speech sits around -20 dBFS, line noise and comfort
+/// silence below -50. Silero decides everything the bot acts on.
+pub const SPEECH_DBFS: f64 = -40.0;
+
+/// Whether a frame is loud enough to be speech (see [`SPEECH_DBFS`]).
+pub fn is_speech_level(samples: &[i16]) -> bool {
+    rms_dbfs(samples) > SPEECH_DBFS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +83,9 @@ mod tests {
             .map(|i| if i % 2 == 0 { 32767 } else { -32767 })
             .collect();
         assert!(rms_dbfs(&full).abs() < 0.01);
+        assert!(!is_speech_level(&[0; 160]));
+        assert!(!is_speech_level(&[100; 160]));
+        assert!(is_speech_level(&[3000; 160]));
+        assert!(!is_speech_level(&[]));
     }
 }

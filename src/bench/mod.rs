@@ -20,8 +20,8 @@ pub use voice::{synthesize_caller, through_telephone_line, Condition, Voice};
 
 use crate::audio::{self, SAMPLE_RATE};
 use crate::dialog::UserInput;
-use crate::session::file_call::run_call;
 use crate::session::{SessionSetup, TurnReport};
+use crate::transport::file::run_call;
 use anyhow::{Context, Result};
 use callers::{CallerSet, CallerTurn};
 use serde::Serialize;

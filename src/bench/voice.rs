@@ -2,10 +2,10 @@
 //! their audio comes through (16 kHz, or 8 kHz G.711 with packet loss through
 //! the SIP leg's own jitter buffer), and line conditions with no speech.
 
+use crate::audio::g711::{WIRE_FRAME, WIRE_RATE};
 use crate::audio::{self, g711::Law, SAMPLE_RATE};
 use crate::engines::TtsClient;
-use crate::sip::jitter::JitterBuffer;
-use crate::sip::media::{WIRE_FRAME, WIRE_RATE};
+use crate::transport::rtp::jitter::JitterBuffer;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::fmt;
@@ -185,7 +185,7 @@ impl Condition {
     /// encoded in 20 ms packets, `loss_pct` of them dropped (seeded, so a
     /// rerun loses the same packets), the rest through the SIP leg's jitter
     /// buffer (its default 40 ms target) played out one frame per tick, and
-    /// back to 16 kHz, as `sip::media` does.
+    /// back to 16 kHz, as `transport::rtp::leg` does.
     pub fn apply(&self, samples: &[i16], seed: u64) -> Vec<i16> {
         let Some(law) = self.law else {
             return samples.to_vec();

@@ -1,9 +1,9 @@
 //! `understudy converse CALLER1.wav [CALLER2.wav ...]`: one whole call from
-//! WAV files through the real pipeline (see `session::file_call`).
+//! WAV files through the real pipeline (see `transport::file`).
 
 use crate::audio::{wav, SAMPLE_RATE};
 use crate::config::Config;
-use crate::session::file_call::{run_call, TurnOutcome};
+use crate::transport::file::{run_call, RecordedTurn};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -60,7 +60,7 @@ fn print_turn(
     args: &ConverseArgs,
     turn: usize,
     caller: Option<&Path>,
-    outcome: TurnOutcome,
+    outcome: RecordedTurn,
 ) -> Result<()> {
     let out = args.out_dir.join(format!("turn-{turn}.wav"));
     wav::write(&out, SAMPLE_RATE, &outcome.bot_audio)

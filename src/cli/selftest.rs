@@ -7,7 +7,7 @@
 use crate::audio::{resample::resample, SAMPLE_RATE};
 use crate::config::Config;
 use crate::engines::{ChatMessage, GenerateRequest};
-use crate::session::file_call::run_call;
+use crate::transport::file::run_call;
 use anyhow::Result;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //!
 //! Starts the engine workers and keeps them supervised, loads the bot and
 //! pre-renders its prompts, serves health, readiness and metrics over
-//! HTTP, and answers calls by SIP (`crate::sip`, docs/sip.md). Readiness is
+//! HTTP, and answers calls by SIP (`crate::transport::sip`, docs/sip.md). Readiness is
 //! true only when every engine is warm and the bot is loaded; an engine that
 //! cannot load its model keeps the appliance up but not ready, with the
 //! reason in `/readyz`.
@@ -111,7 +111,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
     // SIP listens from the start and answers 503 until the appliance is ready.
-    let sessions: crate::sip::SessionSource = {
+    let sessions: crate::transport::admission::SessionSource = {
         let appliance = appliance.clone();
         Arc::new(move || {
             if appliance.status().ready {
@@ -121,7 +121,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             }
         })
     };
-    let sip = crate::sip::start(&config.sip, sessions, cloud).await?;
+    let sip = crate::transport::sip::start(&config.sip, sessions, cloud).await?;
     let status_source = appliance.clone();
     let http_task = tokio::spawn(http::serve(
         listener,

@@ -10,11 +10,12 @@
 //! ```
 //!
 //! In standby mode the SBC routes and this module stays idle (readiness is
-//! `crate::sip::admission`). In in-path mode `crate::sip` bridges each call
+//! `crate::transport::admission`). In in-path mode `crate::transport::sip` bridges each call
 //! to the cloud bot and, when the cloud leg fails, the local bot takes the
-//! call over (`crate::sip::inpath`). docs/continuity.md has the whole story.
+//! call over (`crate::transport::sip::cloud_leg`). docs/continuity.md has the whole story.
 
 pub mod health;
+pub mod inpath;
 pub mod probe;
 
 use crate::config::{CloudConfig, CloudMode};
@@ -39,7 +40,7 @@ pub struct CloudSettings {
     pub setup_timeout: Duration,
     pub rtp_timeout: Duration,
     /// Some: the cloud leg's timeout follows its packet cadence, from this
-    /// floor up to `rtp_timeout` (`crate::sip::cadence`).
+    /// floor up to `rtp_timeout` (`crate::transport::rtp::cadence`).
     pub rtp_timeout_floor: Option<Duration>,
     pub recent_audio: Duration,
 }

@@ -8,7 +8,7 @@
 //! to the cloud, not our SIP server's queue.
 
 use super::CloudSettings;
-use crate::sip::{resolve_uri, USER_AGENT};
+use crate::net::{resolve_uri, USER_AGENT};
 use rsipstack::sip::Transport;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! phrases and facts embedded once. Immutable after load, so one `Arc<Bot>`
 //! serves every call; per-call state lives in [`super::Conversation`].
 
-use super::bundle::{Bundle, BundleError, Text};
+use super::bundle::{Bundle, Text};
+use super::bundle_file::BundleError;
 use super::knowledge::Knowledge;
 use super::recognize::Recognizer;
 use super::slots::Matcher;

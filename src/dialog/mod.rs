@@ -1,7 +1,8 @@
 //! Bot bundles and the dialog engine.
 //!
-//! - [`bundle`]: the bundle format `understudy-bundle/1` (docs/bundle-format.md),
-//!   loading with clear errors, and [`validate`] for what makes one unusable.
+//! - [`bundle`]: the bundle format `understudy-bundle/1` (docs/bundle-format.md);
+//!   [`bundle_file`] reads one with clear errors, and [`validate`] says what
+//!   makes one unusable.
 //! - [`Bot`]: a bundle compiled for one language, shared by every call;
 //!   [`Conversation`]: one call's dialog state; [`Bot::respond`] runs a turn.
 //! - Recognition ([`recognize`]) goes rules -> embeddings -> LLM (grammar-
@@ -23,6 +24,7 @@
 
 mod bot;
 pub mod bundle;
+pub mod bundle_file;
 pub mod confirm;
 pub mod flow;
 pub mod guard;
@@ -37,10 +39,12 @@ mod turn;
 pub mod validate;
 
 pub use bot::{Bot, BotError, Nlu};
-pub use bundle::{Bundle, BundleError, FORMAT_V1};
+pub use bundle::{Bundle, FORMAT_V1};
+pub use bundle_file::BundleError;
 pub use flow::Conversation;
 pub use resume::{Located, Place, Placement};
 pub use turn::{
-    Action, BotTurn, DialogTimings, ListenHints, MatchSource, Outcome, TransferReason, UserInput,
+    Action, BotTurn, DialogTimings, ListenHints, MatchSource, TransferReason, TurnOutcome,
+    UserInput,
 };
 pub use validate::{Issue, Severity};

@@ -123,7 +123,7 @@ impl Action {
 /// What happened in the turn, for metrics and designers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum TurnOutcome {
     /// The bot's opening turn.
     Greeting,
     /// An intent (or a mapped key) took a transition.
@@ -144,19 +144,19 @@ pub enum Outcome {
     Confirm,
 }
 
-impl Outcome {
+impl TurnOutcome {
     /// The snake_case label used in logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Greeting => "greeting",
-            Outcome::Intent => "intent",
-            Outcome::SlotFilled => "slot_filled",
-            Outcome::Knowledge => "knowledge",
-            Outcome::NoMatch => "no_match",
-            Outcome::NoInput => "no_input",
-            Outcome::Ended => "ended",
-            Outcome::Resumed => "resumed",
-            Outcome::Confirm => "confirm",
+            TurnOutcome::Greeting => "greeting",
+            TurnOutcome::Intent => "intent",
+            TurnOutcome::SlotFilled => "slot_filled",
+            TurnOutcome::Knowledge => "knowledge",
+            TurnOutcome::NoMatch => "no_match",
+            TurnOutcome::NoInput => "no_input",
+            TurnOutcome::Ended => "ended",
+            TurnOutcome::Resumed => "resumed",
+            TurnOutcome::Confirm => "confirm",
         }
     }
 }
@@ -206,7 +206,7 @@ pub struct BotTurn {
     /// What the session does after speaking.
     pub action: Action,
     /// What happened, for metrics and designers.
-    pub outcome: Outcome,
+    pub outcome: TurnOutcome,
     /// Every slot after the turn.
     pub slots: BTreeMap<String, String>,
     /// The state after the turn.
@@ -217,7 +217,7 @@ pub struct BotTurn {
     pub transfer_target: Option<String>,
     /// For knowledge answers: the facts, the LLM's words and the guard's verdict.
     pub answer: Option<Answer>,
-    /// On a confirmation question ([`Outcome::Confirm`]): the intents asked
+    /// On a confirmation question ([`TurnOutcome::Confirm`]): the intents asked
     /// about, best first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub asked: Vec<String>,

@@ -8,7 +8,8 @@
 //! asked again in one short sentence. A weak match falls back to the start
 //! state with the caller's recent question, as before (docs/continuity.md).
 
-use super::SessionSetup;
+use super::turn_tasks::{Pace, TurnInput};
+use super::{CallState, ListenPolicy, Session, SessionAction, SessionSetup, TurnReport, TurnStage};
 use crate::config::TakeoverPromptWhen;
 use crate::dialog::Located;
 use crate::metrics;
@@ -130,6 +131,146 @@ pub async fn wait(locating: &mut Option<Locating>) -> Found {
         transcript: String::new(),
         ms: 0.0,
     })
+}
+
+impl Session {
+    /// Open a taken-over call. The takeover prompt, when it is due at once
+    /// (`Handover::prompt_at_once`), goes out first (queued on the line
+    /// directly, not as a turn, so the caller's speech neither cuts it nor
+    /// waits for it). The cloud bot's last words are transcribed and placed
+    /// in the flow meanwhile; the conversation is held until then, so a turn
+    /// from the recent caller audio (run through endpointing now) waits for
+    /// the place, and its transcription starts at once.
+    pub(super) async fn take_over(&mut self, mut handover: Handover) {
+        let cloud_ms = handover.cloud.len() / 16;
+        let when = self.setup.settings.takeover_when;
+        let prompt_played = handover.prompt_at_once(when) && self.play_takeover_prompt().await;
+        // The caller answered and is waiting: acknowledge at once ("Okay.")
+        // while the cloud's last words are transcribed and placed, instead
+        // of a second or more of silence.
+        let ack = self.setup.settings.takeover_ack.clone();
+        let acknowledged = !prompt_played
+            && !ack.is_empty()
+            && handover.acknowledge_at_once(when)
+            && self.play_now(ack, "takeover_ack").await;
+        if handover.cloud.is_empty() {
+            tracing::warn!(call = %self.call_id, why = "the relay heard no speech from the cloud bot", "takeover: the flow state is unknown; starting at the start state");
+            metrics::counter_inc(
+                "understudy_takeover_placements_total",
+                &[("result", "unknown")],
+            );
+            self.no_input_deadline =
+                Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
+        } else {
+            // Held until the place is known (turns queue meanwhile).
+            self.conversation = None;
+            self.locating = Some(Locating {
+                task: locate(
+                    self.setup.clone(),
+                    std::mem::take(&mut handover.cloud),
+                    handover.cloud_mid_prompt,
+                ),
+                caller_spoke: handover.caller_spoke,
+                prompt_played,
+                started: Instant::now(),
+            });
+        }
+        for frame in handover.caller.chunks(crate::audio::FRAME_SAMPLES) {
+            self.on_audio(frame).await;
+        }
+        tracing::info!(call = %self.call_id, recent_ms = handover.caller.len() / 16, cloud_ms, caller_mid_sentence = handover.caller_mid_sentence, cloud_mid_prompt = handover.cloud_mid_prompt, prompt_played, acknowledged, state = ?self.state, "took the call over");
+    }
+
+    /// Say the takeover prompt now; false when it is not pre-rendered.
+    pub(super) async fn play_takeover_prompt(&mut self) -> bool {
+        let text = self.setup.settings.takeover.clone();
+        self.play_now(text, "takeover").await
+    }
+
+    /// Say a pre-rendered `text` now, reported as `matched_by`; false when it
+    /// is not pre-rendered (nothing is said).
+    pub(super) async fn play_now(&mut self, text: String, matched_by: &str) -> bool {
+        let Some(samples) = self.setup.prompts.get(&text) else {
+            tracing::warn!(call = %self.call_id, text, "not pre-rendered; going on without it");
+            return false;
+        };
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        self.emit(SessionAction::Play { samples, mark }).await;
+        let report = TurnReport {
+            turn: 0,
+            reply: text,
+            matched_by: matched_by.into(),
+            action: "listen".into(),
+            ..Default::default()
+        };
+        self.emit(SessionAction::Report(Box::new(report))).await;
+        true
+    }
+
+    /// The takeover's place in the flow is known (or known to be unknown):
+    /// the conversation continues there. The caller's pending words are
+    /// answered at that state; if the caller said nothing, the pending
+    /// question is asked again in one short sentence.
+    pub(super) async fn on_located(&mut self, found: Found) {
+        let Some(locating) = self.locating.take() else {
+            return;
+        };
+        let took_ms = locating.started.elapsed().as_secs_f64() * 1e3;
+        let reask = match found.located {
+            crate::dialog::Located::Found(p) => {
+                tracing::info!(call = %self.call_id, state = %p.place.state, collecting = ?p.place.collecting, kind = p.kind, score = format!("{:.2}", p.score), prompt = %p.prompt, transcript = %found.transcript, stt_ms = found.ms.round() as u64, ms = took_ms.round() as u64, "takeover: placed in the flow");
+                let (conversation, turn) = self.setup.bot.resume(&p.place);
+                self.conversation = Some(conversation);
+                self.listen = ListenPolicy::new(&self.setup.settings, &turn.listen);
+                Some(turn)
+            }
+            crate::dialog::Located::Unknown { why, best } => {
+                tracing::warn!(call = %self.call_id, %why, best_state = best.as_ref().map(|b| b.place.state.as_str()).unwrap_or("-"), transcript = %found.transcript, ms = took_ms.round() as u64, "takeover: the flow state is unknown; starting at the start state");
+                let (conversation, _) = self.setup.bot.start();
+                self.conversation = Some(conversation);
+                if !locating.prompt_played
+                    && self.setup.settings.takeover_when != crate::config::TakeoverPromptWhen::Never
+                {
+                    self.play_takeover_prompt().await;
+                }
+                None
+            }
+        };
+        if let Some(mut input) = self.queued_turn.take() {
+            // The turn's deadline and filler count from now: the wait for the
+            // place (a slow transcription on a busy box) is the takeover's, and
+            // must not cost the caller the safety net.
+            if let TurnInput::Speech { speech_end, .. } = &mut input {
+                *speech_end = Instant::now();
+            }
+            self.run_turn(input).await;
+            return;
+        }
+        match reask {
+            // The caller's words are still being heard: their turn answers.
+            Some(_) if locating.caller_spoke || self.endpointer.in_speech() => {}
+            Some(turn) => {
+                let report = TurnReport {
+                    turn: 0,
+                    reply: turn.say.join(" "),
+                    intent: turn.intent.clone(),
+                    matched_by: "takeover".into(),
+                    action: format!("{:?}", turn.action),
+                    transcript: found.transcript,
+                    ..Default::default()
+                };
+                self.speak(turn.say, turn.action, report, Pace::default())
+                    .await;
+                return;
+            }
+            None => {}
+        }
+        if matches!(self.work, TurnStage::Idle) && self.state == CallState::Listening {
+            self.no_input_deadline =
+                Some(tokio::time::Instant::now() + self.listen.no_input_timeout);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@
 //! new call gets the new one, and no call ever sees half a bundle. The old
 //! setup is freed when its last call ends.
 
-use super::prompt_audio::{PrerenderStats, PromptAudio};
+use super::prompt_store::{PrerenderStats, PromptAudio};
 use crate::config::Config;
 use crate::dialog::{Bot, Bundle, Nlu};
 use crate::engines::Engines;
-use crate::session::{self, prompts::PromptCache, SessionSetup};
+use crate::session::{self, speech::PromptCache, SessionSetup};
 use anyhow::{Context, Result};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;

@@ -11,23 +11,23 @@
 //! - [`import`]: the four importers and the shared export reader.
 //! - [`source`]: local paths and HTTP(S) with conditional requests.
 //! - [`store`]: versions on disk, the active pointer, rollback, pruning.
-//! - [`validate`], [`parity`], [`diff`]: the checks and the drift report.
-//! - [`live`], [`prompt_audio`], [`service`]: the serving side inside `serve`.
+//! - [`acceptance`], [`parity`], [`diff`]: the checks and the drift report.
+//! - [`live`], [`prompt_store`], [`service`]: the serving side inside `serve`.
 //!
 //! Whatever fails (an unreachable source, a corrupt or truncated export,
 //! dangling references, a parity score below the threshold), the active
 //! version is left as it was: it keeps serving.
 
+pub mod acceptance;
 pub mod choice;
 pub mod diff;
 pub mod import;
 pub mod live;
 pub mod parity;
-pub mod prompt_audio;
+pub mod prompt_store;
 pub mod service;
 pub mod source;
 pub mod store;
-pub mod validate;
 
 use crate::config::{Config, SyncConfig};
 use crate::dialog::{Bundle, Nlu};
@@ -215,7 +215,7 @@ impl SyncAgent {
             bot_version: imported.bundle.bot.version.clone(),
             stats: imported.stats.clone(),
             warnings: imported.warnings.clone(),
-            validation: validate::check(&imported.bundle).warnings,
+            validation: acceptance::check(&imported.bundle).warnings,
             parity: None,
             import_ms: imported.ms,
         };

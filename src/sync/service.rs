@@ -6,7 +6,7 @@
 //! setup as it is.
 
 use super::live::{self, LiveSetup};
-use super::prompt_audio::PromptAudio;
+use super::prompt_store::PromptAudio;
 use super::{PullOptions, PullResult, SyncAgent};
 use crate::config::Config;
 use crate::dialog::Nlu;
@@ -23,7 +23,7 @@ pub fn prompt_audio(config: &Config) -> Option<PromptAudio> {
     let store = super::store::Store::open(&config.sync.store_dir()).ok()?;
     Some(PromptAudio::new(
         &store.prompt_audio_dir(),
-        &super::prompt_audio::voice_id(&engine.pack.tts_voice),
+        &super::prompt_store::voice_id(&engine.pack.tts_voice),
     ))
 }
 

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 use understudy::audio::g711::Law;
-use understudy::sip::dtmf;
-use understudy::sip::rtp::RtpSender;
+use understudy::transport::rtp::dtmf;
+use understudy::transport::rtp::packet::RtpSender;
 
 pub mod rtp_peer;
 #[allow(unused_imports)]

@@ -19,8 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use understudy::audio::g711::Law;
-use understudy::sip::dtmf;
-use understudy::sip::rtp::{self, Received, RtpSender};
+use understudy::transport::rtp::dtmf;
+use understudy::transport::rtp::packet::{self, Received, RtpSender};
 
 /// 20 ms at 8 kHz.
 pub const PACKET_SAMPLES: usize = 160;
@@ -343,7 +343,7 @@ fn receive_loop(socket: UdpSocket, shared: Arc<Shared>) {
             continue;
         };
         let at = Instant::now();
-        let Ok(Received::Rtp(p)) = rtp::parse(&buf[..n]) else {
+        let Ok(Received::Rtp(p)) = packet::parse(&buf[..n]) else {
             continue;
         };
         let samples = match p.payload_type {

@@ -1,0 +1,223 @@
+//! `[http]`, `[sip]`, `[cloud]` and `[sync]`: how the appliance is
+//! reached, and how it watches and follows the cloud bot.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The HTTP endpoint (`[http]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Health, readiness and metrics.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// How a caller reaches a human (see docs/sip.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Ask the caller's side to call the target (REFER); if it refuses or the
+    /// transfer fails, call the target and relay the media ourselves.
+    ReferThenBridge,
+    /// REFER only: a refused or failed transfer ends the call.
+    Refer,
+    /// Always call the target and relay the media.
+    Bridge,
+}
+
+/// Calls by SIP/RTP (docs/sip.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SipConfig {
+    /// Where SIP is served, UDP and TCP on the same port (`off` disables SIP).
+    pub listen: String,
+    /// `udp`, `tcp`.
+    pub transports: Vec<String>,
+    /// The address written in Contact and SDP when the peer must use another
+    /// one than the local address facing it (NAT). Default: that local address.
+    pub advertised_address: Option<String>,
+    /// Concurrent calls before INVITEs and OPTIONS get 503 (measured default,
+    /// docs/sip.md "Capacity").
+    pub capacity: usize,
+    /// Retry-After on 503, in seconds.
+    pub retry_after_s: u32,
+    /// RTP ports, one even port per call leg.
+    pub rtp_port_min: u16,
+    /// Highest RTP port (inclusive).
+    pub rtp_port_max: u16,
+    /// The address RTP sockets bind to (default: the SIP listen address).
+    pub rtp_bind: Option<String>,
+    /// No RTP for this long from a peer that should be sending ends the call.
+    pub rtp_timeout_s: u64,
+    /// Jitter buffer delay, and the most it may hold.
+    pub jitter_target_ms: u32,
+    /// Most delay the jitter buffer may build up, in ms; past it playout skips ahead (raised to at
+    /// least target + 20).
+    pub jitter_max_ms: u32,
+    /// Send silence packets while the bot is quiet (many SBCs need continuous RTP).
+    pub comfort_silence: bool,
+    /// Accepted codecs, preferred first: `PCMU`, `PCMA`.
+    pub codecs: Vec<String>,
+    /// Where every transfer goes, overriding the bot's targets (a SIP URI).
+    pub transfer_target: Option<String>,
+    /// Host for targets that are numbers or names, not URIs (default: the
+    /// address the call came from, i.e. the SBC).
+    pub transfer_domain: Option<String>,
+    /// How a transfer to a human is carried out.
+    pub transfer_mode: TransferMode,
+    /// How long a transfer may take (REFER until the final NOTIFY; bridge until answered).
+    pub transfer_timeout_s: u64,
+    /// Ring this long before answering (0: answer at once).
+    pub answer_delay_ms: u64,
+}
+
+/// Calls this 2-core box holds with voice-to-voice p95 under 1.5 s at the RTP
+/// leg (SIPp load benchmark, docs/sip.md).
+pub const DEFAULT_SIP_CAPACITY: usize = 4;
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: "0.0.0.0:5060".into(),
+            transports: vec!["udp".into(), "tcp".into()],
+            advertised_address: None,
+            capacity: DEFAULT_SIP_CAPACITY,
+            retry_after_s: 10,
+            rtp_port_min: 20000,
+            rtp_port_max: 20999,
+            rtp_bind: None,
+            rtp_timeout_s: 30,
+            jitter_target_ms: 40,
+            jitter_max_ms: 200,
+            comfort_silence: true,
+            codecs: vec!["PCMU".into(), "PCMA".into()],
+            transfer_target: None,
+            transfer_domain: None,
+            transfer_mode: TransferMode::ReferThenBridge,
+            transfer_timeout_s: 30,
+            answer_delay_ms: 0,
+        }
+    }
+}
+
+/// Who routes calls between the cloud bot and this box (docs/continuity.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudMode {
+    /// The SBC routes; we answer OPTIONS 200/503 and take what it sends.
+    Standby,
+    /// We front the cloud bot (B2BUA): calls are bridged to it while it is
+    /// healthy, and the local bot takes a call over when its cloud leg fails.
+    InPath,
+}
+
+/// The cloud bot, its health probes, and takeover (docs/continuity.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// Who routes calls between the cloud bot and this box.
+    pub mode: CloudMode,
+    /// The cloud bot's SIP URI (in-path mode), e.g. `sip:bot@10.0.0.5:5060`.
+    pub uri: Option<String>,
+    /// Probe the cloud bot with SIP OPTIONS to `uri`.
+    pub probe_options: bool,
+    /// Also probe this HTTP(S) health URL (2xx is healthy).
+    pub health_url: Option<String>,
+    /// Time between health probes of the cloud bot, in ms (at least 100).
+    pub probe_interval_ms: u64,
+    /// A probe with no answer by then has failed.
+    pub probe_timeout_ms: u64,
+    /// Failures in a row (probes or calls) before new calls go to the local bot.
+    pub down_after: u32,
+    /// Good probes in a row before a degraded cloud counts as up again.
+    pub up_after: u32,
+    /// A cloud that was down must be healthy this long before new calls go back to it.
+    pub failback_after_s: u64,
+    /// The cloud must answer a call's INVITE within this; else the local bot answers.
+    pub setup_timeout_ms: u64,
+    /// No RTP from the cloud leg for this long: the local bot takes the call over.
+    pub rtp_timeout_ms: u64,
+    /// The shortest cloud-leg RTP timeout: each call's timeout follows the
+    /// cloud's packet cadence between this and `rtp_timeout_ms` (0: fixed).
+    pub rtp_timeout_floor_ms: u64,
+    /// Caller audio kept, so the local bot hears what the caller said since
+    /// the cloud bot last spoke.
+    pub recent_audio_s: u64,
+}
+
+impl Default for CloudConfig {
+    fn default() -> Self {
+        CloudConfig {
+            mode: CloudMode::Standby,
+            uri: None,
+            probe_options: true,
+            health_url: None,
+            probe_interval_ms: 1000,
+            probe_timeout_ms: 800,
+            down_after: 3,
+            up_after: 3,
+            failback_after_s: 30,
+            setup_timeout_ms: 3000,
+            rtp_timeout_ms: 500,
+            rtp_timeout_floor_ms: 160,
+            recent_audio_s: 8,
+        }
+    }
+}
+
+/// The sync agent: where bundle versions are kept and where exports come
+/// from (docs/sync.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// The versioned bundle store. Default: `$UNDERSTUDY_DATA_DIR/bundles`,
+    /// else `~/.local/share/understudy/bundles` (`/var/lib/understudy/bundles` on an appliance).
+    pub store: Option<PathBuf>,
+    /// The export to pull: a path (zip, folder, bundle file) or an http(s) URL.
+    pub source: Option<String>,
+    /// Seconds between pulls inside `serve` (0: pull only on demand).
+    pub interval_s: u64,
+    /// Share of the bundle's test conversations that must pass before a version is activated.
+    pub min_pass_rate: f64,
+    /// Versions kept besides the active one, the last-good one and the rollback stack.
+    pub keep: usize,
+    /// Activate a pulled version that validates and passes parity (false: pull only stores it).
+    pub auto_activate: bool,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig {
+            store: None,
+            source: None,
+            interval_s: 300,
+            min_pass_rate: 0.8,
+            keep: 10,
+            auto_activate: true,
+        }
+    }
+}
+
+impl SyncConfig {
+    /// The store folder, with the defaults applied.
+    pub fn store_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.store {
+            return dir.clone();
+        }
+        if let Some(data) = std::env::var_os("UNDERSTUDY_DATA_DIR") {
+            return PathBuf::from(data).join("bundles");
+        }
+        match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".local/share/understudy/bundles"),
+            None => PathBuf::from("/var/lib/understudy/bundles"),
+        }
+    }
+}

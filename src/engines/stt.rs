@@ -1,0 +1,74 @@
+//! The STT client: whisper.cpp transcription of one utterance, with the domain prompt.
+
+use super::*;
+
+/// A transcription.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Transcript {
+    /// The recognised text (empty when `no_speech`).
+    pub text: String,
+    /// The worker's VAD found no speech, so Whisper was not run.
+    pub no_speech: bool,
+    /// Round trip as the call plane saw it.
+    pub ms: f64,
+    /// Time inside the worker.
+    pub worker_ms: f64,
+}
+
+/// Speech-to-text (Whisper, gated by Silero).
+#[derive(Clone)]
+pub struct SttClient {
+    /// The supervised STT worker process.
+    pub worker: Worker,
+}
+
+impl SttClient {
+    /// Start the STT worker with the configured Whisper and VAD models; it loads in the background.
+    pub fn start(cfg: &EngineConfig) -> Self {
+        let mut args = vec![
+            "--model".into(),
+            path_arg(&cfg.pack.stt_model),
+            "--vad-model".into(),
+            path_arg(&cfg.pack.stt_vad_model),
+            "--threads".into(),
+            cfg.threads.stt.to_string(),
+        ];
+        if cfg.gpu {
+            args.push("--gpu".into());
+        }
+        SttClient {
+            worker: Worker::start(spec(cfg, "stt", args, log_env())),
+        }
+    }
+
+    /// Transcribe 16 kHz mono audio.
+    pub async fn transcribe(
+        &self,
+        samples: &[i16],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, EngineError> {
+        let started = Instant::now();
+        let request = Request::Transcribe {
+            prompt: prompt.map(str::to_string),
+        };
+        let reply = self
+            .worker
+            .request(request, pcm16_to_bytes(samples))
+            .await?;
+        let ms = observe("stt", "transcribe", started);
+        match reply.body {
+            Response::Transcript {
+                text,
+                no_speech,
+                timings,
+                ..
+            } => Ok(Transcript {
+                text,
+                no_speech,
+                ms,
+                worker_ms: timings.total_ms,
+            }),
+            other => Err(unexpected("stt", &other)),
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! Transports: the ways a call reaches the appliance, at the edge of the call
+//! plane. Each one turns its own protocol into the session's boundary
+//! (`crate::session::boundary`: canonical frames, DTMF and hang-up in; play,
+//! clear, transfer and hang-up out), so the session, the dialog, barge-in,
+//! the safety net and the metrics work the same whichever way a call came.
+//!
+//! - [`sip`]: SIP signalling (an SBC, a softphone, the in-path relay to the
+//!   cloud bot, transfers), with its media on [`rtp`] legs;
+//! - [`rtp`]: RTP media, apart from signalling: packets, jitter buffer, G.711,
+//!   RFC 4733 DTMF;
+//! - [`file`]: a call from recorded turns (WAV files, the benchmark's callers);
+//! - [`admission`]: readiness and capacity, shared by every transport.
+//!
+//! A new ingress is a module here that admits each live call
+//! ([`admission::Admission::admit`]), starts its session
+//! (`crate::session::start_call`) and pumps the boundary's messages
+//! (`transport::file` is the shortest example, `transport::sip::call` the
+//! fullest).
+
+pub mod admission;
+pub mod file;
+pub mod rtp;
+pub mod sip;
