@@ -1,6 +1,8 @@
 //! Understudy's call plane: everything but the inference engines, which run
 //! in supervised worker processes (see `docs/architecture.md`).
 
+#![warn(missing_docs)]
+
 pub mod audio;
 pub mod bench;
 pub mod cli;

@@ -20,8 +20,11 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 /// p50/p95 and count of one measure.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Stat {
+    /// The median; `None` for no values.
     pub p50: Option<f64>,
+    /// The 95th percentile; `None` for no values.
     pub p95: Option<f64>,
+    /// How many values.
     pub n: usize,
 }
 

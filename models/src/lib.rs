@@ -21,6 +21,8 @@
 //! .cache/downloads/{pypi,npm,debian}/   archives, until the pack verifies
 //! ```
 
+#![warn(missing_docs)]
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 

@@ -57,7 +57,9 @@ pub struct CallerTurn {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Task {
+    /// The task's name (in samples and progress lines).
     pub name: String,
+    /// The caller's turns, in order.
     pub turns: Vec<CallerTurn>,
 }
 
@@ -65,10 +67,13 @@ pub struct Task {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Clip {
+    /// The clip's name (in results and progress lines).
     pub name: String,
     /// `silence`, `noise` or `hum` (see `voice::line_clip`).
     pub kind: String,
+    /// Length, in ms.
     pub ms: u32,
+    /// RMS level of the noise or hum, in dBFS (default -50).
     #[serde(default = "quiet")]
     pub dbfs: f64,
 }

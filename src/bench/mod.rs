@@ -83,9 +83,13 @@ impl Default for Selection {
 /// A parsed, checked selection.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The caller set, cut down to the selection.
     pub set: CallerSet,
+    /// The caller voices, taken in turn.
     pub voices: Vec<Voice>,
+    /// The line conditions; the whole set runs under each.
     pub conditions: Vec<Condition>,
+    /// Also time the raw engines after each first turn (no `--no-raw`).
     pub raw: bool,
 }
 
@@ -151,51 +155,75 @@ fn dedup<'a>(v: &[&'a str]) -> Vec<&'a str> {
 /// One caller turn's result under one condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
+    /// The line condition (`16k`, `mulaw`, `mulaw-loss2`...).
     pub condition: String,
+    /// The caller voice (`en-us@160`, `piper`...).
     pub voice: String,
     /// The first turn's category, or `task` for a task's turns.
     pub category: String,
+    /// The task's name, for a task's turns; `None` for first turns.
     pub task: Option<String>,
     /// 1-based turn of the call.
     pub turn: usize,
+    /// What the caller voice said.
     pub text: String,
+    /// The intent expected (`none`: no intent); `None` when not checked.
     pub expected_intent: Option<String>,
+    /// What the session transcribed (the turn's reports joined).
     pub transcript: String,
+    /// The intent the bot reached, if any.
     pub intent: Option<String>,
+    /// How the bot decided (`rule`, `embedding`, `llm`, `knowledge`, `none`...).
     pub matched_by: String,
+    /// What the bot said (the turn's reports joined).
     pub reply: String,
+    /// The turn met every expectation (see `callers::judge`).
     pub correct: bool,
     /// The bot asked to confirm the expected intent instead of taking it.
     pub confirmed: bool,
+    /// Out of scope, yet the bot acted on it (an intent, or a knowledge answer).
     pub false_accept: bool,
+    /// Why the turn was not correct.
     pub miss: Option<String>,
     /// `llm` when the LLM decided the turn (an LLM match or a knowledge
     /// answer), else `flow` (rules, embeddings, the flow's prompts).
     pub path: &'static str,
     /// The reply was synthesized after the turn (not a pre-rendered prompt).
     pub tts_uncached: bool,
+    /// Word errors of the transcript against the expected one.
     pub word_errors: usize,
+    /// Words in the expected transcript.
     pub reference_words: usize,
+    /// Length of the caller speech the session detected, in ms (0: none).
     pub speech_ms: f64,
     /// Pipeline stages, ms.
     pub endpoint_ms: Option<f64>,
+    /// Transcription after the endpoint, in ms.
     pub stt_ms: Option<f64>,
+    /// The bot's response to the transcript (NLU and flow), in ms.
     pub dialog_ms: Option<f64>,
+    /// Start of speech output until the first audio was ready, in ms.
     pub tts_first_audio_ms: Option<f64>,
+    /// End of caller speech until the first bot audio left, in ms.
     pub voice_to_voice_ms: Option<f64>,
+    /// The transcription started during the pause and was kept.
     pub speculative_stt: bool,
     /// The turn ended in the safety net (an engine failed or timed out).
     pub safety_net: bool,
     /// The same work on the raw engines, ms (first turns, unless --no-raw).
     pub raw_stt_ms: Option<f64>,
+    /// The dialog alone on the transcript, in ms.
     pub raw_dialog_ms: Option<f64>,
+    /// TTS alone on the reply until its first audio, in ms.
     pub raw_tts_first_audio_ms: Option<f64>,
 }
 
 /// A line with no speech, under one condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClipResult {
+    /// The line condition (`16k`, `mulaw`...).
     pub condition: String,
+    /// The clip's name in the caller set.
     pub name: String,
     /// What the session transcribed (should be nothing).
     pub transcripts: Vec<String>,

@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 /// `correct` of `n`, and the rate (none for no samples).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Score {
+    /// Outcomes counted.
     pub n: usize,
+    /// Outcomes that were true.
     pub correct: usize,
+    /// `correct / n`, 0 to 1; `None` for no samples.
     pub rate: Option<f64>,
 }
 
@@ -37,6 +40,7 @@ impl std::fmt::Display for Score {
 /// Everything measured under one line condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConditionSummary {
+    /// The line condition (`16k`, `mulaw`...).
     pub condition: String,
     /// First turns whose category is an intent: reached that intent.
     pub intent_accuracy: Score,
@@ -59,9 +63,13 @@ pub struct ConditionSummary {
     pub safety_net_turns: usize,
     /// Lines with no speech that produced a transcript (`correct` counts them; should be 0).
     pub clips_transcribed: Score,
+    /// End of caller speech until the endpointer was sure, every turn.
     pub endpoint_ms: Stat,
+    /// Transcription after the endpoint, every turn.
     pub stt_ms: Stat,
+    /// The bot's response to the transcript (NLU and flow), every turn.
     pub dialog_ms: Stat,
+    /// Start of speech output until the first audio was ready, every turn.
     pub tts_first_audio_ms: Stat,
     /// End of caller speech to the first bot audio leaving the session, every turn.
     pub voice_to_voice_ms: Stat,
@@ -73,8 +81,11 @@ pub struct ConditionSummary {
     pub tts_uncached_first_audio_ms: Stat,
     /// Voice-to-voice minus the endpointing wait: the pipeline's processing.
     pub processing_ms: Stat,
+    /// STT alone on the detected speech (raw engines, first turns).
     pub raw_stt_ms: Stat,
+    /// The dialog alone on the transcript (raw engines, first turns).
     pub raw_dialog_ms: Stat,
+    /// TTS alone until the reply's first audio (raw engines, first turns).
     pub raw_tts_first_audio_ms: Stat,
     /// STT + dialog + first audio (when synthesized) on the raw engines.
     pub raw_processing_ms: Stat,
@@ -88,15 +99,23 @@ pub struct ConditionSummary {
 /// The whole report (`--out` JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The model pack the engines ran.
     pub pack: String,
+    /// CPU threads available and CPU model (`N x <model name>`).
     pub machine: String,
     /// When it ran (Unix seconds).
     pub started_unix_s: u64,
+    /// Threads per engine worker, as configured.
     pub threads: crate::config::Threads,
+    /// The caller voices.
     pub voices: Vec<String>,
+    /// The line conditions, in the order they ran.
     pub conditions: Vec<String>,
+    /// The figures per condition, in the same order.
     pub summaries: Vec<ConditionSummary>,
+    /// Every caller turn under every condition.
     pub samples: Vec<Sample>,
+    /// Every line with no speech under every condition.
     pub clips: Vec<ClipResult>,
 }
 

@@ -16,7 +16,12 @@ use std::str::FromStr;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Voice {
     /// espeak-ng: a voice (`en-us`, `en-gb+f3`...) at a speed in words per minute.
-    Espeak { name: String, speed: u32 },
+    Espeak {
+        /// The espeak-ng voice name (`en-us`, `en-gb+f3`...).
+        name: String,
+        /// Speaking rate, in words per minute.
+        speed: u32,
+    },
     /// The appliance's own Piper voice (the pack's TTS worker). The worker
     /// has no length-scale option, so Piper speaks at its model's default rate.
     Piper,

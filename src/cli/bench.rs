@@ -4,16 +4,19 @@ use crate::config::Config;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
+/// `understudy bench` options: what to run, and where the report goes.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Write the full report (every utterance, every stage) as JSON here.
     /// Default: bench/results/<pack>.json
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Which callers, voices and line conditions to run.
     #[command(flatten)]
     pub select: crate::bench::Selection,
 }
 
+/// Run `understudy bench`: measure the demo bot, print the table, write the JSON report.
 pub async fn run(args: BenchArgs, config: &Config) -> Result<()> {
     // Check the selection before starting the engines.
     let options = args.select.options()?;

@@ -13,6 +13,7 @@ use serde_json::json;
 use std::io::{IsTerminal, Write};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// `understudy chat` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ChatArgs {
     /// What to talk to: a bundle file (understudy-bundle/1), a cloud bot export (zip or
@@ -40,6 +41,7 @@ pub struct ChatArgs {
     pub test: bool,
 }
 
+/// Run `understudy chat`: talk to the chosen bot on stdin/stdout, or replay its tests.
 pub async fn run(args: ChatArgs, config: &Config) -> Result<()> {
     // The same choice as serve, converse and bench (src/sync/choice.rs).
     let chosen = crate::sync::choice::choose_bot(config, args.bundle.as_deref())?;

@@ -7,6 +7,7 @@ use crate::transport::file::{run_call, RecordedTurn};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
+/// `understudy converse` options.
 #[derive(clap::Args, Debug)]
 pub struct ConverseArgs {
     /// Caller turns, one WAV file each (PCM, float or G.711; any rate, 8 kHz too).
@@ -25,6 +26,7 @@ pub struct ConverseArgs {
     pub bundle: Option<String>,
 }
 
+/// Run `understudy converse`: one call from the WAV files; the bot's audio goes to `out_dir`.
 pub async fn run(args: ConverseArgs, config: &Config) -> Result<()> {
     // Read every file before loading models: a typo should fail in milliseconds.
     let mut callers = Vec::new();

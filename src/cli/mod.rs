@@ -27,11 +27,14 @@ Quick start:
   understudy converse caller.wav              one call from WAV files, through every engine
   understudy chat                             talk to the bot in text";
 
+/// The `understudy` command line: global options and one subcommand.
 #[derive(Parser, Debug)]
 #[command(name = "understudy", version, about = ABOUT, long_about = ABOUT)]
 pub struct Cli {
+    /// Options every subcommand takes.
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,12 +65,16 @@ pub struct GlobalArgs {
     pub verbose: u8,
 }
 
+/// Log format on stderr (`--log-format`).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable text lines.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// The subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the appliance: load the bot, start and supervise the engine workers, serve

@@ -10,6 +10,7 @@ use understudy_models::{
 const MODELS_DIR_HELP: &str =
     "Models directory [default: $UNDERSTUDY_MODELS_DIR, else ~/.local/share/understudy/models]";
 
+/// `understudy models` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {
     /// Download, verify and convert a model pack into the models directory
@@ -30,6 +31,7 @@ pub enum ModelsCommand {
         /// Pack to install: test, default, default-1.5b or eval [default: default]
         #[arg(long)]
         pack: Option<String>,
+        /// Models directory to install into (default: the configured `models.dir`).
         #[arg(long, value_name = "DIR", help = MODELS_DIR_HELP)]
         models_dir: Option<PathBuf>,
         /// Download cache [default: $UNDERSTUDY_CACHE_DIR, else <models-dir>/.cache]
@@ -44,11 +46,13 @@ pub enum ModelsCommand {
         /// Pack to check: test, default, default-1.5b or eval [default: default]
         #[arg(long)]
         pack: Option<String>,
+        /// Models directory to check (default: the configured `models.dir`).
         #[arg(long, value_name = "DIR", help = MODELS_DIR_HELP)]
         models_dir: Option<PathBuf>,
     },
     /// List packs and artefacts: sizes, sources, licences, and what is installed
     List {
+        /// Models directory to list (default: the configured `models.dir`).
         #[arg(long, value_name = "DIR", help = MODELS_DIR_HELP)]
         models_dir: Option<PathBuf>,
     },
@@ -57,6 +61,7 @@ pub enum ModelsCommand {
         /// Pack to resolve: test, default or default-1.5b [default: default]
         #[arg(long)]
         pack: Option<String>,
+        /// Models directory the pack is in (default: the configured `models.dir`).
         #[arg(long, value_name = "DIR", help = MODELS_DIR_HELP)]
         models_dir: Option<PathBuf>,
     },

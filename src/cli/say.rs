@@ -6,6 +6,7 @@ use crate::engines::EngineSet;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 
+/// `understudy say` options.
 #[derive(clap::Args, Debug)]
 pub struct SayArgs {
     /// What to say.
@@ -21,12 +22,16 @@ pub struct SayArgs {
     pub g711: Option<G711>,
 }
 
+/// The G.711 law that `--g711` writes.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
 pub enum G711 {
+    /// G.711 mu-law (North America, Japan).
     Mulaw,
+    /// G.711 A-law (Europe and most other countries).
     Alaw,
 }
 
+/// Run `understudy say`: synthesize the text with the local voice and write the WAV file.
 pub async fn run(args: SayArgs, config: &Config) -> Result<()> {
     let (engines, _) = super::runtime::start_engines(
         config,

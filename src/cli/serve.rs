@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// `understudy serve` options.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Address for health (/healthz), readiness (/readyz), status (/status) and metrics (/metrics).
@@ -33,12 +34,15 @@ pub struct ServeArgs {
 
 /// What the appliance is serving; shared with the HTTP handlers.
 pub struct Appliance {
+    /// The supervised engine workers.
     pub engines: Engines,
     /// The bot calls start with; swapped when sync activates a version (src/sync/live.rs).
     pub setup: Arc<crate::sync::live::LiveSetup>,
     /// Why the bot is not loaded, if it failed.
     pub bot_error: std::sync::Mutex<Option<String>>,
+    /// The model pack the engines run.
     pub pack: String,
+    /// When the appliance started (for uptime).
     pub started: Instant,
     /// The cloud bot's health (when `[cloud]` names one).
     pub cloud: Option<Arc<Continuity>>,
@@ -51,6 +55,7 @@ impl Appliance {
         self.setup.current()
     }
 
+    /// What `/status` and `/readyz` report now (ready: the bot loaded, every engine ready).
     pub fn status(&self) -> ApplianceStatus {
         let engines = self.engines.health();
         let setup = self.current_setup();
@@ -69,6 +74,7 @@ impl Appliance {
     }
 }
 
+/// Run `understudy serve` until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     if let Some(listen) = args.http_listen {
         config.http.listen = listen;

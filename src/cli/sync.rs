@@ -8,6 +8,7 @@ use crate::engines::{EngineSet, Engines};
 use crate::sync::{diff, store::VersionMeta, PullOptions, PullResult, SyncAgent};
 use anyhow::{Context, Result};
 
+/// `understudy sync` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum SyncCommand {
     /// Fetch the export (`--from`, else `[sync] source`), import, validate, store, replay its
@@ -23,6 +24,7 @@ pub enum SyncCommand {
         /// Download even when the server says the export is unchanged.
         #[arg(long)]
         force: bool,
+        /// Which engines replay the test conversations.
         #[command(flatten)]
         engines: ParityEngines,
     },
@@ -32,6 +34,7 @@ pub enum SyncCommand {
         /// Do not contact the source (report only what the store knows).
         #[arg(long)]
         offline: bool,
+        /// Print the status as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -39,22 +42,30 @@ pub enum SyncCommand {
     /// (ids, prefixes, `active`, or a path/URL to an export). Default: the active version
     /// against the source's latest export.
     Diff {
+        /// Old version: id, prefix, `active`, or a path/URL to an export. Given alone, the active
+        /// version is compared with it.
         from: Option<String>,
+        /// New version (same forms as FROM).
         to: Option<String>,
+        /// Print the differences as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Replay a version's test conversations (default: the active one; or `--from` an export)
     /// and show the pass rate and every failing conversation.
     Test {
+        /// Version to test: id or unique prefix (default: the active one).
         version: Option<String>,
+        /// Test this export instead (a path or URL; imported, not stored).
         #[arg(long)]
         from: Option<String>,
+        /// Which engines replay the test conversations.
         #[command(flatten)]
         engines: ParityEngines,
     },
     /// Make a stored version active (id or unique prefix, see `sync status`).
     Activate {
+        /// Version to activate: id or unique prefix (see `sync status`).
         version: String,
         /// Activate even though its parity test failed.
         #[arg(long)]
@@ -89,6 +100,7 @@ impl ParityEngines {
     }
 }
 
+/// Run an `understudy sync` subcommand.
 pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
     let agent = SyncAgent::open(config)?;
     match cmd {

@@ -6,6 +6,7 @@ use crate::engines::EngineSet;
 use anyhow::Result;
 use std::path::PathBuf;
 
+/// `understudy transcribe` options.
 #[derive(clap::Args, Debug)]
 pub struct TranscribeArgs {
     /// WAV file: PCM, float or G.711, any rate and channel count.
@@ -18,6 +19,7 @@ pub struct TranscribeArgs {
     pub prompt: Option<String>,
 }
 
+/// Run `understudy transcribe`: print the file's transcript (JSON with `--json`).
 pub async fn run(args: TranscribeArgs, config: &Config) -> Result<()> {
     // Read the file first: a bad file should not cost a model load.
     let audio = wav::read(&args.file)?;

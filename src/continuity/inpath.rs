@@ -32,6 +32,7 @@ pub struct RecentAudio {
 }
 
 impl RecentAudio {
+    /// A buffer that keeps at most the last `keep` of audio.
     pub fn new(keep: Duration) -> Self {
         let max = (keep.as_millis() as usize) * WIRE_RATE as usize / 1000;
         RecentAudio {
@@ -40,16 +41,19 @@ impl RecentAudio {
         }
     }
 
+    /// Append an 8 kHz frame, dropping the oldest audio past the limit.
     pub fn push(&mut self, frame: &[i16]) {
         self.samples.extend(frame);
         let excess = self.samples.len().saturating_sub(self.max);
         self.samples.drain(..excess);
     }
 
+    /// Drop everything kept.
     pub fn clear(&mut self) {
         self.samples.clear();
     }
 
+    /// How much audio is kept, in ms.
     pub fn len_ms(&self) -> u64 {
         (self.samples.len() as u64 * 1000) / WIRE_RATE as u64
     }

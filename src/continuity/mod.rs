@@ -30,22 +30,33 @@ use tokio::sync::Notify;
 /// The `[cloud]` configuration, checked.
 #[derive(Debug, Clone)]
 pub struct CloudSettings {
+    /// Who routes calls: the SBC (standby) or this box (in-path).
     pub mode: CloudMode,
+    /// The cloud bot's SIP URI (`cloud.uri`); required in in-path mode.
     pub uri: Option<String>,
+    /// Probe the cloud bot with SIP OPTIONS to `uri`.
     pub probe_options: bool,
+    /// An HTTP(S) health URL to probe as well (2xx is healthy).
     pub health_url: Option<String>,
+    /// Time between probe rounds.
     pub probe_interval: Duration,
+    /// A probe with no answer by then has failed.
     pub probe_timeout: Duration,
+    /// Failures and good rounds in a row that change the state, and the failback delay.
     pub hysteresis: Hysteresis,
+    /// The cloud must answer a call's INVITE within this; else the local bot answers.
     pub setup_timeout: Duration,
+    /// No RTP from the cloud leg for this long: the local bot takes the call over.
     pub rtp_timeout: Duration,
     /// Some: the cloud leg's timeout follows its packet cadence, from this
     /// floor up to `rtp_timeout` (`crate::transport::rtp::cadence`).
     pub rtp_timeout_floor: Option<Duration>,
+    /// Caller audio the in-path watch keeps (1 to 60 s).
     pub recent_audio: Duration,
 }
 
 impl CloudSettings {
+    /// Check the `[cloud]` configuration; the error names the value that is wrong.
     pub fn from_config(c: &CloudConfig) -> Result<CloudSettings> {
         let uri = c
             .uri
@@ -129,8 +140,11 @@ impl CloudSettings {
 /// What `/status` shows about the cloud.
 #[derive(Debug, Clone, Serialize)]
 pub struct CloudStatus {
+    /// Who routes calls: standby or in-path.
     pub mode: CloudMode,
+    /// The cloud bot's SIP URI, if set.
     pub uri: Option<String>,
+    /// The cloud bot's health: up, degraded or down.
     pub state: CloudState,
     /// Seconds in this state.
     pub for_s: u64,
@@ -140,12 +154,14 @@ pub struct CloudStatus {
 
 /// The cloud's health, shared by the probes, the calls and `/status`.
 pub struct Continuity {
+    /// The checked `[cloud]` configuration.
     pub settings: CloudSettings,
     health: Mutex<CloudHealth>,
     probe_now: Notify,
 }
 
 impl Continuity {
+    /// The shared health state; the cloud is presumed up until the probes say otherwise.
     pub fn new(settings: CloudSettings) -> Arc<Continuity> {
         let health = CloudHealth::new(settings.hysteresis.clone(), Instant::now());
         metrics::gauge_set("understudy_cloud_state", &[], health.state().gauge());
@@ -156,6 +172,7 @@ impl Continuity {
         })
     }
 
+    /// True in in-path mode (this box fronts the cloud bot).
     pub fn in_path(&self) -> bool {
         self.settings.mode == CloudMode::InPath
     }
@@ -165,10 +182,12 @@ impl Continuity {
         self.health.lock().unwrap().routes_to_cloud()
     }
 
+    /// The cloud bot's health now.
     pub fn state(&self) -> CloudState {
         self.health.lock().unwrap().state()
     }
 
+    /// What `/status` shows about the cloud now.
     pub fn status(&self) -> CloudStatus {
         let health = self.health.lock().unwrap();
         CloudStatus {

@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// UDP retransmission interval (RFC 3261 T1).
 const T1: Duration = Duration::from_millis(500);
 
+/// The configured probes of the cloud bot: SIP OPTIONS to its URI and/or the HTTP health URL.
 pub struct Probes {
     options_uri: Option<String>,
     http: Option<(reqwest::Client, String)>,
@@ -24,6 +25,7 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// The probes `settings` ask for (an HTTP client that cannot be made is logged and left out).
     pub fn new(settings: &CloudSettings) -> Probes {
         let options_uri = settings.uri.clone().filter(|_| settings.probe_options);
         let http = settings.health_url.clone().and_then(|url| {
@@ -45,6 +47,7 @@ impl Probes {
         }
     }
 
+    /// True when no probe is configured.
     pub fn is_empty(&self) -> bool {
         self.options_uri.is_none() && self.http.is_none()
     }

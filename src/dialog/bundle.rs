@@ -21,7 +21,9 @@ pub const DEMO_BUNDLE_YAML: &str = include_str!("demo_bundle.yaml");
 pub struct Bundle {
     /// Always `understudy-bundle/1` for this version.
     pub format: String,
+    /// The bot's name, languages and provenance (`bot:`).
     pub bot: BotInfo,
+    /// Bot-wide behaviour; every field has a default.
     #[serde(default)]
     pub settings: Settings,
     /// Humans to hand callers to, by name (`agents: {uri: sip:...}`).
@@ -30,7 +32,9 @@ pub struct Bundle {
     /// Slot value types, by name.
     #[serde(default)]
     pub entities: BTreeMap<String, Entity>,
+    /// What callers may want, by name.
     pub intents: BTreeMap<String, Intent>,
+    /// The conversation graph: start state, global transitions, states.
     pub flow: Flow,
     /// Facts the bot may state in free-form answers, and nothing beyond them.
     #[serde(default)]
@@ -43,10 +47,13 @@ pub struct Bundle {
     pub tests: Vec<TestConversation>,
 }
 
+/// Who the bot is (`bot:`): name, version, languages, where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BotInfo {
+    /// The bot's name (given to the LLM, the STT hint and logs).
     pub name: String,
+    /// What the bot is for, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The bundle's own version (free text: a date, a git hash, a CX version id).
@@ -74,7 +81,9 @@ fn default_language() -> String {
 /// map, so a map always means "per language".
 #[derive(Debug, Clone, PartialEq)]
 pub enum Localized<T> {
+    /// One value for every language.
     One(T),
+    /// A value per language code (`en`, `de`...).
     ByLang(BTreeMap<String, T>),
 }
 
@@ -95,6 +104,7 @@ impl<T> Localized<T> {
         }
     }
 
+    /// Every value given: the one, or each language's.
     pub fn values(&self) -> Vec<&T> {
         match self {
             Localized::One(v) => vec![v],
@@ -144,6 +154,7 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Localized<T> {
 pub type Text = Localized<String>;
 
 impl Text {
+    /// One text for every language.
     pub fn text(s: impl Into<String>) -> Text {
         Localized::One(s.into())
     }
@@ -154,6 +165,7 @@ impl Text {
 pub struct Prompts(pub Vec<Text>);
 
 impl Prompts {
+    /// True when there is nothing to say.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -250,13 +262,19 @@ pub struct Settings {
     /// Said when a turn is slow to answer (session.filler_after_ms), so the
     /// caller does not hear dead air; once per turn.
     pub filler_prompt: Prompts,
+    /// When the caller says nothing: timeout, prompts, escalation.
     pub no_input: NoInputSettings,
+    /// When the bot cannot tell what the caller wants: prompts, escalation.
     pub no_match: NoMatchSettings,
     /// Whether callers may interrupt prompts (a state may override it).
     pub barge_in: bool,
+    /// Keypad entry: on/off, terminator key, when an entry ends.
     pub dtmf: DtmfSettings,
+    /// Intent recognition thresholds and when to ask the LLM.
     pub recognition: RecognitionSettings,
+    /// Free-form answers from the `knowledge` facts.
     pub knowledge: KnowledgeSettings,
+    /// Confirmation questions when recognition is unsure.
     pub confirm: ConfirmSettings,
 }
 
@@ -353,7 +371,9 @@ impl Default for NoInputSettings {
 pub struct NoMatchSettings {
     /// The `max`-th consecutive no-match escalates (`then`): handoff after repeated no-match.
     pub max: u32,
+    /// Said on the 1st, 2nd... no-match (the last one repeats), before the pending question.
     pub prompts: Vec<Text>,
+    /// What escalation does; default: `handoff_prompt` and transfer to `handoff_target`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub then: Option<Transition>,
 }
@@ -371,14 +391,17 @@ impl Default for NoMatchSettings {
     }
 }
 
+/// Keypad (DTMF) input: whether keys count, and what ends a keyed entry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DtmfSettings {
+    /// Act on keyed input (off: keys fill no slot and take no transition).
     pub enabled: bool,
     /// Ends a keyed entry early (stripped before matching).
     pub terminator: String,
     /// Pause that ends a keyed entry (the session's business; carried for it).
     pub inter_digit_timeout_ms: u32,
+    /// An entry this many keys long ends at once (the session's business; carried for it).
     pub max_digits: u32,
 }
 
@@ -430,6 +453,7 @@ impl Default for RecognitionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KnowledgeSettings {
+    /// Answer from the `knowledge` facts when no intent matches (off: never).
     pub enabled: bool,
     /// Let the LLM word the answer (checked by the guard); off: speak the best fact.
     pub llm_answers: bool,
@@ -463,6 +487,7 @@ impl Default for KnowledgeSettings {
     }
 }
 
+/// What to do when the guard rejects the LLM's answer (`on_guard_reject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GuardFallback {
@@ -479,7 +504,9 @@ pub enum GuardFallback {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferTarget {
+    /// A SIP URI, a `tel:` URI or a phone number (see [`TransferTarget::destination`]).
     pub uri: String,
+    /// Who the target is, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -503,15 +530,23 @@ pub enum Entity {
     /// A digit string (order, account, PIN...), spoken in any form or keyed in;
     /// spoken back digit by digit.
     Digits {
+        /// Fewest digits a value may have (default 1).
         #[serde(default = "one")]
         min_digits: usize,
+        /// Most digits a value may have (default 20).
         #[serde(default = "twenty")]
         max_digits: usize,
     },
     /// One of a closed set of values, each with synonyms.
-    List { values: Localized<Vec<EntityValue>> },
+    List {
+        /// The allowed values with their synonyms (one list, or one per language).
+        values: Localized<Vec<EntityValue>>,
+    },
     /// A regular expression over the transcript (group 1 if it has one).
-    Regex { pattern: String },
+    Regex {
+        /// The regular expression (Rust `regex` syntax).
+        pattern: String,
+    },
     /// Whatever the caller says.
     Any,
 }
@@ -526,7 +561,9 @@ fn twenty() -> usize {
 /// `small` or `{value: large, synonyms: [big, XL]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EntityValue {
+    /// The canonical value: what the slot is filled with.
     pub value: String,
+    /// Other words for the value, matched as whole words like it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub synonyms: Vec<String>,
 }
@@ -572,6 +609,7 @@ pub struct Intent {
     /// One line for the LLM classifier (and for humans).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Text>,
+    /// Training phrases (one list, or one per language).
     #[serde(default)]
     pub phrases: Localized<Vec<String>>,
     /// Words or short phrases that alone identify the intent ("agent", "opening hours").
@@ -599,6 +637,7 @@ pub struct Flow {
     /// Transitions active in every state (checked after the state's own).
     #[serde(default)]
     pub global: Vec<Transition>,
+    /// The states, by name.
     pub states: BTreeMap<String, State>,
 }
 
@@ -609,21 +648,28 @@ pub struct Flow {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct State {
+    /// What the state is for, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Said on entry.
     #[serde(default, skip_serializing_if = "Prompts::is_empty")]
     pub say: Prompts,
     /// Repeated after a no-match/no-input prompt while this state listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reprompt: Option<Text>,
+    /// Slots to fill, in order, before `lookup` and the automatic transitions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub collect: Vec<Collect>,
+    /// A table lookup run once every slot is filled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookup: Option<Lookup>,
+    /// Moves out of the state; the first that applies wins (before `flow.global`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
+    /// Overrides `settings.barge_in` while this state listens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub barge_in: Option<bool>,
+    /// Overrides `settings.no_input.timeout_ms` for this state, in ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_input_timeout_ms: Option<u32>,
 }
@@ -632,9 +678,11 @@ pub struct State {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collect {
+    /// Name of the slot the answer fills.
     pub slot: String,
     /// Name of an entry in `entities`.
     pub entity: String,
+    /// The question for the slot; may be empty when the state that led here asked it.
     pub prompt: Text,
     /// Said after an answer that did not fill the slot (1st, 2nd...; the last repeats).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -652,8 +700,11 @@ pub struct Collect {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lookup {
+    /// Name of a table in `data`.
     pub table: String,
+    /// The slot whose value is looked up in the table's key column.
     pub key: String,
+    /// Prefix of the slots the found row fills (`<into>.<column>`).
     pub into: String,
 }
 
@@ -663,18 +714,23 @@ pub struct Lookup {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transition {
+    /// Taken when this intent is recognised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
+    /// Taken when these keys are pressed (`"0"`, `"*9"`).
     #[serde(
         default,
         deserialize_with = "opt_scalar",
         skip_serializing_if = "Option::is_none"
     )]
     pub dtmf: Option<String>,
+    /// `if`: a test on slots; an automatic transition is taken only when it holds.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<Condition>,
+    /// Said before moving.
     #[serde(default, skip_serializing_if = "Prompts::is_empty")]
     pub say: Prompts,
+    /// The state to go to, or `@return` / `@back`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
     /// Name of a transfer target.
@@ -710,11 +766,22 @@ impl Transition {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "ConditionRepr", into = "ConditionRepr")]
 pub enum Condition {
+    /// The slot has a non-empty value.
     Filled(String),
+    /// The slot is unset or empty.
     Empty(String),
-    Equals { slot: String, value: String },
+    /// The slot's value equals `value` (trimmed, ASCII case ignored).
+    Equals {
+        /// The slot compared.
+        slot: String,
+        /// The value it must equal.
+        value: String,
+    },
+    /// Every condition holds.
     All(Vec<Condition>),
+    /// At least one condition holds.
     Any(Vec<Condition>),
+    /// The condition does not hold.
     Not(Box<Condition>),
 }
 
@@ -793,6 +860,7 @@ impl From<Condition> for ConditionRepr {
 }
 
 impl Condition {
+    /// Whether the condition holds for these slot values.
     pub fn holds(&self, slots: &BTreeMap<String, String>) -> bool {
         let filled = |s: &str| slots.get(s).is_some_and(|v| !v.is_empty());
         match self {
@@ -825,7 +893,9 @@ impl Condition {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Table {
+    /// The key column: `lookup` finds the row whose value here matches its slot.
     pub key: String,
+    /// The rows, column name to value (numbers read as strings).
     #[serde(deserialize_with = "scalar_rows")]
     pub rows: Vec<BTreeMap<String, String>>,
 }
@@ -836,9 +906,12 @@ pub struct Table {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestConversation {
+    /// Names the test in reports.
     pub name: String,
+    /// Case-insensitive fragments the greeting must contain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub greeting_contains: Vec<String>,
+    /// The caller's inputs in order, each with what the bot must do.
     pub turns: Vec<TestTurn>,
 }
 
@@ -846,14 +919,17 @@ pub struct TestConversation {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestTurn {
+    /// What the caller says (as transcribed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Keys the caller presses.
     #[serde(
         default,
         deserialize_with = "opt_scalar",
         skip_serializing_if = "Option::is_none"
     )]
     pub dtmf: Option<String>,
+    /// The caller says nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_input: bool,
     /// Expected intent; `none` means no intent.
@@ -862,6 +938,7 @@ pub struct TestTurn {
     /// Case-insensitive fragments the reply must contain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reply_contains: Vec<String>,
+    /// Expected action after the turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<ActionKind>,
     /// Expected transfer target name.
@@ -874,14 +951,19 @@ pub struct TestTurn {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub slots: BTreeMap<String, String>,
+    /// The state the conversation must be in after the turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
 }
 
+/// What the bot does after a turn, as a test expects it (`action:`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
+    /// Waits for the caller's next input.
     Listen,
+    /// Hands the call to a transfer target.
     Transfer,
+    /// Ends the call.
     Hangup,
 }

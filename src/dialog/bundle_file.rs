@@ -12,21 +12,42 @@ use std::path::Path;
 /// what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// The bundle file could not be read.
     #[error("cannot read the bot bundle {path}: {source} (check `--bundle` or `[bot] bundle` in the configuration)")]
     Read {
+        /// The file's path.
         path: String,
+        /// Why reading failed.
         source: std::io::Error,
     },
+    /// The text does not parse as a bundle (bad YAML/JSON, a wrong field, no `format`).
     #[error(
         "bot bundle {origin} does not parse: {message}\n  (fix the field named above; docs/bundle-format.md describes every field)"
     )]
-    Syntax { origin: String, message: String },
+    Syntax {
+        /// Names the bundle: its file path, or e.g. "built-in demo bundle".
+        origin: String,
+        /// What the parser found wrong.
+        message: String,
+    },
+    /// The `format` is not the one this build reads.
     #[error(
         "bot bundle {origin} has format `{found}`, this build reads `{FORMAT_V1}` (set `format: {FORMAT_V1}` or re-export the bundle with this version)"
     )]
-    Format { origin: String, found: String },
+    Format {
+        /// Names the bundle: its file path, or e.g. "built-in demo bundle".
+        origin: String,
+        /// The bundle's `format` value.
+        found: String,
+    },
+    /// Validation found errors.
     #[error("bot bundle {origin} is invalid:\n{}", render_issues(issues))]
-    Invalid { origin: String, issues: Vec<Issue> },
+    Invalid {
+        /// Names the bundle: its file path, or e.g. "built-in demo bundle".
+        origin: String,
+        /// The validation errors (warnings are only logged).
+        issues: Vec<Issue>,
+    },
 }
 
 fn render_issues(issues: &[Issue]) -> String {
@@ -101,6 +122,7 @@ impl Bundle {
             .expect("the built-in demo bundle is valid")
     }
 
+    /// The bundle as YAML (what the sync store writes and hashes).
     pub fn to_yaml(&self) -> String {
         serde_norway::to_string(self).expect("a bundle always serializes")
     }

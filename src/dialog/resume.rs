@@ -32,6 +32,7 @@ const SAME_WORD: f64 = 0.7;
 /// Where in the flow a prompt leaves the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
+    /// Name of the state.
     pub state: String,
     /// The `collect` entry whose question is pending.
     pub collecting: Option<usize>,
@@ -40,9 +41,11 @@ pub struct Place {
 /// The bundle prompt that matched the cloud's last words.
 #[derive(Debug, Clone)]
 pub struct Placement {
+    /// Where the matched prompt leaves the call.
     pub place: Place,
     /// Which kind of prompt matched (`say`, `reprompt`, `collect`, `collect_reprompt`, `transition`).
     pub kind: &'static str,
+    /// How well it matched, 0 to 1 (matched words over the prompt's words).
     pub score: f32,
     /// The prompt's text, as the bundle has it.
     pub prompt: String,
@@ -51,10 +54,13 @@ pub struct Placement {
 /// What matching found.
 #[derive(Debug, Clone)]
 pub enum Located {
+    /// A prompt matched well enough to place the call.
     Found(Placement),
     /// No prompt matched well enough; `why` says what was missing.
     Unknown {
+        /// What fell short, for the log.
         why: String,
+        /// The closest prompt, when one came near but fell short.
         best: Option<Placement>,
     },
 }

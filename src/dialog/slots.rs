@@ -12,17 +12,23 @@ use std::sync::OnceLock;
 /// An entity compiled for one language.
 #[derive(Debug, Clone)]
 pub enum Matcher {
+    /// A digit string of `min` to `max` digits.
     Digits {
+        /// Fewest digits.
         min: usize,
+        /// Most digits.
         max: usize,
     },
     /// (synonym words, canonical value), longest synonyms first.
     List(Vec<(Vec<String>, String)>),
+    /// A regular expression (group 1 if it has one).
     Regex(Regex),
+    /// The whole utterance.
     Any,
 }
 
 impl Matcher {
+    /// `entity` compiled for `lang`, with `default_lang`'s values where `lang` has none.
     pub fn new(entity: &Entity, lang: &str, default_lang: &str) -> Matcher {
         match entity {
             Entity::Digits {

@@ -10,18 +10,24 @@ use std::fmt;
 mod flow;
 use flow::*;
 
+/// How bad an issue is: errors refuse the bundle, warnings are logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// The bundle is refused.
     Error,
+    /// Worth a look; the bundle still loads.
     Warning,
 }
 
 /// One finding: where (a field path like `flow.states.menu.transitions[2].to`) and what.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Issue {
+    /// Error or warning.
     pub severity: Severity,
+    /// The field path, e.g. `flow.states.menu.transitions[2].to`.
     pub path: String,
+    /// What is wrong and what to do about it.
     pub message: String,
 }
 

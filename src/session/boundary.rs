@@ -31,7 +31,10 @@ pub enum CallEvent {
     /// One DTMF key (`0`-`9`, `*`, `#`, `A`-`D`).
     Dtmf(char),
     /// The egress finished playing everything up to this mark.
-    PlayoutDone { mark: u64 },
+    PlayoutDone {
+        /// The `mark` of the last `SessionAction::Play` played out.
+        mark: u64,
+    },
     /// The caller hung up (or the ingress lost the call).
     Hangup,
 }
@@ -41,11 +44,21 @@ pub enum CallEvent {
 pub enum SessionAction {
     /// Queue this audio (16 kHz) for the caller; acknowledge with
     /// `CallEvent::PlayoutDone { mark }` once it has been played.
-    Play { samples: Arc<Vec<i16>>, mark: u64 },
+    Play {
+        /// The audio, 16 kHz.
+        samples: Arc<Vec<i16>>,
+        /// Returned in `CallEvent::PlayoutDone` once this audio has been played.
+        mark: u64,
+    },
     /// Drop everything queued: the caller barged in.
     ClearPlayout,
     /// Hand the caller to a human at `target` (a SIP URI or number).
-    Transfer { target: String, reason: String },
+    Transfer {
+        /// Where the caller goes: a SIP URI or a number.
+        target: String,
+        /// Why: a `TransferReason` label, or `safety net: <error>`.
+        reason: String,
+    },
     /// End the call.
     Hangup,
     /// A turn finished (for logs, tests and `understudy converse`).
@@ -56,8 +69,11 @@ pub enum SessionAction {
 
 /// The ingress side of a running session.
 pub struct CallHandle {
+    /// Where the transport sends the call's events.
     pub events: mpsc::Sender<CallEvent>,
+    /// What the session asks of the transport.
     pub actions: mpsc::Receiver<SessionAction>,
+    /// The session task; it ends with the call.
     pub task: JoinHandle<()>,
 }
 

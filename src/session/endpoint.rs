@@ -29,6 +29,7 @@ pub struct EndpointParams {
     pub max_silence_ms: u32,
     /// Samples per probability.
     pub chunk_samples: usize,
+    /// Sample rate of the positions and durations, in Hz.
     pub sample_rate: u32,
 }
 
@@ -51,13 +52,29 @@ impl Default for EndpointParams {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointEvent {
     /// Enough speech: a turn (or barge-in) began at `start`.
-    SpeechStarted { start: u64 },
+    SpeechStarted {
+        /// Where the speech began (sample position).
+        start: u64,
+    },
     /// Silence since `end` for `pause_ms`: the turn may be over.
-    Paused { start: u64, end: u64 },
+    Paused {
+        /// Where the turn's speech began (sample position).
+        start: u64,
+        /// Where the speech stopped (sample position).
+        end: u64,
+    },
     /// The pause turned out not to be the end.
-    Resumed { start: u64 },
+    Resumed {
+        /// Where the turn's speech began (sample position).
+        start: u64,
+    },
     /// The turn is over: speech ran from `start` to `end`.
-    SpeechEnded { start: u64, end: u64 },
+    SpeechEnded {
+        /// Where the turn's speech began (sample position).
+        start: u64,
+        /// Where the turn's speech ended (sample position).
+        end: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,6 +105,7 @@ pub struct Endpointer {
 }
 
 impl Endpointer {
+    /// An endpointer in silence, at position 0.
     pub fn new(params: EndpointParams) -> Self {
         Endpointer {
             params,

@@ -45,10 +45,15 @@ use understudy_ipc::{VadState, VAD_CHUNK_SAMPLES};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
+    /// Waiting for the caller to speak or key.
     Listening,
+    /// Transcribing the caller's turn and deciding the answer.
     Thinking,
+    /// Playing the bot's turn to the caller.
     Speaking,
+    /// Handing the caller over to a human.
     Transferring,
+    /// The call is over.
     Ended,
 }
 

@@ -8,7 +8,9 @@ use serde::Serialize;
 pub struct TurnTimings {
     /// End of caller speech until the endpointer was sure.
     pub endpoint: Option<f64>,
+    /// Transcription (with a speculative one, only the wait after the turn's end).
     pub stt: Option<f64>,
+    /// Deciding the bot's turn (`dialog::Bot::respond`).
     pub dialog: Option<f64>,
     /// Start of speech output until the first audio was ready.
     pub tts_first_audio: Option<f64>,
@@ -21,28 +23,39 @@ pub struct TurnTimings {
 /// One turn, for reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TurnReport {
+    /// The turn's number in the call, from 1 (0: the greeting and takeover prompts).
     pub turn: u32,
     /// What the caller said (empty for no-input and DTMF).
     pub transcript: String,
+    /// The keys the caller entered (DTMF turns only).
     pub dtmf: Option<String>,
+    /// The intent that decided the turn, if any.
     pub intent: Option<String>,
+    /// How sure the deciding stage was, from 0 to 1.
     pub confidence: f32,
+    /// What decided the turn: a `MatchSource` in lowercase (`rule`, `llm`, ...), or
+    /// `greeting`, `takeover`, `takeover_ack`.
     pub matched_by: String,
     /// The intents a confirmation question asked about (empty: none asked).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub asked: Vec<String>,
     /// What the bot said.
     pub reply: String,
+    /// What the bot did after its reply (listen, transfer or hang up).
     pub action: String,
+    /// Every slot's value after the turn, by name.
     pub slots: std::collections::BTreeMap<String, String>,
     /// Caller speech in the call's audio, in ms.
     pub speech_ms: Option<(f64, f64)>,
+    /// Where the turn's time went.
     pub timings_ms: TurnTimings,
     /// The turn ended in the safety net (engine failure).
     pub safety_net: bool,
     /// The turn was slow and the caller heard the filler first.
     pub filler: bool,
+    /// The caller barged in while the reply was playing.
     pub barged_in: bool,
+    /// The engine failure that sent the turn to the safety net, if any.
     pub error: Option<String>,
 }
 

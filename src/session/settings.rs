@@ -12,6 +12,7 @@ use std::time::Duration;
 /// Session settings (appliance config merged with the bot's own).
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// Endpointing of the caller's turns.
     pub endpoint: EndpointParams,
     /// Semantic end of turn at pauses; `None`: the fixed silence only.
     pub smart_turn: Option<smart_turn::SmartTurnSettings>,
@@ -30,9 +31,11 @@ pub struct SessionSettings {
     /// A turn with no answer this long after the caller stopped talking
     /// plays `filler` (once); `None`: never.
     pub filler_after: Option<Duration>,
+    /// Said when a turn is slow to answer (see `filler_after`).
     pub filler: String,
     /// Where the safety net sends callers.
     pub safety_target: String,
+    /// Said by the safety net before it transfers the caller to `safety_target`.
     pub apology: String,
     /// Said when the local bot takes over a call from the cloud bot.
     pub takeover: String,
@@ -91,9 +94,13 @@ impl ListenPolicy {
 
 /// Everything calls share: the bot, the engines, the prompt audio.
 pub struct SessionSetup {
+    /// The bot every call talks to.
     pub bot: Arc<Bot>,
+    /// The engine workers' clients.
     pub engines: Engines,
+    /// Rendered speech by text: the pre-rendered prompts and streamed sentences.
     pub prompts: Arc<PromptCache>,
+    /// How sessions behave.
     pub settings: SessionSettings,
 }
 

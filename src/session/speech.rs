@@ -114,6 +114,7 @@ impl PromptCache {
         entries.pinned.len() + entries.streamed.len()
     }
 
+    /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -146,10 +147,15 @@ impl PromptCache {
 
 /// Speech for one text, piece by piece, at the canonical rate.
 pub enum Speech {
+    /// Audio from the cache, whole; `None` once it has been handed out.
     Cached(Option<Arc<Vec<i16>>>),
+    /// Audio streamed from the TTS worker; cached once complete.
     Streaming {
+        /// The TTS worker's stream of audio chunks.
         stream: crate::engines::SpeechStream,
+        /// The text being spoken (the cache key).
         text: String,
+        /// The audio received so far (16 kHz), cached when the stream ends.
         rendered: Vec<i16>,
     },
 }

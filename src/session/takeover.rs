@@ -57,6 +57,7 @@ impl Handover {
 
 /// Where the cloud bot's last words put the call.
 pub struct Found {
+    /// The state (and slot) found, or why none was.
     pub located: Located,
     /// The cloud bot's last words, as transcribed.
     pub transcript: String,
@@ -66,11 +67,13 @@ pub struct Found {
 
 /// A takeover whose place in the flow is being found.
 pub struct Locating {
+    /// The task transcribing and matching the cloud bot's last words.
     pub task: JoinHandle<Found>,
     /// The caller spoke since the cloud's last prompt began: their turn answers.
     pub caller_spoke: bool,
     /// The takeover prompt has been said.
     pub prompt_played: bool,
+    /// When the search began (for the log).
     pub started: Instant,
 }
 

@@ -25,7 +25,9 @@ pub enum BotOrigin {
 /// The bot a command talks to, with where it came from.
 #[derive(Debug, Clone)]
 pub struct ChosenBot {
+    /// The bundle the command talks to.
     pub bundle: Bundle,
+    /// Where the bundle was chosen from.
     pub origin: BotOrigin,
 }
 

@@ -45,12 +45,19 @@ pub enum PullResult {
     /// The server answered 304: the export did not change since the last pull.
     NotModified,
     /// The export imports to the version already active.
-    Unchanged { id: String },
+    Unchanged {
+        /// The active version's id.
+        id: String,
+    },
     /// A version was stored (or was already stored) and tested.
     Stored {
+        /// The version's id.
         id: String,
+        /// Whether this pull stored it (`false`: it was already in the store).
         new: bool,
+        /// The import: bundle, format, warnings and counts.
         imported: Box<Imported>,
+        /// The parity test's result for this version.
         parity: ParityReport,
         /// Whether it is now the active version.
         activated: bool,
@@ -59,9 +66,12 @@ pub enum PullResult {
     },
 }
 
+/// What a pull did, and from which source.
 #[derive(Debug)]
 pub struct PullOutcome {
+    /// The source as the store names it (a canonical path, or the URL).
     pub source: String,
+    /// What the pull did.
     pub result: PullResult,
 }
 
@@ -81,25 +91,36 @@ pub struct PullOptions {
 /// The state `sync status` reports.
 #[derive(Debug, serde::Serialize)]
 pub struct Status {
+    /// The store's folder.
     pub store: String,
+    /// The active version's metadata; `None` before the first activation.
     pub active: Option<VersionMeta>,
+    /// When the active version was last activated, in Unix seconds (from the activation log).
     pub activated_at: Option<u64>,
+    /// The last-good version: the most recent one that served and was replaced.
     pub last_good: Option<String>,
+    /// The configured `[sync] source`, as the store names it; `None` when unset.
     pub source: Option<String>,
+    /// The last pull of that source (with none configured, the latest pull of any source).
     pub last_pull: Option<PullRecord>,
     /// The version the source held at its last successful pull or check.
     pub latest: Option<String>,
     /// `in sync`, `differs`, or why it is unknown.
     pub drift: String,
+    /// Every stored version, oldest first.
     pub versions: Vec<VersionMeta>,
 }
 
+/// The sync agent: the versioned store and the `[sync]` settings.
 pub struct SyncAgent {
+    /// The versioned bundle store.
     pub store: Store,
+    /// The `[sync]` configuration.
     pub config: SyncConfig,
 }
 
 impl SyncAgent {
+    /// Open (creating) the store at `[sync] store`, or its default folder.
     pub fn open(config: &Config) -> Result<SyncAgent> {
         let store = Store::open(&config.sync.store_dir())?;
         Ok(SyncAgent {
@@ -281,6 +302,7 @@ impl SyncAgent {
         Ok(id)
     }
 
+    /// Go back to the version that was active before, under the store lock; returns its id.
     pub fn rollback(&self) -> Result<String> {
         let _lock = self.store.lock()?;
         self.store.rollback()

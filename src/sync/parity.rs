@@ -21,17 +21,24 @@ const HOLD_BACK_EVERY: usize = 5;
 /// One conversation that did not go as the test says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailedConversation {
+    /// The test conversation's name.
     pub name: String,
+    /// What differed from the test, one line each.
     pub problems: Vec<String>,
 }
 
+/// The result of a parity run, kept in the version's metadata.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ParityReport {
+    /// Test conversations replayed.
     pub total: usize,
+    /// Of those, how many passed.
     pub passed: usize,
     /// Recognition stages the replay used (`rules`, `embeddings`, `llm`).
     pub stages: Vec<String>,
+    /// The test conversations that failed.
     pub failures: Vec<FailedConversation>,
+    /// How long the run took (bot load, replay, phrase checks), in milliseconds.
     pub ms: f64,
     /// The training-phrase checks (absent in reports written before them).
     #[serde(default)]
@@ -43,10 +50,12 @@ pub struct ParityReport {
 pub struct PhraseCoverage {
     /// Phrases checked (default language), and how many reached their intent.
     pub checked: usize,
+    /// Of the checked phrases, how many reached their intent.
     pub reached: usize,
     /// Of those, held back from the recognizer (every fifth of an intent's
     /// phrases): new words, as a caller says them.
     pub held_back: usize,
+    /// Of the held-back phrases, how many reached their intent.
     pub held_back_reached: usize,
     /// Intents with phrases none of which reached them.
     pub never_reached: Vec<String>,
@@ -120,6 +129,7 @@ impl ParityReport {
         self.pass_rate().is_none_or(|r| r + 1e-9 >= min_pass_rate)
     }
 
+    /// The result in one line: conversations passed, phrase checks and stages, or not measured.
     pub fn summary(&self) -> String {
         let phrases = self.phrases.as_ref().map(PhraseCoverage::summary);
         match (self.total, self.pass_rate(), phrases) {

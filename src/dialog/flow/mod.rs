@@ -53,12 +53,15 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// Name of the state the conversation is in.
     pub fn state(&self) -> &str {
         &self.state
     }
+    /// Slot values so far, by slot name (lookup results as `<into>.<column>`).
     pub fn slots(&self) -> &BTreeMap<String, String> {
         &self.slots
     }
+    /// True once the bot has transferred the call or hung up.
     pub fn is_ended(&self) -> bool {
         self.ended.is_some()
     }
@@ -66,6 +69,7 @@ impl Conversation {
     pub fn history(&self) -> impl Iterator<Item = &(String, String)> {
         self.history.iter()
     }
+    /// Caller inputs answered so far (the greeting not counted).
     pub fn turns(&self) -> u32 {
         self.turns
     }

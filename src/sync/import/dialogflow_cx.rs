@@ -44,6 +44,7 @@ const FORMAT: ExportFormat = ExportFormat::DialogflowCx;
 /// The id Dialogflow gives the Default Welcome Intent in every agent.
 const WELCOME_INTENT_ID: &str = "00000000-0000-0000-0000-000000000000";
 
+/// Import a Dialogflow CX JSON package; constructs not carried over are warned in `w`.
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let agent = parse_json(files, FORMAT, "agent.json")?;
     let default_lang = json_str(&agent, "defaultLanguageCode")

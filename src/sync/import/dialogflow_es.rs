@@ -55,6 +55,7 @@ struct EsIntent {
     fallback: bool,
 }
 
+/// Import a Dialogflow ES export; constructs not carried over are warned in `w`.
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let agent = parse_json(files, FORMAT, "agent.json")?;
     let default_lang = json_str(&agent, "language").unwrap_or("en").to_string();

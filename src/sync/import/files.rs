@@ -19,6 +19,7 @@ const MAX_UNPACKED: u64 = 256 << 20;
 /// Files that mark an export's top folder, most specific first.
 const ROOT_MARKERS: &[&str] = &["Manifest.json", "agent.json", "domain.yml", "domain.yaml"];
 
+/// An export's files by path from its top folder, with the junk entries it skipped.
 #[derive(Debug, Clone)]
 pub struct ExportFiles {
     origin: String,
@@ -171,6 +172,7 @@ impl ExportFiles {
         }
     }
 
+    /// The path or URL the export came from, as messages name it.
     pub fn origin(&self) -> &str {
         &self.origin
     }
@@ -180,6 +182,7 @@ impl ExportFiles {
         &self.skipped
     }
 
+    /// A file's bytes by its exact path from the export's top folder.
     pub fn get(&self, path: &str) -> Option<&[u8]> {
         self.files.get(path).map(Vec::as_slice)
     }
@@ -192,6 +195,7 @@ impl ExportFiles {
             .map(|(_, d)| d.as_slice())
     }
 
+    /// Every file's path, sorted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.files.keys().map(String::as_str)
     }

@@ -8,10 +8,12 @@ use super::*;
 #[derive(Debug, Clone)]
 pub struct Languages {
     pub(super) map: BTreeMap<String, String>,
+    /// The default language's canonical code.
     pub default: String,
 }
 
 impl Languages {
+    /// Canonical codes for the locales in `all` and the export's default locale `default`.
     pub fn new<'a>(default: &str, all: impl IntoIterator<Item = &'a str>) -> Languages {
         let mut raw: BTreeSet<String> = all.into_iter().map(str::to_string).collect();
         raw.insert(default.to_string());
@@ -55,6 +57,7 @@ impl Languages {
         set.into_iter().cloned().collect()
     }
 
+    /// Every canonical code, the default first.
     pub fn all(&self) -> Vec<String> {
         std::iter::once(self.default.clone())
             .chain(self.others())
@@ -73,10 +76,12 @@ impl<T> Default for PerLang<T> {
 }
 
 impl<T: Clone + Default> PerLang<T> {
+    /// The value for `lang`, created empty if it has none yet.
     pub fn entry(&mut self, lang: &str) -> &mut T {
         self.0.entry(lang.to_string()).or_default()
     }
 
+    /// Whether no language has a value yet.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -42,6 +42,7 @@ const MAIN: &str = "main";
 const YES: &str = "confirm_yes";
 const NO: &str = "confirm_no";
 
+/// Import a Lex V2 `LexJson` export; constructs not carried over are warned in `w`.
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let missing = |detail: &str| ImportError::Missing {
         format: FORMAT.label(),

@@ -40,15 +40,20 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportFormat {
+    /// A Dialogflow CX JSON package (`agent.json` + `flows/`).
     DialogflowCx,
+    /// A Dialogflow ES export (`agent.json` + `intents/`).
     DialogflowEs,
+    /// An Amazon Lex V2 `LexJson` export (`Manifest.json` + `BotLocales/`).
     LexV2,
+    /// A Rasa project (`domain.yml` + `data/`).
     Rasa,
     /// Already our own format (`understudy-bundle/1`).
     Bundle,
 }
 
 impl ExportFormat {
+    /// The format's name in messages and logs (`Dialogflow CX`, `Amazon Lex V2`...).
     pub fn label(self) -> &'static str {
         match self {
             ExportFormat::DialogflowCx => "Dialogflow CX",
@@ -65,6 +70,7 @@ impl ExportFormat {
 pub struct ImportWarning {
     /// Where in the export (a file, and a field or name inside it).
     pub at: String,
+    /// What the local bot does differently, and what it does instead.
     pub message: String,
 }
 
@@ -140,12 +146,14 @@ impl ImportWarning {
 pub struct Warnings(BTreeSet<ImportWarning>);
 
 impl Warnings {
+    /// Add a warning at `at`; the same warning given twice is kept once.
     pub fn warn(&mut self, at: impl Into<String>, message: impl Into<String>) {
         self.0.insert(ImportWarning {
             at: at.into(),
             message: message.into(),
         });
     }
+    /// The warnings, sorted by where they are.
     pub fn into_vec(self) -> Vec<ImportWarning> {
         self.0.into_iter().collect()
     }
@@ -154,18 +162,24 @@ impl Warnings {
 /// Counts a designer checks against the cloud console.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ImportStats {
+    /// Intents.
     pub intents: usize,
     /// Training phrases, all languages.
     pub phrases: usize,
     /// Distinct static prompts in the default language (what gets pre-rendered).
     pub prompts: usize,
+    /// Flow states.
     pub states: usize,
+    /// Entities, system entities included.
     pub entities: usize,
+    /// Test conversations.
     pub tests: usize,
+    /// Language codes, the default first.
     pub languages: Vec<String>,
 }
 
 impl ImportStats {
+    /// The counts of `bundle`.
     pub fn of(bundle: &Bundle) -> ImportStats {
         let phrases = bundle
             .intents
@@ -189,39 +203,75 @@ impl ImportStats {
 /// A bundle made from an export, with what could not be carried over.
 #[derive(Debug, Clone)]
 pub struct Imported {
+    /// The bundle, validated (an export with validation errors is refused).
     pub bundle: Bundle,
+    /// The exporter that wrote the export.
     pub format: ExportFormat,
+    /// What could not be carried over exactly, sorted.
     pub warnings: Vec<ImportWarning>,
+    /// Counts to check against the cloud console.
     pub stats: ImportStats,
+    /// Time to detect the format, import and validate, in milliseconds.
     pub ms: f64,
 }
 
 /// Why an export cannot be imported. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The export's file or folder cannot be read.
     #[error("cannot read the export {origin}: {detail}")]
-    Read { origin: String, detail: String },
+    Read {
+        /// The path of the export.
+        origin: String,
+        /// The I/O error.
+        detail: String,
+    },
+    /// The export is not a readable zip (empty, damaged, cut off or too big).
     #[error("the export {origin} is not a readable zip archive ({detail}); it is corrupt or was cut off while downloading: export or download it again")]
-    Corrupt { origin: String, detail: String },
+    Corrupt {
+        /// The export's path or URL.
+        origin: String,
+        /// What is wrong with the archive.
+        detail: String,
+    },
+    /// No importer knows the export (or it is a CX binary blob).
     #[error("the export {origin} is not a bot export this build knows: {detail}. Expected a Dialogflow CX package (agent.json + flows/), a Dialogflow ES zip (agent.json + intents/), an Amazon Lex V2 LexJson zip (Manifest.json + BotLocales/), a Rasa project (domain.yml + data/), or an understudy-bundle/1 file")]
-    UnknownFormat { origin: String, detail: String },
+    UnknownFormat {
+        /// The export's path or URL.
+        origin: String,
+        /// What the export holds, or why it is refused.
+        detail: String,
+    },
+    /// A file of the export does not parse.
     #[error("{format} export {origin}: {file} does not parse: {detail} (the file is damaged or not from this exporter: export again)")]
     Parse {
+        /// The exporter's name ([`ExportFormat::label`]).
         format: &'static str,
+        /// The export's path or URL.
         origin: String,
+        /// The file's path inside the export.
         file: String,
+        /// The parser's error.
         detail: String,
     },
+    /// The export lacks something the importer needs.
     #[error("{format} export {origin}: {detail}")]
     Missing {
+        /// The exporter's name ([`ExportFormat::label`]).
         format: &'static str,
+        /// The export's path or URL.
         origin: String,
+        /// What is missing or wrong, and what to do.
         detail: String,
     },
+    /// The imported bundle fails validation, so it cannot serve.
     #[error("{format} export {origin} imports into a bundle that cannot serve:\n{issues}")]
     Invalid {
+        /// The exporter's name ([`ExportFormat::label`]).
         format: &'static str,
+        /// The export's path or URL.
         origin: String,
+        /// The validation errors, one line each, or why the bundle file does not parse.
         issues: String,
     },
 }

@@ -47,6 +47,7 @@ const START: &str = "start";
 const MAIN: &str = "main";
 const AGENT: &str = "agent";
 
+/// Import a Rasa project; constructs not carried over are warned in `w`.
 pub fn import(files: &ExportFiles, w: &mut Warnings) -> Result<Bundle, ImportError> {
     let domain = read_domain(files)?;
     let config = match files.get("config.yml") {

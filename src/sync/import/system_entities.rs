@@ -110,6 +110,7 @@ pub const YES_PHRASES: &[&str] = &[
     "absolutely",
     "of course",
 ];
+/// Phrases that answer no to such a confirmation: the counterpart of [`YES_PHRASES`].
 pub const NO_PHRASES: &[&str] = &[
     "no",
     "nope",

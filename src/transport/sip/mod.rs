@@ -42,17 +42,29 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER,
 /// The `[sip]` configuration, checked and parsed.
 #[derive(Debug, Clone)]
 pub struct SipSettings {
+    /// Where SIP is served, UDP and TCP on the same port.
     pub listen: SocketAddr,
+    /// Serve SIP over UDP.
     pub udp: bool,
+    /// Serve SIP over TCP.
     pub tcp: bool,
+    /// The address written in Contact and SDP (NAT); `None`: the local address facing the peer.
     pub advertised_address: Option<IpAddr>,
+    /// Concurrent calls before INVITEs and OPTIONS get 503.
     pub capacity: usize,
+    /// `Retry-After` on a 503, in seconds.
     pub retry_after_s: u32,
+    /// The RTP port range, lowest and highest (inclusive).
     pub rtp_ports: (u16, u16),
+    /// The address RTP sockets bind to; `None`: the SIP listen address.
     pub rtp_bind: Option<IpAddr>,
+    /// Settings for every RTP leg: jitter buffer, timeout, comfort silence.
     pub media: MediaConfig,
+    /// Accepted codecs, preferred first.
     pub codecs: Vec<Law>,
+    /// How a caller is transferred to a human.
     pub transfer: TransferSettings,
+    /// Ring this long before answering (zero: answer at once).
     pub answer_delay: Duration,
 }
 

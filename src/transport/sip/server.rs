@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 /// A running SIP server; dropping it does not stop it, [`SipServer::shutdown`] does.
 pub struct SipServer {
+    /// Where SIP is served (with the bound port when port 0 was asked for).
     pub listen: SocketAddr,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,

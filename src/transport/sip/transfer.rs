@@ -32,7 +32,9 @@ pub struct TransferSettings {
     pub target: Option<String>,
     /// Host for targets that are not URIs.
     pub domain: Option<String>,
+    /// REFER, the bridge, or REFER falling back to the bridge.
     pub mode: TransferMode,
+    /// How long a transfer may take (REFER until the final NOTIFY; bridge until answered).
     pub timeout: Duration,
 }
 

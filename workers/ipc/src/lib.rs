@@ -26,6 +26,8 @@
 //! 4. [`Request::Cancel`] asks the worker to stop request `target` early; the
 //!    target then ends with [`ErrorCode::Cancelled`].
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 

@@ -41,7 +41,9 @@ const BRIDGE_QUEUE_MAX: usize = WIRE_FRAME * 10;
 /// Media settings shared by all legs.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
+    /// Jitter buffer delay the playout aims for, in ms.
     pub jitter_target_ms: u32,
+    /// Most delay the jitter buffer may build up, in ms; past it playout skips ahead.
     pub jitter_max_ms: u32,
     /// No RTP for this long from a peer that should be sending ends the call.
     pub rtp_timeout: Duration,
@@ -59,6 +61,7 @@ pub struct MediaConfig {
 pub enum BridgeFrame {
     /// 20 ms at 8 kHz.
     Audio(Vec<i16>),
+    /// One DTMF key, sent on as RFC 4733 events.
     Dtmf(char),
 }
 
@@ -76,13 +79,16 @@ pub enum Upstream {
 pub enum MediaCommand {
     /// Queue bot audio (16 kHz); `PlayoutDone { mark }` once its last packet left.
     Play {
+        /// The audio, 16 kHz.
         samples: Arc<Vec<i16>>,
+        /// Returned in `CallEvent::PlayoutDone` once the audio's last packet has left.
         mark: u64,
     },
     /// Drop everything queued (barge-in).
     Clear,
     /// New negotiated parameters (answer, re-INVITE: hold, codec change).
     Update(MediaParams),
+    /// Send what the leg receives to this upstream from now on.
     Attach(Upstream),
     /// Play what the other leg of a bridge receives.
     BridgeFrom(mpsc::Receiver<BridgeFrame>),
@@ -113,20 +119,30 @@ const REFUSED_SILENCE: Duration = Duration::from_millis(60);
 /// Counters of a finished leg.
 #[derive(Debug, Clone, Default)]
 pub struct LegStats {
+    /// Packets of the negotiated stream received, audio and DTMF (duplicates included).
     pub received: u64,
+    /// Packets that never came, by sequence number.
     pub lost: u64,
+    /// Packets that arrived after their audio was due (dropped).
     pub late: u64,
+    /// 20 ms frames filled by concealment.
     pub concealed: u64,
+    /// Interarrival jitter (RFC 3550), in ms.
     pub jitter_ms: f64,
+    /// RTP packets sent.
     pub sent: u64,
+    /// DTMF keys received as RFC 4733 events.
     pub dtmf: u64,
+    /// Datagrams ignored: unparsable, not a negotiated payload type, or from another source.
     pub invalid: u64,
 }
 
 /// A running leg.
 pub struct MediaLeg {
+    /// The local address the leg's socket is bound to.
     pub local: SocketAddr,
     commands: mpsc::UnboundedSender<MediaCommand>,
+    /// What the leg reports: a timeout, an unreachable peer.
     pub events: mpsc::Receiver<MediaEvent>,
     task: JoinHandle<LegStats>,
 }
