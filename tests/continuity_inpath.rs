@@ -506,6 +506,36 @@ fn takeover_benchmark() {
         max(&continuing),
     );
     println!("detected by: {detectors:?}");
+    // Where the continuing words' time goes, from the server's own log.
+    let field = |lines: &[serde_json::Value], name: &str| -> Vec<f64> {
+        lines.iter().filter_map(|t| t[name].as_f64()).collect()
+    };
+    let placed_lines = serve.logged("takeover: placed in the flow");
+    let answers: Vec<serde_json::Value> = serve
+        .logged("turn")
+        .into_iter()
+        .filter(|t| t["turn"].as_u64() == Some(1))
+        .collect();
+    for (stage, values) in [
+        ("cloud prompt transcribed", field(&placed_lines, "stt_ms")),
+        ("placed (from the takeover)", field(&placed_lines, "ms")),
+        (
+            "answer: STT after its turn began",
+            field(&answers, "stt_ms"),
+        ),
+        ("answer: dialog", field(&answers, "dialog_ms")),
+        (
+            "answer: TTS first audio",
+            field(&answers, "tts_first_audio_ms"),
+        ),
+    ] {
+        println!(
+            "  {stage:<34} p50 {:>5.0} ms  p95 {:>5.0} ms  (n={})",
+            p(&values, 50.0),
+            p(&values, 95.0),
+            values.len()
+        );
+    }
     assert_eq!(dropped, 0, "{results:?}");
     assert!(
         placed * 10 >= rounds * 9,

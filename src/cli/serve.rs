@@ -117,7 +117,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
     // SIP listens from the start and answers 503 until the appliance is ready.
-    let sessions: crate::transport::admission::SessionSource = {
+    let sessions: crate::session::admission::SessionSource = {
         let appliance = appliance.clone();
         Arc::new(move || {
             if appliance.status().ready {

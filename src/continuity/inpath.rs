@@ -9,9 +9,13 @@
 //! [`bye_reason_is_error`]) the call takes over with [`Watch::heard`]; the
 //! SIP side of the relay is `crate::transport::sip::cloud_leg`.
 
+use super::Continuity;
 use crate::audio::{self, g711::WIRE_RATE, SAMPLE_RATE};
+use crate::metrics;
+use crate::session::admission::{Admission, Admitted};
 use crate::session::takeover::Handover;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The cloud bot counts as quiet after this long without a speech frame.
@@ -163,6 +167,82 @@ impl Watch {
             cloud_mid_prompt: self
                 .last_cloud_speech
                 .is_some_and(|t| t + QUIET_AFTER >= died),
+        }
+    }
+}
+
+/// What a failed cloud leg leads to.
+pub enum Takeover {
+    /// The local bot takes the call, starting from what the relay heard.
+    Local {
+        /// The call's slot.
+        admitted: Admitted,
+        /// The recent audio of both sides.
+        heard: Box<Handover>,
+    },
+    /// No room for the local bot: the caller hears the apology (when a bot
+    /// is loaded to say it) and goes to a human; never a dropped call.
+    ToHuman {
+        /// The apology's pre-rendered audio.
+        apology: Option<Arc<Vec<i16>>>,
+        /// The bot's safety-net target (empty: the site's transfer target).
+        target: String,
+        /// Why, for the transfer's log line.
+        reason: String,
+    },
+}
+
+/// Decide what a call whose cloud leg failed (`why`) becomes: the failure
+/// counts against the cloud's health, and the local bot takes the call when
+/// admission has room for it.
+pub fn take_over(
+    call: &str,
+    why: &str,
+    watch: &Watch,
+    continuity: Option<&Continuity>,
+    admission: &Admission,
+) -> Takeover {
+    if let Some(continuity) = continuity {
+        continuity.call_failed(why);
+    }
+    match admission.admit() {
+        Ok(admitted) => {
+            let heard = watch.heard();
+            tracing::warn!(
+                call,
+                reason = why,
+                quiet_ms = watch
+                    .last_cloud_frame
+                    .map(|t| t.elapsed().as_millis() as u64),
+                recent_ms = watch.recent.len_ms(),
+                cloud_ms = heard.cloud.len() / 16,
+                on_cloud_s = watch.connected.elapsed().as_secs_f64(),
+                "cloud leg failed: the local bot takes over"
+            );
+            metrics::counter_inc("understudy_takeovers_total", &[("to", "local_bot")]);
+            Takeover::Local {
+                admitted,
+                heard: Box::new(heard),
+            }
+        }
+        Err(refusal) => {
+            tracing::warn!(
+                call,
+                reason = why,
+                local = refusal.label(),
+                "cloud leg failed and the local bot cannot take over: to a human"
+            );
+            metrics::counter_inc("understudy_takeovers_total", &[("to", "human")]);
+            let setup = admission.current_setup();
+            Takeover::ToHuman {
+                apology: setup
+                    .as_ref()
+                    .and_then(|s| s.prompts.get(&s.settings.apology)),
+                target: setup
+                    .map(|s| s.settings.safety_target.clone())
+                    .unwrap_or_default(),
+                reason: format!("cloud failed ({why}); local bot {}", refusal.label()),
+            }
         }
     }
 }

@@ -10,9 +10,10 @@
 //! ```
 //!
 //! In standby mode the SBC routes and this module stays idle (readiness is
-//! `crate::transport::admission`). In in-path mode `crate::transport::sip` bridges each call
+//! `crate::session::admission`). In in-path mode `crate::transport::sip` bridges each call
 //! to the cloud bot and, when the cloud leg fails, the local bot takes the
-//! call over (`crate::transport::sip::cloud_leg`). docs/continuity.md has the whole story.
+//! call over: [`inpath`] hears the relay and decides the takeover,
+//! `crate::transport::sip::call` carries it out. docs/continuity.md has the whole story.
 
 pub mod health;
 pub mod inpath;

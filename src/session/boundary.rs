@@ -13,7 +13,7 @@
 //!
 //! [`SessionAction::Report`] and [`SessionAction::State`] are for logs,
 //! status and tests. A transport starts the session with [`start_call`] once
-//! it has admitted the call (`crate::transport::admission`).
+//! it has admitted the call (`crate::session::admission`).
 
 use super::takeover;
 use super::{CallState, Session, SessionSetup, TurnReport};

@@ -12,6 +12,7 @@
 //! pause turns out to be the end of the turn; prompts are pre-rendered; TTS
 //! streams sentence by sentence.
 
+pub mod admission;
 pub mod boundary;
 pub mod endpoint;
 mod listen;

@@ -8,16 +8,14 @@
 //!   cloud bot, transfers), with its media on [`rtp`] legs;
 //! - [`rtp`]: RTP media, apart from signalling: packets, jitter buffer, G.711,
 //!   RFC 4733 DTMF;
-//! - [`file`]: a call from recorded turns (WAV files, the benchmark's callers);
-//! - [`admission`]: readiness and capacity, shared by every transport.
+//! - [`file`]: a call from recorded turns (WAV files, the benchmark's callers).
 //!
 //! A new ingress is a module here that admits each live call
-//! ([`admission::Admission::admit`]), starts its session
-//! (`crate::session::start_call`) and pumps the boundary's messages
-//! (`transport::file` is the shortest example, `transport::sip::call` the
-//! fullest).
+//! (`crate::session::admission`: readiness and capacity are shared by every
+//! transport), starts its session (`crate::session::start_call`) and pumps
+//! the boundary's messages (`transport::file` is the shortest example,
+//! `transport::sip::call` the fullest).
 
-pub mod admission;
 pub mod file;
 pub mod rtp;
 pub mod sip;

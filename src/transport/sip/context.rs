@@ -3,7 +3,7 @@
 
 use super::SipSettings;
 use crate::continuity::Continuity;
-use crate::transport::admission::Admission;
+use crate::session::admission::Admission;
 use crate::transport::rtp::{MediaConfig, RtpPorts};
 use lru::LruCache;
 use rsipstack::dialog::dialog_layer::DialogLayer;

@@ -28,7 +28,7 @@ pub use server::SipServer;
 
 use crate::audio::g711::Law;
 use crate::config::SipConfig;
-use crate::transport::admission::{Admission, SessionSource};
+use crate::session::admission::{Admission, SessionSource};
 use crate::transport::rtp::MediaConfig;
 use anyhow::{bail, Context, Result};
 use std::net::{IpAddr, SocketAddr};

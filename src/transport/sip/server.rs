@@ -10,7 +10,7 @@ use super::sdp::{self, LocalMedia};
 use super::{SipSettings, ALLOW, USER_AGENT};
 use crate::continuity::Continuity;
 use crate::metrics;
-use crate::transport::admission::{Admission, Refusal};
+use crate::session::admission::{Admission, Refusal};
 use crate::transport::rtp::{MediaLeg, RtpPorts};
 use anyhow::{Context, Result};
 use lru::LruCache;

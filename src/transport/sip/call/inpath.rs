@@ -4,6 +4,7 @@
 //! the SIP side of it.
 
 use super::*;
+use crate::continuity::{self, inpath::Takeover};
 
 impl Call {
     /// In-path: the caller hears ringing while the cloud bot answers; if it
@@ -154,51 +155,39 @@ impl Call {
         }
     }
 
-    /// The cloud leg failed mid-call: the caller's leg stays up and the
-    /// local bot takes over with what the caller said since the cloud bot
-    /// last spoke. With no room for the local bot, the caller hears the
-    /// apology and goes to a human; never a dropped call.
+    /// The cloud leg failed mid-call: the caller's leg stays up and what
+    /// becomes of the call is continuity's decision
+    /// ([`crate::continuity::inpath::take_over`]): the local bot takes over
+    /// with what the caller said since the cloud bot last spoke, or the
+    /// caller hears the apology and goes to a human; never a dropped call.
     pub(super) async fn take_over(&mut self, why: String) -> Option<End> {
         let cloud = self.cloud.take()?;
-        let quiet_ms = cloud
-            .watch
-            .last_cloud_frame
-            .map(|t| t.elapsed().as_millis() as u64);
-        let recent_ms = cloud.watch.recent.len_ms();
-        let heard = cloud.watch.heard();
-        let on_cloud_s = cloud.watch.connected.elapsed().as_secs_f64();
+        let decided = continuity::inpath::take_over(
+            &self.id,
+            &why,
+            &cloud.watch,
+            self.shared.continuity.as_deref(),
+            &self.shared.admission,
+        );
         cloud.close(self.shared.clone());
-        if let Some(continuity) = &self.shared.continuity {
-            continuity.call_failed(&why);
-        }
         // Stale cloud audio out; from here the caller's audio is the session's.
         self.leg.send(MediaCommand::Clear);
         self.leg.send(MediaCommand::Attach(Upstream::Nowhere));
-        match self.shared.admission.admit() {
-            Ok(admitted) => {
-                tracing::warn!(call = %self.id, reason = %why, quiet_ms, recent_ms, cloud_ms = heard.cloud.len() / 16, on_cloud_s, "cloud leg failed: the local bot takes over");
-                metrics::counter_inc("understudy_takeovers_total", &[("to", "local_bot")]);
+        match decided {
+            Takeover::Local { admitted, heard } => {
                 self.admitted = Some(admitted);
-                self.start_session_with(Opening::Takeover(Box::new(heard)));
+                self.start_session_with(Opening::Takeover(heard));
                 None
             }
-            Err(refusal) => {
-                tracing::warn!(call = %self.id, reason = %why, local = refusal.label(), "cloud leg failed and the local bot cannot take over: to a human");
-                metrics::counter_inc("understudy_takeovers_total", &[("to", "human")]);
-                let setup = self.shared.admission.current_setup();
-                if let Some(setup) = &setup {
-                    if let Some(samples) = setup.prompts.get(&setup.settings.apology) {
-                        self.leg.send(MediaCommand::Play { samples, mark: 0 });
-                    }
+            Takeover::ToHuman {
+                apology,
+                target,
+                reason,
+            } => {
+                if let Some(samples) = apology {
+                    self.leg.send(MediaCommand::Play { samples, mark: 0 });
                 }
-                let target = setup
-                    .map(|s| s.settings.safety_target.clone())
-                    .unwrap_or_default();
-                self.begin_transfer(
-                    target,
-                    format!("cloud failed ({why}); local bot {}", refusal.label()),
-                )
-                .await
+                self.begin_transfer(target, reason).await
             }
         }
     }

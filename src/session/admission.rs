@@ -3,8 +3,8 @@
 //! so the SBC moves on to its next route instead of the caller hearing a
 //! slow, degraded bot.
 
+use super::SessionSetup;
 use crate::metrics;
-use crate::session::SessionSetup;
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
