@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod calls;
 mod engines;
 mod network;
 mod session;
 
+pub use calls::*;
 pub use engines::*;
 pub use network::*;
 pub use session::*;
@@ -35,6 +37,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// The health, readiness, status and metrics endpoint.
     pub http: HttpConfig,
+    /// What every ingress shares (capacity), WebSocket and AudioSocket calls.
+    pub calls: CallsConfig,
     /// Calls by SIP/RTP.
     pub sip: SipConfig,
     /// Where bot versions are pulled from and kept.

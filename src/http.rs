@@ -1,7 +1,10 @@
-//! The appliance's HTTP endpoints: liveness, readiness, status and metrics.
+//! The appliance's HTTP endpoints: liveness, readiness, status and metrics,
+//! the outcome of streamed calls (`/calls/{id}`), and the WebSocket media
+//! streams (`crate::transport::websocket`) when they are on.
 
 use crate::engines::WorkerHealth;
-use axum::extract::State;
+use crate::transport::stream::{CallOutcomes, StreamContext};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,18 +29,43 @@ pub struct ApplianceStatus {
     pub prompts_cached: usize,
     /// State of every engine worker.
     pub engines: Vec<WorkerHealth>,
+    /// Calls in progress against the capacity every ingress shares.
+    pub calls: CallsStatus,
     /// The cloud bot's health and where new calls go (when one is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::continuity::CloudStatus>,
+}
+
+/// Calls in progress, by the way they came.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallsStatus {
+    /// Concurrent calls allowed, every ingress together.
+    pub capacity: usize,
+    /// Calls in progress.
+    pub active: usize,
+    /// Calls in progress by ingress.
+    pub by_ingress: Vec<crate::session::admission::IngressCalls>,
+}
+
+impl CallsStatus {
+    /// What `admission` holds now.
+    pub fn of(admission: &crate::session::admission::Admission) -> Self {
+        CallsStatus {
+            capacity: admission.capacity(),
+            active: admission.active(),
+            by_ingress: admission.active_by_ingress(),
+        }
+    }
 }
 
 /// Produces the current status on demand.
 pub type StatusSource = Arc<dyn Fn() -> ApplianceStatus + Send + Sync>;
 
 /// The routes: `/healthz` (alive), `/readyz` (503 until ready), `/status` (JSON) and `/metrics`
-/// (Prometheus).
-pub fn router(status: StatusSource) -> Router {
-    Router::new()
+/// (Prometheus); with `streams`, `/calls/{id}` and `/calls/{id}/transfer` (how a streamed call
+/// ended) and, when `websocket` is on, the media-stream WebSocket.
+pub fn router(status: StatusSource, streams: Option<(Arc<StreamContext>, bool)>) -> Router {
+    let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route(
@@ -45,7 +73,54 @@ pub fn router(status: StatusSource) -> Router {
             get(|State(s): State<StatusSource>| async move { Json(s()) }),
         )
         .route("/metrics", get(metrics))
-        .with_state(status)
+        .with_state(status);
+    if let Some((streams, websocket)) = streams {
+        router = router.merge(
+            Router::new()
+                .route("/calls/{id}", get(call_outcome))
+                .route("/calls/{id}/transfer", get(call_transfer))
+                .with_state(streams.outcomes.clone()),
+        );
+        if websocket {
+            router = router.merge(crate::transport::websocket::routes(streams));
+        }
+    }
+    router
+}
+
+/// How a streamed call stands, as JSON (404 when it is unknown or long gone).
+async fn call_outcome(
+    State(outcomes): State<Arc<CallOutcomes>>,
+    Path(id): Path<String>,
+) -> Response {
+    match outcomes.get(&id) {
+        Some(outcome) => Json(outcome).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such call (or it ended long ago)\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Where the bot sent a streamed call, as plain text for a dialplan's
+/// `CURL()`: the target (200), nothing (204) when the call was not
+/// transferred, 404 when it is unknown.
+async fn call_transfer(
+    State(outcomes): State<Arc<CallOutcomes>>,
+    Path(id): Path<String>,
+) -> Response {
+    match outcomes.get(&id) {
+        Some(outcome) => match outcome.transfer_target {
+            Some(target) => target.into_response(),
+            None => StatusCode::NO_CONTENT.into_response(),
+        },
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such call (or it ended long ago)\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn readyz(State(status): State<StatusSource>) -> Response {
@@ -67,6 +142,6 @@ async fn metrics() -> Response {
 }
 
 /// Serve until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, status: StatusSource) -> std::io::Result<()> {
-    axum::serve(listener, router(status)).await
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router).await
 }

@@ -23,7 +23,6 @@ mod sip_support;
 use serde_json::{json, Value};
 use sip_support::*;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 use understudy::audio;
 use understudy::bench::callers::{judge, CallerSet, KNOWLEDGE};
 use understudy::session::TurnReport;
@@ -75,39 +74,12 @@ fn rtp_leg_benchmark() {
     for (i, turn) in picked.iter().enumerate() {
         let speech = understudy::bench::synthesize_caller(&turn.say, "en-us", dir, "q").unwrap();
         let speech = audio::resample(&speech, audio::SAMPLE_RATE, 8000);
-        let turns_before = serve.logged("turn").len();
-        let peer = RtpPeer::start();
-        // Hold the call through the greeting, the question and the answer.
-        let hold_ms = 14_000 + speech.len() as u64 / 8;
-        let caller = Sipp::new("call_external_media", dir)
-            .key("rtp_port", peer.port)
-            .arg("-recv_timeout")
-            .arg(hold_ms.to_string())
-            .spawn(Some(serve.sip));
-        peer.wait_remote(Duration::from_secs(10));
-        peer.wait_quiet(Duration::from_millis(1500), Duration::from_secs(30));
-        let asked = Instant::now();
-        peer.say(&speech);
-        let end = peer
-            .wait_said(asked, Duration::from_secs(20))
-            .expect("the question had no speech");
-        let answer = peer.wait_audio_after(end, Duration::from_secs(10));
-        let v2v = answer.map(|a| (a - end).as_secs_f64() * 1e3);
-        let started = Instant::now();
-        let logged = loop {
-            let found: Vec<Value> = serve.logged("turn")[turns_before..]
-                .iter()
-                .filter(|t| t["turn"].as_u64().unwrap_or(0) >= 1)
-                .cloned()
-                .collect();
-            if !found.is_empty() || started.elapsed() > Duration::from_secs(10) {
-                break found;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        caller
-            .wait()
-            .assert_ok(&format!("call {} ({:?})", i + 1, turn.say));
+        let (v2v, logged) = ask_over_sip(
+            &serve,
+            dir,
+            &speech,
+            &format!("call {} ({:?})", i + 1, turn.say),
+        );
         let reports: Vec<TurnReport> = logged
             .iter()
             .map(|t| TurnReport {

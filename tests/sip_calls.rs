@@ -44,7 +44,7 @@ fn sip_calls_end_to_end() {
         .assert_ok("OPTIONS after all calls");
     let metrics = serve.metrics();
     assert!(
-        metrics.contains("understudy_sip_calls_active 0"),
+        metrics.contains("understudy_calls_admitted{ingress=\"sip\"} 0"),
         "{metrics}"
     );
 }

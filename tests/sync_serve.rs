@@ -101,6 +101,8 @@ async fn serve_pulls_activates_and_rolls_back_on_its_own() {
             "serve",
             "--sip-listen",
             "off",
+            "--audiosocket-listen",
+            "off",
             "--http-listen",
             &format!("127.0.0.1:{port}"),
         ])

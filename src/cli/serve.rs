@@ -2,7 +2,9 @@
 //!
 //! Starts the engine workers and keeps them supervised, loads the bot and
 //! pre-renders its prompts, serves health, readiness and metrics over
-//! HTTP, and answers calls by SIP (`crate::transport::sip`, docs/sip.md). Readiness is
+//! HTTP, and answers calls by SIP (`crate::transport::sip`, docs/sip.md), by
+//! WebSocket media streams and by AudioSocket (docs/ingress.md); every
+//! ingress shares one admission (readiness and capacity). Readiness is
 //! true only when every engine is warm and the bot is loaded; an engine that
 //! cannot load its model keeps the appliance up but not ready, with the
 //! reason in `/readyz`.
@@ -11,7 +13,9 @@ use crate::config::{CloudMode, Config};
 use crate::continuity::{CloudSettings, Continuity};
 use crate::engines::{EngineSet, Engines};
 use crate::http::{self, ApplianceStatus};
+use crate::session::admission::{Admission, SessionSource};
 use crate::session::SessionSetup;
+use crate::transport::stream::StreamContext;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +29,9 @@ pub struct ServeArgs {
     /// Address for SIP calls, UDP and TCP on one port (default 0.0.0.0:5060; `off` disables SIP).
     #[arg(long)]
     pub sip_listen: Option<String>,
+    /// Address for Asterisk AudioSocket calls over TCP (default 127.0.0.1:9092; `off` disables it).
+    #[arg(long)]
+    pub audiosocket_listen: Option<String>,
     /// What to serve: a bundle file, a cloud bot export (imported on the fly) or a stored sync
     /// version (id, prefix, `active`). Default: the active synced version, else `[bot] bundle`,
     /// else the built-in demo bot; the first line printed names the bot.
@@ -46,6 +53,8 @@ pub struct Appliance {
     pub started: Instant,
     /// The cloud bot's health (when `[cloud]` names one).
     pub cloud: Option<Arc<Continuity>>,
+    /// Readiness and capacity, shared by every ingress (set once at start).
+    pub admission: std::sync::OnceLock<Arc<Admission>>,
 }
 
 impl Appliance {
@@ -69,6 +78,11 @@ impl Appliance {
             uptime_s: self.started.elapsed().as_secs(),
             prompts_cached: setup.as_ref().map(|s| s.prompts.len()).unwrap_or(0),
             engines,
+            calls: self
+                .admission
+                .get()
+                .map(|a| http::CallsStatus::of(a))
+                .unwrap_or_default(),
             cloud: self.cloud.as_ref().map(|c| c.status()),
         }
     }
@@ -82,6 +96,10 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     if let Some(listen) = args.sip_listen {
         config.sip.listen = listen;
     }
+    if let Some(listen) = args.audiosocket_listen {
+        config.calls.audiosocket_listen = listen;
+    }
+    let capacity = config.call_capacity()?;
     // The same choice as chat, converse and bench (src/sync/choice.rs).
     let chosen = crate::sync::choice::choose_bot(&config, args.bundle.as_deref())?;
     eprintln!("{chosen}");
@@ -101,6 +119,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         pack: config.models.pack.clone(),
         started: Instant::now(),
         cloud: cloud.clone(),
+        admission: Default::default(),
     });
     if let Some(cloud) = &cloud {
         tracing::info!(mode = ?cloud.settings.mode, uri = cloud.settings.uri.as_deref().unwrap_or("-"), "cloud: watching the cloud bot");
@@ -116,8 +135,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             )
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
-    // SIP listens from the start and answers 503 until the appliance is ready.
-    let sessions: crate::session::admission::SessionSource = {
+    // Every ingress listens from the start and refuses calls until the
+    // appliance is ready (SIP 503, a WebSocket close, an AudioSocket error).
+    let sessions: SessionSource = {
         let appliance = appliance.clone();
         Arc::new(move || {
             if appliance.status().ready {
@@ -127,12 +147,29 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             }
         })
     };
-    let sip = crate::transport::sip::start(&config.sip, sessions, cloud).await?;
+    let admission = Arc::new(Admission::new(capacity, sessions));
+    let _ = appliance.admission.set(admission.clone());
+    let sip = crate::transport::sip::start(&config.sip, admission.clone(), cloud).await?;
+    let streams = Arc::new(StreamContext {
+        admission,
+        outcomes: Default::default(),
+        max_message: config.calls.websocket_max_message,
+    });
+    let audiosocket =
+        crate::transport::audiosocket::start(&config.calls.audiosocket_listen, streams.clone())
+            .await?;
+    if config.calls.websocket {
+        tracing::info!(
+            path = crate::transport::websocket::PATH,
+            "WebSocket media streams: on the HTTP listener"
+        );
+    }
     let status_source = appliance.clone();
-    let http_task = tokio::spawn(http::serve(
-        listener,
+    let router = http::router(
         Arc::new(move || status_source.status()),
-    ));
+        Some((streams, config.calls.websocket)),
+    );
+    let http_task = tokio::spawn(http::serve(listener, router));
 
     // Bring the bot up once the engines are warm.
     let warmup = {
@@ -185,6 +222,9 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     crate::systemd::notify_stopping();
+    if let Some(audiosocket) = audiosocket {
+        audiosocket.shutdown();
+    }
     if let Some(sip) = sip {
         sip.shutdown().await;
     }

@@ -44,9 +44,9 @@ pub struct SipConfig {
     /// The address written in Contact and SDP when the peer must use another
     /// one than the local address facing it (NAT). Default: that local address.
     pub advertised_address: Option<String>,
-    /// Concurrent calls before INVITEs and OPTIONS get 503 (measured default,
-    /// docs/sip.md "Capacity").
-    pub capacity: usize,
+    /// Older name of `[calls] capacity`, still honoured: when set, it is the
+    /// capacity every ingress shares.
+    pub capacity: Option<usize>,
     /// Retry-After on 503, in seconds.
     pub retry_after_s: u32,
     /// RTP ports, one even port per call leg.
@@ -79,17 +79,13 @@ pub struct SipConfig {
     pub answer_delay_ms: u64,
 }
 
-/// Calls this 2-core box holds with voice-to-voice p95 under 1.5 s at the RTP
-/// leg (SIPp load benchmark, docs/sip.md).
-pub const DEFAULT_SIP_CAPACITY: usize = 4;
-
 impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: "0.0.0.0:5060".into(),
             transports: vec!["udp".into(), "tcp".into()],
             advertised_address: None,
-            capacity: DEFAULT_SIP_CAPACITY,
+            capacity: None,
             retry_after_s: 10,
             rtp_port_min: 20000,
             rtp_port_max: 20999,

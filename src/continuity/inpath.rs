@@ -12,7 +12,7 @@
 use super::Continuity;
 use crate::audio::{self, g711::WIRE_RATE, SAMPLE_RATE};
 use crate::metrics;
-use crate::session::admission::{Admission, Admitted};
+use crate::session::admission::{Admission, Admitted, Ingress};
 use crate::session::takeover::Handover;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ pub fn take_over(
     if let Some(continuity) = continuity {
         continuity.call_failed(why);
     }
-    match admission.admit() {
+    match admission.admit(Ingress::Sip) {
         Ok(admitted) => {
             let heard = watch.heard();
             tracing::warn!(

@@ -1,15 +1,61 @@
 //! Readiness and admission: the appliance takes a call only when its engines
-//! are warm and it has capacity for one more; otherwise it says 503 at once,
-//! so the SBC moves on to its next route instead of the caller hearing a
-//! slow, degraded bot.
+//! are warm and it has capacity for one more; otherwise it refuses at once
+//! (SIP 503, HTTP 503, a WebSocket close, an AudioSocket error), so the
+//! caller's platform moves on to its next route instead of the caller
+//! hearing a slow, degraded bot.
+//!
+//! One [`Admission`] serves every ingress: a call by SIP and a call by
+//! WebSocket take slots from the same capacity (`[calls] capacity`), and
+//! each slot is counted under its [`Ingress`] in `/status` and the metrics.
 
 use super::SessionSetup;
 use crate::metrics;
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Gives the session setup when (and only when) calls can be served.
 pub type SessionSource = Arc<dyn Fn() -> Option<Arc<SessionSetup>> + Send + Sync>;
+
+/// How a call reached the appliance: the `ingress` label of the call metrics
+/// and of `/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ingress {
+    /// SIP signalling with RTP media (`transport::sip`).
+    Sip,
+    /// A Twilio-shaped WebSocket media stream (`transport::websocket`).
+    Websocket,
+    /// Asterisk's AudioSocket over TCP (`transport::audiosocket`).
+    Audiosocket,
+    /// This machine's sound card (`understudy talk`).
+    SoundCard,
+}
+
+impl Ingress {
+    /// Every ingress, in the order `/status` lists them.
+    pub const ALL: [Ingress; 4] = [
+        Ingress::Sip,
+        Ingress::Websocket,
+        Ingress::Audiosocket,
+        Ingress::SoundCard,
+    ];
+
+    /// `sip`, `websocket`, `audiosocket`, `sound_card`: the metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Ingress::Sip => "sip",
+            Ingress::Websocket => "websocket",
+            Ingress::Audiosocket => "audiosocket",
+            Ingress::SoundCard => "sound_card",
+        }
+    }
+
+    fn index(self) -> usize {
+        Ingress::ALL.iter().position(|i| *i == self).unwrap_or(0)
+    }
+}
 
 /// Why a call or a probe is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +74,14 @@ impl Refusal {
             Refusal::Full => "full",
         }
     }
+
+    /// What the caller's platform is told, in a few words.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Refusal::NotReady => "not ready: the engines are warming up or the bot is not loaded",
+            Refusal::Full => "at capacity: every call slot is taken",
+        }
+    }
 }
 
 /// A call's slot; the slot frees when this is dropped.
@@ -41,30 +95,54 @@ pub struct Admitted {
 /// Holding one of the capacity slots.
 pub struct CallSlot {
     _permit: OwnedSemaphorePermit,
+    ingress: Ingress,
+    active: Arc<[AtomicUsize; Ingress::ALL.len()]>,
 }
 
 impl Drop for CallSlot {
     fn drop(&mut self) {
-        metrics::gauge_add("understudy_sip_calls_active", &[], -1.0);
+        self.active[self.ingress.index()].fetch_sub(1, Ordering::Relaxed);
+        metrics::gauge_add(
+            "understudy_calls_admitted",
+            &[("ingress", self.ingress.label())],
+            -1.0,
+        );
     }
 }
 
-/// The capacity semaphore and the readiness source.
+/// Calls in progress through one ingress (`/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct IngressCalls {
+    /// The ingress.
+    pub ingress: Ingress,
+    /// Calls holding a slot through it now.
+    pub active: usize,
+}
+
+/// The capacity semaphore and the readiness source, shared by every ingress.
 pub struct Admission {
     capacity: usize,
     slots: Arc<Semaphore>,
     sessions: SessionSource,
+    active: Arc<[AtomicUsize; Ingress::ALL.len()]>,
 }
 
 impl Admission {
     /// Admission for `capacity` concurrent calls, ready when `sessions` gives a setup.
     pub fn new(capacity: usize, sessions: SessionSource) -> Self {
-        metrics::gauge_set("understudy_sip_capacity", &[], capacity as f64);
-        metrics::gauge_set("understudy_sip_calls_active", &[], 0.0);
+        metrics::gauge_set("understudy_call_capacity", &[], capacity as f64);
+        for ingress in Ingress::ALL {
+            metrics::gauge_set(
+                "understudy_calls_admitted",
+                &[("ingress", ingress.label())],
+                0.0,
+            );
+        }
         Admission {
             capacity,
             slots: Arc::new(Semaphore::new(capacity)),
             sessions,
+            active: Arc::new(Default::default()),
         }
     }
 
@@ -78,7 +156,18 @@ impl Admission {
         self.capacity - self.slots.available_permits()
     }
 
-    /// What an OPTIONS probe should hear.
+    /// Calls in progress by ingress, every ingress listed.
+    pub fn active_by_ingress(&self) -> Vec<IngressCalls> {
+        Ingress::ALL
+            .iter()
+            .map(|&ingress| IngressCalls {
+                ingress,
+                active: self.active[ingress.index()].load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// What a probe (SIP OPTIONS, a platform's health check) should hear.
     pub fn probe(&self) -> Result<(), Refusal> {
         if (self.sessions)().is_none() {
             return Err(Refusal::NotReady);
@@ -95,18 +184,34 @@ impl Admission {
         (self.sessions)()
     }
 
-    /// Take a slot for a new call.
-    pub fn admit(&self) -> Result<Admitted, Refusal> {
-        let setup = (self.sessions)().ok_or(Refusal::NotReady)?;
+    /// Take a slot for a new call arriving through `ingress`.
+    pub fn admit(&self, ingress: Ingress) -> Result<Admitted, Refusal> {
+        let refused = |refusal: Refusal| {
+            metrics::counter_inc(
+                "understudy_calls_refused_total",
+                &[("ingress", ingress.label()), ("reason", refusal.label())],
+            );
+            refusal
+        };
+        let setup = (self.sessions)().ok_or_else(|| refused(Refusal::NotReady))?;
         let permit = self
             .slots
             .clone()
             .try_acquire_owned()
-            .map_err(|_| Refusal::Full)?;
-        metrics::gauge_add("understudy_sip_calls_active", &[], 1.0);
+            .map_err(|_| refused(Refusal::Full))?;
+        self.active[ingress.index()].fetch_add(1, Ordering::Relaxed);
+        metrics::gauge_add(
+            "understudy_calls_admitted",
+            &[("ingress", ingress.label())],
+            1.0,
+        );
         Ok(Admitted {
             setup,
-            permit: CallSlot { _permit: permit },
+            permit: CallSlot {
+                _permit: permit,
+                ingress,
+                active: self.active.clone(),
+            },
         })
     }
 }

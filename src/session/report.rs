@@ -73,6 +73,9 @@ impl TurnReport {
             reply = %self.reply,
             action = %self.action,
             voice_to_voice_ms = self.timings_ms.voice_to_voice.map(|v| v.round() as u64),
+            // Where the caller's speech ended in the call's audio: a caller's
+            // own clock puts voice-to-voice at its end of the line from it.
+            speech_end_ms = self.speech_ms.map(|(_, end)| end.round() as u64),
             endpoint_ms = self.timings_ms.endpoint.map(|v| v.round() as u64),
             stt_ms = self.timings_ms.stt.map(|v| v.round() as u64),
             dialog_ms = self.timings_ms.dialog.map(|v| v.round() as u64),

@@ -8,6 +8,9 @@
 //!   cloud bot, transfers), with its media on [`rtp`] legs;
 //! - [`rtp`]: RTP media, apart from signalling: packets, jitter buffer, G.711,
 //!   RFC 4733 DTMF;
+//! - [`websocket`]: Twilio-shaped WebSocket media streams (CPaaS platforms);
+//! - [`audiosocket`]: Asterisk's AudioSocket over TCP;
+//! - [`stream`]: what those two share (framing, paced playout, call outcomes);
 //! - [`file`]: a call from recorded turns (WAV files, the benchmark's callers).
 //!
 //! A new ingress is a module here that admits each live call
@@ -16,6 +19,9 @@
 //! the boundary's messages (`transport::file` is the shortest example,
 //! `transport::sip::call` the fullest).
 
+pub mod audiosocket;
 pub mod file;
 pub mod rtp;
 pub mod sip;
+pub mod stream;
+pub mod websocket;

@@ -97,6 +97,8 @@ pub struct Serve {
     child: Child,
     pub sip: SocketAddr,
     pub http: SocketAddr,
+    /// Where Asterisk AudioSocket calls connect.
+    pub audiosocket: SocketAddr,
     pub dir: tempfile::TempDir,
     log: PathBuf,
 }
@@ -121,6 +123,7 @@ impl Serve {
         let dir = tempfile::tempdir().unwrap();
         let sip_port = free_port();
         let http_port = free_port();
+        let audiosocket_port = free_port();
         let (rtp_min, rtp_max) = free_range(40);
         let config = dir.path().join("understudy.toml");
         std::fs::write(
@@ -135,6 +138,10 @@ impl Serve {
             .args(["--pack", pack, "--log-format", "json", "serve"])
             .args(["--sip-listen", &format!("{LOOPBACK}:{sip_port}")])
             .args(["--http-listen", &format!("{LOOPBACK}:{http_port}")])
+            .args([
+                "--audiosocket-listen",
+                &format!("{LOOPBACK}:{audiosocket_port}"),
+            ])
             // rsipstack logs every message at info.
             .env("UNDERSTUDY_LOG", "info,rsipstack=warn")
             .stdin(Stdio::null())
@@ -146,6 +153,7 @@ impl Serve {
             child,
             sip: format!("{LOOPBACK}:{sip_port}").parse().unwrap(),
             http: format!("{LOOPBACK}:{http_port}").parse().unwrap(),
+            audiosocket: format!("{LOOPBACK}:{audiosocket_port}").parse().unwrap(),
             dir,
             log,
         }
@@ -277,6 +285,50 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One question on a new SIP call (SIPp signalling, an RTP peer's audio,
+/// `speech` at 8 kHz) once the greeting is over: voice-to-voice at the RTP
+/// leg (ms; end of speech by level at the peer, to the answer's first
+/// packet) and the caller turns the appliance logged for the call.
+pub fn ask_over_sip(
+    serve: &Serve,
+    dir: &Path,
+    speech: &[i16],
+    label: &str,
+) -> (Option<f64>, Vec<Value>) {
+    let turns_before = serve.logged("turn").len();
+    let peer = RtpPeer::start();
+    // Hold the call through the greeting, the question and the answer.
+    let hold_ms = 14_000 + speech.len() as u64 / 8;
+    let caller = Sipp::new("call_external_media", dir)
+        .key("rtp_port", peer.port)
+        .arg("-recv_timeout")
+        .arg(hold_ms.to_string())
+        .spawn(Some(serve.sip));
+    peer.wait_remote(Duration::from_secs(10));
+    peer.wait_quiet(Duration::from_millis(1500), Duration::from_secs(30));
+    let asked = Instant::now();
+    peer.say(speech);
+    let end = peer
+        .wait_said(asked, Duration::from_secs(20))
+        .expect("the question had no speech");
+    let answer = peer.wait_audio_after(end, Duration::from_secs(10));
+    let v2v = answer.map(|a| (a - end).as_secs_f64() * 1e3);
+    let started = Instant::now();
+    let logged = loop {
+        let found: Vec<Value> = serve.logged("turn")[turns_before..]
+            .iter()
+            .filter(|t| t["turn"].as_u64().unwrap_or(0) >= 1)
+            .cloned()
+            .collect();
+        if !found.is_empty() || started.elapsed() > Duration::from_secs(10) {
+            break found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    caller.wait().assert_ok(label);
+    (v2v, logged)
 }
 
 /// A plain HTTP/1.0 GET: (status, body).

@@ -19,7 +19,7 @@ pub(super) const MAX_BYE_REASONS: std::num::NonZeroUsize =
 pub(super) struct SipContext {
     pub settings: SipSettings,
     pub dialogs: Arc<DialogLayer>,
-    pub admission: Admission,
+    pub admission: std::sync::Arc<Admission>,
     pub ports: RtpPorts,
     pub media: MediaConfig,
     /// Where SIP is served (one port for every transport).

@@ -28,7 +28,7 @@ pub use server::SipServer;
 
 use crate::audio::g711::Law;
 use crate::config::SipConfig;
-use crate::session::admission::{Admission, SessionSource};
+use crate::session::admission::Admission;
 use crate::transport::rtp::MediaConfig;
 use anyhow::{bail, Context, Result};
 use std::net::{IpAddr, SocketAddr};
@@ -50,8 +50,6 @@ pub struct SipSettings {
     pub tcp: bool,
     /// The address written in Contact and SDP (NAT); `None`: the local address facing the peer.
     pub advertised_address: Option<IpAddr>,
-    /// Concurrent calls before INVITEs and OPTIONS get 503.
-    pub capacity: usize,
     /// `Retry-After` on a 503, in seconds.
     pub retry_after_s: u32,
     /// The RTP port range, lowest and highest (inclusive).
@@ -115,9 +113,6 @@ impl SipSettings {
         if codecs.is_empty() {
             bail!("sip.codecs is empty: name \"PCMU\" and/or \"PCMA\"");
         }
-        if c.capacity == 0 {
-            bail!("sip.capacity is 0: no call could ever be answered (use at least 1)");
-        }
         if c.rtp_port_min == 0 || c.rtp_port_max < c.rtp_port_min.saturating_add(1) {
             bail!(
                 "sip.rtp_port_min/max ({}-{}) must be a range of at least two ports above 0",
@@ -130,7 +125,6 @@ impl SipSettings {
             udp,
             tcp,
             advertised_address: ip("advertised_address", &c.advertised_address)?,
-            capacity: c.capacity,
             retry_after_s: c.retry_after_s,
             rtp_ports: (c.rtp_port_min, c.rtp_port_max),
             rtp_bind: ip("rtp_bind", &c.rtp_bind)?,
@@ -153,18 +147,17 @@ impl SipSettings {
     }
 }
 
-/// Start the SIP server (`Ok(None)` when switched off). Until `sessions`
-/// gives a setup, OPTIONS and INVITE get 503.
+/// Start the SIP server (`Ok(None)` when switched off). Until `admission`
+/// is ready, and while it is full, OPTIONS and INVITE get 503.
 pub async fn start(
     config: &SipConfig,
-    sessions: SessionSource,
+    admission: std::sync::Arc<Admission>,
     continuity: Option<std::sync::Arc<crate::continuity::Continuity>>,
 ) -> Result<Option<SipServer>> {
     let Some(settings) = SipSettings::from_config(config)? else {
         tracing::info!("SIP is off (sip.listen = \"off\")");
         return Ok(None);
     };
-    let admission = Admission::new(settings.capacity, sessions);
     SipServer::start(settings, admission, continuity)
         .await
         .map(Some)
@@ -230,13 +223,6 @@ mod tests {
                     ..Default::default()
                 },
                 "sip.codecs",
-            ),
-            (
-                SipConfig {
-                    capacity: 0,
-                    ..Default::default()
-                },
-                "sip.capacity",
             ),
             (
                 SipConfig {

@@ -10,7 +10,7 @@ use super::sdp::{self, LocalMedia};
 use super::{SipSettings, ALLOW, USER_AGENT};
 use crate::continuity::Continuity;
 use crate::metrics;
-use crate::session::admission::{Admission, Refusal};
+use crate::session::admission::{Admission, Ingress, Refusal};
 use crate::transport::rtp::{MediaLeg, RtpPorts};
 use anyhow::{Context, Result};
 use lru::LruCache;
@@ -63,7 +63,7 @@ impl SipServer {
     /// Bind the transports and start answering.
     pub async fn start(
         settings: SipSettings,
-        admission: Admission,
+        admission: Arc<Admission>,
         continuity: Option<Arc<Continuity>>,
     ) -> Result<SipServer> {
         let cancel = CancellationToken::new();
@@ -290,7 +290,7 @@ async fn on_invite(shared: Arc<SipContext>, mut tx: Transaction) -> Result<(), r
     let admitted = match if to_cloud {
         Ok(None)
     } else {
-        shared.admission.admit().map(Some)
+        shared.admission.admit(Ingress::Sip).map(Some)
     } {
         Ok(admitted) => admitted,
         Err(refusal) => {

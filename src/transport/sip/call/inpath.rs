@@ -48,7 +48,11 @@ impl Call {
             Err(why) => {
                 tracing::warn!(call = %self.id, cloud = %uri, error = %why, "the cloud bot did not take the call: the local bot answers");
                 continuity.call_failed(&format!("call setup: {why}"));
-                match self.shared.admission.admit() {
+                match self
+                    .shared
+                    .admission
+                    .admit(crate::session::admission::Ingress::Sip)
+                {
                     Ok(admitted) => {
                         metrics::counter_inc(
                             "understudy_inpath_calls_total",
