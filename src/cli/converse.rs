@@ -77,20 +77,7 @@ fn print_turn(
             }
             println!("{value}");
         } else {
-            if !report.transcript.is_empty() {
-                println!("caller: {}", report.transcript);
-            } else if let Some(d) = &report.dtmf {
-                println!("caller: [DTMF {d}]");
-            } else if turn > 0 {
-                println!("caller: [no input]");
-            }
-            let intent = report.intent.as_deref().unwrap_or("-");
-            let v2v = report
-                .timings_ms
-                .voice_to_voice
-                .map(|ms| format!(", voice-to-voice {ms:.0} ms"))
-                .unwrap_or_default();
-            println!("bot [{intent}{v2v}]: {}", report.reply);
+            print_report(report, turn > 0);
         }
     }
     if let Some((target, reason)) = &outcome.transfer {
@@ -102,4 +89,24 @@ fn print_turn(
         tracing::warn!(turn, "the bot did not answer this turn in time");
     }
     Ok(())
+}
+
+/// One turn for a person reading along: what the caller said (or pressed),
+/// and the bot's reply with its intent and voice-to-voice. `caller_turn`:
+/// a turn the caller took (not the greeting), so silence shows as no input.
+pub(super) fn print_report(report: &crate::session::TurnReport, caller_turn: bool) {
+    if !report.transcript.is_empty() {
+        println!("caller: {}", report.transcript);
+    } else if let Some(d) = &report.dtmf {
+        println!("caller: [DTMF {d}]");
+    } else if caller_turn {
+        println!("caller: [no input]");
+    }
+    let intent = report.intent.as_deref().unwrap_or("-");
+    let v2v = report
+        .timings_ms
+        .voice_to_voice
+        .map(|ms| format!(", voice-to-voice {ms:.0} ms"))
+        .unwrap_or_default();
+    println!("bot [{intent}{v2v}]: {}", report.reply);
 }

@@ -9,6 +9,7 @@ pub mod say;
 pub mod selftest;
 pub mod serve;
 pub mod sync;
+pub mod talk;
 pub mod transcribe;
 
 use clap::{Args, Parser, Subcommand};
@@ -87,6 +88,10 @@ pub enum Command {
     /// Talk to the bot in text on stdin/stdout (for bot designers). `#digits` sends DTMF,
     /// an empty line is silence (no input).
     Chat(chat::ChatArgs),
+    /// Talk to the bot through this machine's microphone and speaker (use a headset); each
+    /// turn prints what was heard, the intent, the reply and voice-to-voice. `--list-devices`
+    /// shows the sound devices; a machine without one says so.
+    Talk(talk::TalkArgs),
     /// Transcribe a WAV file (any rate, 8 kHz telephony included) with the local STT engine.
     Transcribe(transcribe::TranscribeArgs),
     /// Speak TEXT with the local voice into a WAV file.
@@ -135,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args, config).await,
         Command::Converse(args) => converse::run(args, &config).await,
         Command::Chat(args) => chat::run(args, &config).await,
+        Command::Talk(args) => talk::run(args, &config).await,
         Command::Transcribe(args) => transcribe::run(args, &config).await,
         Command::Say(args) => say::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,

@@ -11,6 +11,7 @@
 //! - [`websocket`]: Twilio-shaped WebSocket media streams (CPaaS platforms);
 //! - [`audiosocket`]: Asterisk's AudioSocket over TCP;
 //! - [`stream`]: what those two share (framing, paced playout, call outcomes);
+//! - [`sound_card`]: this machine's microphone and speaker (`understudy talk`);
 //! - [`file`]: a call from recorded turns (WAV files, the benchmark's callers).
 //!
 //! A new ingress is a module here that admits each live call
@@ -23,5 +24,6 @@ pub mod audiosocket;
 pub mod file;
 pub mod rtp;
 pub mod sip;
+pub mod sound_card;
 pub mod stream;
 pub mod websocket;
