@@ -20,6 +20,10 @@ pub use engines::*;
 pub use network::*;
 pub use session::*;
 
+/// Keys kept for configurations written before they were renamed
+/// (`sip.capacity` is now `calls.capacity`).
+const RENAMED: &[&str] = &["sip.capacity"];
+
 /// The configuration file read when neither `--config` nor `$UNDERSTUDY_CONFIG` names one.
 pub const SYSTEM_CONFIG: &str = "/etc/understudy/understudy.toml";
 
@@ -81,6 +85,8 @@ impl Config {
             &serde_json::to_value(self).expect("the configuration serializes"),
             &mut out,
         );
+        // Older names still honoured are not settings to discover.
+        out.retain(|key| !RENAMED.contains(&key.as_str()));
         out
     }
 

@@ -182,3 +182,20 @@ fn every_config_key_is_documented() {
         missing.join(", ")
     );
 }
+
+#[test]
+fn capacity_is_shared_and_the_older_name_still_counts() {
+    let config: Config = toml::from_str("").unwrap();
+    assert_eq!(config.call_capacity().unwrap(), DEFAULT_CAPACITY);
+    let config: Config = toml::from_str("[calls]\ncapacity = 6\n").unwrap();
+    assert_eq!(config.call_capacity().unwrap(), 6);
+    let config: Config = toml::from_str("[sip]\ncapacity = 2\n").unwrap();
+    assert_eq!(config.call_capacity().unwrap(), 2);
+    let config: Config = toml::from_str("[calls]\ncapacity = 0\n").unwrap();
+    let err = config.call_capacity().unwrap_err().to_string();
+    assert!(
+        err.contains("calls.capacity") && err.contains("at least 1"),
+        "{err}"
+    );
+    assert!(!config.unset_keys().contains(&"sip.capacity".to_string()));
+}
