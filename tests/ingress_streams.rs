@@ -12,12 +12,13 @@
 //!    the target;
 //! 3. WebSocket: speech over the greeting makes the bot `clear` its audio;
 //! 4. AudioSocket: a key press is answered, the bot's audio paced in 20 ms
-//!    frames;
+//!    frames; a transfer plays its last words whole, hangs up, and
+//!    `/calls/{uuid}/transfer` names the target;
 //! 5. one capacity for every ingress: with a WebSocket and an AudioSocket
 //!    call holding both slots, SIP OPTIONS get 503, a WebSocket gets close
 //!    1013 and AudioSocket an error; `/status` counts calls by ingress;
 //! 6. bad input (binary frames, not JSON, media before start, an unknown
-//!    encoding, an oversized message, a second start; an unknown AudioSocket
+//!    encoding, an oversized message, a second start, no start; an unknown AudioSocket
 //!    kind, audio before the UUID) ends that call only, with a code that says
 //!    why, while a call in progress goes on and is answered.
 //!
@@ -270,6 +271,8 @@ fn streamed_calls() {
         websocket_barge_in(&serve).await;
         eprintln!("4. AudioSocket: a key press is answered, paced");
         audiosocket_key(&serve).await;
+        eprintln!("4b. AudioSocket: a transfer plays its last words, then hangs up");
+        audiosocket_transfer(&serve).await;
         eprintln!("5. one capacity for every ingress");
         shared_capacity(&serve).await;
         eprintln!("6. bad input ends that call only");
@@ -394,6 +397,36 @@ async fn audiosocket_key(serve: &Serve) {
     caller.line.hang_up().await;
 }
 
+async fn audiosocket_transfer(serve: &Serve) {
+    let uuid = test_uuid(205);
+    let mut caller = Caller::new(AudioSocketLine::connect(serve.audiosocket, uuid).await);
+    caller
+        .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
+        .await;
+    let pressed = Instant::now();
+    caller.line.send_dtmf('0').await;
+    let closed = caller.wait_closed(Duration::from_secs(30)).await;
+    assert_eq!(closed, Some((0, String::new())), "not a hang-up");
+    // "Sure, I'll connect you with an agent now.": well over a second of
+    // speech, all of it sent before the hang-up.
+    let heard: usize = {
+        let observed = caller.line.observed();
+        let o = observed.lock().unwrap();
+        o.audio
+            .iter()
+            .filter(|(at, _)| *at >= pressed)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert!(
+        heard > 8000 * 3 / 2,
+        "only {heard} samples of the last words before the hang-up"
+    );
+    let id = uuid_text(&uuid);
+    let (code, target) = http_get(serve.http, &format!("/calls/{id}/transfer")).unwrap();
+    assert_eq!((code, target.as_str()), (200, "sip:agents@pbx.example.com"));
+}
+
 async fn wait_active(serve: &Serve, active: u64) -> Value {
     let started = Instant::now();
     loop {
@@ -496,6 +529,13 @@ async fn bad_input_ends_only_that_call(serve: &Serve) {
             1008,
         ),
         (
+            "no start (the platform connected and said nothing more)",
+            vec![text(
+                r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#.into(),
+            )],
+            1008,
+        ),
+        (
             "a payload that is not base64",
             vec![
                 text(start.clone()),
@@ -563,7 +603,7 @@ async fn bad_input_ends_only_that_call(serve: &Serve) {
         .filter(|l| l.starts_with("understudy_stream_errors_total"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum::<f64>();
-    assert!(errors >= 9.0, "{errors} stream errors counted");
+    assert!(errors >= 11.0, "{errors} stream errors counted");
 }
 
 #[test]

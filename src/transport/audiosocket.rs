@@ -355,6 +355,7 @@ impl Call {
         let hung_up = |why: &str| CallOutcome::because(Ingress::Audiosocket, "caller_hung_up", why);
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut session_over = false;
         loop {
             let deadline = self.ending.as_ref().map(|(at, _)| *at);
             tokio::select! {
@@ -381,7 +382,7 @@ impl Call {
                     Some(Err(why)) => return error(why),
                     None => return hung_up("the connection closed"),
                 },
-                action = self.session.actions.recv() => match action {
+                action = self.session.actions.recv(), if !session_over => match action {
                     Some(action) => {
                         // Audio for a quiet line leaves now, not at the next
                         // tick: the pace starts with its first frame.
@@ -394,11 +395,15 @@ impl Call {
                             }
                         }
                     }
+                    // The session is over; its last words may still be queued.
                     None => {
-                        if let Some((_, outcome)) = self.ending.take() {
-                            return outcome;
+                        session_over = true;
+                        if self.ending.is_none() {
+                            self.ending = Some((
+                                Instant::now() + LAST_WORDS_LIMIT,
+                                CallOutcome::plain(Ingress::Audiosocket, "completed"),
+                            ));
                         }
-                        return CallOutcome::plain(Ingress::Audiosocket, "completed");
                     }
                 },
                 _ = tick.tick() => {

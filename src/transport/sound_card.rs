@@ -315,6 +315,7 @@ pub async fn run_call(
     let mut caller = CallerAudio::new(io.input_rate);
     let mut ending: Option<String> = None;
     let mut drained = tokio::time::interval(std::time::Duration::from_millis(20));
+    let mut session_over = false;
     tokio::pin!(stop);
     let result = loop {
         tokio::select! {
@@ -329,14 +330,18 @@ pub async fn run_call(
             Some(mark) = io.played.recv() => {
                 let _ = session.events.send(CallEvent::PlayoutDone { mark }).await;
             }
-            action = session.actions.recv() => match action {
+            action = session.actions.recv(), if !session_over => match action {
                 Some(SessionAction::Play { samples, mark }) => io.speaker.queue(&samples, mark),
                 Some(SessionAction::ClearPlayout) => io.speaker.clear(),
                 Some(SessionAction::Transfer { target, .. }) => ending = Some(format!("transfer: {target}")),
                 Some(SessionAction::Hangup) => ending = Some("completed".into()),
                 Some(SessionAction::Report(report)) => on_report(&report),
                 Some(SessionAction::State(_)) => {}
-                None => break ending.take().unwrap_or_else(|| "completed".into()),
+                // The session is over; its last words may still be playing.
+                None => {
+                    session_over = true;
+                    ending.get_or_insert_with(|| "completed".into());
+                }
             },
             // The bot's last words have played: the call is over.
             _ = drained.tick(), if ending.is_some() => {

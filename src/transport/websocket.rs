@@ -14,8 +14,9 @@
 //!
 //! Bad input ends that call only, with a close code that says why: 1003
 //! (binary frames, an encoding we do not take), 1007 (not JSON, not base64),
-//! 1008 (out of order: media before start, a second start), 1009 (a message
-//! over `[calls] websocket_max_message`), 1013 (not ready or full).
+//! 1008 (out of order: media before start, a second start, no start within
+//! 10 s), 1009 (a message over `[calls] websocket_max_message`), 1013 (not
+//! ready or full).
 
 use super::stream::{CallOutcome, CallerAudio, Playout, StreamContext, LAST_WORDS_LIMIT};
 use crate::audio::g711::Law;
@@ -260,7 +261,12 @@ struct WsCall {
     /// Set once the bot has ended the call: it closes when its last words
     /// have played, or at the deadline.
     ending: Option<(Instant, End)>,
+    /// The session has ended (its last audio may still be playing).
+    session_over: bool,
 }
+
+/// How long a new stream may take to send its `start`.
+const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>) {
     let admitted = match ctx.admission.admit(Ingress::Websocket) {
@@ -282,6 +288,7 @@ async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>) {
         last_sequence: None,
         outstanding: VecDeque::new(),
         ending: None,
+        session_over: false,
     };
     let end = call.serve().await;
     call.finish(end).await;
@@ -289,6 +296,7 @@ async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>) {
 
 impl WsCall {
     async fn serve(&mut self) -> End {
+        let start_by = Instant::now() + START_WAIT;
         loop {
             if self.outstanding.is_empty() && self.ending.is_some() {
                 return self.ending.take().expect("checked").1;
@@ -304,21 +312,28 @@ impl WsCall {
                     Some(Err(e)) => return End::error(close::POLICY, format!("the stream broke: {e}")),
                     None => return End::normal(CallOutcome::because(Ingress::Websocket, "caller_hung_up", "the platform closed the stream")),
                 },
-                action = next_action(&mut self.started) => match action {
+                action = next_action(&mut self.started), if !self.session_over => match action {
                     Some(action) => {
                         if let Some(end) = self.on_action(action).await {
                             return end;
                         }
                     }
+                    // The session is over; its last words may still be playing.
                     None => {
-                        if let Some((_, end)) = self.ending.take() {
-                            return end;
+                        self.session_over = true;
+                        if self.ending.is_none() {
+                            self.ending = Some((
+                                Instant::now() + LAST_WORDS_LIMIT,
+                                End::normal(CallOutcome::plain(Ingress::Websocket, "completed")),
+                            ));
                         }
-                        return End::normal(CallOutcome::plain(Ingress::Websocket, "completed"));
                     }
                 },
                 _ = crate::session::sleep_until(deadline) => {
                     return self.ending.take().expect("a deadline means an ending").1;
+                }
+                _ = tokio::time::sleep_until(start_by), if self.started.is_none() => {
+                    return End::error(close::POLICY, "no start within 10 s: send connected, then start");
                 }
             }
         }

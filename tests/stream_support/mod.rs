@@ -228,7 +228,7 @@ pub async fn close_of(
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
 ) -> Option<(u16, String)> {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         match tokio::time::timeout_at(until, ws.next()).await {
             Ok(Some(Ok(Message::Close(Some(frame))))) => {
