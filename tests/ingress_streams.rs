@@ -358,12 +358,18 @@ async fn websocket_barge_in(serve: &Serve) {
     assert!(outcome.contains("caller_hung_up"), "{outcome}");
 }
 
-async fn audiosocket_key(serve: &Serve) {
-    let uuid = test_uuid(200);
+/// An AudioSocket call (test UUID `n`) once its greeting is over.
+async fn audiosocket_after_greeting(serve: &Serve, n: u8) -> (Caller<AudioSocketLine>, [u8; 16]) {
+    let uuid = test_uuid(n);
     let mut caller = Caller::new(AudioSocketLine::connect(serve.audiosocket, uuid).await);
     caller
         .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
         .await;
+    (caller, uuid)
+}
+
+async fn audiosocket_key(serve: &Serve) {
+    let (mut caller, uuid) = audiosocket_after_greeting(serve, 200).await;
     let pressed = Instant::now();
     caller.line.send_dtmf('3').await;
     let answer = caller
@@ -377,15 +383,7 @@ async fn audiosocket_key(serve: &Serve) {
     assert_eq!(turn["dtmf"], "3", "{turn}");
     assert_eq!(turn["intent"], "store_hours", "{turn}");
     // Paced: the answer came as 20 ms frames, about one every 20 ms.
-    let answer_frames: Vec<(Instant, usize)> = {
-        let observed = caller.line.observed();
-        let o = observed.lock().unwrap();
-        o.audio
-            .iter()
-            .filter(|(at, _)| *at >= pressed)
-            .copied()
-            .collect()
-    };
+    let answer_frames = caller.line.observed().lock().unwrap().audio_since(pressed);
     assert!(answer_frames.iter().all(|(_, n)| *n <= FRAME));
     let span = answer_frames.last().unwrap().0 - answer_frames[0].0;
     let audio_ms = answer_frames.len() as f64 * 20.0;
@@ -398,26 +396,22 @@ async fn audiosocket_key(serve: &Serve) {
 }
 
 async fn audiosocket_transfer(serve: &Serve) {
-    let uuid = test_uuid(205);
-    let mut caller = Caller::new(AudioSocketLine::connect(serve.audiosocket, uuid).await);
-    caller
-        .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
-        .await;
+    let (mut caller, uuid) = audiosocket_after_greeting(serve, 205).await;
     let pressed = Instant::now();
     caller.line.send_dtmf('0').await;
     let closed = caller.wait_closed(Duration::from_secs(30)).await;
     assert_eq!(closed, Some((0, String::new())), "not a hang-up");
     // "Sure, I'll connect you with an agent now.": well over a second of
     // speech, all of it sent before the hang-up.
-    let heard: usize = {
-        let observed = caller.line.observed();
-        let o = observed.lock().unwrap();
-        o.audio
-            .iter()
-            .filter(|(at, _)| *at >= pressed)
-            .map(|(_, n)| n)
-            .sum()
-    };
+    let heard: usize = caller
+        .line
+        .observed()
+        .lock()
+        .unwrap()
+        .audio_since(pressed)
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
     assert!(
         heard > 8000 * 3 / 2,
         "only {heard} samples of the last words before the hang-up"

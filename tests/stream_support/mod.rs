@@ -51,6 +51,15 @@ impl Observed {
         self.audio.iter().map(|(at, _)| *at).find(|at| *at >= t)
     }
 
+    /// Each piece of bot audio that arrived at or after `t`: (when, samples).
+    pub fn audio_since(&self, t: Instant) -> Vec<(Instant, usize)> {
+        self.audio
+            .iter()
+            .filter(|(at, _)| *at >= t)
+            .copied()
+            .collect()
+    }
+
     /// Still playing at `now`.
     pub fn playing(&self, now: Instant) -> bool {
         self.playing_until.is_some_and(|until| until > now)
