@@ -24,7 +24,8 @@
 //!
 //! `ingress_benchmark` (ignored; minutes) runs more held-out callers through
 //! each ingress and prints the added latency per ingress, p50/p95
-//! (docs/benchmarks.md "Ingresses").
+//! (docs/benchmarks.md "Ingresses"); `UNDERSTUDY_INGRESS_BENCH_OUT` writes the
+//! results as JSON there (e.g. bench/results/ingress-test.json).
 
 mod sip_support;
 mod stream_support;
@@ -645,8 +646,13 @@ fn ingress_benchmark() {
         ("websocket", |r| &r.websocket, 20.0),
         ("audiosocket", |r| &r.audiosocket, 20.0),
     ];
+    let mut summary = serde_json::Map::new();
     for (name, pick, floor) in table {
         let (a, l) = (added(pick), line(pick));
+        summary.insert(
+            name.to_string(),
+            serde_json::json!({"added_ms": a, "line_voice_to_voice_ms": l}),
+        );
         eprintln!(
             "{name:<12} added {:>5} / {:>5}  n={}   line v2v {:>5} / {:>5}",
             f(a.p50),
@@ -663,5 +669,34 @@ fn ingress_benchmark() {
                 a.p95
             );
         }
+    }
+    if let Ok(out) = std::env::var("UNDERSTUDY_INGRESS_BENCH_OUT") {
+        let turns: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let one = |a: &Answer| {
+                    serde_json::json!({
+                        "transcript": a.transcript, "intent": a.intent, "reply": a.reply,
+                        "line_ms": a.line_ms, "session_ms": a.session_ms, "added_ms": a.added_ms(),
+                    })
+                };
+                serde_json::json!({
+                    "say": r.say,
+                    "sip": one(&r.sip),
+                    "sip_again": r.sip_again.as_ref().map(one),
+                    "websocket": one(&r.websocket),
+                    "audiosocket": one(&r.audiosocket),
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "pack": "test",
+            "condition": "8 kHz G.711 mu-law audio, loopback",
+            "agreement_with_sip": {"sip_again": sip_again, "websocket": websocket, "audiosocket": audiosocket, "of": n},
+            "ingresses": summary,
+            "turns": turns,
+        });
+        std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
+        eprintln!("(written to {out})");
     }
 }
