@@ -447,11 +447,7 @@ impl Call {
             SessionAction::ClearPlayout => self.playout.clear(),
             SessionAction::Transfer { target, reason } => {
                 tracing::info!(call = %self.uuid, %target, %reason, "transfer: hanging up once the last words have played; the dialplan reads the target from /calls");
-                let outcome = CallOutcome {
-                    transfer_target: Some(target),
-                    reason: Some(reason),
-                    ..CallOutcome::plain(Ingress::Audiosocket, "transfer")
-                };
+                let outcome = CallOutcome::transfer(Ingress::Audiosocket, target, reason);
                 self.ending = Some((Instant::now() + LAST_WORDS_LIMIT, outcome));
             }
             SessionAction::Hangup => {

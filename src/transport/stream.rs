@@ -5,8 +5,8 @@
 //! - [`CallerAudio`]: the caller's audio at the wire rate, in pieces of any
 //!   size, to the session's canonical 20 ms frames;
 //! - [`Playout`]: the bot's audio at the wire rate, taken out a frame at a
-//!   time (or all at once where the platform buffers), with the session's
-//!   playout marks;
+//!   time by an ingress that paces its own output (AudioSocket, the sound
+//!   card), with the session's playout marks;
 //! - [`CallOutcomes`]: how each streamed call ended (a transfer and its
 //!   target, a hang-up), kept for the platform to ask over HTTP, since these
 //!   protocols have no transfer of their own (docs/ingress.md).
@@ -175,6 +175,15 @@ impl CallOutcome {
             result,
             transfer_target: None,
             reason: None,
+        }
+    }
+
+    /// A call the bot handed to a human at `target`, for `reason`.
+    pub fn transfer(ingress: Ingress, target: String, reason: String) -> Self {
+        CallOutcome {
+            transfer_target: Some(target),
+            reason: Some(reason),
+            ..CallOutcome::plain(ingress, "transfer")
         }
     }
 

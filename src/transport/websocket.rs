@@ -18,8 +18,8 @@
 //! 10 s), 1009 (a message over `[calls] websocket_max_message`), 1013 (not
 //! ready or full).
 
-use super::stream::{CallOutcome, CallerAudio, Playout, StreamContext, LAST_WORDS_LIMIT};
-use crate::audio::g711::Law;
+use super::stream::{CallOutcome, CallerAudio, StreamContext, LAST_WORDS_LIMIT};
+use crate::audio::{self, g711::Law};
 use crate::metrics;
 use crate::session::admission::{Admitted, Ingress};
 use crate::session::{start_call, CallEvent, CallHandle, SessionAction};
@@ -220,7 +220,6 @@ struct Started {
     stream_sid: String,
     encoding: Encoding,
     caller: CallerAudio,
-    playout: Playout,
     session: CallHandle,
 }
 
@@ -444,7 +443,6 @@ impl WsCall {
             stream_sid,
             encoding,
             caller: CallerAudio::new(rate),
-            playout: Playout::new(rate),
             session,
         });
         None
@@ -506,18 +504,19 @@ impl WsCall {
         let started = self.started.as_mut()?;
         match action {
             SessionAction::Play { samples, mark } => {
-                started.playout.queue(&samples, mark);
-                // The platform buffers and paces: send it all now, 20 ms a message.
+                // The platform buffers and paces: send it all now, 20 ms a
+                // message; the platform's echo of the mark says it has played.
+                let rate = started.caller.rate();
+                let wire = audio::resample(&samples, audio::SAMPLE_RATE, rate);
                 let sid = started.stream_sid.clone();
-                let mut messages = vec![];
-                while let Some(chunk) = started.playout.take_frame() {
-                    let payload = base64::engine::general_purpose::STANDARD
-                        .encode(started.encoding.encode(&chunk));
-                    messages.push(
-                        json!({"event": "media", "streamSid": sid, "media": {"payload": payload}}),
-                    );
-                }
-                started.playout.passed_marks();
+                let mut messages: Vec<Value> = wire
+                    .chunks((rate / 50) as usize)
+                    .map(|chunk| {
+                        let payload = base64::engine::general_purpose::STANDARD
+                            .encode(started.encoding.encode(chunk));
+                        json!({"event": "media", "streamSid": sid, "media": {"payload": payload}})
+                    })
+                    .collect();
                 messages.push(
                     json!({"event": "mark", "streamSid": sid, "mark": {"name": mark.to_string()}}),
                 );
@@ -541,11 +540,7 @@ impl WsCall {
             }
             SessionAction::Transfer { target, reason } => {
                 tracing::info!(call = %started.call_id, %target, %reason, "transfer: the stream ends once the last words have played; the platform reads the target from /calls");
-                let outcome = CallOutcome {
-                    transfer_target: Some(target),
-                    reason: Some(reason),
-                    ..CallOutcome::plain(Ingress::Websocket, "transfer")
-                };
+                let outcome = CallOutcome::transfer(Ingress::Websocket, target, reason);
                 self.ending = Some((Instant::now() + LAST_WORDS_LIMIT, End::normal(outcome)));
             }
             SessionAction::Hangup => {
