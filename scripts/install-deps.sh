@@ -4,12 +4,13 @@
 #   build:  cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev
 #   tests:  espeak-ng sox (synthesized callers, G.711 reference),
 #           sip-tester (SIPp) and baresip (real SIP peers),
-#           kamailio (the dispatcher in front, tests/continuity_standby.rs)
+#           kamailio (the dispatcher in front, tests/continuity_standby.rs),
+#           chromium and chromium-driver (the softphone, tests/webrtc_softphone.rs)
 #   models: pip and npm fetch model packages through their registries
 set -euo pipefail
 
 build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
-test_pkgs=(espeak-ng sox sip-tester baresip kamailio)
+test_pkgs=(espeak-ng sox sip-tester baresip kamailio chromium chromium-driver)
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     want+=("${test_pkgs[@]}")

@@ -64,7 +64,7 @@ pub type StatusSource = Arc<dyn Fn() -> ApplianceStatus + Send + Sync>;
 /// The routes: `/healthz` (alive), `/readyz` (503 until ready), `/status` (JSON) and `/metrics`
 /// (Prometheus); with `streams`, `/calls/{id}` and `/calls/{id}/transfer` (how a streamed call
 /// ended) and, when `websocket` is on, the media-stream WebSocket.
-pub fn router(status: StatusSource, streams: Option<(Arc<StreamContext>, bool)>) -> Router {
+pub fn router(status: StatusSource, calls: Option<CallRoutes>) -> Router {
     let mut router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -74,18 +74,34 @@ pub fn router(status: StatusSource, streams: Option<(Arc<StreamContext>, bool)>)
         )
         .route("/metrics", get(metrics))
         .with_state(status);
-    if let Some((streams, websocket)) = streams {
+    if let Some(calls) = calls {
         router = router.merge(
             Router::new()
                 .route("/calls/{id}", get(call_outcome))
                 .route("/calls/{id}/transfer", get(call_transfer))
-                .with_state(streams.outcomes.clone()),
+                .with_state(calls.streams.outcomes.clone()),
         );
-        if websocket {
-            router = router.merge(crate::transport::websocket::routes(streams));
+        if let Some(addresses) = calls.webrtc {
+            let ctx =
+                crate::transport::webrtc::WebrtcContext::new(calls.streams.clone(), addresses);
+            router = router.merge(crate::transport::webrtc::routes(Arc::new(ctx)));
+        }
+        if calls.websocket {
+            router = router.merge(crate::transport::websocket::routes(calls.streams));
         }
     }
     router
+}
+
+/// The calls the HTTP listener takes besides its status routes.
+pub struct CallRoutes {
+    /// What streamed calls share (admission, outcomes, limits).
+    pub streams: Arc<StreamContext>,
+    /// Twilio-shaped media streams at `/media-stream`.
+    pub websocket: bool,
+    /// WebRTC at `/webrtc` and the softphone at `/phone`, with media on
+    /// these addresses; `None`: off.
+    pub webrtc: Option<Vec<std::net::IpAddr>>,
 }
 
 /// How a streamed call stands, as JSON (404 when it is unknown or long gone).

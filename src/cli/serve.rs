@@ -164,10 +164,26 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             "WebSocket media streams: on the HTTP listener"
         );
     }
+    let webrtc = config
+        .calls
+        .webrtc
+        .then(|| config.calls.webrtc_addresses.clone());
+    if let Some(addresses) = &webrtc {
+        tracing::info!(
+            offers = crate::transport::webrtc::OFFER_PATH,
+            softphone = crate::transport::webrtc::PHONE_PATH,
+            media = ?addresses,
+            "WebRTC: on the HTTP listener"
+        );
+    }
     let status_source = appliance.clone();
     let router = http::router(
         Arc::new(move || status_source.status()),
-        Some((streams, config.calls.websocket)),
+        Some(http::CallRoutes {
+            streams,
+            websocket: config.calls.websocket,
+            webrtc,
+        }),
     );
     let http_task = tokio::spawn(http::serve(listener, router));
 

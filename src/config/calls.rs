@@ -1,5 +1,5 @@
 //! `[calls]`: what every ingress shares (capacity), and the ingresses that
-//! are not SIP: WebSocket media streams and Asterisk's AudioSocket
+//! are not SIP: WebSocket media streams, Asterisk's AudioSocket and WebRTC
 //! (docs/ingress.md).
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,13 @@ pub struct CallsConfig {
     /// Largest WebSocket message accepted, in bytes (a 20 ms media message is
     /// about 300).
     pub websocket_max_message: usize,
+    /// WebRTC calls (`POST /webrtc`) and the softphone page (`/phone`) on the
+    /// HTTP listener.
+    pub webrtc: bool,
+    /// Where WebRTC media binds, one UDP port per call on each: `0.0.0.0`
+    /// stands for every LAN interface (its addresses become the ICE host
+    /// candidates), `127.0.0.1` for a browser on this box.
+    pub webrtc_addresses: Vec<std::net::IpAddr>,
 }
 
 /// Calls this 2-core box holds with voice-to-voice p95 under 1.5 s at the RTP
@@ -32,6 +39,11 @@ impl Default for CallsConfig {
             websocket: true,
             audiosocket_listen: "127.0.0.1:9092".into(),
             websocket_max_message: 64 * 1024,
+            webrtc: true,
+            webrtc_addresses: vec![
+                std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::Ipv4Addr::UNSPECIFIED.into(),
+            ],
         }
     }
 }

@@ -31,24 +31,28 @@ pub enum Ingress {
     Audiosocket,
     /// This machine's sound card (`understudy talk`).
     SoundCard,
+    /// A WebRTC peer: the softphone page or a WHIP client (`transport::webrtc`).
+    Webrtc,
 }
 
 impl Ingress {
     /// Every ingress, in the order `/status` lists them.
-    pub const ALL: [Ingress; 4] = [
+    pub const ALL: [Ingress; 5] = [
         Ingress::Sip,
         Ingress::Websocket,
         Ingress::Audiosocket,
         Ingress::SoundCard,
+        Ingress::Webrtc,
     ];
 
-    /// `sip`, `websocket`, `audiosocket`, `sound_card`: the metrics label.
+    /// `sip`, `websocket`, `audiosocket`, `sound_card`, `webrtc`: the metrics label.
     pub fn label(self) -> &'static str {
         match self {
             Ingress::Sip => "sip",
             Ingress::Websocket => "websocket",
             Ingress::Audiosocket => "audiosocket",
             Ingress::SoundCard => "sound_card",
+            Ingress::Webrtc => "webrtc",
         }
     }
 

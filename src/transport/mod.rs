@@ -26,4 +26,5 @@ pub mod rtp;
 pub mod sip;
 pub mod sound_card;
 pub mod stream;
+pub mod webrtc;
 pub mod websocket;

@@ -121,7 +121,7 @@ fn connection_ip(
 }
 
 /// A codec named by an `m=` format: the rtpmap if present, else the static table.
-fn format_codec(md: &rtc_sdp::MediaDescription, pt: u8) -> Option<(String, u32)> {
+pub(crate) fn format_codec(md: &rtc_sdp::MediaDescription, pt: u8) -> Option<(String, u32)> {
     let attr = md.attributes.iter().find_map(|a| {
         let value = a.value.as_deref()?;
         if a.key != "rtpmap" {
