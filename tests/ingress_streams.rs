@@ -1,12 +1,14 @@
 //! Calls that arrive as media streams, against the real `understudy serve`
-//! (test pack): a Twilio-shaped WebSocket platform and an Asterisk
-//! AudioSocket channel (tests/stream_support, written from the protocols'
-//! public descriptions), with SIPp and an RTP peer for the SIP path.
+//! (test pack): a Twilio-shaped WebSocket platform, an Asterisk AudioSocket
+//! channel (tests/stream_support, written from the protocols' public
+//! descriptions) and a WebRTC peer on the `webrtc` crate, with SIPp and an
+//! RTP peer for the SIP path. (The browser softphone is
+//! tests/webrtc_softphone.rs.)
 //!
 //! `streamed_calls` runs these steps on one appliance, in order:
-//! 1. the same held-out callers through SIP, WebSocket and AudioSocket get
-//!    the same intent and the same reply (the added latency of each ingress
-//!    over the in-process path is printed);
+//! 1. the same held-out callers through SIP, WebSocket, AudioSocket and
+//!    WebRTC get the same intent and the same reply (the added latency of
+//!    each ingress over the in-process path is printed);
 //! 2. WebSocket: a key press asks for an agent; the bot's words play, the
 //!    stream closes with "transfer" and `/calls/{callSid}/transfer` names
 //!    the target;
@@ -16,11 +18,14 @@
 //!    `/calls/{uuid}/transfer` names the target;
 //! 5. one capacity for every ingress: with a WebSocket and an AudioSocket
 //!    call holding both slots, SIP OPTIONS get 503, a WebSocket gets close
-//!    1013 and AudioSocket an error; `/status` counts calls by ingress;
+//!    1013, AudioSocket an error and a WebRTC offer HTTP 503; `/status`
+//!    counts calls by ingress;
 //! 6. bad input (binary frames, not JSON, media before start, an unknown
-//!    encoding, an oversized message, a second start, no start; an unknown AudioSocket
-//!    kind, audio before the UUID) ends that call only, with a code that says
-//!    why, while a call in progress goes on and is answered.
+//!    encoding, an oversized message, a second start, no start; an unknown
+//!    AudioSocket kind, audio before the UUID; a WebRTC offer that is not
+//!    SDP, has no audio, no Opus or PCMU, or no ICE/DTLS) ends that call
+//!    only, with a code that says why, while a call in progress goes on and
+//!    is answered.
 //!
 //! `ingress_benchmark` (ignored; minutes) runs more held-out callers through
 //! each ingress and prints the added latency per ingress, p50/p95
@@ -140,6 +145,15 @@ async fn ask_by_websocket(serve: &Serve, call: &str, speech: &[i16]) -> Answer {
     ask(serve, &mut caller, call, speech).await
 }
 
+async fn ask_by_webrtc(serve: &Serve, speech: &[i16]) -> Answer {
+    let line = WebrtcLine::connect(serve.http)
+        .await
+        .unwrap_or_else(|(code, why)| panic!("the WebRTC call was refused: {code} {why}"));
+    let call = line.call_id.clone();
+    let mut caller = Caller::new(line);
+    ask(serve, &mut caller, &call, speech).await
+}
+
 async fn ask_by_audiosocket(serve: &Serve, n: u8, speech: &[i16]) -> Answer {
     let uuid = test_uuid(n);
     let mut caller = Caller::new(AudioSocketLine::connect(serve.audiosocket, uuid).await);
@@ -169,6 +183,7 @@ struct Compared {
     sip_again: Option<Answer>,
     websocket: Answer,
     audiosocket: Answer,
+    webrtc: Answer,
 }
 
 impl Compared {
@@ -195,13 +210,14 @@ fn compare(
         let sip_again = sip_twice.then(|| ask_by_sip(serve, work.path(), &speech));
         let websocket = rt.block_on(ask_by_websocket(serve, &format!("CAq{i}"), &speech));
         let audiosocket = rt.block_on(ask_by_audiosocket(serve, i as u8, &speech));
+        let webrtc = rt.block_on(ask_by_webrtc(serve, &speech));
         let f = |a: &Answer| {
             a.added_ms()
                 .map(|v| format!("{v:+.0} ms"))
                 .unwrap_or_else(|| "-".into())
         };
         eprintln!(
-            "  {say:?}: sip {:?}{} / websocket {:?} ({}) / audiosocket {:?} ({})",
+            "  {say:?}: sip {:?}{} / websocket {:?} ({}) / audiosocket {:?} ({}) / webrtc {:?} ({})",
             sip.intent,
             sip_again
                 .as_ref()
@@ -210,14 +226,22 @@ fn compare(
             websocket.intent,
             f(&websocket),
             audiosocket.intent,
-            f(&audiosocket)
+            f(&audiosocket),
+            webrtc.intent,
+            f(&webrtc)
         );
-        assert!(
-            (&websocket.transcript, &websocket.intent, &websocket.reply)
-                == (&audiosocket.transcript, &audiosocket.intent, &audiosocket.reply),
-            "{say:?}: WebSocket and AudioSocket differ\n  websocket: {websocket:?}\n  audiosocket: {audiosocket:?}"
-        );
-        for (name, other) in [("websocket", &websocket), ("audiosocket", &audiosocket)] {
+        for (name, other) in [("audiosocket", &audiosocket), ("webrtc", &webrtc)] {
+            assert!(
+                (&websocket.transcript, &websocket.intent, &websocket.reply)
+                    == (&other.transcript, &other.intent, &other.reply),
+                "{say:?}: WebSocket and {name} differ\n  websocket: {websocket:?}\n  {name}: {other:?}"
+            );
+        }
+        for (name, other) in [
+            ("websocket", &websocket),
+            ("audiosocket", &audiosocket),
+            ("webrtc", &webrtc),
+        ] {
             assert!(
                 other.line_ms.is_some(),
                 "{say:?}: no answer reached the {name} caller"
@@ -229,6 +253,7 @@ fn compare(
             sip_again,
             websocket,
             audiosocket,
+            webrtc,
         });
     }
     rows
@@ -241,7 +266,7 @@ fn streamed_calls() {
     let serve = Serve::start("capacity = 2\n");
     let rt = tokio::runtime::Runtime::new().unwrap();
 
-    eprintln!("1. the same callers by SIP, WebSocket and AudioSocket");
+    eprintln!("1. the same callers by SIP, WebSocket, AudioSocket and WebRTC");
     let questions = [
         "What time does your store open tomorrow morning?".to_string(),
         "I need to send back a pair of boots that don't fit.".to_string(),
@@ -255,6 +280,7 @@ fn streamed_calls() {
         for (name, other) in [
             ("websocket", &row.websocket),
             ("audiosocket", &row.audiosocket),
+            ("webrtc", &row.webrtc),
         ] {
             assert!(
                 Compared::agrees(&row.sip, other),
@@ -282,7 +308,7 @@ fn streamed_calls() {
 
     // Every slot came back.
     let metrics = serve.metrics();
-    for ingress in ["sip", "websocket", "audiosocket"] {
+    for ingress in ["sip", "websocket", "audiosocket", "webrtc"] {
         assert!(
             metrics.contains(&format!(
                 "understudy_calls_admitted{{ingress=\"{ingress}\"}} 0"
@@ -480,6 +506,14 @@ async fn shared_capacity(serve: &Serve) {
         refused.wait_closed(Duration::from_secs(5)).await,
         Some((255, "Some(2)".to_string()))
     );
+    // A WebRTC offer hears 503, with the reason and when to try again.
+    match WebrtcLine::connect(serve.http).await {
+        Err((code, why)) => {
+            assert_eq!(code, 503, "{why}");
+            assert!(why.contains("capacity"), "{why}");
+        }
+        Ok(line) => panic!("a WebRTC call {} was taken past capacity", line.call_id),
+    }
 
     websocket.line.hang_up().await;
     audiosocket.line.hang_up().await;
@@ -588,6 +622,67 @@ async fn bad_input_ends_only_that_call(serve: &Serve) {
         assert_eq!(reply, Some((0xff, vec![])), "{what}");
     }
 
+    // WebRTC offers we cannot answer get a 4xx that says why, and no slot.
+    let http = reqwest::Client::new();
+    let sdp = |m: &str| format!("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n{m}");
+    for (what, content_type, body, code, says) in [
+        (
+            "a JSON body",
+            "application/json",
+            "{}".to_string(),
+            415,
+            "application/sdp",
+        ),
+        (
+            "not SDP",
+            "application/sdp",
+            "hello".to_string(),
+            400,
+            "not SDP",
+        ),
+        (
+            "video only",
+            "application/sdp",
+            sdp("m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtpmap:96 VP8/90000\r\n"),
+            400,
+            "no audio",
+        ),
+        (
+            "A-law only",
+            "application/sdp",
+            sdp("m=audio 9 UDP/TLS/RTP/SAVPF 8\r\nc=IN IP4 0.0.0.0\r\n"),
+            400,
+            "neither Opus nor PCMU",
+        ),
+        (
+            "a SIP offer (no ICE, no DTLS)",
+            "application/sdp",
+            sdp("m=audio 4000 RTP/AVP 0\r\nc=IN IP4 127.0.0.1\r\n"),
+            400,
+            "could not be answered",
+        ),
+    ] {
+        wait_active(serve, 1).await;
+        let response = http
+            .post(format!("http://{}/webrtc", serve.http))
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        eprintln!("   webrtc, {what}: {status} {}", text.trim());
+        assert_eq!(status, code, "{what}: {text}");
+        assert!(text.contains(says), "{what}: {text}");
+    }
+    let gone = http
+        .delete(format!("http://{}/webrtc/webrtc-0", serve.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 404);
+
     // The call in progress was untouched: it is answered.
     let answer = ask(serve, &mut live, "CAlive", &speech).await;
     assert_eq!(answer.intent.as_deref(), Some("store_hours"), "{answer:?}");
@@ -598,7 +693,7 @@ async fn bad_input_ends_only_that_call(serve: &Serve) {
         .filter(|l| l.starts_with("understudy_stream_errors_total"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum::<f64>();
-    assert!(errors >= 11.0, "{errors} stream errors counted");
+    assert!(errors >= 15.0, "{errors} stream errors counted");
 }
 
 #[test]
@@ -621,13 +716,18 @@ fn ingress_benchmark() {
     let sip_again = agreeing(|r| r.sip_again.as_ref().unwrap());
     let websocket = agreeing(|r| &r.websocket);
     let audiosocket = agreeing(|r| &r.audiosocket);
+    let webrtc = agreeing(|r| &r.webrtc);
     eprintln!("\n== agreement with the first SIP call (intent, and reply where an intent decided)");
-    eprintln!("second SIP call {sip_again}/{n}   websocket {websocket}/{n}   audiosocket {audiosocket}/{n}");
-    eprintln!("(websocket and audiosocket identical on all {n}: asserted per question)");
+    eprintln!("second SIP call {sip_again}/{n}   websocket {websocket}/{n}   audiosocket {audiosocket}/{n}   webrtc {webrtc}/{n}");
+    eprintln!("(websocket, audiosocket and webrtc identical on all {n}: asserted per question)");
     // The same words at another phase of the call's audio are sometimes
     // heard differently; a streamed ingress may differ from SIP no more
     // than SIP differs from itself.
-    for (name, agree) in [("websocket", websocket), ("audiosocket", audiosocket)] {
+    for (name, agree) in [
+        ("websocket", websocket),
+        ("audiosocket", audiosocket),
+        ("webrtc", webrtc),
+    ] {
         assert!(
             agree + 1 >= sip_again,
             "{name} agrees with SIP on {agree}/{n}, SIP with itself on {sip_again}/{n}"
@@ -641,10 +741,11 @@ fn ingress_benchmark() {
     eprintln!("\n== added latency over the in-process path (p50 / p95 ms, n), and voice-to-voice at the caller's end");
     eprintln!("   (sip: from the end of speech by level at the RTP peer, not the appliance's; for scale only)");
     type Pick = fn(&Compared) -> &Answer;
-    let table: [(&str, Pick, f64); 3] = [
+    let table: [(&str, Pick, f64); 4] = [
         ("sip (rtp)", |r| &r.sip, f64::INFINITY),
         ("websocket", |r| &r.websocket, 20.0),
         ("audiosocket", |r| &r.audiosocket, 20.0),
+        ("webrtc", |r| &r.webrtc, 40.0),
     ];
     let mut summary = serde_json::Map::new();
     for (name, pick, floor) in table {
@@ -686,13 +787,14 @@ fn ingress_benchmark() {
                     "sip_again": r.sip_again.as_ref().map(one),
                     "websocket": one(&r.websocket),
                     "audiosocket": one(&r.audiosocket),
+                    "webrtc": one(&r.webrtc),
                 })
             })
             .collect();
         let report = serde_json::json!({
             "pack": "test",
             "condition": "8 kHz G.711 mu-law audio, loopback",
-            "agreement_with_sip": {"sip_again": sip_again, "websocket": websocket, "audiosocket": audiosocket, "of": n},
+            "agreement_with_sip": {"sip_again": sip_again, "websocket": websocket, "audiosocket": audiosocket, "webrtc": webrtc, "of": n},
             "ingresses": summary,
             "turns": turns,
         });

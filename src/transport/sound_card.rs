@@ -164,8 +164,9 @@ pub fn devices() -> Result<Vec<String>> {
 
 /// What to tell someone whose machine has no usable sound device.
 const NO_SOUND: &str = "This machine may have no sound card (a server usually has none): \
-`understudy talk --list-devices` shows what there is. To call the bot from elsewhere, use SIP, \
-a WebSocket media stream or AudioSocket (docs/ingress.md).";
+`understudy talk --list-devices` shows what there is. To call the bot from a laptop, open \
+http://<appliance>:8080/phone in a browser (the softphone), or use SIP, a WebSocket media stream \
+or AudioSocket (docs/ingress.md).";
 
 fn find(
     kind: &str,

@@ -544,3 +544,236 @@ pub fn test_uuid(n: u8) -> [u8; 16] {
 pub fn uuid_text(uuid: &[u8; 16]) -> String {
     understudy::transport::audiosocket::uuid_string(uuid)
 }
+
+// ---------------------------------------------------------------- WebRTC
+
+/// A WebRTC peer calling the appliance the way the softphone page does
+/// (WHIP-style `POST /webrtc`, a data channel), written on the `webrtc`
+/// crate's client side: PCMU, so that the caller's audio is the same G.711
+/// as on the other lines. The bot's audio is heard as it arrives.
+pub struct WebrtcLine {
+    /// The call's id, from the answer's `Location`.
+    pub call_id: String,
+    location: String,
+    http: SocketAddr,
+    peer: Box<dyn webrtc::peer_connection::PeerConnection>,
+    track: Arc<webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP>,
+    channel: Arc<dyn webrtc::data_channel::DataChannel>,
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    observed: Arc<Mutex<Observed>>,
+}
+
+struct WebrtcPeerEvents {
+    observed: Arc<Mutex<Observed>>,
+    connected: Arc<tokio::sync::Notify>,
+    gathered: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl webrtc::peer_connection::PeerConnectionEventHandler for WebrtcPeerEvents {
+    async fn on_ice_gathering_state_change(
+        &self,
+        state: webrtc::peer_connection::RTCIceGatheringState,
+    ) {
+        if state == webrtc::peer_connection::RTCIceGatheringState::Complete {
+            self.gathered.notify_one();
+        }
+    }
+
+    async fn on_connection_state_change(
+        &self,
+        state: webrtc::peer_connection::RTCPeerConnectionState,
+    ) {
+        use webrtc::peer_connection::RTCPeerConnectionState as S;
+        match state {
+            S::Connected => self.connected.notify_one(),
+            S::Failed | S::Closed => {
+                let mut o = self.observed.lock().unwrap();
+                o.closed.get_or_insert((0, format!("{state}")));
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_track(&self, track: Arc<dyn webrtc::media_stream::track_remote::TrackRemote>) {
+        use webrtc::media_stream::track_remote::TrackRemoteEvent;
+        let observed = self.observed.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                let TrackRemoteEvent::OnRtpPacket(packet) = event else {
+                    continue;
+                };
+                let now = Instant::now();
+                let samples = Law::Mu.decode(&packet.payload);
+                let mut o = observed.lock().unwrap();
+                let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
+                o.playing_until =
+                    Some(start + Duration::from_secs_f64(samples.len() as f64 / 8000.0));
+                o.audio.push((now, samples.len()));
+                o.heard.extend(samples);
+            }
+        });
+    }
+}
+
+impl WebrtcLine {
+    /// Offer a call; the HTTP status and body when it is not answered.
+    pub async fn connect(http: SocketAddr) -> Result<WebrtcLine, (u16, String)> {
+        use webrtc::peer_connection::*;
+        let pcmu = rtc::rtp_transceiver::rtp_sender::RTCRtpCodec {
+            mime_type: "audio/PCMU".into(),
+            clock_rate: 8000,
+            channels: 1,
+            sdp_fmtp_line: String::new(),
+            rtcp_feedback: vec![],
+        };
+        let mut engine = MediaEngine::default();
+        engine
+            .register_codec(
+                rtc::rtp_transceiver::rtp_sender::RTCRtpCodecParameters {
+                    rtp_codec: pcmu.clone(),
+                    payload_type: 0,
+                },
+                rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+            )
+            .unwrap();
+        let registry = register_default_interceptors(Registry::new(), &mut engine).unwrap();
+        let observed = Arc::new(Mutex::new(Observed::default()));
+        let connected = Arc::new(tokio::sync::Notify::new());
+        let gathered = Arc::new(tokio::sync::Notify::new());
+        let peer = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(engine)
+            .with_interceptor_registry(registry)
+            .with_handler(Arc::new(WebrtcPeerEvents {
+                observed: observed.clone(),
+                connected: connected.clone(),
+                gathered: gathered.clone(),
+            }))
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .unwrap();
+        let ssrc = rand::random::<u32>();
+        let track = Arc::new(
+            webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP::new(
+                webrtc::media_stream::MediaStreamTrack::new(
+                    "caller".into(),
+                    "mic".into(),
+                    "mic".into(),
+                    rtc::rtp_transceiver::rtp_sender::RtpCodecKind::Audio,
+                    vec![rtc::rtp_transceiver::rtp_sender::RTCRtpEncodingParameters {
+                        rtp_coding_parameters:
+                            rtc::rtp_transceiver::rtp_sender::RTCRtpCodingParameters {
+                                ssrc: Some(ssrc),
+                                ..Default::default()
+                            },
+                        codec: pcmu,
+                        ..Default::default()
+                    }],
+                ),
+            ),
+        );
+        peer.add_track(track.clone()).await.unwrap();
+        let channel = peer.create_data_channel("understudy", None).await.unwrap();
+        {
+            let (channel, observed) = (channel.clone(), observed.clone());
+            tokio::spawn(async move {
+                use webrtc::data_channel::DataChannelEvent;
+                while let Some(event) = channel.poll().await {
+                    let DataChannelEvent::OnMessage(message) = event else {
+                        continue;
+                    };
+                    let Ok(value) = serde_json::from_slice::<Value>(&message.data) else {
+                        continue;
+                    };
+                    let mut o = observed.lock().unwrap();
+                    if value["type"] == "ended" {
+                        let result = value["result"].as_str().unwrap_or("").to_string();
+                        o.closed.get_or_insert((0, result));
+                    }
+                    o.messages.push(value);
+                }
+            });
+        }
+        let offer = peer.create_offer(None).await.unwrap();
+        peer.set_local_description(offer).await.unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(3), gathered.notified()).await;
+        let offer = peer.local_description().await.unwrap().sdp;
+        let response = reqwest::Client::new()
+            .post(format!("http://{http}/webrtc"))
+            .header("Content-Type", "application/sdp")
+            .body(offer)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = response.text().await.unwrap();
+        if status != 201 {
+            let _ = peer.close().await;
+            return Err((status, body));
+        }
+        let answer = RTCSessionDescription::answer(body).unwrap();
+        peer.set_remote_description(answer).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), connected.notified())
+            .await
+            .expect("the WebRTC call did not connect within 10 s");
+        Ok(WebrtcLine {
+            call_id: location.rsplit('/').next().unwrap_or("").to_string(),
+            location,
+            http,
+            peer: Box::new(peer),
+            track,
+            channel,
+            ssrc,
+            sequence: rand::random(),
+            timestamp: rand::random(),
+            observed,
+        })
+    }
+}
+
+impl Line for WebrtcLine {
+    async fn send_frame(&mut self, frame: &[i16]) -> bool {
+        use webrtc::media_stream::track_local::TrackLocal;
+        let packet = rtc::rtp::Packet {
+            header: rtc::rtp::header::Header {
+                version: 2,
+                payload_type: 0,
+                sequence_number: self.sequence,
+                timestamp: self.timestamp,
+                ssrc: self.ssrc,
+                ..Default::default()
+            },
+            payload: Law::Mu.encode(frame).into(),
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        self.timestamp = self.timestamp.wrapping_add(frame.len() as u32);
+        self.track.write_rtp(packet).await.is_ok() && self.observed.lock().unwrap().closed.is_none()
+    }
+
+    async fn send_dtmf(&mut self, key: char) {
+        let message = json!({"type": "dtmf", "digits": key.to_string()});
+        let _ = self.channel.send_text(&message.to_string()).await;
+    }
+
+    async fn hang_up(&mut self) {
+        let _ = reqwest::Client::new()
+            .delete(format!("http://{}{}", self.http, self.location))
+            .send()
+            .await;
+        let _ = self.peer.close().await;
+    }
+
+    fn observed(&self) -> Arc<Mutex<Observed>> {
+        self.observed.clone()
+    }
+}
