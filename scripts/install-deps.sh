@@ -5,12 +5,14 @@
 #   tests:  espeak-ng sox (synthesized callers, G.711 reference),
 #           sip-tester (SIPp) and baresip (real SIP peers),
 #           kamailio (the dispatcher in front, tests/continuity_standby.rs),
-#           chromium and chromium-driver (the softphone, tests/webrtc_softphone.rs)
+#           chromium and chromium-driver (the softphone, tests/webrtc_softphone.rs),
+#           pulseaudio, pulseaudio-utils, libasound2-plugins (a virtual sound
+#           card for `understudy talk`, tests/sound_card.rs)
 #   models: pip and npm fetch model packages through their registries
 set -euo pipefail
 
 build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
-test_pkgs=(espeak-ng sox sip-tester baresip kamailio chromium chromium-driver)
+test_pkgs=(espeak-ng sox sip-tester baresip kamailio chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins)
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     want+=("${test_pkgs[@]}")

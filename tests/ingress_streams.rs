@@ -720,19 +720,6 @@ fn ingress_benchmark() {
     eprintln!("\n== agreement with the first SIP call (intent, and reply where an intent decided)");
     eprintln!("second SIP call {sip_again}/{n}   websocket {websocket}/{n}   audiosocket {audiosocket}/{n}   webrtc {webrtc}/{n}");
     eprintln!("(websocket, audiosocket and webrtc identical on all {n}: asserted per question)");
-    // The same words at another phase of the call's audio are sometimes
-    // heard differently; a streamed ingress may differ from SIP no more
-    // than SIP differs from itself.
-    for (name, agree) in [
-        ("websocket", websocket),
-        ("audiosocket", audiosocket),
-        ("webrtc", webrtc),
-    ] {
-        assert!(
-            agree + 1 >= sip_again,
-            "{name} agrees with SIP on {agree}/{n}, SIP with itself on {sip_again}/{n}"
-        );
-    }
     let added =
         |pick: fn(&Compared) -> &Answer| Stat::of(rows.iter().filter_map(|r| pick(r).added_ms()));
     let line =
@@ -748,6 +735,7 @@ fn ingress_benchmark() {
         ("webrtc", |r| &r.webrtc, 40.0),
     ];
     let mut summary = serde_json::Map::new();
+    let mut over_floor = vec![];
     for (name, pick, floor) in table {
         let (a, l) = (added(pick), line(pick));
         summary.insert(
@@ -762,13 +750,11 @@ fn ingress_benchmark() {
             f(l.p50),
             f(l.p95)
         );
-        if floor.is_finite() {
-            assert_eq!(a.n, n, "{name}: every answer measured");
-            assert!(
-                a.p95.unwrap() < floor,
-                "{name}: added p95 {:?} ms is over {floor} ms",
-                a.p95
-            );
+        if floor.is_finite() && (a.n != n || a.p95.is_none_or(|p95| p95 >= floor)) {
+            over_floor.push(format!(
+                "{name}: added p95 {:?} ms over {} of {n} answers (floor {floor} ms)",
+                a.p95, a.n
+            ));
         }
     }
     if let Ok(out) = std::env::var("UNDERSTUDY_INGRESS_BENCH_OUT") {
@@ -800,5 +786,20 @@ fn ingress_benchmark() {
         });
         std::fs::write(&out, serde_json::to_string_pretty(&report).unwrap()).unwrap();
         eprintln!("(written to {out})");
+    }
+    // (Asserted once the results are written, so that a failing run is on record.)
+    assert!(over_floor.is_empty(), "{over_floor:#?}");
+    // The same words at another phase of the call's audio are sometimes
+    // heard differently; a streamed ingress may differ from SIP no more
+    // than SIP differs from itself.
+    for (name, agree) in [
+        ("websocket", websocket),
+        ("audiosocket", audiosocket),
+        ("webrtc", webrtc),
+    ] {
+        assert!(
+            agree + 1 >= sip_again,
+            "{name} agrees with SIP on {agree}/{n}, SIP with itself on {sip_again}/{n}"
+        );
     }
 }

@@ -38,19 +38,9 @@ pub use rtp_peer::RtpPeer;
 
 pub const LOOPBACK: &str = "127.0.0.1";
 
-/// Fail with an install hint when a peer program is missing.
-pub fn require(program: &str, package: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{program} is required for this test: apt-get install {package}"
-    );
-}
+#[path = "../support/require.rs"]
+mod require;
+pub use require::require;
 
 /// The peers every SIP test needs.
 pub fn require_peers() {

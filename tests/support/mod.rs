@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 use understudy::audio::{self, g711::Law, wav};
 use understudy::config::Config;
 
+mod require;
+#[allow(unused_imports)] // not every test crate needs a program
+pub use require::require;
+
 pub const FETCH_HINT: &str = "run `understudy models fetch --pack test` (scripts/test.sh does)";
 
 /// The models directory holding an installed test pack; fails the test otherwise.
