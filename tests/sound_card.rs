@@ -218,6 +218,7 @@ fn talk_through_a_virtual_sound_card() {
         .unwrap();
     let talked = talk.wait_with_output().unwrap();
     let _ = player.kill();
+    let _ = player.wait();
     let _ = recorder.kill();
     let _ = recorder.wait();
     let stdout = String::from_utf8_lossy(&talked.stdout).to_string();
