@@ -117,8 +117,10 @@ pub enum Command {
 
 /// Set up `tracing` on stderr.
 pub fn init_logging(global: &GlobalArgs) {
+    // The WebRTC stack logs every ICE and DTLS state change at info: its
+    // own states are in our WebRTC log lines already.
     let default = match global.verbose {
-        0 => "info",
+        0 => "info,webrtc=warn,rtc=warn,rtc_ice=warn,rtc_dtls=warn,rtc_sctp=warn,rtc_srtp=warn",
         1 => "debug",
         _ => "trace",
     };
