@@ -777,3 +777,191 @@ impl Line for WebrtcLine {
         self.observed.clone()
     }
 }
+
+// --------------------------------------------------- Asterisk chan_websocket
+
+/// Asterisk's WebSocket channel driver dialling the appliance
+/// (`Dial(WebSocket/understudy/c(ulaw))`), as its documentation describes
+/// it: subprotocol `media`; a `MEDIA_START` text event (plain-text control
+/// format); the caller's audio as binary frames of `optimal_frame_size`
+/// (160 bytes of mu-law, 20 ms); keys as `DTMF_END digit:<d>`. Asterisk
+/// queues the bot's binary audio and plays it in real time; a `MARK_MEDIA
+/// <id>` in the queue is answered `MEDIA_MARK_PROCESSED <id>` once the audio
+/// before it has played; `FLUSH_MEDIA` empties the queue (its marks never
+/// answer); `HANGUP` hangs the channel up.
+pub struct AsteriskWsLine {
+    out: mpsc::UnboundedSender<Message>,
+    /// The channel's unique id (the call id at `/calls/{id}`).
+    pub channel_id: String,
+    observed: Arc<Mutex<Observed>>,
+}
+
+/// Asterisk's `MEDIA_START`, plain-text control format.
+pub fn asterisk_media_start(channel_id: &str, format: &str, frame: usize) -> String {
+    format!("MEDIA_START connection_id:understudy channel:WebSocket/understudy/0x{channel_id} channel_id:{channel_id} format:{format} optimal_frame_size:{frame} ptime:20")
+}
+
+/// A raw WebSocket to the appliance's Asterisk endpoint, with the `media`
+/// subprotocol.
+pub async fn raw_asterisk_websocket(
+    http: SocketAddr,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{http}/asterisk-media{query}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "media".parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("cannot open the Asterisk media WebSocket");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("media"),
+        "the appliance did not take the media subprotocol"
+    );
+    ws
+}
+
+impl AsteriskWsLine {
+    /// Dial the appliance: connect, `MEDIA_START` in mu-law.
+    pub async fn connect(http: SocketAddr, channel_id: &str) -> AsteriskWsLine {
+        AsteriskWsLine::dial(http, channel_id, "").await
+    }
+
+    /// Dial with the dialplan's call id in the URI (`v(call=<id>)`).
+    pub async fn connect_as(http: SocketAddr, channel_id: &str, call: &str) -> AsteriskWsLine {
+        AsteriskWsLine::dial(http, channel_id, &format!("?call={call}")).await
+    }
+
+    async fn dial(http: SocketAddr, channel_id: &str, query: &str) -> AsteriskWsLine {
+        let ws = raw_asterisk_websocket(http, query).await;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let observed = Arc::new(Mutex::new(Observed::default()));
+        tokio::spawn(async move {
+            while let Some(message) = out_rx.recv().await {
+                let close = matches!(message, Message::Close(_));
+                if sink.send(message).await.is_err() || close {
+                    break;
+                }
+            }
+        });
+        // Marks in Asterisk's queue: (due, id).
+        let marks: Arc<Mutex<VecDeque<(Instant, String)>>> = Default::default();
+        {
+            let (marks, out, observed) = (marks.clone(), out.clone(), observed.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    let now = Instant::now();
+                    let due: Vec<String> = {
+                        let mut marks = marks.lock().unwrap();
+                        let mut due = vec![];
+                        while marks.front().is_some_and(|(at, _)| *at <= now) {
+                            due.push(marks.pop_front().unwrap().1);
+                        }
+                        due
+                    };
+                    for id in due {
+                        observed.lock().unwrap().marks_echoed += 1;
+                        let event = format!("MEDIA_MARK_PROCESSED {id}");
+                        if out.send(Message::Text(event.into())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        {
+            let (observed, marks, out) = (observed.clone(), marks.clone(), out.clone());
+            tokio::spawn(async move {
+                while let Some(message) = stream.next().await {
+                    let now = Instant::now();
+                    let mut o = observed.lock().unwrap();
+                    match message {
+                        Ok(Message::Binary(bytes)) => {
+                            let samples = Law::Mu.decode(&bytes);
+                            let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
+                            o.playing_until = Some(
+                                start + Duration::from_secs_f64(samples.len() as f64 / 8000.0),
+                            );
+                            o.audio.push((now, samples.len()));
+                            o.heard.extend(samples);
+                        }
+                        Ok(Message::Text(text)) => {
+                            let mut words = text.split_whitespace();
+                            match words.next() {
+                                Some("MARK_MEDIA") => {
+                                    let id = words.next().unwrap_or("").to_string();
+                                    let due = o.playing_until.unwrap_or(now).max(now);
+                                    marks.lock().unwrap().push_back((due, id));
+                                }
+                                Some("FLUSH_MEDIA") => {
+                                    o.clears += 1;
+                                    o.playing_until = Some(now);
+                                    marks.lock().unwrap().clear();
+                                }
+                                Some("HANGUP") => {
+                                    o.closed.get_or_insert((0, "HANGUP".into()));
+                                    let _ = out.send(Message::Close(None));
+                                }
+                                _ => {}
+                            }
+                            o.messages.push(Value::String(text.to_string()));
+                        }
+                        Ok(Message::Close(frame)) => {
+                            o.closed.get_or_insert(match frame {
+                                Some(f) => (u16::from(f.code), f.reason.to_string()),
+                                None => (1005, String::new()),
+                            });
+                            return;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            o.closed.get_or_insert((1006, e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let _ = out.send(Message::Text(
+            asterisk_media_start(channel_id, "ulaw", 160).into(),
+        ));
+        AsteriskWsLine {
+            out,
+            channel_id: channel_id.to_string(),
+            observed,
+        }
+    }
+}
+
+impl Line for AsteriskWsLine {
+    async fn send_frame(&mut self, frame: &[i16]) -> bool {
+        self.out
+            .send(Message::Binary(Law::Mu.encode(frame).into()))
+            .is_ok()
+    }
+
+    async fn send_dtmf(&mut self, key: char) {
+        let event = format!("DTMF_END digit:{key} channel_id:{}", self.channel_id);
+        let _ = self.out.send(Message::Text(event.into()));
+    }
+
+    async fn hang_up(&mut self) {
+        let _ = self.out.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        })));
+    }
+
+    fn observed(&self) -> Arc<Mutex<Observed>> {
+        self.observed.clone()
+    }
+}

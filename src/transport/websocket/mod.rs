@@ -12,11 +12,19 @@
 //! from `GET /calls/{callSid}` (or simply continues its own script, e.g. a
 //! `<Dial>` after `<Connect>`).
 //!
+//! Asterisk's WebSocket channel driver connects to `ws://<box>/asterisk-media`
+//! instead: binary frames of audio both ways and text control events
+//! (`MEDIA_START`, `DTMF_END`, `MEDIA_MARK_PROCESSED`) and commands
+//! (`MARK_MEDIA`, `FLUSH_MEDIA`, `HANGUP`); see `asterisk.rs`. The call, its
+//! marks, barge-in and endings are the same code as for Twilio's shape.
+//!
 //! Bad input ends that call only, with a close code that says why: 1003
 //! (binary frames, an encoding we do not take), 1007 (not JSON, not base64),
 //! 1008 (out of order: media before start, a second start, no start within
 //! 10 s), 1009 (a message over `[calls] websocket_max_message`), 1013 (not
 //! ready or full).
+
+mod asterisk;
 
 use super::stream::{CallOutcome, CallerAudio, StreamContext, LAST_WORDS_LIMIT};
 use crate::audio::{self, g711::Law};
@@ -24,19 +32,21 @@ use crate::metrics;
 use crate::session::admission::{Admitted, Ingress};
 use crate::session::{start_call, CallEvent, CallHandle, SessionAction};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tokio::time::Instant;
 
 /// Where media streams connect, on the HTTP listener.
 pub const PATH: &str = "/media-stream";
+/// Where Asterisk's WebSocket channel driver connects.
+pub const ASTERISK_PATH: &str = "/asterisk-media";
 
 /// Close codes (RFC 6455 section 7.4.1).
 mod close {
@@ -48,18 +58,45 @@ mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
-/// The media-stream route, for the HTTP server.
+/// The media-stream routes (Twilio's shape, Asterisk's), for the HTTP server.
 pub fn routes(ctx: Arc<StreamContext>) -> Router {
-    Router::new().route(PATH, get(upgrade)).with_state(ctx)
+    Router::new()
+        .route(PATH, get(upgrade_twilio))
+        .route(ASTERISK_PATH, get(upgrade_asterisk))
+        .with_state(ctx)
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(ctx): State<Arc<StreamContext>>) -> Response {
+/// Which platform's messages a stream speaks.
+#[derive(Debug, Clone, PartialEq)]
+enum Dialect {
+    /// Twilio Media Streams and the platforms that copy them: JSON text.
+    Twilio,
+    /// Asterisk's `chan_websocket`: binary media, text control; the call id
+    /// the dialplan gave in the URI (`v(call=${UNIQUEID})`), if any.
+    Asterisk { call: Option<String> },
+}
+
+async fn upgrade_twilio(ws: WebSocketUpgrade, State(ctx): State<Arc<StreamContext>>) -> Response {
+    upgrade(ws, ctx, Dialect::Twilio)
+}
+
+async fn upgrade_asterisk(
+    ws: WebSocketUpgrade,
+    State(ctx): State<Arc<StreamContext>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let call = params.get("call").filter(|c| !c.is_empty()).cloned();
+    // Asterisk asks for the `media` subprotocol.
+    upgrade(ws.protocols(["media"]), ctx, Dialect::Asterisk { call })
+}
+
+fn upgrade(ws: WebSocketUpgrade, ctx: Arc<StreamContext>, dialect: Dialect) -> Response {
     // The protocol layer's own limit sits above ours, so that an oversized
     // message gets our clear 1009 rather than a dropped connection.
     let hard = ctx.max_message.saturating_mul(4).max(1 << 16);
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| run(socket, ctx))
+        .on_upgrade(move |socket| run(socket, ctx, dialect))
 }
 
 /// Messages a platform sends (Twilio's names, with Telnyx's snake_case ones
@@ -217,10 +254,15 @@ impl Encoding {
 /// A started stream: its ids, its format and its session.
 struct Started {
     call_id: String,
+    /// Twilio's `streamSid` (every message names it); Asterisk's channel.
     stream_sid: String,
     encoding: Encoding,
     caller: CallerAudio,
     session: CallHandle,
+    /// Asterisk: commands go back in JSON (else plain text).
+    json_commands: bool,
+    /// Asterisk: bytes per media frame (`optimal_frame_size`).
+    frame_bytes: usize,
 }
 
 /// How the call ends: what the platform is told and what is recorded.
@@ -251,6 +293,7 @@ impl End {
 
 struct WsCall {
     socket: WebSocket,
+    dialect: Dialect,
     ctx: Arc<StreamContext>,
     admitted: Admitted,
     started: Option<Started>,
@@ -267,7 +310,7 @@ struct WsCall {
 /// How long a new stream may take to send its `start`.
 const START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>) {
+async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>, dialect: Dialect) {
     let admitted = match ctx.admission.admit(Ingress::Websocket) {
         Ok(admitted) => admitted,
         Err(refusal) => {
@@ -281,6 +324,7 @@ async fn run(mut socket: WebSocket, ctx: Arc<StreamContext>) {
     metrics::counter_inc("understudy_stream_calls_total", &[("ingress", "websocket")]);
     let mut call = WsCall {
         socket,
+        dialect,
         ctx,
         admitted,
         started: None,
@@ -332,7 +376,10 @@ impl WsCall {
                     return self.ending.take().expect("a deadline means an ending").1;
                 }
                 _ = tokio::time::sleep_until(start_by), if self.started.is_none() => {
-                    return End::error(close::POLICY, "no start within 10 s: send connected, then start");
+                    return End::error(close::POLICY, match self.dialect {
+                        Dialect::Twilio => "no start within 10 s: send connected, then start",
+                        Dialect::Asterisk { .. } => "no MEDIA_START within 10 s",
+                    });
                 }
             }
         }
@@ -341,6 +388,15 @@ impl WsCall {
     async fn on_message(&mut self, message: Message) -> Option<End> {
         let text = match message {
             Message::Text(text) => text,
+            Message::Binary(bytes) if matches!(self.dialect, Dialect::Asterisk { .. }) => {
+                if bytes.len() > self.ctx.max_message {
+                    return Some(too_big(bytes.len(), self.ctx.max_message));
+                }
+                let Some(started) = self.started.as_mut() else {
+                    return Some(End::error(close::POLICY, "media before MEDIA_START"));
+                };
+                return started.hear(&bytes).await;
+            }
             Message::Binary(_) => {
                 return Some(End::error(
                     close::UNSUPPORTED,
@@ -357,14 +413,10 @@ impl WsCall {
             Message::Ping(_) | Message::Pong(_) => return None,
         };
         if text.len() > self.ctx.max_message {
-            return Some(End::error(
-                close::TOO_BIG,
-                format!(
-                    "a {}-byte message is over the {}-byte limit",
-                    text.len(),
-                    self.ctx.max_message
-                ),
-            ));
+            return Some(too_big(text.len(), self.ctx.max_message));
+        }
+        if matches!(self.dialect, Dialect::Asterisk { .. }) {
+            return self.on_asterisk_event(text.as_str()).await;
         }
         let inbound: Inbound = match serde_json::from_str(text.as_str()) {
             Ok(inbound) => inbound,
@@ -391,18 +443,9 @@ impl WsCall {
                 None
             }
             Inbound::Mark(mark) => {
-                let started = self.started.as_ref()?;
-                let Ok(mark) = mark.mark.name.parse::<u64>() else {
-                    return None;
-                };
                 // Echoes come in order; anything before this one has played too.
-                if let Some(i) = self.outstanding.iter().position(|m| *m == mark) {
-                    self.outstanding.drain(..=i);
-                    let _ = started
-                        .session
-                        .events
-                        .send(CallEvent::PlayoutDone { mark })
-                        .await;
+                if let Ok(mark) = mark.mark.name.parse::<u64>() {
+                    self.mark_played(mark).await;
                 }
                 None
             }
@@ -432,19 +475,7 @@ impl WsCall {
             .or(start.stream_sid)
             .unwrap_or_else(|| format!("stream-{}", rand::random::<u64>()));
         let call_id = start.start.call_sid.unwrap_or_else(|| stream_sid.clone());
-        tracing::info!(call = %call_id, stream = %stream_sid, ?encoding, rate, "media stream started");
-        self.ctx.outcomes.record(
-            &call_id,
-            CallOutcome::plain(Ingress::Websocket, "in_progress"),
-        );
-        let session = start_call(self.admitted.setup.clone(), call_id.clone());
-        self.started = Some(Started {
-            call_id,
-            stream_sid,
-            encoding,
-            caller: CallerAudio::new(rate),
-            session,
-        });
+        self.start(call_id, stream_sid, encoding, rate, false, 0);
         None
     }
 
@@ -486,18 +517,127 @@ impl WsCall {
                 ))
             }
         };
-        let samples = match started.encoding.decode(&bytes) {
-            Ok(samples) => samples,
+        started.hear(&bytes).await
+    }
+
+    /// An Asterisk control event.
+    async fn on_asterisk_event(&mut self, text: &str) -> Option<End> {
+        let event = match asterisk::Event::parse(text) {
+            Ok(event) => event,
             Err(why) => return Some(End::error(close::INVALID_PAYLOAD, why)),
         };
-        for frame in started.caller.push(&samples) {
+        match event.name.as_str() {
+            "MEDIA_START" => {
+                if self.started.is_some() {
+                    return Some(End::error(close::POLICY, "a second MEDIA_START"));
+                }
+                let (encoding, rate) = match asterisk::format(event.field("format").unwrap_or("")) {
+                    Ok(format) => format,
+                    Err(why) => return Some(End::error(close::UNSUPPORTED, why)),
+                };
+                let channel = event.field("channel").unwrap_or("").to_string();
+                let given = match &self.dialect {
+                    Dialect::Asterisk { call } => call.clone(),
+                    Dialect::Twilio => None,
+                };
+                let call_id = given
+                    .or_else(|| event.field("channel_id").map(str::to_string))
+                    .unwrap_or_else(|| format!("asterisk-{}", rand::random::<u64>()));
+                // 20 ms of the format unless Asterisk says otherwise.
+                let frame_bytes = event
+                    .field("optimal_frame_size")
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .unwrap_or(match encoding {
+                        Encoding::G711(_) => rate as usize / 50,
+                        Encoding::Linear => rate as usize / 25,
+                    });
+                self.start(call_id, channel, encoding, rate, event.json, frame_bytes);
+                // With the `n` dial option the channel waits for us to answer.
+                self.send_command("ANSWER", None).await;
+                None
+            }
+            "DTMF_END" => {
+                let started = self.started.as_ref()?;
+                let key = event.field("digit")?.chars().next()?;
+                if is_dtmf_key(key) {
+                    metrics::counter_inc(
+                        "understudy_stream_dtmf_total",
+                        &[("ingress", "websocket")],
+                    );
+                    let _ = started.session.events.send(CallEvent::Dtmf(key)).await;
+                }
+                None
+            }
+            "MEDIA_MARK_PROCESSED" => {
+                let mark = event.field("correlation_id")?.parse::<u64>().ok()?;
+                self.mark_played(mark).await;
+                None
+            }
+            "ERROR" => {
+                tracing::warn!(
+                    error = event.field("error_text").unwrap_or(text),
+                    "Asterisk reported an error on a media WebSocket"
+                );
+                None
+            }
+            // MEDIA_XOFF/XON (a bot's reply is far below Asterisk's 18 s
+            // queue), QUEUE_DRAINED, STATUS, MEDIA_BUFFERING_COMPLETED.
+            _ => None,
+        }
+    }
+
+    /// Start the call's session.
+    fn start(
+        &mut self,
+        call_id: String,
+        stream_sid: String,
+        encoding: Encoding,
+        rate: u32,
+        json_commands: bool,
+        frame_bytes: usize,
+    ) {
+        tracing::info!(call = %call_id, stream = %stream_sid, ?encoding, rate, dialect = ?self.dialect, "media stream started");
+        self.ctx.outcomes.record(
+            &call_id,
+            CallOutcome::plain(Ingress::Websocket, "in_progress"),
+        );
+        let session = start_call(self.admitted.setup.clone(), call_id.clone());
+        self.started = Some(Started {
+            call_id,
+            stream_sid,
+            encoding,
+            caller: CallerAudio::new(rate),
+            session,
+            json_commands,
+            frame_bytes,
+        });
+    }
+
+    /// The platform has played our audio up to `mark` (and so everything before it).
+    async fn mark_played(&mut self, mark: u64) {
+        let Some(started) = self.started.as_ref() else {
+            return;
+        };
+        if let Some(i) = self.outstanding.iter().position(|m| *m == mark) {
+            self.outstanding.drain(..=i);
             let _ = started
                 .session
                 .events
-                .send(CallEvent::Audio(Box::new(frame)))
+                .send(CallEvent::PlayoutDone { mark })
                 .await;
         }
-        None
+    }
+
+    /// Send an Asterisk command (nothing for other platforms).
+    async fn send_command(&mut self, name: &str, correlation_id: Option<&str>) {
+        let Some(started) = self.started.as_ref() else {
+            return;
+        };
+        if matches!(self.dialect, Dialect::Asterisk { .. }) {
+            let text = asterisk::command(started.json_commands, name, correlation_id);
+            let _ = self.socket.send(Message::Text(text.into())).await;
+        }
     }
 
     async fn on_action(&mut self, action: SessionAction) -> Option<End> {
@@ -509,20 +649,43 @@ impl WsCall {
                 let rate = started.caller.rate();
                 let wire = audio::resample(&samples, audio::SAMPLE_RATE, rate);
                 let sid = started.stream_sid.clone();
-                let mut messages: Vec<Value> = wire
-                    .chunks((rate / 50) as usize)
-                    .map(|chunk| {
-                        let payload = base64::engine::general_purpose::STANDARD
-                            .encode(started.encoding.encode(chunk));
-                        json!({"event": "media", "streamSid": sid, "media": {"payload": payload}})
-                    })
-                    .collect();
-                messages.push(
-                    json!({"event": "mark", "streamSid": sid, "mark": {"name": mark.to_string()}}),
-                );
+                let messages: Vec<Message> = match self.dialect {
+                    Dialect::Twilio => {
+                        let mut messages: Vec<Value> = wire
+                            .chunks((rate / 50) as usize)
+                            .map(|chunk| {
+                                let payload = base64::engine::general_purpose::STANDARD
+                                    .encode(started.encoding.encode(chunk));
+                                json!({"event": "media", "streamSid": sid, "media": {"payload": payload}})
+                            })
+                            .collect();
+                        messages.push(
+                            json!({"event": "mark", "streamSid": sid, "mark": {"name": mark.to_string()}}),
+                        );
+                        messages
+                            .iter()
+                            .map(|m| Message::Text(m.to_string().into()))
+                            .collect()
+                    }
+                    // Whole frames of the channel's size; Asterisk queues them.
+                    Dialect::Asterisk { .. } => {
+                        let bytes = started.encoding.encode(&wire);
+                        let mut messages: Vec<Message> = bytes
+                            .chunks(started.frame_bytes)
+                            .map(|frame| Message::Binary(frame.to_vec().into()))
+                            .collect();
+                        let command = asterisk::command(
+                            started.json_commands,
+                            "MARK_MEDIA",
+                            Some(&mark.to_string()),
+                        );
+                        messages.push(Message::Text(command.into()));
+                        messages
+                    }
+                };
                 self.outstanding.push_back(mark);
                 for message in messages {
-                    if self.send_json(&message).await.is_err() {
+                    if self.socket.send(message).await.is_err() {
                         return Some(End::normal(CallOutcome::because(
                             Ingress::Websocket,
                             "caller_hung_up",
@@ -534,9 +697,14 @@ impl WsCall {
             SessionAction::ClearPlayout => {
                 let sid = started.stream_sid.clone();
                 self.outstanding.clear();
-                let _ = self
-                    .send_json(&json!({"event": "clear", "streamSid": sid}))
-                    .await;
+                match self.dialect {
+                    Dialect::Twilio => {
+                        let _ = self
+                            .send_json(&json!({"event": "clear", "streamSid": sid}))
+                            .await;
+                    }
+                    Dialect::Asterisk { .. } => self.send_command("FLUSH_MEDIA", None).await,
+                }
             }
             SessionAction::Transfer { target, reason } => {
                 tracing::info!(call = %started.call_id, %target, %reason, "transfer: the stream ends once the last words have played; the platform reads the target from /calls");
@@ -572,6 +740,10 @@ impl WsCall {
                 &[("ingress", "websocket")],
             );
         }
+        if end.code == close::NORMAL && !end.outcome.result.starts_with("caller") {
+            // The bot ends an Asterisk call with a hang-up of the channel.
+            self.send_command("HANGUP", None).await;
+        }
         let _ = self.socket.send(close_message(end.code, &end.reason)).await;
         if let Some(started) = self.started.take() {
             let _ = started.session.events.send(CallEvent::Hangup).await;
@@ -581,6 +753,32 @@ impl WsCall {
         }
         tracing::info!(call = %call_id, "media stream ended");
     }
+}
+
+impl Started {
+    /// The caller's audio, as it came (`bytes` in the stream's encoding).
+    async fn hear(&mut self, bytes: &[u8]) -> Option<End> {
+        let samples = match self.encoding.decode(bytes) {
+            Ok(samples) => samples,
+            Err(why) => return Some(End::error(close::INVALID_PAYLOAD, why)),
+        };
+        for frame in self.caller.push(&samples) {
+            let _ = self
+                .session
+                .events
+                .send(CallEvent::Audio(Box::new(frame)))
+                .await;
+        }
+        None
+    }
+}
+
+/// A message over the limit.
+fn too_big(len: usize, limit: usize) -> End {
+    End::error(
+        close::TOO_BIG,
+        format!("a {len}-byte message is over the {limit}-byte limit"),
+    )
 }
 
 /// The session's next action, or never when the stream has not started.
