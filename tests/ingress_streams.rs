@@ -380,17 +380,26 @@ async fn websocket_transfer(serve: &Serve) {
     );
 }
 
-async fn websocket_barge_in(serve: &Serve) {
+/// Ask about an order over the greeting: the turn it makes.
+async fn ask_over_the_greeting<L: Line>(
+    serve: &Serve,
+    caller: &mut Caller<L>,
+    call: &str,
+) -> Value {
     let work = tempfile::tempdir().unwrap();
     let speech = question("I'd like to check on my order please", work.path());
-    let mut caller = Caller::new(TwilioLine::connect(serve.http, "CAbarge").await);
     let greeting = caller
         .wait_audio_after(Instant::now(), Duration::from_secs(30))
         .await;
     assert!(greeting.is_some(), "no greeting");
     caller.silence(Duration::from_millis(300)).await;
     caller.say(&speech).await;
-    let turn = hear_turn(serve, &mut caller, "CAbarge").await;
+    hear_turn(serve, caller, call).await
+}
+
+async fn websocket_barge_in(serve: &Serve) {
+    let mut caller = Caller::new(TwilioLine::connect(serve.http, "CAbarge").await);
+    let turn = ask_over_the_greeting(serve, &mut caller, "CAbarge").await;
     let observed = caller.line.observed();
     assert!(
         observed.lock().unwrap().clears >= 1,
@@ -413,17 +422,9 @@ async fn websocket_barge_in(serve: &Serve) {
 }
 
 async fn asterisk_websocket_calls(serve: &Serve) {
-    let work = tempfile::tempdir().unwrap();
-    let speech = question("I'd like to check on my order please", work.path());
     // Speech over the greeting flushes Asterisk's queue; the question is answered.
     let mut caller = Caller::new(AsteriskWsLine::connect(serve.http, "1761245643.90").await);
-    let greeting = caller
-        .wait_audio_after(Instant::now(), Duration::from_secs(30))
-        .await;
-    assert!(greeting.is_some(), "no greeting");
-    caller.silence(Duration::from_millis(300)).await;
-    caller.say(&speech).await;
-    let turn = hear_turn(serve, &mut caller, "1761245643.90").await;
+    let turn = ask_over_the_greeting(serve, &mut caller, "1761245643.90").await;
     assert_eq!(turn["intent"], "order_status", "{turn}");
     caller
         .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))

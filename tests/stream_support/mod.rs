@@ -191,6 +191,58 @@ pub fn through_mulaw(samples: &[i16]) -> Vec<i16> {
     Law::Mu.decode(&Law::Mu.encode(samples))
 }
 
+// ---------------------------------------------------- WebSocket platforms
+
+/// The writer of a WebSocket peer: every message to the appliance goes
+/// through the returned sender; a close is the last.
+fn spawn_writer(
+    mut sink: impl futures_util::Sink<Message> + Unpin + Send + 'static,
+) -> mpsc::UnboundedSender<Message> {
+    let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+    tokio::spawn(async move {
+        while let Some(message) = out_rx.recv().await {
+            let close = matches!(message, Message::Close(_));
+            if sink.send(message).await.is_err() || close {
+                break;
+            }
+        }
+    });
+    out
+}
+
+/// A platform's playout acknowledgements: each mark put in the returned
+/// queue (when its audio will have played, its name) is answered with
+/// `echo(name)` at that time.
+fn echo_marks(
+    out: mpsc::UnboundedSender<Message>,
+    observed: Arc<Mutex<Observed>>,
+    echo: impl Fn(String) -> String + Send + 'static,
+) -> Arc<Mutex<VecDeque<(Instant, String)>>> {
+    let marks: Arc<Mutex<VecDeque<(Instant, String)>>> = Default::default();
+    let queue = marks.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let now = Instant::now();
+            let due: Vec<String> = {
+                let mut marks = queue.lock().unwrap();
+                let mut due = vec![];
+                while marks.front().is_some_and(|(at, _)| *at <= now) {
+                    due.push(marks.pop_front().unwrap().1);
+                }
+                due
+            };
+            for name in due {
+                observed.lock().unwrap().marks_echoed += 1;
+                if out.send(Message::Text(echo(name).into())).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    marks
+}
+
 // ---------------------------------------------------------------- Twilio
 
 /// A Twilio-shaped platform's side of one media stream.
@@ -254,50 +306,18 @@ impl TwilioLine {
     /// Connect and start a stream (`audio/x-mulaw`, 8 kHz).
     pub async fn connect(http: SocketAddr, call_sid: &str) -> TwilioLine {
         let ws = raw_websocket(http).await;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (sink, mut stream) = ws.split();
+        let out = spawn_writer(sink);
         let observed = Arc::new(Mutex::new(Observed::default()));
         let stream_sid = format!("MZ{call_sid}");
-        // The writer: every message to the appliance goes through here.
-        tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                let close = matches!(message, Message::Close(_));
-                if sink.send(message).await.is_err() || close {
-                    break;
-                }
-            }
-        });
         // Marks waiting for their audio to play: (due, name).
-        let marks: Arc<Mutex<VecDeque<(Instant, String)>>> = Default::default();
-        {
-            let (marks, out, observed, sid) = (
-                marks.clone(),
-                out.clone(),
-                observed.clone(),
-                stream_sid.clone(),
-            );
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let now = Instant::now();
-                    let due: Vec<String> = {
-                        let mut marks = marks.lock().unwrap();
-                        let mut due = vec![];
-                        while marks.front().is_some_and(|(at, _)| *at <= now) {
-                            due.push(marks.pop_front().unwrap().1);
-                        }
-                        due
-                    };
-                    for name in due {
-                        observed.lock().unwrap().marks_echoed += 1;
-                        let echo = json!({"event": "mark", "sequenceNumber": "0", "streamSid": sid, "mark": {"name": name}});
-                        if out.send(Message::Text(echo.to_string().into())).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
+        let marks = {
+            let sid = stream_sid.clone();
+            echo_marks(out.clone(), observed.clone(), move |name| {
+                json!({"event": "mark", "sequenceNumber": "0", "streamSid": sid, "mark": {"name": name}})
+                    .to_string()
+            })
+        };
         // The reader: the platform's playout.
         {
             let (observed, marks) = (observed.clone(), marks.clone());
@@ -841,43 +861,13 @@ impl AsteriskWsLine {
 
     async fn dial(http: SocketAddr, channel_id: &str, query: &str) -> AsteriskWsLine {
         let ws = raw_asterisk_websocket(http, query).await;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (sink, mut stream) = ws.split();
+        let out = spawn_writer(sink);
         let observed = Arc::new(Mutex::new(Observed::default()));
-        tokio::spawn(async move {
-            while let Some(message) = out_rx.recv().await {
-                let close = matches!(message, Message::Close(_));
-                if sink.send(message).await.is_err() || close {
-                    break;
-                }
-            }
-        });
         // Marks in Asterisk's queue: (due, id).
-        let marks: Arc<Mutex<VecDeque<(Instant, String)>>> = Default::default();
-        {
-            let (marks, out, observed) = (marks.clone(), out.clone(), observed.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    let now = Instant::now();
-                    let due: Vec<String> = {
-                        let mut marks = marks.lock().unwrap();
-                        let mut due = vec![];
-                        while marks.front().is_some_and(|(at, _)| *at <= now) {
-                            due.push(marks.pop_front().unwrap().1);
-                        }
-                        due
-                    };
-                    for id in due {
-                        observed.lock().unwrap().marks_echoed += 1;
-                        let event = format!("MEDIA_MARK_PROCESSED {id}");
-                        if out.send(Message::Text(event.into())).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
+        let marks = echo_marks(out.clone(), observed.clone(), |id| {
+            format!("MEDIA_MARK_PROCESSED {id}")
+        });
         {
             let (observed, marks, out) = (observed.clone(), marks.clone(), out.clone());
             tokio::spawn(async move {

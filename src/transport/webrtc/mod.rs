@@ -483,9 +483,7 @@ impl WebrtcCall {
     async fn send_frame(&self, live: &mut Live) {
         let frame_samples = self.chosen.codec.rate() / 50;
         let Some(samples) = live.playout.take_frame() else {
-            if live.talking {
-                live.talking = false;
-            }
+            live.talking = false;
             live.timestamp = live.timestamp.wrapping_add(frame_samples);
             return;
         };
