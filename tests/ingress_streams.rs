@@ -345,20 +345,31 @@ fn streamed_calls() {
     }
 }
 
-async fn websocket_transfer(serve: &Serve) {
-    let mut caller = Caller::new(TwilioLine::connect(serve.http, "CAtransfer").await);
+/// Once the greeting is over, press 0 for an agent; the line must close
+/// as `closed`. When the key was pressed.
+async fn press_for_agent<L: Line>(
+    serve: &Serve,
+    caller: &mut Caller<L>,
+    closed: (u16, &str),
+) -> Instant {
     caller
         .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
         .await;
     let pressed = Instant::now();
     caller.line.send_dtmf('0').await;
-    let closed = caller.wait_closed(Duration::from_secs(30)).await;
+    let got = caller.wait_closed(Duration::from_secs(30)).await;
     assert_eq!(
-        closed,
-        Some((1000, "transfer".to_string())),
+        got,
+        Some((closed.0, closed.1.to_string())),
         "{}",
         serve.log_tail(20)
     );
+    pressed
+}
+
+async fn websocket_transfer(serve: &Serve) {
+    let mut caller = Caller::new(TwilioLine::connect(serve.http, "CAtransfer").await);
+    let pressed = press_for_agent(serve, &mut caller, (1000, "transfer")).await;
     let observed = caller.line.observed();
     let o = observed.lock().unwrap();
     let heard_at = o
@@ -449,18 +460,7 @@ async fn asterisk_websocket_calls(serve: &Serve) {
     // dialplan reads the target from /calls.
     let mut caller =
         Caller::new(AsteriskWsLine::connect_as(serve.http, "1761245643.91", "1761245600.12").await);
-    caller
-        .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
-        .await;
-    let pressed = Instant::now();
-    caller.line.send_dtmf('0').await;
-    let closed = caller.wait_closed(Duration::from_secs(30)).await;
-    assert_eq!(
-        closed,
-        Some((0, "HANGUP".to_string())),
-        "{}",
-        serve.log_tail(20)
-    );
+    let pressed = press_for_agent(serve, &mut caller, (0, "HANGUP")).await;
     assert!(caller
         .line
         .observed()

@@ -64,6 +64,14 @@ impl Observed {
     pub fn playing(&self, now: Instant) -> bool {
         self.playing_until.is_some_and(|until| until > now)
     }
+
+    /// Bot audio (8 kHz) arrived at `now`: it plays after what is queued.
+    pub fn queue_audio(&mut self, now: Instant, samples: Vec<i16>) {
+        let start = self.playing_until.filter(|u| *u > now).unwrap_or(now);
+        self.playing_until = Some(start + Duration::from_secs_f64(samples.len() as f64 / 8000.0));
+        self.audio.push((now, samples.len()));
+        self.heard.extend(samples);
+    }
 }
 
 /// One caller's line into the appliance.
@@ -349,12 +357,7 @@ impl TwilioLine {
                                 .decode(payload)
                                 .expect("media payloads are base64");
                             let samples = Law::Mu.decode(&bytes);
-                            let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
-                            o.playing_until = Some(
-                                start + Duration::from_secs_f64(samples.len() as f64 / 8000.0),
-                            );
-                            o.audio.push((now, samples.len()));
-                            o.heard.extend(samples);
+                            o.queue_audio(now, samples);
                         }
                         Some("mark") => {
                             let name = value["mark"]["name"].as_str().unwrap_or("").to_string();
@@ -500,12 +503,7 @@ impl AudioSocketLine {
                                 .map(|b| i16::from_le_bytes([b[0], b[1]]))
                                 .collect();
                             // Asterisk plays each frame as it comes.
-                            let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
-                            o.playing_until = Some(
-                                start + Duration::from_secs_f64(samples.len() as f64 / 8000.0),
-                            );
-                            o.audio.push((now, samples.len()));
-                            o.heard.extend(samples);
+                            o.queue_audio(now, samples);
                         }
                         0x00 => o.closed = Some((0, String::new())),
                         0xff => {
@@ -625,14 +623,11 @@ impl webrtc::peer_connection::PeerConnectionEventHandler for WebrtcPeerEvents {
                 let TrackRemoteEvent::OnRtpPacket(packet) = event else {
                     continue;
                 };
-                let now = Instant::now();
                 let samples = Law::Mu.decode(&packet.payload);
-                let mut o = observed.lock().unwrap();
-                let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
-                o.playing_until =
-                    Some(start + Duration::from_secs_f64(samples.len() as f64 / 8000.0));
-                o.audio.push((now, samples.len()));
-                o.heard.extend(samples);
+                observed
+                    .lock()
+                    .unwrap()
+                    .queue_audio(Instant::now(), samples);
             }
         });
     }
@@ -877,12 +872,7 @@ impl AsteriskWsLine {
                     match message {
                         Ok(Message::Binary(bytes)) => {
                             let samples = Law::Mu.decode(&bytes);
-                            let start = o.playing_until.filter(|u| *u > now).unwrap_or(now);
-                            o.playing_until = Some(
-                                start + Duration::from_secs_f64(samples.len() as f64 / 8000.0),
-                            );
-                            o.audio.push((now, samples.len()));
-                            o.heard.extend(samples);
+                            o.queue_audio(now, samples);
                         }
                         Ok(Message::Text(text)) => {
                             let mut words = text.split_whitespace();
