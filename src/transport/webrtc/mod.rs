@@ -438,8 +438,9 @@ impl WebrtcCall {
                     break CallOutcome::because(Ingress::Webrtc, "error", "the browser never connected (ICE or DTLS did not complete within 20 s)");
                 }
             }
-            if receiver.is_none() {
-                if let (Some(live), Some(track)) = (&live, pending_track.take()) {
+            // The track may come before or after the call is live.
+            if let Some(live) = live.as_ref().filter(|_| receiver.is_none()) {
+                if let Some(track) = pending_track.take() {
                     receiver = Some(tokio::spawn(receive(
                         self.id.clone(),
                         track,
