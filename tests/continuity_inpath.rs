@@ -541,4 +541,20 @@ fn takeover_benchmark() {
         placed * 10 >= rounds * 9,
         "state found in only {placed} of {rounds}"
     );
+    // Issue 11's floors (the 2-core box, default pack).
+    assert_eq!(
+        continuing.len(),
+        rounds,
+        "the continuing words were not heard in every round"
+    );
+    assert!(
+        p(&first, 95.0) <= 300.0,
+        "first local audio p95 {:.0} ms is over 300 ms",
+        p(&first, 95.0)
+    );
+    assert!(
+        p(&continuing, 95.0) <= 1500.0,
+        "continuing words p95 {:.0} ms is over 1.5 s",
+        p(&continuing, 95.0)
+    );
 }

@@ -56,6 +56,9 @@ pub const DEFAULT_PACK: &str = "default";
 pub struct PackPaths {
     /// whisper.cpp ggml model (converted from CTranslate2 by this crate).
     pub stt_model: PathBuf,
+    /// A smaller Whisper for clean bot speech, when the pack has one
+    /// ([`manifest::Pack::fast_stt`]).
+    pub stt_fast_model: Option<PathBuf>,
     /// Silero VAD in whisper.cpp's ggml format (the STT worker's speech gate).
     pub stt_vad_model: PathBuf,
     /// Silero VAD as ONNX (the streaming VAD worker).
@@ -119,14 +122,24 @@ pub fn resolve(models_dir: &Path, pack: &str) -> Result<PackPaths> {
         pack,
         artefacts.iter().flat_map(|a| a.files.iter()),
     )?;
+    let fast = manifest.pack(pack)?.fast_stt.as_deref();
     let path_of = |role: Role| -> Result<PathBuf> {
-        match artefacts.iter().find(|a| a.role == role) {
+        match artefacts
+            .iter()
+            .find(|a| a.role == role && Some(a.name.as_str()) != fast)
+        {
             Some(artefact) => Ok(models_dir.join(&artefact.path)),
             None => bail!("pack {pack:?} has no {role} artefact: it is not a pack the engines can run on (try \"{DEFAULT_PACK}\" or \"{TEST_PACK}\")"),
         }
     };
     Ok(PackPaths {
         stt_model: path_of(Role::SttModel)?,
+        stt_fast_model: fast.and_then(|name| {
+            artefacts
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| models_dir.join(&a.path))
+        }),
         stt_vad_model: path_of(Role::SttVadModel)?,
         vad_model: path_of(Role::VadModel)?,
         turn_model: path_of(Role::TurnModel)?,
@@ -225,6 +238,20 @@ mod tests {
                     .unwrap();
             }
         }
+    }
+
+    #[test]
+    fn the_default_pack_has_a_fast_whisper_beside_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_install(dir.path(), "default");
+        let paths = resolve(dir.path(), "default").unwrap();
+        assert_eq!(paths.stt_model, dir.path().join("stt/ggml-base.bin"));
+        assert_eq!(
+            paths.stt_fast_model,
+            Some(dir.path().join("stt/ggml-tiny.en.bin"))
+        );
+        fake_install(dir.path(), "test");
+        assert_eq!(resolve(dir.path(), "test").unwrap().stt_fast_model, None);
     }
 
     #[test]

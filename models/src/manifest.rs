@@ -38,6 +38,12 @@ pub struct Pack {
     pub description: String,
     /// Names of the artefacts it installs.
     pub artefacts: Vec<String>,
+    /// One of `artefacts`: a smaller Whisper beside the pack's own, for clean
+    /// bot speech (the cloud bot's last prompt at a takeover), where speed
+    /// matters more than the last word. The one-artefact-per-role rule does
+    /// not count it.
+    #[serde(default)]
+    pub fast_stt: Option<String>,
 }
 
 /// One model (or other asset) as the engines see it: a role and a path, made of one or more
@@ -373,8 +379,21 @@ impl Manifest {
             if !pack_names.insert(pack.name.as_str()) {
                 bail!("manifest pack {:?}: duplicate name", pack.name);
             }
+            if let Some(fast) = &pack.fast_stt {
+                let ctx = || format!("manifest pack {:?}: fast_stt {fast:?}", pack.name);
+                if !pack.artefacts.contains(fast) {
+                    bail!("{}: not one of the pack's artefacts", ctx());
+                }
+                if self.artefact(fast).with_context(ctx)?.role != Role::SttModel {
+                    bail!("{}: not a Whisper model (role stt_model)", ctx());
+                }
+            }
             let mut roles = BTreeSet::new();
-            for name in &pack.artefacts {
+            for name in pack
+                .artefacts
+                .iter()
+                .filter(|&n| Some(n) != pack.fast_stt.as_ref())
+            {
                 let artefact = self
                     .artefact(name)
                     .with_context(|| format!("manifest pack {:?}", pack.name))?;

@@ -141,6 +141,9 @@ pub fn run_with_defaults(
             ] {
                 println!("{role}={}", path.display());
             }
+            if let Some(path) = &paths.stt_fast_model {
+                println!("stt_fast_model={}", path.display());
+            }
         }
         ModelsCommand::ConvertWhisper {
             model_bin,

@@ -33,6 +33,10 @@ impl SttClient {
             "--threads".into(),
             cfg.threads.stt.to_string(),
         ];
+        if let Some(fast) = &cfg.pack.stt_fast_model {
+            args.push("--fast-model".into());
+            args.push(path_arg(fast));
+        }
         if cfg.gpu {
             args.push("--gpu".into());
         }
@@ -41,21 +45,44 @@ impl SttClient {
         }
     }
 
-    /// Transcribe 16 kHz mono audio.
+    /// Transcribe 16 kHz mono audio of a caller.
     pub async fn transcribe(
         &self,
         samples: &[i16],
         prompt: Option<&str>,
     ) -> Result<Transcript, EngineError> {
+        self.request(samples, prompt, false).await
+    }
+
+    /// Transcribe clean bot speech (the cloud bot's last prompt at a
+    /// takeover) with the pack's fast Whisper, when it has one: a takeover
+    /// waits for it, and a recorded prompt needs less than a caller on a
+    /// phone line.
+    pub async fn transcribe_bot(
+        &self,
+        samples: &[i16],
+        prompt: Option<&str>,
+    ) -> Result<Transcript, EngineError> {
+        self.request(samples, prompt, true).await
+    }
+
+    async fn request(
+        &self,
+        samples: &[i16],
+        prompt: Option<&str>,
+        fast: bool,
+    ) -> Result<Transcript, EngineError> {
         let started = Instant::now();
         let request = Request::Transcribe {
             prompt: prompt.map(str::to_string),
+            fast,
         };
         let reply = self
             .worker
             .request(request, pcm16_to_bytes(samples))
             .await?;
-        let ms = observe("stt", "transcribe", started);
+        let op = if fast { "transcribe_bot" } else { "transcribe" };
+        let ms = observe("stt", op, started);
         match reply.body {
             Response::Transcript {
                 text,

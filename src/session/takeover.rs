@@ -92,7 +92,7 @@ pub fn locate(setup: Arc<SessionSetup>, cloud: Vec<i16>, cut: bool) -> JoinHandl
             };
         };
         let prompt = setup.settings.stt_prompt.clone();
-        let (located, transcript) = match stt.transcribe(&cloud, prompt.as_deref()).await {
+        let (located, transcript) = match stt.transcribe_bot(&cloud, prompt.as_deref()).await {
             Ok(t) => (setup.bot.locate(&t.text, cut), t.text),
             Err(e) => (
                 Located::Unknown {

@@ -137,6 +137,13 @@ inputs = [{ package = "pkg", member = "a.bin" }]
             "64 lowercase hex",
         ),
         (base.replace("schema = 1", "schema = 2"), "schema 2"),
+        (
+            base.replace(
+                "artefacts = [\"a\"]",
+                "artefacts = [\"a\"]\nfast_stt = \"b\"",
+            ),
+            "not one of the pack's artefacts",
+        ),
     ];
     for (text, expected) in cases {
         let err = format!("{:#}", Manifest::parse(&text).unwrap_err());

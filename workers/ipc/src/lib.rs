@@ -118,6 +118,10 @@ pub enum Request {
         /// Domain words that bias recognition (Whisper's initial prompt).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         prompt: Option<String>,
+        /// Use the worker's fast model (`--fast-model`) when it has one:
+        /// clean bot speech, where speed matters more than the last word.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fast: bool,
     },
 
     /// LLM worker: complete a chat with the model's own chat template.

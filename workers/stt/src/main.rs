@@ -33,6 +33,12 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     model: PathBuf,
 
+    /// A smaller Whisper model for requests marked `fast` (clean bot speech:
+    /// the cloud bot's last prompt at a takeover). Without it those requests
+    /// use `--model`.
+    #[arg(long, value_name = "PATH")]
+    fast_model: Option<PathBuf>,
+
     /// Silero VAD model in whisper.cpp ggml format (ggml-silero-v6.2.0.bin).
     #[arg(long, value_name = "PATH")]
     vad_model: PathBuf,
@@ -91,12 +97,22 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
         use_gpu,
     };
     let whisper = Transcriber::load(&args.model, &settings)?;
+    let fast = match &args.fast_model {
+        Some(path) => {
+            model_file::check(path, ModelKind::Whisper)?;
+            Some(Transcriber::load(path, &settings)?)
+        }
+        None => None,
+    };
 
     let mut info = serde_json::Map::new();
     info.insert("threads".into(), args.threads.into());
     info.insert("vad_threads".into(), args.vad_threads.into());
     info.insert("model_type".into(), whisper.model_type().into());
     info.insert("multilingual".into(), whisper.is_multilingual().into());
+    if let Some(fast) = &fast {
+        info.insert("fast_model_type".into(), fast.model_type().into());
+    }
     info.insert("language".into(), args.language.clone().into());
     info.insert(
         "initial_prompt".into(),
@@ -113,7 +129,14 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
         model: args.model.display().to_string(),
         info,
     };
-    Ok((SttEngine { gate, whisper }, ready))
+    Ok((
+        SttEngine {
+            gate,
+            whisper,
+            fast,
+        },
+        ready,
+    ))
 }
 
 /// A load failure as the call plane shows it: which file, why, what to do.
@@ -128,6 +151,8 @@ fn load_error(what: &str, path: &Path, error: impl std::fmt::Display) -> String 
 struct SttEngine {
     gate: SpeechGate,
     whisper: Transcriber,
+    /// The `--fast-model`, for requests marked `fast`.
+    fast: Option<Transcriber>,
 }
 
 impl Engine for SttEngine {
@@ -139,7 +164,7 @@ impl Engine for SttEngine {
         _out: &Responder,
         cancel: &CancelToken,
     ) -> Result<(Response, Vec<u8>), (ErrorCode, String)> {
-        let Request::Transcribe { prompt } = request else {
+        let Request::Transcribe { prompt, fast } = request else {
             return Err((
                 ErrorCode::BadRequest,
                 "the STT worker serves only `transcribe` requests".into(),
@@ -192,8 +217,11 @@ impl Engine for SttEngine {
         }
 
         let whisper_started = Instant::now();
-        let text = self
-            .whisper
+        let whisper = match (&mut self.fast, fast) {
+            (Some(model), true) => model,
+            _ => &mut self.whisper,
+        };
+        let text = whisper
             .transcribe(&samples[speech.window.clone()], prompt.as_deref(), &|| {
                 cancel.is_cancelled()
             })
@@ -212,6 +240,7 @@ impl Engine for SttEngine {
             whisper_ms,
             total_ms,
             chars = text.len(),
+            fast,
             "transcribed"
         );
         Ok((

@@ -13,24 +13,32 @@ const WHISPER: &str = "stt/ggml-tiny.en.bin";
 const SILERO: &str = "stt/ggml-silero-v6.2.0.bin";
 
 fn start() -> Worker {
-    let worker = Worker::spawn(
-        EXE,
-        &[
-            &"--model",
-            &pack_file(WHISPER),
-            &"--vad-model",
-            &pack_file(SILERO),
-            &"--threads",
-            &"2",
-        ],
-    );
+    start_with(&[]).0
+}
+
+/// The worker with the test pack's models and `extra` arguments, and what it
+/// said when ready.
+fn start_with(
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (Worker, serde_json::Map<String, serde_json::Value>) {
+    let (whisper, silero) = (pack_file(WHISPER), pack_file(SILERO));
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"--model",
+        &whisper,
+        &"--vad-model",
+        &silero,
+        &"--threads",
+        &"2",
+    ];
+    args.extend_from_slice(extra);
+    let worker = Worker::spawn(EXE, &args);
     let info = worker.ready();
     assert_eq!(
         (info["threads"].as_u64(), info["vad_threads"].as_u64()),
         (Some(2), Some(1))
     );
     assert_eq!(info["model_type"], "tiny");
-    worker
+    (worker, info)
 }
 
 struct Transcript {
@@ -40,9 +48,20 @@ struct Transcript {
 }
 
 fn transcribe(worker: &mut Worker, audio: &[i16], prompt: Option<&str>) -> Transcript {
+    transcribe_by(worker, audio, prompt, false)
+}
+
+/// One transcription, by the fast model when `fast`.
+fn transcribe_by(
+    worker: &mut Worker,
+    audio: &[i16],
+    prompt: Option<&str>,
+    fast: bool,
+) -> Transcript {
     match worker.request(
         Request::Transcribe {
             prompt: prompt.map(str::to_string),
+            fast,
         },
         audio,
     ) {
@@ -140,6 +159,30 @@ fn synthesized_sentences_are_transcribed_without_carry_over() {
 }
 
 #[test]
+fn fast_requests_use_the_fast_model_and_fall_back_without_one() {
+    // The test pack has one Whisper; it serves as the fast model too.
+    let tiny = pack_file(WHISPER);
+    let (mut worker, info) = start_with(&[&"--fast-model", &tiny]);
+    assert_eq!(info["fast_model_type"], "tiny");
+    let sentence = "Sure. What's your order number? You can say it or key it in.";
+    let t = transcribe_by(&mut worker, &espeak(sentence), None, true);
+    assert!(
+        normalize(&t.text).contains("order number"),
+        "{sentence:?} came out as {:?}",
+        t.text
+    );
+    let log = worker.stderr();
+    assert!(
+        log.contains("fast=true"),
+        "the fast request is not logged as such:\n{log}"
+    );
+    // A worker without one answers a fast request with its own model.
+    let mut plain = start();
+    let t = transcribe_by(&mut plain, &espeak(sentence), None, true);
+    assert!(normalize(&t.text).contains("order number"), "{:?}", t.text);
+}
+
+#[test]
 fn silence_and_low_noise_are_no_speech() {
     let mut worker = start();
     for (what, audio) in [
@@ -159,7 +202,14 @@ fn silence_and_low_noise_are_no_speech() {
 fn a_cancelled_request_stops_and_the_worker_goes_on() {
     let mut worker = start();
     let audio = understudy_ipc::pcm16_to_bytes(&jfk());
-    worker.send(1, Request::Transcribe { prompt: None }, &audio);
+    worker.send(
+        1,
+        Request::Transcribe {
+            prompt: None,
+            fast: false,
+        },
+        &audio,
+    );
     worker.send(2, Request::Cancel { target: 1 }, &[]);
     let frame = worker.recv(Duration::from_secs(120));
     assert_eq!(frame.envelope.id, 1);
@@ -218,7 +268,14 @@ fn other_requests_and_odd_payloads_are_bad_requests() {
         } => {}
         other => panic!("expected bad_request, got {other:?}"),
     }
-    worker.send(10, Request::Transcribe { prompt: None }, &[1, 2, 3]);
+    worker.send(
+        10,
+        Request::Transcribe {
+            prompt: None,
+            fast: false,
+        },
+        &[1, 2, 3],
+    );
     let frame = worker.recv(Duration::from_secs(30));
     assert!(matches!(
         frame.envelope.body,

@@ -127,7 +127,13 @@ fn a_partial_chunk_is_padded_and_a_foreign_state_rejected() {
         }
         other => panic!("expected bad_request, got {other:?}"),
     }
-    match worker.request(Request::Transcribe { prompt: None }, &silence(0.1)) {
+    match worker.request(
+        Request::Transcribe {
+            prompt: None,
+            fast: false,
+        },
+        &silence(0.1),
+    ) {
         Response::Error {
             code: ErrorCode::BadRequest,
             ..
