@@ -77,6 +77,15 @@ pub struct SipConfig {
     pub transfer_timeout_s: u64,
     /// Ring this long before answering (0: answer at once).
     pub answer_delay_ms: u64,
+    /// Addresses (`192.0.2.7`) and networks (`10.1.0.0/16`) SIP may come
+    /// from: the SBC, Kamailio. Empty: any. Others are refused at the socket.
+    pub allow_from: Vec<String>,
+    /// New requests (INVITE, OPTIONS, REGISTER... outside a dialog) allowed
+    /// per second from one source, per method; past it they are dropped
+    /// unanswered. 0: no limit. Requests inside a call are never limited.
+    pub flood_requests_per_s: f64,
+    /// How many such requests one source may send back to back.
+    pub flood_burst: u32,
 }
 
 impl Default for SipConfig {
@@ -100,6 +109,9 @@ impl Default for SipConfig {
             transfer_mode: TransferMode::ReferThenBridge,
             transfer_timeout_s: 30,
             answer_delay_ms: 0,
+            allow_from: Vec::new(),
+            flood_requests_per_s: 20.0,
+            flood_burst: 40,
         }
     }
 }

@@ -19,6 +19,7 @@
 mod call;
 mod cloud_leg;
 mod context;
+pub mod edge;
 mod outbound;
 pub mod sdp;
 pub mod server;
@@ -64,6 +65,8 @@ pub struct SipSettings {
     pub transfer: TransferSettings,
     /// Ring this long before answering (zero: answer at once).
     pub answer_delay: Duration,
+    /// Who may send SIP, and how fast (allow-list, flood limits).
+    pub edge: edge::EdgeSettings,
 }
 
 impl SipSettings {
@@ -120,6 +123,22 @@ impl SipSettings {
                 c.rtp_port_max
             );
         }
+        if !(c.flood_requests_per_s >= 0.0 && c.flood_requests_per_s.is_finite()) {
+            bail!(
+                "sip.flood_requests_per_s ({}) must be 0 (no limit) or a positive rate",
+                c.flood_requests_per_s
+            );
+        }
+        if c.flood_requests_per_s > 0.0 && c.flood_burst == 0 {
+            bail!("sip.flood_burst must be at least 1 while sip.flood_requests_per_s is set");
+        }
+        let edge = edge::EdgeSettings {
+            allow_from: edge::EdgeSettings::parse_allow_from(&c.allow_from)?,
+            flood: (c.flood_requests_per_s > 0.0).then_some(edge::FloodLimit {
+                per_s: c.flood_requests_per_s,
+                burst: c.flood_burst as f64,
+            }),
+        };
         Ok(Some(SipSettings {
             listen,
             udp,
@@ -143,6 +162,7 @@ impl SipSettings {
                 timeout: Duration::from_secs(c.transfer_timeout_s.max(1)),
             },
             answer_delay: Duration::from_millis(c.answer_delay_ms),
+            edge,
         }))
     }
 }

@@ -6,6 +6,7 @@
 
 use super::call::{self, CallSetup};
 use super::context::{SipContext, MAX_BYE_REASONS};
+use super::edge::{self, EdgeGuard, FloodInspector, LearnPeers};
 use super::sdp::{self, LocalMedia};
 use super::{SipSettings, ALLOW, USER_AGENT};
 use crate::continuity::Continuity;
@@ -92,11 +93,20 @@ impl SipServer {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             transport_layer.add_transport(tcp.into());
         }
-        let endpoint = EndpointBuilder::new()
+        let guard = EdgeGuard::new(settings.edge.clone());
+        if !settings.edge.allow_from.is_empty() {
+            transport_layer.set_whitelist(edge::whitelist(guard.clone()));
+        }
+        let mut builder = EndpointBuilder::new();
+        builder
             .with_user_agent(USER_AGENT)
             .with_transport_layer(transport_layer)
             .with_cancel_token(cancel.clone())
-            .build();
+            .with_inspector(Box::new(LearnPeers(guard.clone())));
+        if settings.edge.flood.is_some() {
+            builder.with_transport_inspector(Box::new(FloodInspector(guard.clone())));
+        }
+        let endpoint = builder.build();
         let incoming = endpoint
             .incoming_transactions()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -117,6 +127,8 @@ impl SipServer {
             udp = shared.settings.udp,
             tcp = shared.settings.tcp,
             capacity = shared.admission.capacity(),
+            allow_from = ?shared.settings.edge.allow_from,
+            flood_limit = ?shared.settings.edge.flood,
             "SIP: listening"
         );
         let task = tokio::spawn(async move {
