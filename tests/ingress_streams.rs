@@ -123,9 +123,10 @@ async fn ask<L: Line>(serve: &Serve, caller: &mut Caller<L>, call: &str, speech:
     caller
         .wait_quiet(Duration::from_millis(1500), Duration::from_secs(30))
         .await;
-    // Start on a 160 ms boundary of the call's audio: the voice detector
-    // reads 32 ms windows, and the same words at another phase can be heard
-    // a little differently. Aligned, every streamed ingress hears the same.
+    // Start on a 160 ms boundary of the call's audio (the voice detector's
+    // 32 ms windows and the 20 ms frames meet there): every streamed
+    // ingress then gives Silero the very same windows, which the per-question
+    // assertion below holds them to.
     while caller.sent.len() % 8 != 0 {
         caller.silence(Duration::from_millis(1)).await;
     }
@@ -908,9 +909,8 @@ fn ingress_benchmark() {
     }
     // (Asserted once the results are written, so that a failing run is on record.)
     assert!(over_floor.is_empty(), "{over_floor:#?}");
-    // The same words at another phase of the call's audio are sometimes
-    // heard differently; a streamed ingress may differ from SIP no more
-    // than SIP differs from itself.
+    // The recogniser's cut follows the words, not the frame phase, so a
+    // streamed ingress answers as SIP does wherever SIP answers as itself.
     for (name, agree) in [
         ("websocket", websocket),
         ("audiosocket", audiosocket),
@@ -918,7 +918,7 @@ fn ingress_benchmark() {
         ("webrtc", webrtc),
     ] {
         assert!(
-            agree + 1 >= sip_again,
+            agree >= sip_again,
             "{name} agrees with SIP on {agree}/{n}, SIP with itself on {sip_again}/{n}"
         );
     }

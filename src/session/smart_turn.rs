@@ -19,10 +19,9 @@ pub struct SmartTurnSettings {
     pub timeout: Duration,
 }
 
-/// Audio before the turn's start that the model hears too, on top of the
-/// 200 ms pre-roll `CallerAudio::utterance` adds: 500 ms in all, as pipecat
+/// Audio before the turn's start that the model hears: 500 ms, as pipecat
 /// feeds it.
-const LEAD_IN_MS: f64 = 300.0;
+const LEAD_IN_MS: f64 = 500.0;
 
 /// The first fallback of the process is a warning, later ones are `info`
 /// (a missing model would otherwise warn at every pause of every call).
@@ -39,7 +38,7 @@ impl Session {
         let lead_in = ms_to_samples(LEAD_IN_MS, SAMPLE_RATE) as u64;
         let audio = self
             .audio
-            .utterance(start.saturating_sub(lead_in), self.endpointer.position());
+            .span(start.saturating_sub(lead_in), self.endpointer.position());
         let probability = match vad.end_of_turn(&audio, settings.timeout).await {
             Ok(p) => p,
             Err(error) => {
