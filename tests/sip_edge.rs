@@ -42,29 +42,34 @@ impl Source {
     fn options(&self, n: u64, wait: Duration) -> Option<u16> {
         let (call_id, text) = self.request("OPTIONS", n);
         self.socket.send_to(text.as_bytes(), self.to).unwrap();
-        let deadline = Instant::now() + wait;
-        let mut buf = [0u8; 8192];
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            self.socket
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .unwrap();
-            let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
-                break;
-            };
-            let reply = String::from_utf8_lossy(&buf[..len]);
+        let mut status = None;
+        self.receive(wait, |reply| {
             if reply.contains(&call_id) {
-                return reply.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+                status = reply.split_whitespace().nth(1).and_then(|c| c.parse().ok());
             }
-        }
-        None
+            status.is_some()
+        });
+        status
     }
 
     /// The requests (by Call-ID) answered within `wait`, whatever was sent
     /// so far (a retransmitted answer counts once).
     fn answered(&self, wait: Duration) -> std::collections::HashSet<String> {
+        let mut calls = std::collections::HashSet::new();
+        self.receive(wait, |reply| {
+            if let Some(id) = reply.lines().find_map(|l| l.strip_prefix("Call-ID:")) {
+                calls.insert(id.trim().to_string());
+            }
+            false
+        });
+        calls
+    }
+
+    /// Hand each datagram that arrives within `wait` to `each`, until it
+    /// says it has what it wanted.
+    fn receive(&self, wait: Duration, mut each: impl FnMut(&str) -> bool) {
         let deadline = Instant::now() + wait;
         let mut buf = [0u8; 8192];
-        let mut calls = std::collections::HashSet::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             self.socket
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
@@ -72,15 +77,10 @@ impl Source {
             let Ok((len, _)) = self.socket.recv_from(&mut buf) else {
                 break;
             };
-            let reply = String::from_utf8_lossy(&buf[..len]);
-            if let Some(id) = reply.lines().find_map(|l| {
-                l.strip_prefix("Call-ID: ")
-                    .or_else(|| l.strip_prefix("Call-ID:"))
-            }) {
-                calls.insert(id.trim().to_string());
+            if each(&String::from_utf8_lossy(&buf[..len])) {
+                break;
             }
         }
-        calls
     }
 }
 
