@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod boundary;
+mod caller_audio;
 pub mod endpoint;
 mod listen;
 mod report;
@@ -33,13 +34,14 @@ use crate::audio::SAMPLE_RATE;
 use crate::dialog::{Action, BotTurn, Conversation};
 use crate::engines::EngineError;
 use crate::metrics;
+use caller_audio::CallerAudio;
 use endpoint::{EndpointEvent, EndpointParams, Endpointer};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use turn_tasks::{CallerAudio, Decided, Pace, Spoken, TurnInput};
+use turn_tasks::{Decided, Pace, Spoken, TurnInput};
 use understudy_ipc::{VadState, VAD_CHUNK_SAMPLES};
 
 /// The state of a call, as the design names them.
