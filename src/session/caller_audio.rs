@@ -29,6 +29,11 @@ const LEVEL_WINDOW: usize = (SAMPLE_RATE / 100) as usize;
 /// Caller audio kept for the current turn (and, later, for takeover).
 const KEEP_SECONDS: usize = 60;
 
+/// `v` milliseconds as a sample count, for positions in the call's audio.
+fn ms(v: f64) -> u64 {
+    ms_to_samples(v, SAMPLE_RATE) as u64
+}
+
 /// The caller's audio of a call, addressed by absolute sample position.
 pub struct CallerAudio {
     samples: Vec<i16>,
@@ -70,7 +75,6 @@ impl CallerAudio {
     /// tell (a noisy line, loud throughout; a very quiet one, never loud),
     /// Silero's marks are used as they are.
     pub fn utterance(&self, start: u64, end: u64) -> Vec<i16> {
-        let ms = |v: f64| ms_to_samples(v, SAMPLE_RATE) as u64;
         let onset = self.words_begin(start).unwrap_or(start);
         let offset = self.words_end(end).unwrap_or(end);
         self.span(
@@ -84,7 +88,6 @@ impl CallerAudio {
     /// the first word. `None` when nothing near is loud, or the audio is
     /// loud back to [`WALK_BACK_LIMIT_MS`].
     fn words_begin(&self, start: u64) -> Option<u64> {
-        let ms = |v: f64| ms_to_samples(v, SAMPLE_RATE) as u64;
         let limit = start.saturating_sub(ms(WALK_BACK_LIMIT_MS)).max(self.base);
         let mut at = self.first_loud(
             start.saturating_sub(ms(ONSET_SEARCH_MS)),
@@ -106,7 +109,6 @@ impl CallerAudio {
     /// window near it. `None` when nothing near is loud, or the audio is
     /// still loud where the search stops.
     fn words_end(&self, end: u64) -> Option<u64> {
-        let ms = |v: f64| ms_to_samples(v, SAMPLE_RATE) as u64;
         let mut last = None;
         let mut loud_at_edge = false;
         for (i, loud) in self.loud_windows(
@@ -268,7 +270,6 @@ mod tests {
             .collect();
         audio.push(&loud);
         let (start, end) = (16_384, 32_768);
-        let ms = |v: f64| ms_to_samples(v, SAMPLE_RATE) as u64;
         assert_eq!(
             audio.utterance(start, end),
             audio.span(start - ms(PRE_ROLL_MS), end + ms(POST_PAD_MS))
