@@ -524,3 +524,56 @@ fn refusals_name_pages_suggest_names_and_say_whose_gap_it_is() {
     );
     assert!(err.matches("known:").count() <= 1, "{err}");
 }
+
+/// Rasa financial-demo: a bank transfer is not a call transfer, stories that
+/// start after a bot action continue it, and test stories stop where the
+/// bot's custom actions decide what follows.
+#[test]
+fn rasa_money_transfers_stories_after_actions_and_replayable_tests() {
+    let i = import::import_path(&shared_export("rasa-financial-demo")).unwrap();
+    let b = &i.bundle;
+    let transfer = &b.flow.states["transfer_money"];
+    assert!(
+        transfer.transitions.iter().all(|t| t.transfer.is_none()),
+        "`action_transfer_money` moves money; it must not hand the call to an agent: {:?}",
+        transfer.transitions
+    );
+    assert!(
+        !transfer.collect.is_empty(),
+        "the transfer form asks its questions"
+    );
+    // "after action_show_balance, affirm -> utter_ok"
+    let balance = &b.flow.states["check_balance"];
+    let ok = balance
+        .transitions
+        .iter()
+        .find(|t| t.intent.as_deref() == Some("affirm"))
+        .expect("the balance state listens for affirm (a story that starts after its action)");
+    assert_eq!(
+        say(b, ok.to.as_deref().unwrap(), "en"),
+        vec!["👍".to_string()]
+    );
+    // "pay credit card + switch to transfer money ...": replayed up to the
+    // turn whose custom action sets the next form.
+    let t = b
+        .tests
+        .iter()
+        .find(|t| {
+            t.name == "pay credit card + switch to transfer money, affirm + switch back, deny"
+        })
+        .expect("the test story is imported");
+    let intents: Vec<_> = t.turns.iter().map(|t| t.intent.as_deref()).collect();
+    assert_eq!(intents, vec![Some("pay_cc"), Some("transfer_money")]);
+    assert!(warned(
+        &i,
+        "is replayed up to turn 2: custom action `action_switch_forms_ask` sets what follows"
+    ));
+    // The happy path skips the form's questions: nothing after it is checked.
+    let happy = b
+        .tests
+        .iter()
+        .find(|t| t.name == "transfer money happy path w/o recipient")
+        .unwrap();
+    assert_eq!(happy.turns.len(), 1);
+    assert_eq!(happy.turns[0].action, None, "no call transfer expected");
+}

@@ -81,16 +81,17 @@ pub struct ParityEngines {
     /// Rules only: no embedding engine (needs no models; paraphrases will not match).
     #[arg(long)]
     no_embed: bool,
-    /// Also ask the LLM when rules and embeddings are unsure (slower, as on a live call).
+    /// No LLM stage: rules and embeddings only (faster; a live call asks the
+    /// LLM when they are unsure, so the replay does by default).
     #[arg(long)]
-    llm: bool,
+    no_llm: bool,
 }
 
 impl ParityEngines {
     async fn start(&self, config: &Config) -> Result<Engines> {
         let set = EngineSet {
             embed: !self.no_embed,
-            llm: self.llm,
+            llm: !self.no_llm && !self.no_embed,
             ..Default::default()
         };
         if !set.embed && !set.llm {

@@ -54,6 +54,25 @@ pub struct Bot {
 }
 
 impl Bot {
+    /// The intent the caller's words carry among all the bundle's intents,
+    /// by the rules and the embeddings (no LLM). The parity replay checks it
+    /// on a turn whose answer filled a slot, where a call does not classify.
+    pub async fn words_intent(&self, text: &str) -> Result<Option<String>, EngineError> {
+        let all: BTreeSet<String> = self.bundle.intents.keys().cloned().collect();
+        if let Some(r) = self.recognizer.rules(text, &all) {
+            return Ok(Some(r.intent));
+        }
+        let Some(embed) = &self.nlu.embed else {
+            return Ok(None);
+        };
+        let vectors = embed.embed(&Recognizer::embedding_texts(text)).await?;
+        Ok(self
+            .recognizer
+            .embedding(&vectors, &all, &[])
+            .0
+            .map(|r| r.intent))
+    }
+
     /// Load `bundle` in its default language.
     pub async fn load(bundle: Bundle, nlu: Nlu) -> Result<Bot, BotError> {
         let lang = bundle.language().to_string();
@@ -95,22 +114,7 @@ impl Bot {
                 }
             }
         }
-        let global: BTreeSet<String> = bundle
-            .flow
-            .global
-            .iter()
-            .filter_map(|t| t.intent.clone())
-            .collect();
-        let active = bundle
-            .flow
-            .states
-            .iter()
-            .map(|(name, s)| {
-                let mut set = global.clone();
-                set.extend(s.transitions.iter().filter_map(|t| t.intent.clone()));
-                (name.clone(), set)
-            })
-            .collect();
+        let active = bundle.flow.listening();
         let mut recognizer = Recognizer::new(&bundle, lang);
         let mut knowledge = Knowledge::new(&bundle, lang);
         if let Some(embed) = &nlu.embed {

@@ -5,7 +5,7 @@
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_norway::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 mod queries;
 
@@ -639,6 +639,27 @@ pub struct Flow {
     pub global: Vec<Transition>,
     /// The states, by name.
     pub states: BTreeMap<String, State>,
+}
+
+impl Flow {
+    /// The intents each state listens for: its own transitions' and the
+    /// global ones. The recognizer only chooses among these, so "yes" after
+    /// one question and "yes" after another are different intents.
+    pub fn listening(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let global: BTreeSet<String> = self
+            .global
+            .iter()
+            .filter_map(|t| t.intent.clone())
+            .collect();
+        self.states
+            .iter()
+            .map(|(name, s)| {
+                let mut set = global.clone();
+                set.extend(s.transitions.iter().filter_map(|t| t.intent.clone()));
+                (name.clone(), set)
+            })
+            .collect()
+    }
 }
 
 /// A step of the conversation. On entry it says `say`, clears and collects

@@ -2,7 +2,7 @@
 //! `understudy chat --test`, and the parity tester).
 
 use super::bundle::{ActionKind, TestConversation, TestTurn};
-use super::turn::{Action, BotTurn, UserInput};
+use super::turn::{Action, BotTurn, TurnOutcome, UserInput};
 use super::Bot;
 use crate::engines::EngineError;
 
@@ -39,12 +39,19 @@ fn squash(s: &str) -> String {
         .to_lowercase()
 }
 
-/// What differs between `expected` and the bot's `turn`.
-pub fn compare(expected: &TestTurn, turn: &BotTurn) -> Vec<String> {
+/// What differs between `expected` and the bot's `turn`. `words_intent` is
+/// the intent of the caller's words when the turn filled a slot without
+/// classifying them (an answer to the bot's question): the test's expected
+/// intent is checked against it.
+pub fn compare(expected: &TestTurn, turn: &BotTurn, words_intent: Option<&str>) -> Vec<String> {
     let mut out = vec![];
     if let Some(intent) = &expected.intent {
-        let got = turn.intent.as_deref().unwrap_or("none");
-        if got != intent {
+        let got = turn.intent.as_deref().or(words_intent).unwrap_or("none");
+        if got != intent && turn.outcome == TurnOutcome::SlotFilled {
+            out.push(format!(
+                "expected intent {intent}; the answer filled a slot and its words are {got}"
+            ));
+        } else if got != intent {
             out.push(format!(
                 "expected intent {intent}, got {got} (via {}, confidence {:.2})",
                 turn.matched_by.as_str(),
@@ -110,7 +117,13 @@ pub async fn run_test(bot: &Bot, test: &TestConversation) -> Result<TestReport, 
     for (i, expected) in test.turns.iter().enumerate() {
         let (input, shown) = input_of(expected);
         let turn = bot.respond(&mut conv, input).await?;
-        for problem in compare(expected, &turn) {
+        let words_intent = match (&expected.intent, &expected.user) {
+            (Some(_), Some(text)) if turn.outcome == TurnOutcome::SlotFilled => {
+                bot.words_intent(text).await?
+            }
+            _ => None,
+        };
+        for problem in compare(expected, &turn, words_intent.as_deref()) {
             failures.push(format!(
                 "turn {} ({shown}): {problem}; the bot said \"{}\"",
                 i + 1,

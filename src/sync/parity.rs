@@ -212,8 +212,9 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
     Ok(report)
 }
 
-/// Every training phrase of the default language, recognised among all
-/// intents by the rules and (when running) the embeddings, with every
+/// Every training phrase of the default language, recognised by the rules
+/// and (when running) the embeddings among the intents of each state that
+/// listens for its intent, as on a call, with every
 /// [`HOLD_BACK_EVERY`]-th phrase of each intent left out of the recognizer.
 /// `None` when the bundle has no phrases.
 async fn phrase_checks(
@@ -241,7 +242,21 @@ async fn phrase_checks(
     if checks.is_empty() {
         return Ok(None);
     }
+    // Where a caller can say each intent: the distinct sets of intents
+    // listened for in the states that listen for it ("yes" after one
+    // question is not "yes" after another). An intent no state listens for
+    // is checked among all.
     let all: BTreeSet<String> = trimmed.intents.keys().cloned().collect();
+    let listening: BTreeSet<BTreeSet<String>> = trimmed.flow.listening().into_values().collect();
+    let contexts = |intent: &str| -> Vec<&BTreeSet<String>> {
+        let sets: Vec<&BTreeSet<String>> =
+            listening.iter().filter(|s| s.contains(intent)).collect();
+        if sets.is_empty() {
+            vec![&all]
+        } else {
+            sets
+        }
+    };
     let mut recognizer = Recognizer::new(&trimmed, &lang);
     let vectors = match &nlu.embed {
         Some(embed) => {
@@ -267,11 +282,19 @@ async fn phrase_checks(
     let mut with_phrases: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, (phrase, intent, held)) in checks.iter().enumerate() {
         *with_phrases.entry(intent).or_default() += 1;
-        let got = recognizer.rules(phrase, &all).or_else(|| {
-            vectors
-                .as_ref()
-                .and_then(|v| recognizer.embedding(&v[i], &all, &[]).0)
-        });
+        // Right in every context it can be said in; the first wrong answer
+        // is the one reported.
+        let mut got = None;
+        for active in contexts(intent) {
+            got = recognizer.rules(phrase, active).or_else(|| {
+                vectors
+                    .as_ref()
+                    .and_then(|v| recognizer.embedding(&v[i], active, &[]).0)
+            });
+            if got.as_ref().is_none_or(|r| &r.intent != intent) {
+                break;
+            }
+        }
         let ok = got.as_ref().is_some_and(|r| &r.intent == intent);
         cov.checked += 1;
         cov.held_back += *held as usize;

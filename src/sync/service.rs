@@ -62,9 +62,11 @@ pub fn spawn(
                 last_pull = Some(Instant::now());
                 let opts = PullOptions {
                     activate: config.sync.auto_activate,
+                    // As on a call: the LLM decides where rules and
+                    // embeddings are unsure (its requests queue with the calls').
                     nlu: Nlu {
                         embed: engines.embed.clone(),
-                        llm: None,
+                        llm: engines.llm.clone(),
                     },
                     ..Default::default()
                 };

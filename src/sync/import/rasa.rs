@@ -15,7 +15,7 @@
 //! | form action: `required_slots`, `utter_ask_<slot>` | `collect`; slot mappings `from_entity` / `from_text` / `from_intent` choose the entity |
 //! | rule `condition: active_loop: F` ... `active_loop: null` + actions | what follows the form (automatic transition) |
 //! | `nlu_fallback` -> `utter_default` | `settings.no_match.prompts` |
-//! | handoff action (`action_handoff`, `action_human_handoff`, `action_transfer*`) | transfer to target `agent` (set `[sip] transfer_target`) |
+//! | handoff action (`action_handoff`, `action_human_handoff`, `action_transfer_to_agent`...: a name that says a person; not `action_transfer_money`) | transfer to target `agent` (set `[sip] transfer_target`) |
 //! | `tests/*.yml` test stories with `user:` texts | `tests` |
 //! | `utter_greet`, if defined | the greeting (Rasa bots wait for the user; a phone bot must speak first) |
 //!
@@ -315,6 +315,7 @@ impl Rasa<'_> {
             .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
             .map(str::to_string)
             .collect();
+        let forms = self.forms();
         for path in paths {
             let doc = super::parse_yaml(self.files, FORMAT, &path)?;
             'story: for (i, story) in seq(&doc, "stories").iter().enumerate() {
@@ -324,8 +325,44 @@ impl Rasa<'_> {
                     .trim()
                     .to_string();
                 let mut turns: Vec<TestTurn> = vec![];
-                for step in seq(story, "steps") {
+                // A story is replayed up to where code the export does not
+                // contain decides what follows: (why, turns kept).
+                let mut cut: Option<(String, usize)> = None;
+                // The running form: (name, turns before it, caller turns inside it).
+                let mut form: Option<(String, usize, usize)> = None;
+                // The custom action the bot ran last in this turn.
+                let mut custom: Option<String> = None;
+                let mut read = 0;
+                let steps = seq(story, "steps");
+                for (n, step) in steps.iter().enumerate() {
+                    if cut.is_some() {
+                        break;
+                    }
+                    read = n + 1;
+                    if let Some(loop_) = step.get("active_loop") {
+                        match (loop_.as_str(), form.take()) {
+                            (Some(f), _) => form = Some((f.to_string(), turns.len(), 0)),
+                            (None, Some((f, _, 0))) => {
+                                cut = Some((
+                                    format!("it skips the questions of form `{f}`"),
+                                    turns.len(),
+                                ))
+                            }
+                            (None, Some((f, before, asked))) => {
+                                let required = self.form_questions(&f);
+                                if asked < required && self.has_action(&format!("validate_{f}")) {
+                                    cut = Some((format!("form `{f}` ends after {asked} of its {required} questions, as its custom action `validate_{f}` decides (no action server here)"), before));
+                                }
+                            }
+                            (None, None) => {}
+                        }
+                        continue;
+                    }
                     if let Some(intent) = str_of(step, "intent") {
+                        custom = None;
+                        if let Some(f) = form.as_mut() {
+                            f.2 += 1;
+                        }
                         let user = str_of(step, "user")
                             .map(|u| strip_annotations(u.trim()).0)
                             .or_else(|| {
@@ -367,7 +404,27 @@ impl Rasa<'_> {
                             }
                         } else if is_handoff(action) {
                             turn.action = Some(crate::dialog::bundle::ActionKind::Transfer);
+                        } else if !is_form_or_builtin(action, &forms) {
+                            custom = Some(action.to_string());
                         }
+                    } else if let (Some(action), Some(_)) = (&custom, step.get("slot_was_set")) {
+                        // What a custom action set is how the story goes on.
+                        cut.get_or_insert((format!("custom action `{action}` sets what follows (no action server here)"), turns.len()));
+                    }
+                }
+                if let Some((why, keep)) = &cut {
+                    // Warned when something the replay would check is left out.
+                    let checked_later = steps[read..].iter().any(|s| {
+                        str_of(s, "intent").is_some()
+                            || str_of(s, "action")
+                                .is_some_and(|a| a.starts_with("utter_") || is_handoff(a))
+                    });
+                    if checked_later || *keep < turns.len() {
+                        turns.truncate(*keep);
+                        self.w.warn(
+                            &at,
+                            format!("test story `{name}` is replayed up to turn {keep}: {why}"),
+                        );
                     }
                 }
                 if turns.is_empty() {
@@ -384,14 +441,77 @@ impl Rasa<'_> {
     }
 }
 
+/// A form, or an action Rasa itself runs (listen, restart, ...): not code
+/// the export leaves out.
+fn is_form_or_builtin(action: &str, forms: &BTreeSet<String>) -> bool {
+    forms.contains(action)
+        || matches!(
+            action,
+            "action_listen"
+                | "action_restart"
+                | "action_session_start"
+                | "action_default_fallback"
+                | "action_deactivate_loop"
+                | "action_revert_fallback_events"
+                | "action_back"
+                | "action_two_stage_fallback"
+                | "action_unlikely_intent"
+                | "action_extract_slots"
+        )
+}
+
+/// A custom action that hands the conversation to a person. Only names that
+/// say so: `action_transfer_money` is a bank transfer, not a call transfer,
+/// and `action_handoff_options` offers a handoff without making it.
 fn is_handoff(action: &str) -> bool {
-    matches!(action, "action_handoff" | "action_human_handoff")
-        || action.starts_with("action_transfer")
+    let Some(rest) = action.strip_prefix("action_") else {
+        return false;
+    };
+    let person = ["agent", "human", "person", "operator", "representative"];
+    matches!(rest, "handoff" | "hand_off")
+        || rest
+            .strip_suffix("_handoff")
+            .or_else(|| rest.strip_suffix("_hand_off"))
+            .is_some_and(|who| person.contains(&who))
+        || ["handoff_to_", "hand_off_to_", "transfer_to_", "talk_to_"]
+            .iter()
+            .filter_map(|p| rest.strip_prefix(p))
+            .any(|who| {
+                person.iter().any(|p| {
+                    who.trim_start_matches("a_")
+                        .trim_start_matches("live_")
+                        .starts_with(p)
+                })
+            })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_actions_that_name_a_person_are_handoffs() {
+        for a in [
+            "action_handoff",
+            "action_human_handoff",
+            "action_agent_hand_off",
+            "action_handoff_to_human",
+            "action_transfer_to_agent",
+            "action_transfer_to_live_agent",
+            "action_talk_to_a_person",
+        ] {
+            assert!(is_handoff(a), "{a}");
+        }
+        for a in [
+            "action_transfer_money",
+            "action_show_transfer_charge",
+            "action_handoff_options",
+            "utter_handoff",
+            "action_transfer_to_savings",
+        ] {
+            assert!(!is_handoff(a), "{a}");
+        }
+    }
 
     #[test]
     fn annotations_become_text_and_entity_values() {

@@ -2,7 +2,59 @@
 
 use super::*;
 
+/// A form's required slots, each with the mappings the form gives it (Rasa 2;
+/// none in Rasa 3, where the slot's own mappings apply).
+fn required_slots(def: &Value) -> Vec<(String, Vec<Value>)> {
+    match def.get("required_slots") {
+        Some(Value::Sequence(s)) => s
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| (s.to_string(), vec![]))
+            .collect(),
+        // Rasa 2: slot -> mappings.
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    k.as_str()?.to_string(),
+                    v.as_sequence().cloned().unwrap_or_default(),
+                ))
+            })
+            .collect(),
+        _ => vec![],
+    }
+}
+
 impl Rasa<'_> {
+    /// The names of the domain's forms.
+    pub(super) fn forms(&self) -> BTreeSet<String> {
+        self.domain
+            .get("forms")
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.keys()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many questions form `form` asks (its required slots).
+    pub(super) fn form_questions(&self, form: &str) -> usize {
+        self.domain
+            .get("forms")
+            .and_then(|f| f.get(form))
+            .map_or(0, |def| required_slots(def).len())
+    }
+
+    /// Whether the domain lists the (custom) action `name`.
+    pub(super) fn has_action(&self, name: &str) -> bool {
+        seq(&self.domain, "actions")
+            .iter()
+            .any(|a| a.as_str() == Some(name))
+    }
+
     /// The form's required slots as `collect` entries.
     pub(super) fn form_slots(&mut self, form: &str, bundle: &mut Bundle) -> Vec<Collect> {
         let at = format!("domain.yml forms.{form}");
@@ -12,24 +64,7 @@ impl Rasa<'_> {
             .and_then(|f| f.get(form))
             .cloned()
             .unwrap_or(Value::Null);
-        let required: Vec<(String, Vec<Value>)> = match def.get("required_slots") {
-            Some(Value::Sequence(s)) => s
-                .iter()
-                .filter_map(Value::as_str)
-                .map(|s| (s.to_string(), vec![]))
-                .collect(),
-            // Rasa 2: slot -> mappings.
-            Some(Value::Mapping(m)) => m
-                .iter()
-                .filter_map(|(k, v)| {
-                    Some((
-                        k.as_str()?.to_string(),
-                        v.as_sequence().cloned().unwrap_or_default(),
-                    ))
-                })
-                .collect(),
-            _ => vec![],
-        };
+        let required = required_slots(&def);
         let mut out = vec![];
         for (slot, form_mappings) in required {
             let prompt = [

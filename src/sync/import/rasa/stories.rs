@@ -3,19 +3,12 @@
 
 use super::*;
 
+/// A caller turn (one of these intents) and the bot's steps after it.
+type Segment = (Vec<String>, Vec<Step>);
+
 impl Rasa<'_> {
     pub(super) fn steps_of(&mut self, story: &Value, at: &str) -> Vec<Step> {
-        let forms: BTreeSet<String> = self
-            .domain
-            .get("forms")
-            .and_then(Value::as_mapping)
-            .map(|m| {
-                m.keys()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let forms = self.forms();
         let mut out = vec![];
         for step in seq(story, "steps") {
             if let Some(intent) = str_of(step, "intent") {
@@ -66,6 +59,8 @@ impl Rasa<'_> {
         // Rules with `condition: active_loop: F` describe what follows form F.
         let mut after_form: BTreeMap<String, Vec<Step>> = BTreeMap::new();
         let mut interruptions = 0;
+        // (the action a story starts after, its caller turns and what follows, where)
+        let mut after_action: Vec<(Step, Vec<Segment>, String)> = vec![];
         for (at, story, is_rule) in stories {
             let steps = self.steps_of(story, at);
             let loop_condition = seq(story, "condition")
@@ -81,58 +76,39 @@ impl Rasa<'_> {
                 after_form.entry(form).or_insert(rest);
                 continue;
             }
-            if !matches!(steps.first(), Some(Step::User(_))) {
-                self.w
-                    .warn(at, "does not start with the caller's intent: not imported");
+            // A story may start after a bot action ("after action_show_balance,
+            // affirm -> utter_ok"): it continues wherever the tree does that action.
+            let lead: Vec<Step> = steps
+                .iter()
+                .take_while(|s| !matches!(s, Step::User(_)))
+                .cloned()
+                .collect();
+            if steps.len() == lead.len() {
+                self.w.warn(at, "has no caller turn: not imported");
                 continue;
             }
-            // Split into (intents, bot steps) segments.
-            let mut segments: Vec<(Vec<String>, Vec<Step>)> = vec![];
-            for s in steps {
-                match s {
-                    Step::User(i) => segments.push((i, vec![])),
-                    other => segments.last_mut().unwrap().1.push(other),
+            let segments = self.segments(&steps[lead.len()..], &mut interruptions);
+            match lead.last() {
+                None => self.insert_path(&mut root, segments, at),
+                Some(action) => after_action.push((action.clone(), segments, at.clone())),
+            }
+        }
+        // Stories that start after a bot action, once the tree they continue
+        // exists (a second round for those that continue each other).
+        for _ in 0..2 {
+            let mut waiting = vec![];
+            for (action, segments, at) in std::mem::take(&mut after_action) {
+                if self.attach_after(&mut root, &action, &segments, &at) == 0 {
+                    waiting.push((action, segments, at));
                 }
             }
-            // A caller turn while a form runs (the form did not finish before it) is an interruption.
-            let mut form_open = false;
-            let mut kept = vec![];
-            for seg in segments {
-                if form_open {
-                    interruptions += 1;
-                    break;
-                }
-                for s in &seg.1 {
-                    match s {
-                        Step::Form(_) => form_open = true,
-                        Step::FormDone => form_open = false,
-                        _ => {}
-                    }
-                }
-                kept.push(seg);
-            }
-            let mut node = &mut root;
-            for (intents, bot) in kept {
-                let child = node
-                    .children
-                    .entry(intents.clone())
-                    .or_insert_with(|| Node {
-                        origin: at.clone(),
-                        ..Default::default()
-                    });
-                if child.steps.is_empty() {
-                    child.steps = bot;
-                } else if !bot.is_empty() && child.steps != bot {
-                    self.w.warn(
-                        at,
-                        format!(
-                            "after {:?} the bot does something else than in {}: that one is kept",
-                            intents, child.origin
-                        ),
-                    );
-                }
-                node = child;
-            }
+            after_action = waiting;
+        }
+        for (action, _, at) in &after_action {
+            self.w.warn(
+                at,
+                format!("starts after {action:?}, which no imported story does: not imported"),
+            );
         }
         if interruptions > 0 {
             self.w.warn("data/", format!("{interruptions} story part(s) where the caller interrupts a form are not imported: the global intents answer them and the form is asked again"));
@@ -205,6 +181,86 @@ impl Rasa<'_> {
                 });
             }
         }
+    }
+
+    /// A story's steps from its first caller turn, as (intents, bot steps)
+    /// segments, up to the first caller turn while a form runs (an
+    /// interruption, counted in `interruptions`).
+    fn segments(&self, steps: &[Step], interruptions: &mut usize) -> Vec<Segment> {
+        let mut segments: Vec<Segment> = vec![];
+        for s in steps {
+            match s {
+                Step::User(i) => segments.push((i.clone(), vec![])),
+                other => segments
+                    .last_mut()
+                    .expect("starts with a caller turn")
+                    .1
+                    .push(other.clone()),
+            }
+        }
+        let mut form_open = false;
+        let mut kept = vec![];
+        for seg in segments {
+            if form_open {
+                *interruptions += 1;
+                break;
+            }
+            for s in &seg.1 {
+                match s {
+                    Step::Form(_) => form_open = true,
+                    Step::FormDone => form_open = false,
+                    _ => {}
+                }
+            }
+            kept.push(seg);
+        }
+        kept
+    }
+
+    /// Merge a path of segments below `node`; a node reached before keeps
+    /// its bot steps (a different continuation is warned).
+    fn insert_path(&mut self, mut node: &mut Node, path: Vec<Segment>, at: &str) {
+        for (intents, bot) in path {
+            let child = node
+                .children
+                .entry(intents.clone())
+                .or_insert_with(|| Node {
+                    origin: at.to_string(),
+                    ..Default::default()
+                });
+            if child.steps.is_empty() {
+                child.steps = bot;
+            } else if !bot.is_empty() && child.steps != bot {
+                self.w.warn(
+                    at,
+                    format!(
+                        "after {:?} the bot does something else than in {}: that one is kept",
+                        intents, child.origin
+                    ),
+                );
+            }
+            node = child;
+        }
+    }
+
+    /// Continue the story `path` below every node (the root excluded) whose
+    /// bot steps end with `action`; how many nodes it continued.
+    fn attach_after(
+        &mut self,
+        node: &mut Node,
+        action: &Step,
+        path: &[Segment],
+        at: &str,
+    ) -> usize {
+        let mut n = 0;
+        for child in node.children.values_mut() {
+            n += self.attach_after(child, action, path, at);
+            if child.steps.last() == Some(action) {
+                self.insert_path(child, path.to_vec(), at);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// The state for one node of the story tree (and its descendants).
