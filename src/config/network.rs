@@ -86,6 +86,13 @@ pub struct SipConfig {
     pub flood_requests_per_s: f64,
     /// How many such requests one source may send back to back.
     pub flood_burst: u32,
+    /// Where SIP over TLS is served (`IP:port`, usually port 5061); `off`:
+    /// no TLS. Needs `tls_certificate` and `tls_private_key`.
+    pub tls_listen: String,
+    /// The server certificate chain (PEM file), leaf first.
+    pub tls_certificate: Option<String>,
+    /// The certificate's private key (PEM file: PKCS#8, PKCS#1 or SEC1).
+    pub tls_private_key: Option<String>,
 }
 
 impl Default for SipConfig {
@@ -112,6 +119,9 @@ impl Default for SipConfig {
             allow_from: Vec::new(),
             flood_requests_per_s: 20.0,
             flood_burst: 40,
+            tls_listen: "off".into(),
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }

@@ -22,8 +22,10 @@ pub(super) struct SipContext {
     pub admission: std::sync::Arc<Admission>,
     pub ports: RtpPorts,
     pub media: MediaConfig,
-    /// Where SIP is served (one port for every transport).
+    /// Where SIP is served over UDP and TCP.
     pub listen: SocketAddr,
+    /// The port of SIP over TLS, when served.
+    pub tls_port: Option<u16>,
     /// The cloud bot's health and routing (in-path mode bridges calls to it).
     pub continuity: Option<Arc<Continuity>>,
     /// `Reason` headers of BYEs received, by Call-ID, until the call reads
@@ -34,6 +36,14 @@ pub(super) struct SipContext {
 }
 
 impl SipContext {
+    /// Our port for a peer on `transport` (Contact): TLS has its own.
+    pub fn port_for(&self, transport: rsipstack::sip::Transport) -> u16 {
+        match (transport, self.tls_port) {
+            (rsipstack::sip::Transport::Tls, Some(port)) => port,
+            _ => self.listen.port(),
+        }
+    }
+
     /// The local address a peer at `peer` reaches us on (for Contact and SDP).
     pub fn local_ip_for(&self, peer: IpAddr) -> IpAddr {
         if let Some(ip) = self.settings.advertised_address {

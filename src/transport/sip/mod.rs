@@ -23,6 +23,7 @@ pub mod edge;
 mod outbound;
 pub mod sdp;
 pub mod server;
+pub mod tls;
 pub mod transfer;
 
 pub use server::SipServer;
@@ -43,7 +44,7 @@ pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER,
 /// The `[sip]` configuration, checked and parsed.
 #[derive(Debug, Clone)]
 pub struct SipSettings {
-    /// Where SIP is served, UDP and TCP on the same port.
+    /// Where SIP is served, UDP and TCP on the same port (TLS: `tls`).
     pub listen: SocketAddr,
     /// Serve SIP over UDP.
     pub udp: bool,
@@ -67,6 +68,8 @@ pub struct SipSettings {
     pub answer_delay: Duration,
     /// Who may send SIP, and how fast (allow-list, flood limits).
     pub edge: edge::EdgeSettings,
+    /// SIP over TLS, when configured.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl SipSettings {
@@ -163,6 +166,7 @@ impl SipSettings {
             },
             answer_delay: Duration::from_millis(c.answer_delay_ms),
             edge,
+            tls: tls::TlsSettings::from_config(c)?,
         }))
     }
 }

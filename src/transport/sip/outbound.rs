@@ -55,7 +55,7 @@ pub(super) async fn dial(
         version: 1,
         codecs: shared.settings.codecs.clone(),
     });
-    let contact = super::contact_uri(local_ip, shared.listen.port(), transport);
+    let contact = super::contact_uri(local_ip, shared.port_for(transport), transport);
     let user = if caller_user.is_empty() {
         "understudy"
     } else {

@@ -1,4 +1,4 @@
-//! The SIP side: transports (UDP and TCP, with `rsipstack`'s transaction and
+//! The SIP side: transports (UDP, TCP and TLS, with `rsipstack`'s transaction and
 //! dialog layers: retransmission timers, Via/branch, tags, CSeq, route sets),
 //! and what each incoming request gets: OPTIONS a readiness answer, a new
 //! INVITE a call (or 503/488/400), an in-dialog request its dialog, and
@@ -20,6 +20,7 @@ use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tls::TlsListenerConnection;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
@@ -32,35 +33,13 @@ use tokio_util::sync::CancellationToken;
 pub struct SipServer {
     /// Where SIP is served (with the bound port when port 0 was asked for).
     pub listen: SocketAddr,
+    /// Where SIP over TLS is served, when it is.
+    pub tls_listen: Option<SocketAddr>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SipServer {
-    /// rsipstack binds the TCP listener in its own task and only logs a
-    /// failure; readiness must mean callers can connect, so check it does.
-    async fn tcp_accepting(&self) -> Result<()> {
-        let mut target = self.listen;
-        if target.ip().is_unspecified() {
-            target.set_ip(if target.is_ipv4() {
-                Ipv4Addr::LOCALHOST.into()
-            } else {
-                Ipv6Addr::LOCALHOST.into()
-            });
-        }
-        let started = tokio::time::Instant::now();
-        loop {
-            match tokio::net::TcpStream::connect(target).await {
-                Ok(_) => return Ok(()),
-                Err(e) if started.elapsed() >= Duration::from_secs(5) => anyhow::bail!(
-                    "SIP over TCP is not accepting on {} after 5 s ({e}); the log says why (\"Failed to serve listener\")",
-                    self.listen
-                ),
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
     /// Bind the transports and start answering.
     pub async fn start(
         settings: SipSettings,
@@ -93,6 +72,22 @@ impl SipServer {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             transport_layer.add_transport(tcp.into());
         }
+        let mut tls_listen = None;
+        if let Some(tls) = &settings.tls {
+            let probe = std::net::TcpListener::bind(tls.listen).with_context(|| {
+                format!(
+                    "cannot listen for SIP over TLS on {} (in use? set sip.tls_listen)",
+                    tls.listen
+                )
+            })?;
+            let addr = probe.local_addr()?;
+            drop(probe);
+            let conn = TlsListenerConnection::new(addr, None, tls.rsip_config())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            transport_layer.add_transport(conn.into());
+            tls_listen = Some(addr);
+        }
         let guard = EdgeGuard::new(settings.edge.clone());
         if !settings.edge.allow_from.is_empty() {
             transport_layer.set_whitelist(edge::whitelist(guard.clone()));
@@ -118,6 +113,7 @@ impl SipServer {
             dialogs,
             admission,
             listen,
+            tls_port: tls_listen.map(|a| a.port()),
             settings,
             continuity,
             bye_reasons: Mutex::new(LruCache::new(MAX_BYE_REASONS)),
@@ -126,6 +122,7 @@ impl SipServer {
             addr = %listen,
             udp = shared.settings.udp,
             tcp = shared.settings.tcp,
+            tls = ?tls_listen,
             capacity = shared.admission.capacity(),
             allow_from = ?shared.settings.edge.allow_from,
             flood_limit = ?shared.settings.edge.flood,
@@ -139,11 +136,16 @@ impl SipServer {
         });
         let server = SipServer {
             listen,
+            tls_listen,
             cancel,
             task,
         };
-        if tcp {
-            if let Err(e) = server.tcp_accepting().await {
+        let listeners = [(tcp, Some(listen), "TCP"), (true, tls_listen, "TLS")];
+        for (on, addr, what) in listeners {
+            let (true, Some(addr)) = (on, addr) else {
+                continue;
+            };
+            if let Err(e) = accepting(addr, what).await {
                 server.shutdown().await;
                 return Err(e);
             }
@@ -155,6 +157,29 @@ impl SipServer {
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// rsipstack binds stream listeners in its own task and only logs a
+/// failure; readiness must mean callers can connect, so check they do.
+async fn accepting(listen: SocketAddr, what: &str) -> Result<()> {
+    let mut target = listen;
+    if target.ip().is_unspecified() {
+        target.set_ip(if target.is_ipv4() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let started = tokio::time::Instant::now();
+    loop {
+        match tokio::net::TcpStream::connect(target).await {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() >= Duration::from_secs(5) => anyhow::bail!(
+                "SIP over {what} is not accepting on {listen} after 5 s ({e}); the log says why (\"Failed to serve listener\")"
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 
@@ -366,7 +391,7 @@ async fn on_invite(shared: Arc<SipContext>, mut tx: Transaction) -> Result<(), r
         .as_ref()
         .map(|c| c.transport())
         .unwrap_or(rsipstack::sip::Transport::Udp);
-    let contact = super::contact_uri(local_ip, shared.listen.port(), transport);
+    let contact = super::contact_uri(local_ip, shared.port_for(transport), transport);
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
     let dialog =
         match shared
