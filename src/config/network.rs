@@ -93,6 +93,11 @@ pub struct SipConfig {
     pub tls_certificate: Option<String>,
     /// The certificate's private key (PEM file: PKCS#8, PKCS#1 or SEC1).
     pub tls_private_key: Option<String>,
+    /// Digest authentication of new calls: `"user:password"` entries (the
+    /// SBC's trunk credentials). Empty: no authentication.
+    pub auth_users: Vec<String>,
+    /// The realm of the digest challenge.
+    pub auth_realm: String,
 }
 
 impl Default for SipConfig {
@@ -122,6 +127,8 @@ impl Default for SipConfig {
             tls_listen: "off".into(),
             tls_certificate: None,
             tls_private_key: None,
+            auth_users: Vec::new(),
+            auth_realm: "understudy".into(),
         }
     }
 }

@@ -13,6 +13,12 @@ pub struct Baresip {
 impl Baresip {
     /// Call `uri`; the call hangs up when `voice` (8 kHz WAV) has been played.
     pub fn call(dir: &Path, uri: &str, voice: &Path) -> Baresip {
+        Baresip::call_as(dir, uri, voice, "")
+    }
+
+    /// As [`Baresip::call`], with more account parameters
+    /// (`;auth_user=sbc;auth_pass=...`).
+    pub fn call_as(dir: &Path, uri: &str, voice: &Path, account: &str) -> Baresip {
         require("baresip", "baresip");
         // baresip takes the SIP port for UDP/TCP and the one above for TLS.
         let sip_port = free_range(2).0;
@@ -35,7 +41,7 @@ impl Baresip {
         // No registration; PCMU like a typical trunk.
         std::fs::write(
             dir.join("accounts"),
-            format!("<sip:caller@{LOOPBACK}>;regint=0;audio_codecs=PCMU\n"),
+            format!("<sip:caller@{LOOPBACK}>;regint=0;audio_codecs=PCMU{account}\n"),
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("baresip.log")).unwrap();

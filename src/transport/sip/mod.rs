@@ -16,6 +16,7 @@
 //! RTP/RTCP and RFC 4733 readers, the jitter buffer) has a fuzz target in
 //! `fuzz/`. See docs/sip.md for the configuration and the measured figures.
 
+pub mod auth;
 mod call;
 mod cloud_leg;
 mod context;
@@ -70,6 +71,8 @@ pub struct SipSettings {
     pub edge: edge::EdgeSettings,
     /// SIP over TLS, when configured.
     pub tls: Option<tls::TlsSettings>,
+    /// Digest authentication of new calls, when users are configured.
+    pub auth: Option<std::sync::Arc<auth::DigestAuth>>,
 }
 
 impl SipSettings {
@@ -167,6 +170,8 @@ impl SipSettings {
             answer_delay: Duration::from_millis(c.answer_delay_ms),
             edge,
             tls: tls::TlsSettings::from_config(c)?,
+            auth: auth::DigestAuth::from_config(&c.auth_realm, &c.auth_users)?
+                .map(std::sync::Arc::new),
         }))
     }
 }

@@ -4,6 +4,7 @@
 //! INVITE a call (or 503/488/400), an in-dialog request its dialog, and
 //! anything else a clear refusal.
 
+use super::auth::Refused;
 use super::call::{self, CallSetup};
 use super::context::{SipContext, MAX_BYE_REASONS};
 use super::edge::{self, EdgeGuard, FloodInspector, LearnPeers};
@@ -210,7 +211,13 @@ fn has_to_tag(tx: &Transaction) -> bool {
 async fn on_request(shared: Arc<SipContext>, mut tx: Transaction) -> Result<(), rsipstack::Error> {
     let in_dialog = has_to_tag(&tx);
     match (tx.original.method, in_dialog) {
-        (Method::Invite, false) => on_invite(shared, tx).await,
+        (Method::Invite, false) => {
+            if authenticated(&shared, &mut tx).await? {
+                on_invite(shared, tx).await
+            } else {
+                Ok(())
+            }
+        }
         (Method::Options, false) => on_options(&shared, &mut tx).await,
         (Method::Ack, _) => Ok(()),
         (Method::Register | Method::Publish | Method::Subscribe | Method::Message, false) => {
@@ -312,6 +319,50 @@ fn peer_of(tx: &Transaction) -> Option<SocketAddr> {
 }
 
 /// A new call: admit it, settle the media, create the dialog, start the call.
+/// With `sip.auth_users` set: whether this new INVITE carries a user's
+/// credentials; if not it has been answered `401` with a challenge.
+async fn authenticated(
+    shared: &SipContext,
+    tx: &mut Transaction,
+) -> Result<bool, rsipstack::Error> {
+    let Some(auth) = &shared.settings.auth else {
+        return Ok(true);
+    };
+    let header = tx.original.headers.iter().find_map(|h| match h {
+        Header::Authorization(a) => Some(a.value().to_string()),
+        _ => None,
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let refused = match auth.check("INVITE", header.as_deref(), now) {
+        Ok(user) => {
+            tracing::debug!(user, "INVITE authenticated");
+            metrics::counter_inc("understudy_sip_auth_total", &[("result", "ok")]);
+            return Ok(true);
+        }
+        Err(r) => r,
+    };
+    let (result, stale) = match &refused {
+        Refused::Missing => ("challenged", false),
+        Refused::Stale => ("stale", true),
+        Refused::Wrong(user) => {
+            let peer = peer_of(tx);
+            let user = user.as_deref().unwrap_or("-");
+            tracing::warn!(user, from = ?peer, "INVITE with wrong credentials: 401 (check the SBC's trunk user and password against sip.auth_users)");
+            ("wrong", false)
+        }
+    };
+    metrics::counter_inc("understudy_sip_auth_total", &[("result", result)]);
+    tx.reply_with(
+        StatusCode::Unauthorized,
+        vec![Header::WwwAuthenticate(auth.challenge(now, stale).into())],
+        None,
+    )
+    .await?;
+    Ok(false)
+}
+
 async fn on_invite(shared: Arc<SipContext>, mut tx: Transaction) -> Result<(), rsipstack::Error> {
     let call_id = tx
         .original
