@@ -42,12 +42,7 @@ fn only_callers_with_the_trunk_password_get_a_call() {
 
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let ms = |ms: usize| vec![0i16; ms * 8];
-    let mut caller = ms(8_000);
-    caller.extend(say("What time does the store open?", dir));
-    caller.extend(ms(10_000));
-    let wav = dir.join("caller.wav");
-    write_wav(&wav, &caller);
+    let wav = caller_wav(dir, 8_000, "What time does the store open?", 10_000);
     let uri = format!("sip:bot@{to}");
 
     // A wrong password: challenged again, never admitted.

@@ -36,12 +36,7 @@ fn a_softphone_is_understood_hears_the_answer_and_reaches_an_agent() {
 
     // The caller's voice: quiet through the greeting, the question, then quiet
     // while the bot answers and transfers (baresip hangs up when it ends).
-    let ms = |ms: usize| vec![0i16; ms * 8];
-    let mut caller = ms(GREETING_MS);
-    caller.extend(say("What time does the store open?", dir));
-    caller.extend(ms(40_000));
-    let wav = dir.join("caller.wav");
-    write_wav(&wav, &caller);
+    let wav = caller_wav(dir, GREETING_MS, "What time does the store open?", 40_000);
 
     let turns_before = serve.logged("turn").len();
     let phone_dir = dir.join("phone");

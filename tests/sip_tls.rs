@@ -71,12 +71,7 @@ fn a_softphone_calls_over_tls_and_hears_the_answer() {
         "the TLS port answered plain text"
     );
 
-    let ms = |ms: usize| vec![0i16; ms * 8];
-    let mut caller = ms(8_000);
-    caller.extend(say("What time does the store open?", dir));
-    caller.extend(ms(12_000));
-    let wav = dir.join("caller.wav");
-    write_wav(&wav, &caller);
+    let wav = caller_wav(dir, 8_000, "What time does the store open?", 12_000);
 
     let turns_before = serve.logged("turn").len();
     let phone_dir = dir.join("phone");

@@ -31,6 +31,19 @@ pub fn say_as(text: &str, dir: &Path, voice: &str) -> Vec<i16> {
     reader.samples::<i16>().map(|s| s.unwrap()).collect()
 }
 
+/// A softphone caller's WAV (`dir/caller.wav`): quiet for `quiet_ms` (the
+/// greeting), `question`, then quiet for `after_ms` while the bot answers
+/// (baresip hangs up when the file ends).
+pub fn caller_wav(dir: &Path, quiet_ms: usize, question: &str, after_ms: usize) -> PathBuf {
+    let quiet = |ms: usize| vec![0i16; ms * 8];
+    let mut caller = quiet(quiet_ms);
+    caller.extend(say(question, dir));
+    caller.extend(quiet(after_ms));
+    let wav = dir.join("caller.wav");
+    write_wav(&wav, &caller);
+    wav
+}
+
 /// Write 8 kHz mono s16 audio as WAV.
 pub fn write_wav(path: &Path, samples: &[i16]) {
     let spec = hound::WavSpec {
