@@ -1,6 +1,9 @@
 //! The appliance's HTTP endpoints: liveness, readiness, status and metrics,
-//! the outcome of streamed calls (`/calls/{id}`), and the WebSocket media
-//! streams (`crate::transport::websocket`) when they are on.
+//! the outcome of streamed calls (`/calls/{id}`), the WebSocket media
+//! streams (`crate::transport::websocket`) when they are on, and the admin
+//! API (`admin`).
+
+pub mod admin;
 
 use crate::engines::WorkerHealth;
 use crate::transport::stream::{CallOutcomes, StreamContext};
@@ -45,6 +48,8 @@ pub struct CallsStatus {
     pub active: usize,
     /// Calls in progress by ingress.
     pub by_ingress: Vec<crate::session::admission::IngressCalls>,
+    /// New calls refused while these finish (the admin API's drain).
+    pub draining: bool,
 }
 
 impl CallsStatus {
@@ -54,6 +59,7 @@ impl CallsStatus {
             capacity: admission.capacity(),
             active: admission.active(),
             by_ingress: admission.active_by_ingress(),
+            draining: admission.draining(),
         }
     }
 }

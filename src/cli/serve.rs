@@ -149,6 +149,23 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     };
     let admission = Arc::new(Admission::new(capacity, sessions));
     let _ = appliance.admission.set(admission.clone());
+    let versions: http::admin::Versions = {
+        let config = config.clone();
+        Arc::new(move |change| {
+            let agent = crate::sync::SyncAgent::open(&config)?;
+            match change {
+                http::admin::VersionChange::Activate { version, force } => {
+                    agent.activate(&version, force)
+                }
+                http::admin::VersionChange::Rollback => agent.rollback(),
+            }
+        })
+    };
+    let admin = Arc::new(http::admin::AdminContext::new(
+        &config.http,
+        admission.clone(),
+        versions,
+    )?);
     let sip = crate::transport::sip::start(&config.sip, admission.clone(), cloud).await?;
     let streams = Arc::new(StreamContext {
         admission,
@@ -185,6 +202,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             webrtc,
         }),
     );
+    let router = router.merge(http::admin::routes(admin));
     let http_task = tokio::spawn(http::serve(listener, router));
 
     // Bring the bot up once the engines are warm.

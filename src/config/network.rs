@@ -10,12 +10,16 @@ use std::path::PathBuf;
 pub struct HttpConfig {
     /// Health, readiness and metrics.
     pub listen: String,
+    /// A file holding the admin API's bearer token (16+ characters). Unset:
+    /// the admin API (`/admin/...`) answers 403 to everything.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
+            admin_token_file: None,
         }
     }
 }

@@ -68,6 +68,8 @@ pub enum Refusal {
     NotReady,
     /// Every call slot is taken.
     Full,
+    /// Draining (the admin API): the calls in progress finish, new ones go elsewhere.
+    Draining,
 }
 
 impl Refusal {
@@ -76,6 +78,7 @@ impl Refusal {
         match self {
             Refusal::NotReady => "not_ready",
             Refusal::Full => "full",
+            Refusal::Draining => "draining",
         }
     }
 
@@ -84,6 +87,9 @@ impl Refusal {
         match self {
             Refusal::NotReady => "not ready: the engines are warming up or the bot is not loaded",
             Refusal::Full => "at capacity: every call slot is taken",
+            Refusal::Draining => {
+                "draining: the calls in progress finish before an update or a restart"
+            }
         }
     }
 }
@@ -129,6 +135,7 @@ pub struct Admission {
     slots: Arc<Semaphore>,
     sessions: SessionSource,
     active: Arc<[AtomicUsize; Ingress::ALL.len()]>,
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Admission {
@@ -147,6 +154,7 @@ impl Admission {
             slots: Arc::new(Semaphore::new(capacity)),
             sessions,
             active: Arc::new(Default::default()),
+            draining: Default::default(),
         }
     }
 
@@ -171,10 +179,31 @@ impl Admission {
             .collect()
     }
 
+    /// Refuse new calls (`true`) while the calls in progress finish, or take
+    /// them again (`false`).
+    pub fn set_draining(&self, on: bool) {
+        self.draining.store(on, Ordering::Relaxed);
+        metrics::gauge_set("understudy_draining", &[], f64::from(u8::from(on)));
+        tracing::info!(
+            draining = on,
+            active = self.active(),
+            "admission: draining {}",
+            if on { "on" } else { "off" }
+        );
+    }
+
+    /// Whether new calls are refused so the box can be updated or restarted.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// What a probe (SIP OPTIONS, a platform's health check) should hear.
     pub fn probe(&self) -> Result<(), Refusal> {
         if (self.sessions)().is_none() {
             return Err(Refusal::NotReady);
+        }
+        if self.draining() {
+            return Err(Refusal::Draining);
         }
         if self.slots.available_permits() == 0 {
             return Err(Refusal::Full);
@@ -198,6 +227,9 @@ impl Admission {
             refusal
         };
         let setup = (self.sessions)().ok_or_else(|| refused(Refusal::NotReady))?;
+        if self.draining() {
+            return Err(refused(Refusal::Draining));
+        }
         let permit = self
             .slots
             .clone()

@@ -257,7 +257,7 @@ async fn write(writer: &mut OwnedWriteHalf, message: &Message) -> Result<(), Str
 fn refusal_code(refusal: Refusal) -> u8 {
     match refusal {
         Refusal::NotReady => 0x01,
-        Refusal::Full => 0x02,
+        Refusal::Full | Refusal::Draining => 0x02,
     }
 }
 

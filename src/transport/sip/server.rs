@@ -307,6 +307,7 @@ fn refusal_text(refusal: Refusal) -> &'static str {
     match refusal {
         Refusal::NotReady => "engines not ready",
         Refusal::Full => "at capacity",
+        Refusal::Draining => "draining",
     }
 }
 

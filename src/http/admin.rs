@@ -1,0 +1,281 @@
+//! The admin API: what changes the appliance's state (drain before an
+//! update, sync activate and rollback) under `/admin/`, each request with
+//! the bearer token of `[http] admin_token_file`; and `/openapi.json`, the
+//! description of every route (docs/admin.md).
+
+use crate::config::HttpConfig;
+use crate::session::admission::Admission;
+use anyhow::{bail, Context, Result};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// The shortest token accepted.
+const MIN_TOKEN: usize = 16;
+
+/// A change of the active bot version.
+#[derive(Debug, Clone)]
+pub enum VersionChange {
+    /// Activate this stored version (id or unique prefix); `force` past a
+    /// failed parity test.
+    Activate {
+        /// Id or unique prefix.
+        version: String,
+        /// Activate even though its parity test failed.
+        force: bool,
+    },
+    /// Back to the version active before.
+    Rollback,
+}
+
+/// Carries out a [`VersionChange`] on the bundle store (the sync agent,
+/// given by whoever serves): the id now active, or why not.
+pub type Versions = Arc<dyn Fn(VersionChange) -> Result<String> + Send + Sync>;
+
+/// What the admin routes act on.
+pub struct AdminContext {
+    /// The bearer token; `None`: the admin API is off.
+    token: Option<String>,
+    admission: Arc<Admission>,
+    versions: Versions,
+}
+
+impl AdminContext {
+    /// Read the token from `[http] admin_token_file` (when set); an error
+    /// names the file when it cannot be read or the token is too short.
+    pub fn new(
+        config: &HttpConfig,
+        admission: Arc<Admission>,
+        versions: Versions,
+    ) -> Result<AdminContext> {
+        let token = match &config.admin_token_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("http.admin_token_file: cannot read {}", path.display())
+                })?;
+                let token = text.trim().to_string();
+                if token.chars().count() < MIN_TOKEN || token.contains(char::is_whitespace) {
+                    bail!(
+                        "http.admin_token_file: {} must hold one token of at least {MIN_TOKEN} characters without spaces (make one: openssl rand -hex 32 > {})",
+                        path.display(),
+                        path.display()
+                    );
+                }
+                Some(token)
+            }
+        };
+        Ok(AdminContext {
+            token,
+            admission,
+            versions,
+        })
+    }
+}
+
+/// `/admin/...` (token required) and `/openapi.json` (open).
+pub fn routes(ctx: Arc<AdminContext>) -> Router {
+    let admin = Router::new()
+        .route(
+            "/admin/drain",
+            get(drain_state).post(drain_on).delete(drain_off),
+        )
+        .route("/admin/sync/activate/{version}", post(sync_activate))
+        .route("/admin/sync/rollback", post(sync_rollback))
+        .route_layer(middleware::from_fn_with_state(ctx.clone(), authorized))
+        .with_state(ctx);
+    admin.route("/openapi.json", get(|| async { Json(openapi()) }))
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+/// Equal, in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn authorized(
+    State(ctx): State<Arc<AdminContext>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = &ctx.token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: set [http] admin_token_file to a file holding a token",
+        );
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        _ => {
+            tracing::warn!(path = %request.uri().path(), "admin API: request without the right token");
+            crate::metrics::counter_inc("understudy_admin_refused_total", &[]);
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "send the token of [http] admin_token_file as `Authorization: Bearer <token>`",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+            r
+        }
+    }
+}
+
+fn drain_json(a: &Admission) -> Json<Value> {
+    Json(json!({ "draining": a.draining(), "active_calls": a.active() }))
+}
+
+async fn drain_state(State(ctx): State<Arc<AdminContext>>) -> Json<Value> {
+    drain_json(&ctx.admission)
+}
+
+async fn drain_on(State(ctx): State<Arc<AdminContext>>) -> Json<Value> {
+    ctx.admission.set_draining(true);
+    drain_json(&ctx.admission)
+}
+
+async fn drain_off(State(ctx): State<Arc<AdminContext>>) -> Json<Value> {
+    ctx.admission.set_draining(false);
+    drain_json(&ctx.admission)
+}
+
+/// `?force=true` activates a version whose parity test failed.
+#[derive(Deserialize)]
+struct Force {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn sync_activate(
+    State(ctx): State<Arc<AdminContext>>,
+    Path(version): Path<String>,
+    Query(q): Query<Force>,
+) -> Response {
+    let versions = ctx.versions.clone();
+    let change = VersionChange::Activate {
+        version,
+        force: q.force,
+    };
+    let done = tokio::task::spawn_blocking(move || versions(change)).await;
+    sync_answer(done, "activate")
+}
+
+async fn sync_rollback(State(ctx): State<Arc<AdminContext>>) -> Response {
+    let versions = ctx.versions.clone();
+    let done = tokio::task::spawn_blocking(move || versions(VersionChange::Rollback)).await;
+    sync_answer(done, "rollback")
+}
+
+fn sync_answer(done: Result<Result<String>, tokio::task::JoinError>, what: &str) -> Response {
+    match done {
+        Ok(Ok(id)) => {
+            tracing::info!(version = %id, "admin API: sync {what}");
+            Json(json!({ "active": id, "note": "new calls use it within seconds" })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::CONFLICT, format!("{e:#}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The OpenAPI 3.1 description of the HTTP API.
+pub fn openapi() -> Value {
+    let ok = |what: &str| json!({ "200": { "description": what } });
+    let admin = |summary: &str, what: &str| {
+        json!({
+            "summary": summary,
+            "security": [{ "bearer": [] }],
+            "responses": {
+                "200": { "description": what },
+                "401": { "description": "no token, or the wrong one" },
+                "403": { "description": "the admin API is off ([http] admin_token_file unset)" }
+            }
+        })
+    };
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Understudy appliance",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Health, status and metrics (open), and the admin API (bearer token from [http] admin_token_file). docs/admin.md"
+        },
+        "components": { "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+        "paths": {
+            "/healthz": { "get": { "summary": "the process is alive", "responses": ok("ok") } },
+            "/readyz": { "get": { "summary": "ready for calls (503 until then, with why)", "responses": ok("ready") } },
+            "/status": { "get": { "summary": "engines, bot, calls (by ingress, draining), the cloud bot", "responses": ok("the status, JSON") } },
+            "/metrics": { "get": { "summary": "Prometheus text exposition", "responses": ok("metrics") } },
+            "/calls/{id}": { "get": { "summary": "how a streamed call ended (404 when unknown)", "responses": ok("the outcome, JSON") } },
+            "/admin/drain": {
+                "get": admin("whether new calls are refused, and the calls in progress", "{draining, active_calls}"),
+                "post": admin("refuse new calls (OPTIONS and INVITE 503, streams refused) while the calls in progress finish", "{draining: true, active_calls}"),
+                "delete": admin("take new calls again", "{draining: false, active_calls}")
+            },
+            "/admin/sync/activate/{version}": {
+                "post": admin("make a stored bot version active for new calls (?force=true when its parity failed); 409 with why when refused", "{active}")
+            },
+            "/admin/sync/rollback": {
+                "post": admin("go back to the version active before; 409 when there is none", "{active}")
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_or_missing_token_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "short\n").unwrap();
+        let mut config = HttpConfig {
+            admin_token_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let admission = Arc::new(Admission::new(1, Arc::new(|| None)));
+        let versions: Versions = Arc::new(|_| anyhow::bail!("no store"));
+        let e = AdminContext::new(&config, admission.clone(), versions.clone())
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("at least 16 characters"), "{e:#}");
+        config.admin_token_file = Some(dir.path().join("missing"));
+        let e = AdminContext::new(&config, admission, versions)
+            .err()
+            .unwrap();
+        assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcde"));
+    }
+
+    #[test]
+    fn the_description_lists_every_admin_route() {
+        let doc = openapi();
+        for path in [
+            "/admin/drain",
+            "/admin/sync/activate/{version}",
+            "/admin/sync/rollback",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+    }
+}

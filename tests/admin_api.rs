@@ -1,0 +1,104 @@
+//! The admin API against a running `serve`: `/openapi.json` describes it;
+//! `/admin/...` refuses requests without the token of `[http]
+//! admin_token_file`; draining turns SIP OPTIONS to 503 and back; sync
+//! rollback and activate switch the bot that new calls get.
+
+mod sip_support;
+mod sync_support;
+
+use sip_support::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use sync_support::{fixture, Cli};
+
+const TOKEN: &str = "0f3c9a1b7d2e4f608a9b1c2d3e4f5a6b";
+
+/// One request, with the bearer token when given: (status, body).
+fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    http_request(addr, method, path, &auth).unwrap()
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn the_admin_api_drains_and_switches_versions_with_the_token_only() {
+    // Two bot versions in a store: the Rasa cafe, then the Lex bank line.
+    let cli = Cli::new();
+    for export in ["rasa/cafe-bot", "lex_v2/BankLine"] {
+        cli.ok(&[
+            "sync",
+            "pull",
+            "--from",
+            fixture(export).to_str().unwrap(),
+            "--no-embed",
+        ]);
+    }
+    let bank = cli.active().unwrap();
+    let token_file = cli.dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let serve = Serve::start(&format!(
+        "\n[sync]\nstore = {:?}\n[http]\nadmin_token_file = {:?}\n",
+        cli.store.display().to_string(),
+        token_file.display().to_string()
+    ));
+    let http = serve.http;
+
+    let (code, doc) = request(http, "GET", "/openapi.json", None);
+    assert_eq!(code, 200);
+    let doc = json(&doc);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/admin/drain"]["post"].is_object(), "{doc}");
+
+    // No token, a wrong one: refused, nothing changes.
+    for token in [None, Some("0f3c9a1b7d2e4f608a9b1c2d3e4f5a6c")] {
+        let (code, body) = request(http, "POST", "/admin/drain", token);
+        assert_eq!(code, 401, "{body}");
+        assert!(body.contains("admin_token_file"), "{body}");
+    }
+    let (code, _) = request(http, "POST", "/admin/sync/rollback", None);
+    assert_eq!(code, 401);
+    let raw = RawSip::new(serve.sip);
+    assert_eq!(raw.options_status(), Some(200));
+
+    // Drain: OPTIONS turns 503 (the SBC routes new calls elsewhere), /status says so.
+    let (code, body) = request(http, "POST", "/admin/drain", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(json(&body)["draining"], true);
+    assert_eq!(raw.options_status(), Some(503));
+    let (_, status) = http_get(http, "/status").unwrap();
+    assert_eq!(json(&status)["calls"]["draining"], true, "{status}");
+    let (code, body) = request(http, "DELETE", "/admin/drain", Some(TOKEN));
+    assert_eq!((code, json(&body)["draining"].clone()), (200, false.into()));
+    assert_eq!(raw.options_status(), Some(200));
+
+    // Rollback to the cafe, then activate the bank line again: each is served.
+    let serving = |n: usize| serve.wait_logged("serving", n, Duration::from_secs(60));
+    let before = serve.logged("serving").len();
+    let (code, body) = request(http, "POST", "/admin/sync/rollback", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    let cafe = json(&body)["active"].as_str().unwrap().to_string();
+    assert_ne!(cafe, bank);
+    let now = serving(before + 1);
+    assert_eq!(now[before]["version"], cafe, "{now:?}");
+    let (code, body) = request(
+        http,
+        "POST",
+        &format!("/admin/sync/activate/{}", &bank[..8]),
+        Some(TOKEN),
+    );
+    assert_eq!(
+        (code, json(&body)["active"].clone()),
+        (200, bank.clone().into()),
+        "{body}"
+    );
+    let now = serving(before + 2);
+    assert_eq!(now[before + 1]["version"], bank, "{now:?}");
+
+    // A version that does not exist: refused with why.
+    let (code, body) = request(http, "POST", "/admin/sync/activate/ffffffff", Some(TOKEN));
+    assert_eq!(code, 409, "{body}");
+    assert!(!json(&body)["error"].as_str().unwrap().is_empty(), "{body}");
+}
