@@ -132,6 +132,7 @@ impl Config {
             timeouts: self.engines.timeouts_ms.clone(),
             startup_timeout: Duration::from_secs(self.engines.startup_timeout_s),
             llm_ctx: self.engines.llm_ctx,
+            stt_held_utterances: self.engines.stt_held_utterances,
             gpu: self.engines.gpu,
             espeak_data: self.engines.espeak_data.clone(),
         })

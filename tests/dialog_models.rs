@@ -32,16 +32,33 @@ fn worker_dir() -> PathBuf {
 
 /// The embed and LLM workers on the test pack, ready.
 async fn engines() -> Engines {
+    engines_of(
+        EngineSet {
+            embed: true,
+            llm: true,
+            ..Default::default()
+        },
+        0,
+    )
+    .await
+}
+
+/// `set` of the test pack's workers, ready; the STT worker holding
+/// `held_utterances`.
+async fn engines_of(set: EngineSet, held_utterances: usize) -> Engines {
     let mut config = Config::default();
+    config.engines.stt_held_utterances = held_utterances;
     config.models.pack = "test".into();
     config.engines.worker_dir = Some(worker_dir());
     // The test machine is shared with builds: generous deadlines here; latency is measured, not enforced.
     config.engines.timeouts_ms.llm = 30_000;
     config.engines.timeouts_ms.embed = 10_000;
+    // The acoustic test scores every phrase of the demo bot in one request.
+    config.engines.timeouts_ms.stt = 60_000;
     let cfg = config.engine_config().unwrap_or_else(|e| {
         panic!("{e:#}\nthe dialog model tests need the test pack: run `understudy models fetch --pack test`")
     });
-    for worker in ["understudy-embed", "understudy-llm"] {
+    for worker in ["understudy-embed", "understudy-llm", "understudy-stt"] {
         let path = cfg.worker_dir.join(worker);
         assert!(
             path.exists(),
@@ -49,14 +66,7 @@ async fn engines() -> Engines {
             path.display()
         );
     }
-    let engines = Engines::start(
-        &cfg,
-        EngineSet {
-            embed: true,
-            llm: true,
-            ..Default::default()
-        },
-    );
+    let engines = Engines::start(&cfg, set);
     engines
         .wait_ready(cfg.startup_timeout)
         .await
@@ -68,6 +78,7 @@ fn nlu(engines: &Engines, embed: bool, llm: bool) -> Nlu {
     Nlu {
         embed: engines.embed.clone().filter(|_| embed),
         llm: engines.llm.clone().filter(|_| llm),
+        stt: None,
     }
 }
 
@@ -298,6 +309,7 @@ async fn engine_failures_are_errors_not_no_matches() {
         Nlu {
             embed: None,
             llm: Some(llm),
+            stt: None,
         },
     )
     .await
@@ -331,6 +343,7 @@ async fn engine_failures_are_errors_not_no_matches() {
         Nlu {
             embed: Some(embed),
             llm: None,
+            stt: None,
         },
     )
     .await;
@@ -419,4 +432,74 @@ async fn a_slow_llm_answer_gives_way_to_the_fact() {
         assert!(answer.llm_ms < 1000.0, "{answer:?}");
         assert!(bot.static_prompts().contains(&answer.text));
     }
+}
+
+/// The acoustic stage (`recognition.acoustic`): when the words leave every
+/// intent unsure, Whisper's decoder scores the intents' phrases against the
+/// caller's audio, which the STT worker holds. Here the words are far from
+/// everything but the audio says an agent phrase: the stage takes `agent`.
+/// Without the audio (typed text), or with a margin no phrase can clear, it
+/// decides nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsure_words_are_decided_by_the_callers_audio() {
+    let engines = engines_of(
+        EngineSet {
+            embed: true,
+            stt: true,
+            ..Default::default()
+        },
+        2,
+    )
+    .await;
+    let stt = engines.stt.clone().unwrap();
+    let with = |margin: f32| {
+        let mut bundle = Bundle::demo();
+        let r = &mut bundle.settings.recognition;
+        (r.acoustic, r.acoustic_floor, r.acoustic_intents) = (true, -1.0, 20);
+        (r.acoustic_phrases, r.acoustic_margin, r.acoustic_max_gap) = (100, margin, 100.0);
+        bundle
+    };
+    let nlu = Nlu {
+        embed: engines.embed.clone(),
+        llm: None,
+        stt: Some(stt.clone()),
+    };
+    let bot = Bot::load(with(0.2), nlu.clone()).await.unwrap();
+    let strict = Bot::load(with(100.0), nlu).await.unwrap();
+
+    let audio = espeak("let me speak to a human");
+    let heard = stt.transcribe(&audio, None).await.unwrap();
+    let utterance = heard.utterance.expect("the STT worker holds the utterance");
+    let words = "Purple elephants sing loudly.";
+    let input = || UserInput::Heard {
+        text: words.into(),
+        utterance,
+    };
+
+    let (mut conv, _) = bot.start();
+    let turn = bot.respond(&mut conv, input()).await.unwrap();
+    assert_eq!(turn.intent.as_deref(), Some("agent"), "{turn:?}");
+    assert_eq!(turn.matched_by, MatchSource::Acoustic);
+    assert!(turn.timings.acoustic_ms > 0.0);
+
+    let (mut conv, _) = bot.start();
+    let typed = say(&bot, &mut conv, words).await;
+    assert_ne!(typed.matched_by, MatchSource::Acoustic, "{typed:?}");
+    let (mut conv, _) = strict.start();
+    let unsure = strict.respond(&mut conv, input()).await.unwrap();
+    assert_ne!(unsure.matched_by, MatchSource::Acoustic, "{unsure:?}");
+}
+
+/// `text` spoken by espeak-ng, 16 kHz mono.
+fn espeak(text: &str) -> Vec<i16> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("caller.wav");
+    let status = std::process::Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (apt-get install espeak-ng)");
+    assert!(status.success(), "espeak-ng failed for {text:?}");
+    understudy::audio::wav::read_canonical(&path).unwrap()
 }

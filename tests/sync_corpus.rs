@@ -95,6 +95,7 @@ async fn every_export_of_the_corpus_imports_validates_and_passes_parity() {
     let nlu = Nlu {
         embed: engines.embed.clone(),
         llm: engines.llm.clone(),
+        stt: None,
     };
     let min = config.sync.min_pass_rate;
 

@@ -165,6 +165,7 @@ async fn a_new_version_goes_live_for_new_calls_while_a_call_finishes_on_the_old_
     let nlu = understudy::dialog::Nlu {
         embed: engines.embed.clone(),
         llm: None,
+        stt: None,
     };
     let first = agent
         .pull(PullOptions {

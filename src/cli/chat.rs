@@ -66,6 +66,7 @@ pub async fn run(args: ChatArgs, config: &Config) -> Result<()> {
     let nlu = Nlu {
         embed: engines.embed.clone(),
         llm: engines.llm.clone(),
+        stt: None,
     };
     let lang = args
         .language

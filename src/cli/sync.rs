@@ -119,6 +119,7 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
                 nlu: Nlu {
                     embed: running.embed.clone(),
                     llm: running.llm.clone(),
+                    stt: None,
                 },
             };
             let result = agent.pull(opts).await;
@@ -200,6 +201,7 @@ pub async fn run(cmd: SyncCommand, config: &Config) -> Result<()> {
             let nlu = Nlu {
                 embed: running.embed.clone(),
                 llm: running.llm.clone(),
+                stt: None,
             };
             let result = async {
                 match (from, version) {

@@ -100,6 +100,11 @@ pub struct EnginesConfig {
     pub startup_timeout_s: u64,
     /// espeak-ng data for the voice (default: the worker finds its own).
     pub espeak_data: Option<PathBuf>,
+    /// Caller utterances the STT worker holds (their encoded audio) so a
+    /// bundle's `recognition.acoustic` stage can score phrases against them;
+    /// 0 (the default) holds none and that stage never runs. Each costs
+    /// a Whisper state (~50 MB with base); 4 is enough for one box.
+    pub stt_held_utterances: usize,
 }
 
 impl Default for EnginesConfig {
@@ -112,6 +117,7 @@ impl Default for EnginesConfig {
             llm_ctx: 2048,
             startup_timeout_s: 120,
             espeak_data: None,
+            stt_held_utterances: 0,
         }
     }
 }
@@ -135,6 +141,8 @@ pub struct EngineConfig {
     pub gpu: bool,
     /// espeak-ng data for the voice; `None` lets the TTS worker find its own.
     pub espeak_data: Option<PathBuf>,
+    /// Caller utterances the STT worker holds for scoring (0: none).
+    pub stt_held_utterances: usize,
 }
 
 impl EngineConfig {

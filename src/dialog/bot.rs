@@ -8,7 +8,7 @@ use super::knowledge::Knowledge;
 use super::recognize::Recognizer;
 use super::slots::Matcher;
 use super::validate::Severity;
-use crate::engines::{EmbedClient, EngineError, LlmClient};
+use crate::engines::{EmbedClient, EngineError, LlmClient, SttClient};
 use crate::metrics;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -21,6 +21,9 @@ pub struct Nlu {
     pub embed: Option<EmbedClient>,
     /// The LLM for classification, slot filling and worded answers.
     pub llm: Option<LlmClient>,
+    /// Whisper, to score the likeliest intents' phrases against what a
+    /// caller said ([`super::UserInput::Heard`]); `None` for typed input.
+    pub stt: Option<SttClient>,
 }
 
 /// Why a bot could not be loaded.

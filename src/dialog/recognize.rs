@@ -1,7 +1,9 @@
 //! Intent recognition, cheapest first: rules (exact and contained training
 //! phrases and keywords), then embeddings (cosine against every training
 //! phrase, with an accept threshold and a margin over the runner-up), then
-//! the LLM constrained by a grammar to the intent names or `none`.
+//! Whisper's decoder scoring the closest intents' phrases against the
+//! caller's audio, then the LLM constrained by a grammar to the intent names
+//! or `none`.
 //!
 //! Each stage only considers the intents active in the current state (its own
 //! transitions plus the global ones), so "yes" in one state cannot trigger an
@@ -11,7 +13,9 @@ use super::bundle::{Bundle, RecognitionSettings};
 use super::slots::{contains_words, gbnf_choice};
 use super::text::{clauses, cosine, is_filler, is_negator, words};
 use super::turn::MatchSource;
-use crate::engines::{ChatMessage, EmbedClient, EngineError, GenerateRequest, LlmClient};
+use crate::engines::{
+    ChatMessage, EmbedClient, EngineError, GenerateRequest, LlmClient, SttClient,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A recognised intent.
@@ -59,6 +63,8 @@ pub struct Recognizer {
     intents: Vec<IntentEntry>,
     /// (index into `intents`, unit vector) for every training phrase.
     phrase_vectors: Vec<(usize, Vec<f32>)>,
+    /// The training phrases' texts, in the order of `phrase_vectors`.
+    phrase_texts: Vec<String>,
     settings: RecognitionSettings,
     bot_name: String,
 }
@@ -111,6 +117,7 @@ impl Recognizer {
         Recognizer {
             intents,
             phrase_vectors: vec![],
+            phrase_texts: vec![],
             settings: bundle.settings.recognition.clone(),
             bot_name: bundle.bot.name.clone(),
         }
@@ -138,6 +145,7 @@ impl Recognizer {
         }
         let vectors = embed.embed_batched(&texts).await?;
         self.phrase_vectors = owners.into_iter().zip(vectors).collect();
+        self.phrase_texts = texts;
         Ok(())
     }
 
@@ -256,6 +264,83 @@ impl Recognizer {
                 })
         });
         (accepted, scores)
+    }
+
+    /// Stage 2b: Whisper's decoder scores the phrases of the closest
+    /// intents (by `scores`, each by its phrases closest to `whole`, the
+    /// utterance's vector) against the caller's audio, held by the STT
+    /// worker as `utterance`. It takes the intent whose phrase explains the
+    /// audio best when that phrase is near Whisper's own transcript and
+    /// leads the other intents' by the margin. An utterance the worker no
+    /// longer holds (it keeps the last few) skips the stage.
+    pub async fn acoustic(
+        &self,
+        stt: &SttClient,
+        utterance: u64,
+        whole: &[f32],
+        scores: &EmbeddingScores,
+    ) -> Result<Option<Recognition>, EngineError> {
+        let s = &self.settings;
+        let shortlist: Vec<&str> = scores
+            .ranked
+            .iter()
+            .filter(|(_, score)| *score >= s.acoustic_floor)
+            .take(s.acoustic_intents)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if shortlist.len() < 2 {
+            return Ok(None);
+        }
+        // Each shortlisted intent's phrases, closest to the utterance first.
+        let mut owners = vec![];
+        let mut candidates = vec![];
+        for intent in &shortlist {
+            let mut phrases: Vec<(f32, &str)> = self
+                .phrase_vectors
+                .iter()
+                .zip(&self.phrase_texts)
+                .filter(|((i, _), _)| self.intents[*i].name == *intent)
+                .map(|((_, v), text)| (cosine(whole, v), text.as_str()))
+                .collect();
+            phrases.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (_, text) in phrases.into_iter().take(s.acoustic_phrases) {
+                owners.push(*intent);
+                candidates.push(text.to_string());
+            }
+        }
+        let scored = match stt.score(utterance, &candidates).await {
+            Ok(scored) => scored,
+            // Evicted by newer utterances: decide without it.
+            Err(EngineError::Engine { message, .. }) if message.contains("no longer held") => {
+                tracing::debug!(utterance, "acoustic stage skipped: {message}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut best: BTreeMap<&str, f32> = BTreeMap::new();
+        for (intent, score) in owners.iter().zip(&scored.candidates) {
+            let entry = best.entry(intent).or_insert(f32::MIN);
+            *entry = entry.max(*score);
+        }
+        let mut ranked: Vec<(&str, f32)> = best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (intent, top) = ranked[0];
+        let runner_up = ranked.get(1).map_or(f32::MIN, |r| r.1);
+        let gap = scored.transcript - top;
+        tracing::debug!(
+            ?ranked,
+            transcript = scored.transcript,
+            ?candidates,
+            ms = scored.ms,
+            "acoustic stage"
+        );
+        let taken = top - runner_up >= s.acoustic_margin && gap <= s.acoustic_max_gap;
+        Ok(taken.then(|| Recognition {
+            intent: intent.to_string(),
+            // The phrase's per-token probability relative to the transcript's.
+            confidence: (-gap.max(0.0)).exp(),
+            source: MatchSource::Acoustic,
+        }))
     }
 
     /// The intents the LLM may choose from: without embeddings every active

@@ -9,6 +9,15 @@ use std::collections::BTreeMap;
 pub enum UserInput {
     /// A transcript (an empty one counts as no input).
     Text(String),
+    /// A transcript of the caller's audio that the STT worker still holds
+    /// under `utterance`, so recognition may score candidate phrases against
+    /// the audio itself ([`crate::engines::SttClient::score`]).
+    Heard {
+        /// What Whisper wrote.
+        text: String,
+        /// The STT worker's handle for the audio.
+        utterance: u64,
+    },
     /// Keyed digits, e.g. "0" or "48213#" (the terminator is stripped).
     Dtmf(String),
     /// Silence past the no-input timeout.
@@ -23,6 +32,8 @@ pub enum MatchSource {
     Rule,
     /// The closest training phrase by embedding similarity.
     Embedding,
+    /// Whisper's decoder, scoring the likeliest intents' phrases against the caller's audio.
+    Acoustic,
     /// The LLM classified the utterance or filled the slot.
     Llm,
     /// Keyed digits (DTMF) mapped by the state.
@@ -41,6 +52,7 @@ impl MatchSource {
         match self {
             MatchSource::Rule => "rule",
             MatchSource::Embedding => "embedding",
+            MatchSource::Acoustic => "acoustic",
             MatchSource::Llm => "llm",
             MatchSource::Dtmf => "dtmf",
             MatchSource::Knowledge => "knowledge",
@@ -170,6 +182,8 @@ pub struct DialogTimings {
     pub embed_ms: f64,
     /// Every LLM request of the turn (classification, slot filling, answer).
     pub llm_ms: f64,
+    /// Scoring phrases against the caller's audio.
+    pub acoustic_ms: f64,
     /// The whole turn, in ms.
     pub total_ms: f64,
 }

@@ -13,6 +13,21 @@ pub struct Transcript {
     pub ms: f64,
     /// Time inside the worker.
     pub worker_ms: f64,
+    /// The worker's handle for this utterance while it holds it, for
+    /// [`SttClient::score`].
+    pub utterance: Option<u64>,
+}
+
+/// How well candidate texts explain an utterance, by Whisper's decoder: mean
+/// log-probability per token, 0 at best.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AcousticScores {
+    /// The worker's own transcript (the reference).
+    pub transcript: f32,
+    /// One per candidate, in order.
+    pub candidates: Vec<f32>,
+    /// Round trip as the call plane saw it.
+    pub ms: f64,
 }
 
 /// Speech-to-text (Whisper, gated by Silero).
@@ -32,6 +47,8 @@ impl SttClient {
             path_arg(&cfg.pack.stt_vad_model),
             "--threads".into(),
             cfg.threads.stt.to_string(),
+            "--keep-utterances".into(),
+            cfg.stt_held_utterances.to_string(),
         ];
         if let Some(fast) = &cfg.pack.stt_fast_model {
             args.push("--fast-model".into());
@@ -88,12 +105,42 @@ impl SttClient {
                 text,
                 no_speech,
                 timings,
+                utterance,
                 ..
             } => Ok(Transcript {
                 text,
                 no_speech,
                 ms,
                 worker_ms: timings.total_ms,
+                utterance,
+            }),
+            other => Err(unexpected("stt", &other)),
+        }
+    }
+
+    /// Score `candidates` against the utterance the worker holds under
+    /// `utterance` ([`Transcript::utterance`]).
+    pub async fn score(
+        &self,
+        utterance: u64,
+        candidates: &[String],
+    ) -> Result<AcousticScores, EngineError> {
+        let started = Instant::now();
+        let request = Request::Score {
+            utterance,
+            candidates: candidates.to_vec(),
+        };
+        let reply = self.worker.request(request, Vec::new()).await?;
+        let ms = observe("stt", "score", started);
+        match reply.body {
+            Response::Scores {
+                transcript,
+                candidates,
+                ..
+            } => Ok(AcousticScores {
+                transcript,
+                candidates,
+                ms,
             }),
             other => Err(unexpected("stt", &other)),
         }

@@ -148,6 +148,11 @@ async fn decide(
                 report.transcript = transcript.text.clone();
                 if transcript.no_speech || transcript.text.trim().is_empty() {
                     UserInput::NoInput
+                } else if let Some(utterance) = transcript.utterance {
+                    UserInput::Heard {
+                        text: transcript.text,
+                        utterance,
+                    }
                 } else {
                     UserInput::Text(transcript.text)
                 }

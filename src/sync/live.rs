@@ -60,6 +60,7 @@ pub async fn prepare(
     let nlu = Nlu {
         embed: engines.embed.clone(),
         llm: engines.llm.clone(),
+        stt: engines.stt.clone(),
     };
     let bot = Arc::new(
         Bot::load(bundle, nlu)

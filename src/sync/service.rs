@@ -67,6 +67,7 @@ pub fn spawn(
                     nlu: Nlu {
                         embed: engines.embed.clone(),
                         llm: engines.llm.clone(),
+                        stt: None,
                     },
                     ..Default::default()
                 };

@@ -220,11 +220,16 @@ impl Bot {
             step.action = action;
             return Ok(self.finish(conv, step, started));
         }
+        // Audio the STT worker holds is a transcript with something more.
+        let (input, heard) = match input {
+            UserInput::Heard { text, utterance } => (UserInput::Text(text), Some(utterance)),
+            other => (other, None),
+        };
         let step = match input {
             UserInput::Text(text) if !text.trim().is_empty() => {
                 conv.remember("caller", text.clone());
                 conv.no_input = 0;
-                self.on_text(conv, text.trim()).await?
+                self.on_text(conv, text.trim(), heard).await?
             }
             UserInput::Dtmf(keys) => {
                 // Keys or silence leave a confirmation question unanswered.
@@ -233,7 +238,7 @@ impl Bot {
                 conv.no_input = 0;
                 self.on_keys(conv, &keys)
             }
-            UserInput::Text(_) | UserInput::NoInput => {
+            UserInput::Text(_) | UserInput::Heard { .. } | UserInput::NoInput => {
                 conv.confirming = None;
                 conv.remember("caller", "[no input]".into());
                 self.on_no_input(conv)
@@ -252,7 +257,12 @@ impl Bot {
         self.finish(conv, step, started)
     }
 
-    async fn on_text(&self, conv: &mut Conversation, text: &str) -> Result<Step, EngineError> {
+    async fn on_text(
+        &self,
+        conv: &mut Conversation,
+        text: &str,
+        heard: Option<u64>,
+    ) -> Result<Step, EngineError> {
         // The answer to "Just to check: is that about ...?"
         if let Some(pending) = conv.confirming.take() {
             if let Some(step) = self.confirmation_answer(conv, pending, text) {
@@ -321,9 +331,30 @@ impl Bot {
                     recognized = accepted;
                 }
                 facts = Some(found);
-                embedded = Some(scores);
+                embedded = Some((scores, vectors));
             }
         }
+        // Unsure from the words: what do the likeliest intents' phrases
+        // sound like against what the caller actually said?
+        if let (None, None, false, Some(utterance), Some(stt), Some((scores, vectors))) = (
+            &recognized,
+            collect,
+            knowledge_first,
+            heard,
+            &self.nlu.stt,
+            &embedded,
+        ) {
+            if self.bundle.settings.recognition.acoustic {
+                let started = Instant::now();
+                let whole = vectors.first().map(Vec::as_slice).unwrap_or_default();
+                recognized = self
+                    .recognizer
+                    .acoustic(stt, utterance, whole, scores)
+                    .await?;
+                step.timings.acoustic_ms += stage("acoustic", started);
+            }
+        }
+        let embedded = embedded.map(|(scores, _)| scores);
         if let (None, Some(c), Some(llm)) = (&recognized, collect, &self.nlu.llm) {
             if self.bundle.settings.recognition.llm_slots {
                 let started = Instant::now();

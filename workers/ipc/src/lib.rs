@@ -124,6 +124,19 @@ pub enum Request {
         fast: bool,
     },
 
+    /// STT worker: how well each candidate text explains an utterance it
+    /// transcribed and still holds (`utterance` from its
+    /// [`Response::Transcript`]): Whisper's decoder reads each candidate
+    /// against the audio already encoded, so no audio travels again.
+    /// Answered with [`Response::Scores`], or with [`ErrorCode::BadRequest`]
+    /// when the worker no longer holds that utterance.
+    Score {
+        /// The handle of a transcribed utterance.
+        utterance: u64,
+        /// Texts to score, e.g. the training phrases of the likeliest intents.
+        candidates: Vec<String>,
+    },
+
     /// LLM worker: complete a chat with the model's own chat template.
     Generate {
         /// The conversation so far, oldest first, rendered with the model's chat template.
@@ -232,6 +245,22 @@ pub enum Response {
         /// Speech found by the worker's VAD, in ms from the start of the audio.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         speech_ms: Option<(f64, f64)>,
+        /// The worker holds this utterance's encoded audio for a while under
+        /// this handle, for [`Request::Score`]; `None` when it keeps none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        utterance: Option<u64>,
+        /// Where the worker spent its time.
+        timings: WorkerTimings,
+    },
+    /// Answer to [`Request::Score`]: mean log-probability per token (end of
+    /// text included) of each candidate given the audio, and of the
+    /// worker's own transcript as the reference. Closer to the transcript's
+    /// score means a better explanation of what was said.
+    Scores {
+        /// The transcript's own score.
+        transcript: f32,
+        /// One score per candidate, in the request's order.
+        candidates: Vec<f32>,
         /// Where the worker spent its time.
         timings: WorkerTimings,
     },

@@ -65,6 +65,12 @@ struct Args {
     #[arg(long, value_name = "TEXT")]
     initial_prompt: Option<String>,
 
+    /// How many transcribed utterances to hold (their encoded audio) for
+    /// `score` requests, newest kept. Each holds a Whisper state (~50 MB
+    /// with base); 0 (the default) holds none, so `score` always fails.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    keep_utterances: usize,
+
     /// Run Whisper on the GPU (needs a build with `--features cuda`, see
     /// docs/gpu.md); Silero stays on the CPU, where its few milliseconds do not
     /// pay for a transfer. Without it, or in a CPU build, Whisper runs on the CPU.
@@ -90,13 +96,16 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
     model_file::check(&args.model, ModelKind::Whisper)?;
     model_file::check(&args.vad_model, ModelKind::SileroVad)?;
     let gate = SpeechGate::load(&args.vad_model, args.vad_threads, false)?;
-    let settings = Settings {
+    let mut settings = Settings {
         threads: args.threads,
+        keep: args.keep_utterances,
         language: &args.language,
         initial_prompt: args.initial_prompt.as_deref(),
         use_gpu,
     };
     let whisper = Transcriber::load(&args.model, &settings)?;
+    // Clean bot speech is never scored.
+    settings.keep = 0;
     let fast = match &args.fast_model {
         Some(path) => {
             model_file::check(path, ModelKind::Whisper)?;
@@ -114,6 +123,7 @@ fn load(args: &Args) -> Result<(SttEngine, ReadyInfo), String> {
         info.insert("fast_model_type".into(), fast.model_type().into());
     }
     info.insert("language".into(), args.language.clone().into());
+    info.insert("keep_utterances".into(), args.keep_utterances.into());
     info.insert(
         "initial_prompt".into(),
         args.initial_prompt.is_some().into(),
@@ -164,11 +174,18 @@ impl Engine for SttEngine {
         _out: &Responder,
         cancel: &CancelToken,
     ) -> Result<(Response, Vec<u8>), (ErrorCode, String)> {
-        let Request::Transcribe { prompt, fast } = request else {
-            return Err((
-                ErrorCode::BadRequest,
-                "the STT worker serves only `transcribe` requests".into(),
-            ));
+        let (prompt, fast) = match request {
+            Request::Transcribe { prompt, fast } => (prompt, fast),
+            Request::Score {
+                utterance,
+                candidates,
+            } => return self.score(utterance, &candidates),
+            _ => {
+                return Err((
+                    ErrorCode::BadRequest,
+                    "the STT worker serves only `transcribe` and `score` requests".into(),
+                ))
+            }
         };
         if payload.len() % 2 != 0 {
             return Err((
@@ -207,6 +224,7 @@ impl Engine for SttEngine {
                     text: String::new(),
                     no_speech: true,
                     speech_ms: None,
+                    utterance: None,
                     timings,
                 },
                 Vec::new(),
@@ -227,10 +245,11 @@ impl Engine for SttEngine {
             })
             .map_err(|e| (ErrorCode::Engine, e))?;
         let whisper_ms = ms_since(whisper_started);
-        let Some(text) = text else {
+        let Some(transcribed) = text else {
             tracing::info!(id, whisper_ms, "whisper stopped: request cancelled");
             return Err((ErrorCode::Cancelled, "cancelled while transcribing".into()));
         };
+        let text = transcribed.text;
         let total_ms = ms_since(started);
         tracing::info!(
             id,
@@ -248,9 +267,59 @@ impl Engine for SttEngine {
                 text,
                 no_speech: false,
                 speech_ms: Some((to_ms(speech.found.start), to_ms(speech.found.end))),
+                utterance: transcribed.utterance,
                 timings: WorkerTimings {
                     total_ms,
                     vad_ms: Some(vad_ms),
+                    first_output_ms: None,
+                },
+            },
+            Vec::new(),
+        ))
+    }
+}
+
+impl SttEngine {
+    /// Score candidate texts against a held utterance (`Request::Score`).
+    fn score(
+        &mut self,
+        utterance: u64,
+        candidates: &[String],
+    ) -> Result<(Response, Vec<u8>), (ErrorCode, String)> {
+        if candidates.iter().any(|c| c.contains('\0')) {
+            return Err((
+                ErrorCode::BadRequest,
+                "a candidate contains a NUL character".into(),
+            ));
+        }
+        let started = Instant::now();
+        let scores = self
+            .whisper
+            .score(utterance, candidates)
+            .map_err(|e| (ErrorCode::Engine, e))?
+            .ok_or_else(|| {
+                (
+                    ErrorCode::BadRequest,
+                    format!(
+                        "utterance {utterance} is no longer held: score right after transcribing"
+                    ),
+                )
+            })?;
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(
+            utterance,
+            candidates = candidates.len(),
+            total_ms,
+            transcript = scores.transcript,
+            "scored"
+        );
+        Ok((
+            Response::Scores {
+                transcript: scores.transcript,
+                candidates: scores.candidates,
+                timings: WorkerTimings {
+                    total_ms,
+                    vad_ms: None,
                     first_output_ms: None,
                 },
             },

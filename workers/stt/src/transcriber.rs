@@ -1,6 +1,7 @@
 //! Whisper (whisper.cpp through whisper-rs) with the settings measured for
 //! short caller turns in BUILD-NOTES.md ("Whisper settings").
 
+use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::path::Path;
 use whisper_rs::{
@@ -12,6 +13,8 @@ use crate::speech_gate::SAMPLE_RATE;
 
 pub struct Settings<'a> {
     pub threads: u16,
+    /// How many transcribed utterances to hold for scoring (0: none).
+    pub keep: usize,
     pub language: &'a str,
     /// Used when a request brings no prompt of its own.
     pub initial_prompt: Option<&'a str>,
@@ -20,12 +23,41 @@ pub struct Settings<'a> {
 
 pub struct Transcriber {
     ctx: WhisperContext,
-    /// Reused by every request: `no_context(true)` clears the text history it
-    /// keeps, and a fresh state costs buffer allocations each time.
-    state: WhisperState,
+    /// The state the next request uses. States are reused: `no_context(true)`
+    /// clears the text history one keeps, and a fresh one costs buffer
+    /// allocations (25-60 ms).
+    spare: Option<WhisperState>,
+    /// The last transcribed utterances, oldest first, with their encoded
+    /// audio, for [`Transcriber::score`]; at most `keep` of them.
+    kept: VecDeque<Kept>,
+    keep: usize,
+    next_handle: u64,
     threads: u16,
     language: String,
     default_prompt: Vec<WhisperTokenId>,
+}
+
+/// A transcribed utterance whose state (the encoder's output) is held.
+struct Kept {
+    handle: u64,
+    state: WhisperState,
+    text: String,
+}
+
+/// A transcription and, when the utterance is kept, its handle.
+pub struct Transcribed {
+    /// The text, non-speech annotations dropped.
+    pub text: String,
+    /// The handle for [`Transcriber::score`].
+    pub utterance: Option<u64>,
+}
+
+/// Candidate scores for a kept utterance (mean log-probability per token).
+pub struct Scores {
+    /// The utterance's own transcript.
+    pub transcript: f32,
+    /// Each candidate, in order.
+    pub candidates: Vec<f32>,
 }
 
 impl Transcriber {
@@ -35,7 +67,7 @@ impl Transcriber {
         params.use_gpu(settings.use_gpu);
         let ctx = WhisperContext::new_with_params(model, params)
             .map_err(|e| crate::load_error("Whisper model", model, e))?;
-        let state = ctx
+        let spare = ctx
             .create_state()
             .map_err(|e| crate::load_error("Whisper model", model, e))?;
         if whisper_rs::get_lang_id(settings.language).is_none() {
@@ -53,7 +85,10 @@ impl Transcriber {
         }
         let mut transcriber = Transcriber {
             ctx,
-            state,
+            spare: Some(spare),
+            kept: VecDeque::new(),
+            keep: settings.keep,
+            next_handle: 1,
             threads: settings.threads,
             language: settings.language.to_string(),
             default_prompt: Vec::new(),
@@ -80,6 +115,114 @@ impl Transcriber {
     /// default initial prompt. Returns `None` when `cancelled()` turned true.
     pub fn transcribe<F: Fn() -> bool>(
         &mut self,
+        samples: &[f32],
+        prompt: Option<&str>,
+        cancelled: &F,
+    ) -> Result<Option<Transcribed>, String> {
+        let mut state = self.take_state()?;
+        let result = self.transcribe_with(&mut state, samples, prompt, cancelled);
+        match result {
+            Ok(Some(text)) if self.keep > 0 => {
+                let handle = self.next_handle;
+                self.next_handle += 1;
+                self.kept.push_back(Kept {
+                    handle,
+                    state,
+                    text: text.clone(),
+                });
+                Ok(Some(Transcribed {
+                    text,
+                    utterance: Some(handle),
+                }))
+            }
+            other => {
+                self.spare = Some(state);
+                other.map(|t| {
+                    t.map(|text| Transcribed {
+                        text,
+                        utterance: None,
+                    })
+                })
+            }
+        }
+    }
+
+    /// The state for the next request: the spare one, a new one while fewer
+    /// than `keep` utterances are held, else the oldest held one's.
+    fn take_state(&mut self) -> Result<WhisperState, String> {
+        if let Some(state) = self.spare.take() {
+            return Ok(state);
+        }
+        if self.kept.len() >= self.keep {
+            if let Some(oldest) = self.kept.pop_front() {
+                return Ok(oldest.state);
+            }
+        }
+        self.ctx
+            .create_state()
+            .map_err(|e| format!("Whisper cannot make a state: {e}"))
+    }
+
+    /// Score `candidates` against the held utterance `handle`: the mean
+    /// log-probability per token (end of text included) that Whisper's
+    /// decoder gives each text, without the domain prompt. `None` when the
+    /// utterance is no longer held.
+    pub fn score(&mut self, handle: u64, candidates: &[String]) -> Result<Option<Scores>, String> {
+        let Some(index) = self.kept.iter().position(|k| k.handle == handle) else {
+            return Ok(None);
+        };
+        let mut prefix = vec![self.ctx.token_sot()];
+        if self.ctx.is_multilingual() {
+            let lang = whisper_rs::get_lang_id(&self.language).unwrap_or(0);
+            prefix.push(self.ctx.token_lang(lang));
+            prefix.push(self.ctx.token_transcribe());
+        }
+        prefix.push(self.ctx.token_not());
+        let eot = self.ctx.token_eot();
+        let texts: Vec<Vec<WhisperTokenId>> = std::iter::once(self.kept[index].text.clone())
+            .chain(candidates.iter().cloned())
+            .map(|t| self.text_tokens(&t))
+            .collect::<Result<_, _>>()?;
+        let threads = usize::from(self.threads);
+        let state = &mut self.kept[index].state;
+        let fail = |e: whisper_rs::WhisperError| format!("Whisper could not score: {e}");
+        state.decode(&prefix, 0, threads).map_err(fail)?;
+        let first = state.get_logits().map_err(fail)?.to_vec();
+        let mut scores = Vec::with_capacity(texts.len());
+        for tokens in &texts {
+            let mut total = 0.0f32;
+            let mut logits = first.clone();
+            for (i, &token) in tokens.iter().enumerate() {
+                total += log_probability(&logits, token);
+                state
+                    .decode(&[token], prefix.len() + i, threads)
+                    .map_err(fail)?;
+                logits.copy_from_slice(state.get_logits().map_err(fail)?);
+            }
+            total += log_probability(&logits, eot);
+            scores.push(total / (tokens.len() + 1) as f32);
+        }
+        Ok(Some(Scores {
+            transcript: scores[0],
+            candidates: scores[1..].to_vec(),
+        }))
+    }
+
+    /// A text as Whisper writes it after the prompt: with a leading space.
+    fn text_tokens(&self, text: &str) -> Result<Vec<WhisperTokenId>, String> {
+        let spaced = format!(" {}", text.trim());
+        let mut tokens = self
+            .ctx
+            .tokenize(&spaced, spaced.len() + 1)
+            .map_err(|e| format!("cannot tokenize a candidate: {e}"))?;
+        // The decoder's text context holds 448 tokens, the prefix included.
+        tokens.truncate(self.ctx.n_text_ctx() as usize / 2);
+        Ok(tokens)
+    }
+
+    fn transcribe_with<F: Fn() -> bool>(
+        &self,
+        state: &mut WhisperState,
         samples: &[f32],
         prompt: Option<&str>,
         cancelled: &F,
@@ -122,13 +265,13 @@ impl Transcriber {
         }
 
         crate::whisper_log::clear();
-        let result = self.state.full(params, samples);
+        let result = state.full(params, samples);
         if cancelled() {
             return Ok(None);
         }
         result.map_err(|e| format!("Whisper failed: {}", crate::whisper_log::reason(e)))?;
         let mut text = String::new();
-        for segment in self.state.as_iter() {
+        for segment in state.as_iter() {
             let piece = segment
                 .to_str_lossy()
                 .map_err(|e| format!("Whisper output: {e}"))?;
@@ -152,6 +295,13 @@ impl Transcriber {
         }
         Ok(tokens)
     }
+}
+
+/// `ln p(token)` under the softmax of `logits`.
+fn log_probability(logits: &[f32], token: WhisperTokenId) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    logits[token as usize] - max - sum.ln()
 }
 
 unsafe extern "C" fn abort_trampoline<F: Fn() -> bool>(data: *mut c_void) -> bool {

@@ -45,6 +45,7 @@ struct Transcript {
     text: String,
     no_speech: bool,
     speech_ms: Option<(f64, f64)>,
+    utterance: Option<u64>,
 }
 
 fn transcribe(worker: &mut Worker, audio: &[i16], prompt: Option<&str>) -> Transcript {
@@ -69,6 +70,7 @@ fn transcribe_by(
             text,
             no_speech,
             speech_ms,
+            utterance,
             timings,
         } => {
             assert!(timings.total_ms > 0.0 && timings.vad_ms.is_some());
@@ -76,6 +78,7 @@ fn transcribe_by(
                 text,
                 no_speech,
                 speech_ms,
+                utterance,
             }
         }
         other => panic!(
@@ -284,4 +287,73 @@ fn other_requests_and_odd_payloads_are_bad_requests() {
             ..
         }
     ));
+}
+
+/// Score `candidates` against a held utterance: the scores, or the error.
+fn score(
+    worker: &mut Worker,
+    utterance: u64,
+    candidates: &[&str],
+) -> Result<(f32, Vec<f32>), String> {
+    let request = Request::Score {
+        utterance,
+        candidates: candidates.iter().map(|c| c.to_string()).collect(),
+    };
+    match worker.request(request, &[]) {
+        Response::Scores {
+            transcript,
+            candidates,
+            timings,
+        } => {
+            assert!(timings.total_ms > 0.0);
+            Ok((transcript, candidates))
+        }
+        Response::Error {
+            code: ErrorCode::BadRequest,
+            message,
+        } => Err(message),
+        other => panic!("expected scores, got {other:?}"),
+    }
+}
+
+#[test]
+fn candidates_are_scored_against_the_held_audio() {
+    let (mut worker, info) = start_with(&[&"--keep-utterances", &"2"]);
+    assert_eq!(info["keep_utterances"].as_u64(), Some(2));
+    let said = transcribe(&mut worker, &jfk(), None);
+    let first = said.utterance.expect("a held utterance has a handle");
+    let (transcript, scores) = score(
+        &mut worker,
+        first,
+        &[
+            "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.",
+            "And so my fellow Americans, ask not what your country can do for you.",
+            "I want to return a jacket that does not fit.",
+        ],
+    )
+    .unwrap();
+    // Mean log-probabilities per token: the transcript is Whisper's own
+    // reading; the words said score as well as it, the first half of them
+    // (ending too early) lower, other words far lower.
+    assert!(
+        transcript <= 0.0 && transcript > -1.0,
+        "{transcript} {:?}",
+        said.text
+    );
+    assert!(
+        (scores[0] - transcript).abs() < 0.3,
+        "{transcript} {scores:?}"
+    );
+    assert!(scores[0] > scores[1] + 0.2, "{scores:?}");
+    assert!(scores[1] > scores[2] + 1.0, "{scores:?}");
+
+    // Two more utterances push the first out; the newest is still held.
+    let second = transcribe(&mut worker, &espeak("Goodbye."), None);
+    let third = transcribe(&mut worker, &espeak("Thank you."), None);
+    let message = score(&mut worker, first, &["where's my order"]).unwrap_err();
+    assert!(message.contains("no longer held"), "{message}");
+    assert!(score(&mut worker, third.utterance.unwrap(), &["thank you"]).is_ok());
+    assert_ne!(second.utterance, third.utterance);
+    // Silence holds nothing.
+    assert_eq!(transcribe(&mut worker, &silence(1.0), None).utterance, None);
 }
