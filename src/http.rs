@@ -4,6 +4,7 @@
 //! API (`admin`).
 
 pub mod admin;
+pub mod tls;
 
 use crate::engines::WorkerHealth;
 use crate::transport::stream::{CallOutcomes, StreamContext};
@@ -163,7 +164,15 @@ async fn metrics() -> Response {
         .into_response()
 }
 
-/// Serve until the listener fails.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
+/// Serve until the listener fails: HTTPS with `tls` (a server
+/// configuration from [`crate::net::tls::Identity`]), else plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    router: Router,
+) -> std::io::Result<()> {
+    match tls {
+        Some(config) => axum::serve(tls::TlsListener::new(listener, config)?, router).await,
+        None => axum::serve(listener, router).await,
+    }
 }

@@ -2,6 +2,8 @@
 //! below it: `crate::continuity` must not depend on a transport): where a
 //! SIP URI points, and what the appliance calls itself.
 
+pub mod tls;
+
 use std::net::SocketAddr;
 
 /// What we say we are.

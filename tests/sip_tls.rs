@@ -6,36 +6,7 @@ mod sip_support;
 
 use sip_support::*;
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-/// A self-signed certificate for 127.0.0.1 and its key (PEM files in `dir`).
-fn certificate(dir: &Path) -> (String, String) {
-    require("openssl", "openssl");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.display().to_string(), key.display().to_string())
-}
 
 #[test]
 fn a_softphone_calls_over_tls_and_hears_the_answer() {

@@ -100,6 +100,8 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         config.calls.audiosocket_listen = listen;
     }
     let capacity = config.call_capacity()?;
+    // A wrong certificate or key stops here, naming the file, before any engine starts.
+    let https = http::tls::server_config(&config.http)?;
     // The same choice as chat, converse and bench (src/sync/choice.rs).
     let chosen = crate::sync::choice::choose_bot(&config, args.bundle.as_deref())?;
     eprintln!("{chosen}");
@@ -134,7 +136,8 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
                 config.http.listen
             )
         })?;
-    tracing::info!(addr = %config.http.listen, "HTTP: /healthz /readyz /status /metrics");
+    let scheme = if https.is_some() { "HTTPS" } else { "HTTP" };
+    tracing::info!(addr = %config.http.listen, "{scheme}: /healthz /readyz /status /metrics");
     // Every ingress listens from the start and refuses calls until the
     // appliance is ready (SIP 503, a WebSocket close, an AudioSocket error).
     let sessions: SessionSource = {
@@ -203,7 +206,7 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
         }),
     );
     let router = router.merge(http::admin::routes(admin));
-    let http_task = tokio::spawn(http::serve(listener, router));
+    let http_task = tokio::spawn(http::serve(listener, https, router));
 
     // Bring the bot up once the engines are warm.
     let warmup = {

@@ -13,6 +13,11 @@ pub struct HttpConfig {
     /// A file holding the admin API's bearer token (16+ characters). Unset:
     /// the admin API (`/admin/...`) answers 403 to everything.
     pub admin_token_file: Option<PathBuf>,
+    /// With `tls_private_key`: serve HTTPS (and WSS for media streams) on
+    /// `listen` with this certificate chain (PEM) instead of plain HTTP.
+    pub tls_certificate: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_private_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -20,6 +25,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: "127.0.0.1:8080".into(),
             admin_token_file: None,
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }

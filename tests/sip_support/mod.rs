@@ -150,6 +150,17 @@ impl Serve {
     }
 
     pub fn wait_ready(&mut self, limit: Duration) {
+        let http = self.http;
+        self.wait_ready_by(limit, || {
+            http_get(http, "/readyz")
+                .map(|(code, _)| code == 200)
+                .unwrap_or(false)
+        });
+    }
+
+    /// Wait until `ready()` says so (e.g. `/readyz` over HTTPS), failing
+    /// when `serve` exits first or `limit` passes.
+    pub fn wait_ready_by(&mut self, limit: Duration, ready: impl Fn() -> bool) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -159,10 +170,7 @@ impl Serve {
                     self.log_tail(40)
                 );
             }
-            if http_get(self.http, "/readyz")
-                .map(|(code, _)| code == 200)
-                .unwrap_or(false)
-            {
+            if ready() {
                 eprintln!(
                     "understudy serve ready in {:.1} s",
                     started.elapsed().as_secs_f64()
@@ -378,4 +386,35 @@ pub fn transcribe(wav: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A self-signed server certificate for 127.0.0.1 and its key (PEM files in `dir`).
+pub fn certificate(dir: &Path) -> (String, String) {
+    require("openssl", "openssl");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            // A server's own certificate, not a CA's: rustls clients refuse
+            // a CA certificate presented by a server.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert.display().to_string(), key.display().to_string())
 }

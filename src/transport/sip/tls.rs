@@ -3,29 +3,18 @@
 //! line at the first caller's handshake.
 
 use crate::config::SipConfig;
-use anyhow::{bail, Context, Result};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use crate::net::tls::Identity;
+use anyhow::{Context, Result};
 use std::net::SocketAddr;
+use std::path::Path;
 
 /// The `[sip] tls_*` settings, checked.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TlsSettings {
     /// Where SIP over TLS is served.
     pub listen: SocketAddr,
-    /// The certificate chain, PEM.
-    pub certificate: Vec<u8>,
-    /// Its private key, PEM.
-    pub private_key: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsSettings {
-    // The key stays out of logs.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsSettings")
-            .field("listen", &self.listen)
-            .finish_non_exhaustive()
-    }
+    /// The certificate and key it presents.
+    pub identity: Identity,
 }
 
 impl TlsSettings {
@@ -41,39 +30,20 @@ impl TlsSettings {
                 c.tls_listen
             )
         })?;
-        let file = |field: &str, path: &Option<String>| -> Result<(String, Vec<u8>)> {
-            let Some(path) = path.as_deref().filter(|p| !p.trim().is_empty()) else {
-                bail!("sip.tls_listen is set but sip.{field} is not: name the PEM file");
-            };
-            let bytes =
-                std::fs::read(path).with_context(|| format!("sip.{field}: cannot read {path}"))?;
-            Ok((path.to_string(), bytes))
-        };
-        let (cert_path, certificate) = file("tls_certificate", &c.tls_certificate)?;
-        let (key_path, private_key) = file("tls_private_key", &c.tls_private_key)?;
-        let certs = CertificateDer::pem_slice_iter(&certificate)
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| {
-                format!("sip.tls_certificate: {cert_path} is not a PEM certificate file")
-            })?;
-        if certs.is_empty() {
-            bail!("sip.tls_certificate: {cert_path} holds no certificate (expected \"-----BEGIN CERTIFICATE-----\")");
-        }
-        PrivateKeyDer::from_pem_slice(&private_key).with_context(|| {
-            format!("sip.tls_private_key: {key_path} holds no private key in PEM (PKCS#8, PKCS#1 or SEC1)")
-        })?;
-        Ok(Some(TlsSettings {
-            listen,
-            certificate,
-            private_key,
-        }))
+        let identity = Identity::load(
+            "sip",
+            "sip.tls_listen is set",
+            c.tls_certificate.as_deref().map(Path::new),
+            c.tls_private_key.as_deref().map(Path::new),
+        )?;
+        Ok(Some(TlsSettings { listen, identity }))
     }
 
     /// The listener's configuration for rsipstack.
     pub fn rsip_config(&self) -> rsipstack::transport::tls::TlsConfig {
         rsipstack::transport::tls::TlsConfig {
-            cert: Some(self.certificate.clone()),
-            key: Some(self.private_key.clone()),
+            cert: Some(self.identity.certificate.clone()),
+            key: Some(self.identity.private_key.clone()),
             ..Default::default()
         }
     }
