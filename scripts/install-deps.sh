@@ -4,7 +4,8 @@
 #   build:  cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev
 #   tests:  espeak-ng sox (synthesized callers, G.711 reference),
 #           sip-tester (SIPp) and baresip (real SIP peers), openssl (a
-#           certificate for SIP over TLS, tests/sip_tls.rs),
+#           certificate for SIP over TLS, tests/sip_tls.rs, tests/https.rs),
+#           procps (/bin/kill, which the packaged unit's reload uses, tests/package_deb.rs),
 #           kamailio (the dispatcher in front, tests/continuity_standby.rs),
 #           chromium and chromium-driver (the softphone, tests/webrtc_softphone.rs),
 #           pulseaudio, pulseaudio-utils, libasound2-plugins (a virtual sound
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
-test_pkgs=(espeak-ng sox sip-tester baresip openssl kamailio chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins)
+test_pkgs=(espeak-ng sox sip-tester baresip openssl procps kamailio chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins)
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     want+=("${test_pkgs[@]}")

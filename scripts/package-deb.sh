@@ -73,7 +73,7 @@ Version: $version
 Architecture: $arch
 Maintainer: Understudy developers <understudy@localhost>
 Installed-Size: $installed_kb
-Depends: libc6 (>= 2.36), libstdc++6, libgcc-s1, adduser
+Depends: libc6 (>= 2.36), libstdc++6, libgcc-s1, adduser, procps
 Recommends: espeak-ng
 Section: comm
 Priority: optional

@@ -1,7 +1,9 @@
 //! The admin API against a running `serve`: `/openapi.json` describes it;
 //! `/admin/...` refuses requests without the token of `[http]
 //! admin_token_file`; draining turns SIP OPTIONS to 503 and back; sync
-//! rollback and activate switch the bot that new calls get.
+//! rollback and activate switch the bot that new calls get; a configuration
+//! reload (the API or SIGHUP) applies `[session]` and the capacity at once
+//! and lists what waits for a restart.
 
 mod sip_support;
 mod sync_support;
@@ -101,4 +103,77 @@ fn the_admin_api_drains_and_switches_versions_with_the_token_only() {
     let (code, body) = request(http, "POST", "/admin/sync/activate/ffffffff", Some(TOKEN));
     assert_eq!(code, 409, "{body}");
     assert!(!json(&body)["error"].as_str().unwrap().is_empty(), "{body}");
+}
+
+#[test]
+fn a_reloaded_configuration_applies_what_it_can_and_names_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let serve = Serve::start(&format!(
+        "\n[calls]\ncapacity = 1\n[http]\nadmin_token_file = {:?}\n",
+        token_file.display().to_string()
+    ));
+    let http = serve.http;
+    let capacity = || {
+        let (_, status) = http_get(http, "/status").unwrap();
+        json(&status)["calls"]["capacity"].as_u64().unwrap()
+    };
+    assert_eq!(capacity(), 1);
+    let file = serve.config_file();
+    let started = std::fs::read_to_string(&file).unwrap();
+    let edit = |capacity: &str, more: &str| {
+        let text = started.replace("capacity = 1", &format!("capacity = {capacity}"));
+        std::fs::write(&file, format!("{text}{more}")).unwrap();
+    };
+
+    // More slots and a longer endpoint wait apply now; the engines wait for a restart.
+    edit(
+        "3",
+        "[session]\nendpoint_silence_ms = 700\n[engines]\nllm_ctx = 1024\n",
+    );
+    let (code, body) = request(http, "POST", "/admin/config/reload", Some(TOKEN));
+    assert_eq!(code, 200, "{body}");
+    let report = json(&body);
+    assert_eq!(
+        report["applied"],
+        serde_json::json!(["session", "calls.capacity"]),
+        "{body}"
+    );
+    assert_eq!(
+        report["needs_restart"],
+        serde_json::json!(["engines"]),
+        "{body}"
+    );
+    assert_eq!(capacity(), 3);
+    assert!(serve.metrics().contains("understudy_call_capacity 3"));
+
+    // A broken file: refused with the file's name and why; nothing changes.
+    edit("\"three\"", "");
+    let (code, body) = request(http, "POST", "/admin/config/reload", Some(TOKEN));
+    assert_eq!(code, 422, "{body}");
+    let message = json(&body)["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(&file.display().to_string()) && message.contains("nothing was changed"),
+        "{message}"
+    );
+    assert_eq!(capacity(), 3);
+    // Without the token: refused.
+    assert_eq!(request(http, "POST", "/admin/config/reload", None).0, 401);
+
+    // SIGHUP reloads as the API does.
+    edit(
+        "2",
+        "[session]\nendpoint_silence_ms = 700\n[engines]\nllm_ctx = 1024\n",
+    );
+    let before = serve.logged("configuration reloaded").len();
+    serve.signal(libc::SIGHUP);
+    serve.wait_logged(
+        "configuration reloaded",
+        before + 1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(capacity(), 2);
+    // The server still answers after all that.
+    assert_eq!(RawSip::new(serve.sip).options_status(), Some(200));
 }

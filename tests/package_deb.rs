@@ -45,13 +45,15 @@ fn build_package(out: &Path) -> PathBuf {
 }
 
 /// A root with an empty dpkg database and a user database holding only root, as a fresh
-/// Debian system has, plus systemd's own units (for `systemd-analyze verify --root`).
+/// Debian system has, plus systemd's own units (for `systemd-analyze verify --root`) and
+/// `/bin/kill` (procps, a dependency: the unit's reload sends SIGHUP with it).
 fn throwaway_root(root: &Path) {
     for dir in [
         "var/lib/dpkg/info",
         "var/lib/dpkg/updates",
         "etc",
         "lib/systemd/system",
+        "bin",
     ] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
     }
@@ -64,6 +66,9 @@ fn throwaway_root(root: &Path) {
         .arg("-r")
         .arg("/lib/systemd/system/.")
         .arg(root.join("lib/systemd/system")));
+    run(Command::new("cp")
+        .arg("/bin/kill")
+        .arg(root.join("bin/kill")));
 }
 
 fn verify_unit(root: &Path) -> Output {

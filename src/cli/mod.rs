@@ -139,7 +139,10 @@ pub fn init_logging(global: &GlobalArgs) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = runtime::load_config(&cli.global)?;
     match cli.command {
-        Command::Serve(args) => serve::run(args, config).await,
+        Command::Serve(args) => {
+            let global = cli.global.clone();
+            serve::run(args, config, move || runtime::load_config(&global)).await
+        }
         Command::Converse(args) => converse::run(args, &config).await,
         Command::Chat(args) => chat::run(args, &config).await,
         Command::Talk(args) => talk::run(args, &config).await,

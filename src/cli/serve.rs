@@ -9,6 +9,8 @@
 //! cannot load its model keeps the appliance up but not ready, with the
 //! reason in `/readyz`.
 
+mod reload;
+
 use crate::config::{CloudMode, Config};
 use crate::continuity::{CloudSettings, Continuity};
 use crate::engines::{EngineSet, Engines};
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// `understudy serve` options.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address for health (/healthz), readiness (/readyz), status (/status) and metrics (/metrics).
     #[arg(long)]
@@ -88,17 +90,27 @@ impl Appliance {
     }
 }
 
-/// Run `understudy serve` until SIGTERM or Ctrl-C.
-pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
-    if let Some(listen) = args.http_listen {
-        config.http.listen = listen;
+/// `serve`'s own command-line overrides, applied to `config`.
+fn apply_overrides(args: &ServeArgs, config: &mut Config) {
+    if let Some(listen) = &args.http_listen {
+        config.http.listen = listen.clone();
     }
-    if let Some(listen) = args.sip_listen {
-        config.sip.listen = listen;
+    if let Some(listen) = &args.sip_listen {
+        config.sip.listen = listen.clone();
     }
-    if let Some(listen) = args.audiosocket_listen {
-        config.calls.audiosocket_listen = listen;
+    if let Some(listen) = &args.audiosocket_listen {
+        config.calls.audiosocket_listen = listen.clone();
     }
+}
+
+/// Run `understudy serve` until SIGTERM or Ctrl-C. `read_config` reads the
+/// configuration again (file and global overrides) for a reload.
+pub async fn run(
+    args: ServeArgs,
+    mut config: Config,
+    read_config: impl Fn() -> Result<Config> + Send + Sync + 'static,
+) -> Result<()> {
+    apply_overrides(&args, &mut config);
     let capacity = config.call_capacity()?;
     // A wrong certificate or key stops here, naming the file, before any engine starts.
     let https = http::tls::server_config(&config.http)?;
@@ -164,10 +176,30 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
             }
         })
     };
+    let reloader = {
+        let args = args.clone();
+        let read: reload::ReadConfig = Box::new(move || {
+            let mut config = read_config()?;
+            apply_overrides(&args, &mut config);
+            Ok(config)
+        });
+        Arc::new(reload::Reloader::new(
+            read,
+            config.clone(),
+            appliance.setup.clone(),
+            admission.clone(),
+        ))
+    };
+    let config_reload: http::admin::ConfigReload = {
+        let reloader = reloader.clone();
+        Arc::new(move || reloader.reload())
+    };
+    tokio::spawn(reload_on_hangup(reloader));
     let admin = Arc::new(http::admin::AdminContext::new(
         &config.http,
         admission.clone(),
         versions,
+        config_reload,
     )?);
     let sip = crate::transport::sip::start(&config.sip, admission.clone(), cloud).await?;
     let streams = Arc::new(StreamContext {
@@ -267,6 +299,25 @@ pub async fn run(args: ServeArgs, mut config: Config) -> Result<()> {
     }
     engines.shutdown();
     Ok(())
+}
+
+/// SIGHUP reloads the configuration (as `POST /admin/config/reload` does).
+async fn reload_on_hangup(reloader: Arc<reload::Reloader>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("no SIGHUP handler: reload the configuration through the admin API");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let reloader = reloader.clone();
+        match tokio::task::spawn_blocking(move || reloader.reload()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "configuration reload refused; nothing changed")
+            }
+            Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -38,12 +38,28 @@ pub enum VersionChange {
 /// given by whoever serves): the id now active, or why not.
 pub type Versions = Arc<dyn Fn(VersionChange) -> Result<String> + Send + Sync>;
 
+/// What a configuration reload did: the settings applied to new calls, and
+/// the changed ones that wait for a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReloadReport {
+    /// Applied now (`session`, `calls.capacity`); calls in progress keep theirs.
+    pub applied: Vec<String>,
+    /// Changed in the file, applied at the next restart (`sip`, `models`...).
+    pub needs_restart: Vec<String>,
+}
+
+/// Reads the configuration file again and applies what can change while
+/// calls run (given by whoever serves); an error when the file is invalid,
+/// and then nothing changes.
+pub type ConfigReload = Arc<dyn Fn() -> Result<ReloadReport> + Send + Sync>;
+
 /// What the admin routes act on.
 pub struct AdminContext {
     /// The bearer token; `None`: the admin API is off.
     token: Option<String>,
     admission: Arc<Admission>,
     versions: Versions,
+    reload: ConfigReload,
 }
 
 impl AdminContext {
@@ -53,6 +69,7 @@ impl AdminContext {
         config: &HttpConfig,
         admission: Arc<Admission>,
         versions: Versions,
+        reload: ConfigReload,
     ) -> Result<AdminContext> {
         let token = match &config.admin_token_file {
             None => None,
@@ -75,6 +92,7 @@ impl AdminContext {
             token,
             admission,
             versions,
+            reload,
         })
     }
 }
@@ -88,6 +106,7 @@ pub fn routes(ctx: Arc<AdminContext>) -> Router {
         )
         .route("/admin/sync/activate/{version}", post(sync_activate))
         .route("/admin/sync/rollback", post(sync_rollback))
+        .route("/admin/config/reload", post(config_reload))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), authorized))
         .with_state(ctx);
     admin.route("/openapi.json", get(|| async { Json(openapi()) }))
@@ -191,6 +210,18 @@ fn sync_answer(done: Result<Result<String>, tokio::task::JoinError>, what: &str)
     }
 }
 
+async fn config_reload(State(ctx): State<Arc<AdminContext>>) -> Response {
+    let reload = ctx.reload.clone();
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e:#}; nothing was changed"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
 /// The OpenAPI 3.1 description of the HTTP API.
 pub fn openapi() -> Value {
     let ok = |what: &str| json!({ "200": { "description": what } });
@@ -229,6 +260,9 @@ pub fn openapi() -> Value {
             },
             "/admin/sync/rollback": {
                 "post": admin("go back to the version active before; 409 when there is none", "{active}")
+            },
+            "/admin/config/reload": {
+                "post": admin("read the configuration file again: [session] and [calls] capacity apply to new calls at once, other changed sections are listed for a restart; 422 with why when the file is invalid (nothing changes). SIGHUP does the same", "{applied, needs_restart}")
             }
         }
     })
@@ -249,12 +283,13 @@ mod tests {
         };
         let admission = Arc::new(Admission::new(1, Arc::new(|| None)));
         let versions: Versions = Arc::new(|_| anyhow::bail!("no store"));
-        let e = AdminContext::new(&config, admission.clone(), versions.clone())
+        let reload: ConfigReload = Arc::new(|| Ok(ReloadReport::default()));
+        let e = AdminContext::new(&config, admission.clone(), versions.clone(), reload.clone())
             .err()
             .unwrap();
         assert!(format!("{e:#}").contains("at least 16 characters"), "{e:#}");
         config.admin_token_file = Some(dir.path().join("missing"));
-        let e = AdminContext::new(&config, admission, versions)
+        let e = AdminContext::new(&config, admission, versions, reload)
             .err()
             .unwrap();
         assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
@@ -274,6 +309,7 @@ mod tests {
             "/admin/drain",
             "/admin/sync/activate/{version}",
             "/admin/sync/rollback",
+            "/admin/config/reload",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }

@@ -131,7 +131,7 @@ pub struct IngressCalls {
 
 /// The capacity semaphore and the readiness source, shared by every ingress.
 pub struct Admission {
-    capacity: usize,
+    capacity: AtomicUsize,
     slots: Arc<Semaphore>,
     sessions: SessionSource,
     active: Arc<[AtomicUsize; Ingress::ALL.len()]>,
@@ -150,7 +150,7 @@ impl Admission {
             );
         }
         Admission {
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             slots: Arc::new(Semaphore::new(capacity)),
             sessions,
             active: Arc::new(Default::default()),
@@ -160,12 +160,41 @@ impl Admission {
 
     /// Concurrent calls allowed.
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Allow `capacity` concurrent calls from now on (a reloaded `[calls]
+    /// capacity`). Calls in progress go on; when it shrinks below them, new
+    /// calls are refused until enough of them have ended.
+    pub fn set_capacity(&self, capacity: usize) {
+        let old = self.capacity.swap(capacity, Ordering::Relaxed);
+        if capacity > old {
+            self.slots.add_permits(capacity - old);
+        } else if capacity < old {
+            let excess = old - capacity;
+            let rest = excess - self.slots.forget_permits(excess);
+            if rest > 0 {
+                // The slots still held by calls are retired as those calls end.
+                let slots = self.slots.clone();
+                tokio::spawn(async move {
+                    if let Ok(permits) = slots.acquire_many_owned(rest as u32).await {
+                        permits.forget();
+                    }
+                });
+            }
+        }
+        metrics::gauge_set("understudy_call_capacity", &[], capacity as f64);
+        tracing::info!(
+            capacity,
+            was = old,
+            active = self.active(),
+            "admission: capacity changed"
+        );
     }
 
     /// Calls in progress (holding a slot).
     pub fn active(&self) -> usize {
-        self.capacity - self.slots.available_permits()
+        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
     }
 
     /// Calls in progress by ingress, every ingress listed.

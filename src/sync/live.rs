@@ -10,7 +10,7 @@
 //! setup is freed when its last call ends.
 
 use super::prompt_store::{PrerenderStats, PromptAudio};
-use crate::config::Config;
+use crate::config::{Config, SessionConfig};
 use crate::dialog::{Bot, Bundle, Nlu};
 use crate::engines::Engines;
 use crate::session::{self, speech::PromptCache, SessionSetup};
@@ -22,6 +22,9 @@ use std::time::Instant;
 #[derive(Default)]
 pub struct LiveSetup {
     slot: RwLock<Option<(Arc<SessionSetup>, Option<String>)>>,
+    /// `[session]` as last reloaded (`None`: as `serve` started); every
+    /// setup installed from then on uses it.
+    session: RwLock<Option<SessionConfig>>,
 }
 
 impl LiveSetup {
@@ -41,10 +44,36 @@ impl LiveSetup {
 
     /// Serve `setup` to every call that starts from now on.
     pub fn install(&self, setup: Arc<SessionSetup>, version: Option<String>) {
+        let setup = match self.session.read().unwrap().as_ref() {
+            Some(session) => with_session(&setup, session),
+            None => setup,
+        };
         let name = setup.bot.bundle().name().to_string();
         *self.slot.write().unwrap() = Some((setup, version.clone()));
         tracing::info!(bot = %name, version = version.as_deref().unwrap_or("-"), "serving");
     }
+}
+
+impl LiveSetup {
+    /// Calls that start from now on follow `session` (a reloaded `[session]`),
+    /// on the bot they would get anyway; calls in progress keep theirs.
+    pub fn reload_session(&self, session: SessionConfig) {
+        let mut slot = self.slot.write().unwrap();
+        if let Some((setup, version)) = slot.as_ref() {
+            *slot = Some((with_session(setup, &session), version.clone()));
+        }
+        *self.session.write().unwrap() = Some(session);
+    }
+}
+
+/// `setup` with its session settings made from `session`.
+fn with_session(setup: &SessionSetup, session: &SessionConfig) -> Arc<SessionSetup> {
+    Arc::new(SessionSetup {
+        bot: setup.bot.clone(),
+        engines: setup.engines.clone(),
+        prompts: setup.prompts.clone(),
+        settings: session::settings_for(&setup.bot, session),
+    })
 }
 
 /// Everything a call needs for `bundle` on running engines: the bot

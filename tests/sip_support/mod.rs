@@ -256,6 +256,19 @@ impl Serve {
         }
     }
 
+    /// Send `signal` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// The configuration file it was started with.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.path().join("understudy.toml")
+    }
+
     /// The metrics page.
     pub fn metrics(&self) -> String {
         http_get(self.http, "/metrics")
