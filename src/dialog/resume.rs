@@ -215,10 +215,18 @@ impl Bot {
                 score,
                 prompt: c.prompt,
             };
-            // Higher score first; on a tie, more evidence, then a tighter end.
-            let better = best.as_ref().is_none_or(|(b, m, t)| {
-                (score, matched, std::cmp::Reverse(tail)) > (b.score, *m, std::cmp::Reverse(*t))
-            });
+            // Among prompts that place the call, the one that explains the
+            // most words: cut short, the beginning of a short prompt ("You can
+            // say ...") scores as well as most of the right one. Then the
+            // higher score, then the tighter end.
+            let rank = |score: f32, matched: usize, tail: usize| {
+                let places = score >= MIN_SCORE && matched >= MIN_WORDS;
+                let evidence = if places { matched } else { 0 };
+                (places, evidence, score, matched, std::cmp::Reverse(tail))
+            };
+            let better = best
+                .as_ref()
+                .is_none_or(|(b, m, t)| rank(score, matched, tail) > rank(b.score, *m, *t));
             if better {
                 best = Some((placement, matched, tail));
             }
@@ -290,6 +298,13 @@ mod tests {
         let bot = demo().await;
         assert_eq!(
             found(&bot, "Sure. What's your order number? You can", true),
+            at("order_status", Some(0))
+        );
+        // Misheard and cut: "you can say" is also how the welcome reprompt
+        // begins (all of its words up to the cut match), but the order
+        // question explains seven of the words, not three.
+        assert_eq!(
+            found(&bot, "So, what's your order? You can say it.", true),
             at("order_status", Some(0))
         );
         // Not cut: the same words are too little of the prompt.
