@@ -14,11 +14,13 @@ mod calls;
 mod engines;
 mod network;
 mod session;
+mod update;
 
 pub use calls::*;
 pub use engines::*;
 pub use network::*;
 pub use session::*;
+pub use update::*;
 
 /// Keys kept for configurations written before they were renamed
 /// (`sip.capacity` is now `calls.capacity`).
@@ -49,6 +51,20 @@ pub struct Config {
     pub sync: SyncConfig,
     /// The cloud bot, its health probes, and takeover.
     pub cloud: CloudConfig,
+    /// Signed A/B software updates.
+    pub update: UpdateConfig,
+}
+
+/// Where the appliance keeps its state: `$UNDERSTUDY_DATA_DIR`, else
+/// `~/.local/share/understudy`, else `/var/lib/understudy`.
+pub fn data_dir() -> PathBuf {
+    if let Some(data) = std::env::var_os("UNDERSTUDY_DATA_DIR") {
+        return PathBuf::from(data);
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/understudy"),
+        None => PathBuf::from("/var/lib/understudy"),
+    }
 }
 
 /// Which bot to serve (`[bot]`).

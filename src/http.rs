@@ -29,6 +29,8 @@ pub struct ApplianceStatus {
     pub pack: String,
     /// Seconds since the process started.
     pub uptime_s: u64,
+    /// The version running, and the install it runs from.
+    pub software: Software,
     /// Bot prompts with pre-synthesised audio ready to play.
     pub prompts_cached: usize,
     /// State of every engine worker.
@@ -38,6 +40,15 @@ pub struct ApplianceStatus {
     /// The cloud bot's health and where new calls go (when one is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cloud: Option<crate::continuity::CloudStatus>,
+}
+
+/// The version running, and from which install (`understudy update`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Software {
+    /// `understudy --version`'s version.
+    pub version: String,
+    /// The update slot it runs from (`a`, `b`), or `packaged`.
+    pub slot: String,
 }
 
 /// Calls in progress, by the way they came.

@@ -18,3 +18,4 @@ pub mod stats;
 pub mod sync;
 pub mod systemd;
 pub mod transport;
+pub mod update;

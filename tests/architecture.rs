@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["cli"],
     &["bench"],
-    &["sync", "http"],
+    &["sync", "http", "update"],
     &["transport"],
     &["continuity"],
     &["session"],

@@ -11,6 +11,7 @@ pub mod serve;
 pub mod sync;
 pub mod talk;
 pub mod transcribe;
+pub mod update;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -113,6 +114,11 @@ pub enum Command {
     /// answers, one synthetic call end to end, and SIP OPTIONS to the SIP port. A pass/fail
     /// table; exits non-zero when a check fails
     Selftest(selftest::SelftestArgs),
+    /// Signed A/B software updates: check and apply a bundle (drain, switch, restart, roll
+    /// back by itself when the new version is not ready), roll back, show the slots; and,
+    /// for the vendor, make keys and pack bundles (docs/operations.md).
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
 }
 
 /// Set up `tracing` on stderr.
@@ -138,6 +144,13 @@ pub fn init_logging(global: &GlobalArgs) {
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = runtime::load_config(&cli.global)?;
+    // After an update every command runs the active slot's version; `update`
+    // itself never hands over, so a broken version can still be rolled back.
+    if !matches!(cli.command, Command::Update(_)) {
+        crate::update::slots::run_active(&crate::update::slots::Slots::new(
+            config.update.slots_dir.clone(),
+        ))?;
+    }
     match cli.command {
         Command::Serve(args) => {
             let global = cli.global.clone();
@@ -151,6 +164,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args, &config).await,
         Command::Sync(cmd) => sync::run(cmd, &config).await,
         Command::Selftest(args) => selftest::run(args, &config).await,
+        Command::Update(cmd) => update::run(cmd, &config).await,
         Command::Models(cmd) => {
             let (dir, pack) = (config.models.dir.clone(), config.models.pack.clone());
             tokio::task::spawn_blocking(move || models::run_with_defaults(cmd, dir, &pack)).await?

@@ -78,6 +78,10 @@ impl Appliance {
             bot_error: self.bot_error.lock().unwrap().clone(),
             pack: self.pack.clone(),
             uptime_s: self.started.elapsed().as_secs(),
+            software: http::Software {
+                version: env!("CARGO_PKG_VERSION").into(),
+                slot: crate::update::slots::running_slot(),
+            },
             prompts_cached: setup.as_ref().map(|s| s.prompts.len()).unwrap_or(0),
             engines,
             calls: self

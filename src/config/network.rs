@@ -1,6 +1,7 @@
 //! `[http]`, `[sip]`, `[cloud]` and `[sync]`: how the appliance is
 //! reached, and how it watches and follows the cloud bot.
 
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -18,6 +19,31 @@ pub struct HttpConfig {
     pub tls_certificate: Option<PathBuf>,
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub tls_private_key: Option<PathBuf>,
+}
+
+/// The shortest admin token accepted.
+const MIN_TOKEN: usize = 16;
+
+impl HttpConfig {
+    /// The admin API's bearer token from `admin_token_file` (`None` when
+    /// unset: the admin API is off); an error names the file when it cannot
+    /// be read or the token is too short.
+    pub fn admin_token(&self) -> Result<Option<String>> {
+        let Some(path) = &self.admin_token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("http.admin_token_file: cannot read {}", path.display()))?;
+        let token = text.trim().to_string();
+        if token.chars().count() < MIN_TOKEN || token.contains(char::is_whitespace) {
+            bail!(
+                "http.admin_token_file: {} must hold one token of at least {MIN_TOKEN} characters without spaces (make one: openssl rand -hex 32 > {})",
+                path.display(),
+                path.display()
+            );
+        }
+        Ok(Some(token))
+    }
 }
 
 impl Default for HttpConfig {
@@ -248,12 +274,6 @@ impl SyncConfig {
         if let Some(dir) = &self.store {
             return dir.clone();
         }
-        if let Some(data) = std::env::var_os("UNDERSTUDY_DATA_DIR") {
-            return PathBuf::from(data).join("bundles");
-        }
-        match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".local/share/understudy/bundles"),
-            None => PathBuf::from("/var/lib/understudy/bundles"),
-        }
+        super::data_dir().join("bundles")
     }
 }

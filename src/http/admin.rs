@@ -5,7 +5,7 @@
 
 use crate::config::HttpConfig;
 use crate::session::admission::Admission;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -15,9 +15,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-/// The shortest token accepted.
-const MIN_TOKEN: usize = 16;
 
 /// A change of the active bot version.
 #[derive(Debug, Clone)]
@@ -71,23 +68,7 @@ impl AdminContext {
         versions: Versions,
         reload: ConfigReload,
     ) -> Result<AdminContext> {
-        let token = match &config.admin_token_file {
-            None => None,
-            Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| {
-                    format!("http.admin_token_file: cannot read {}", path.display())
-                })?;
-                let token = text.trim().to_string();
-                if token.chars().count() < MIN_TOKEN || token.contains(char::is_whitespace) {
-                    bail!(
-                        "http.admin_token_file: {} must hold one token of at least {MIN_TOKEN} characters without spaces (make one: openssl rand -hex 32 > {})",
-                        path.display(),
-                        path.display()
-                    );
-                }
-                Some(token)
-            }
-        };
+        let token = config.admin_token()?;
         Ok(AdminContext {
             token,
             admission,

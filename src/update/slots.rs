@@ -1,0 +1,178 @@
+//! The A/B install slots: `a/` and `b/` under the slots folder, each one
+//! version's files, and two links: `active` (what the appliance runs) and
+//! `previous` (what it ran before, for a rollback). Without an `active`
+//! link the packaged install runs. Links are replaced atomically (a new link
+//! renamed over the old one), so a power cut leaves one version or the other.
+
+use super::bundle::{Manifest, MAIN_BINARY, MANIFEST};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Set in the environment of an `understudy` started from a slot: that
+/// slot's folder (so the launch does not repeat, and `/status` can say it).
+pub const SLOT_ENV: &str = "UNDERSTUDY_SLOT";
+
+/// The two slots' names.
+pub const SLOT_NAMES: [&str; 2] = ["a", "b"];
+
+/// The slots folder.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    dir: PathBuf,
+}
+
+impl Slots {
+    /// The slots under `dir` (`[update] slots_dir`).
+    pub fn new(dir: PathBuf) -> Slots {
+        Slots { dir }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A slot's folder.
+    pub fn slot(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn link(&self, name: &str) -> Option<PathBuf> {
+        std::fs::read_link(self.dir.join(name)).ok()
+    }
+
+    /// The folder the appliance runs from, when not the packaged install.
+    pub fn active(&self) -> Option<PathBuf> {
+        self.link("active")
+    }
+
+    /// The folder it ran from before the last switch.
+    pub fn previous(&self) -> Option<PathBuf> {
+        self.link("previous")
+    }
+
+    /// The slot an update goes into: the one not active.
+    pub fn inactive(&self) -> &'static str {
+        match self.active() {
+            Some(active) if active == self.slot("a") => "b",
+            _ => "a",
+        }
+    }
+
+    /// The manifest of the version installed in `folder`, if it was installed by an update.
+    pub fn manifest(folder: &Path) -> Option<Manifest> {
+        let text = std::fs::read(folder.join(MANIFEST)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn point(&self, name: &str, target: &Path) -> Result<()> {
+        let tmp = self.dir.join(format!(".{name}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(target, &tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.dir.join(name))
+            .with_context(|| format!("cannot switch {}", self.dir.join(name).display()))?;
+        sync_dir(&self.dir)
+    }
+
+    /// Make `target` active; what was active (else `packaged`, the packaged
+    /// install's folder) becomes `previous`.
+    pub fn switch(&self, target: &Path, packaged: &Path) -> Result<()> {
+        let was = self.active().unwrap_or_else(|| packaged.to_path_buf());
+        self.point("previous", &was)?;
+        self.point("active", target)
+    }
+
+    /// Put both links back as they were before a switch that failed.
+    pub fn restore(&self, active: &Path, previous: Option<&Path>) -> Result<()> {
+        match previous {
+            Some(previous) => self.point("previous", previous)?,
+            None => {
+                let _ = std::fs::remove_file(self.dir.join("previous"));
+            }
+        }
+        self.point("active", active)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// The folder of the running `understudy`.
+pub fn own_folder() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find the running executable")?;
+    Ok(exe
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/")))
+}
+
+/// How `/status` and `understudy update` name the install in `folder`:
+/// its slot (`a`, `b`), else `packaged`.
+pub fn label(folder: &Path) -> String {
+    match folder.file_name().and_then(|n| n.to_str()) {
+        Some(name) if SLOT_NAMES.contains(&name) => name.to_string(),
+        _ => "packaged".into(),
+    }
+}
+
+/// The install this process was started from (see [`label`]).
+pub fn running_slot() -> String {
+    std::env::var_os(SLOT_ENV)
+        .map(|p| label(Path::new(&p)))
+        .unwrap_or_else(|| "packaged".into())
+}
+
+/// When the active slot is not this binary's folder, replace this process
+/// with the active slot's `understudy`, same arguments (the PID stays, so
+/// systemd keeps following it). Returns when there is nothing to switch to;
+/// an active slot without its binary is logged and the packaged one runs.
+pub fn run_active(slots: &Slots) -> Result<()> {
+    if std::env::var_os(SLOT_ENV).is_some() {
+        return Ok(());
+    }
+    let Some(active) = slots.active() else {
+        return Ok(());
+    };
+    let (Ok(target), Ok(own)) = (active.canonicalize(), own_folder()?.canonicalize()) else {
+        tracing::error!(slot = %active.display(), "the active update slot is missing: running the packaged version");
+        return Ok(());
+    };
+    if target == own {
+        return Ok(());
+    }
+    let binary = target.join(MAIN_BINARY);
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new(&binary)
+        .args(std::env::args_os().skip(1))
+        .env(SLOT_ENV, &active)
+        .exec();
+    tracing::error!(binary = %binary.display(), error = %err, "cannot start the active update slot: running the packaged version");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switching_keeps_what_ran_before_for_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path().to_path_buf());
+        let packaged = Path::new("/usr/lib/understudy");
+        assert_eq!(slots.inactive(), "a");
+        slots.switch(&slots.slot("a"), packaged).unwrap();
+        assert_eq!(slots.active(), Some(slots.slot("a")));
+        assert_eq!(slots.previous().as_deref(), Some(packaged));
+        assert_eq!(slots.inactive(), "b");
+        slots.switch(&slots.slot("b"), packaged).unwrap();
+        assert_eq!(slots.previous(), Some(slots.slot("a")));
+        assert_eq!(slots.inactive(), "a");
+        slots.restore(&slots.slot("a"), Some(packaged)).unwrap();
+        assert_eq!(slots.active(), Some(slots.slot("a")));
+        assert_eq!(slots.previous().as_deref(), Some(packaged));
+    }
+}
