@@ -169,7 +169,7 @@ async fn readyz(State(status): State<StatusSource>) -> Response {
 
 async fn metrics() -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         crate::metrics::render(),
     )
         .into_response()

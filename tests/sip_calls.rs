@@ -47,6 +47,24 @@ fn sip_calls_end_to_end() {
         metrics.contains("understudy_calls_admitted{ingress=\"sip\"} 0"),
         "{metrics}"
     );
+
+    // The exposition: every metric with its HELP and TYPE lines, and the RTP
+    // counters moved with the calls' media.
+    for kind in ["received", "sent"] {
+        let name = format!("understudy_rtp_packets_{kind}");
+        assert!(metrics.contains(&format!("# HELP {name} RTP packets")), "{metrics}");
+        assert!(metrics.contains(&format!("# TYPE {name} counter")), "{metrics}");
+        let packets: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!(packets > 100.0, "{packets} RTP packets {kind}:\n{metrics}");
+    }
+    let typed = metrics.lines().filter(|l| l.starts_with("# TYPE ")).count();
+    let helped = metrics.lines().filter(|l| l.starts_with("# HELP ")).count();
+    assert!(typed > 10 && typed == helped, "{typed} TYPE, {helped} HELP lines");
+    assert!(!metrics.contains("no help text"), "{metrics}");
 }
 
 /// SIP answers as soon as the process is up, but 503 until the engines are

@@ -132,7 +132,11 @@ impl Bot {
             }
         }
         let ms = started.elapsed().as_secs_f64() * 1e3;
-        metrics::observe_ms("understudy_dialog_stage_ms", &[("stage", "bot_load")], ms);
+        metrics::observe_ms(
+            "understudy_dialog_stage_seconds",
+            &[("stage", "bot_load")],
+            ms,
+        );
         tracing::info!(
             bot = %bundle.bot.name,
             lang,

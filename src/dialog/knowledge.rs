@@ -268,7 +268,7 @@ impl Knowledge {
         let fact_texts: Vec<&str> = facts.iter().map(|f| f.fact.as_str()).collect();
         let verdict = guard::check_with_vocabulary(&said, question, &fact_texts, &[bot_name]);
         metrics::observe_ms(
-            "understudy_dialog_stage_ms",
+            "understudy_dialog_stage_seconds",
             &[("stage", "guard")],
             started.elapsed().as_secs_f64() * 1e3,
         );

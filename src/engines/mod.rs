@@ -85,7 +85,7 @@ fn unexpected(engine: &'static str, body: &Response) -> EngineError {
 fn observe(engine: &'static str, op: &str, started: Instant) -> f64 {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     metrics::observe_ms(
-        "understudy_engine_request_ms",
+        "understudy_engine_request_seconds",
         &[("engine", engine), ("op", op)],
         ms,
     );

@@ -61,7 +61,7 @@ impl VadClient {
             .request_within(Request::EndOfTurn, pcm16_to_bytes(samples), timeout)
             .await?;
         let ms = observe("vad", "end_of_turn", started);
-        metrics::observe_ms(metrics::SMART_TURN_MS, &[], ms);
+        metrics::observe_ms(metrics::SMART_TURN_SECONDS, &[], ms);
         match reply.body {
             Response::EndOfTurn { probability, .. } => Ok(probability),
             other => Err(unexpected("vad", &other)),

@@ -107,7 +107,7 @@ pub fn locate(setup: Arc<SessionSetup>, cloud: Vec<i16>, cut: bool) -> JoinHandl
             Located::Found(_) => "found",
             Located::Unknown { .. } => "unknown",
         };
-        metrics::observe_ms("understudy_takeover_locate_ms", &[], ms);
+        metrics::observe_ms("understudy_takeover_locate_seconds", &[], ms);
         metrics::counter_inc(
             "understudy_takeover_placements_total",
             &[("result", result)],

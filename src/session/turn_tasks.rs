@@ -144,7 +144,7 @@ async fn decide(
                 // With a speculative transcription, only the wait after the turn's end counts.
                 let stt_ms = started.elapsed().as_secs_f64() * 1e3;
                 report.timings_ms.stt = Some(stt_ms);
-                metrics::observe_ms("understudy_stage_ms", &[("stage", "stt")], stt_ms);
+                metrics::observe_ms("understudy_stage_seconds", &[("stage", "stt")], stt_ms);
                 report.transcript = transcript.text.clone();
                 if transcript.no_speech || transcript.text.trim().is_empty() {
                     UserInput::NoInput
@@ -167,7 +167,11 @@ async fn decide(
     let bot_turn = setup.bot.respond(conversation, user_input).await?;
     let dialog_ms = started.elapsed().as_secs_f64() * 1e3;
     report.timings_ms.dialog = Some(dialog_ms);
-    metrics::observe_ms("understudy_stage_ms", &[("stage", "dialog")], dialog_ms);
+    metrics::observe_ms(
+        "understudy_stage_seconds",
+        &[("stage", "dialog")],
+        dialog_ms,
+    );
     Ok(bot_turn)
 }
 
@@ -274,14 +278,18 @@ pub async fn speak(
                 let first_audio_ms = started.elapsed().as_secs_f64() * 1e3;
                 report.timings_ms.tts_first_audio = Some(first_audio_ms);
                 metrics::observe_ms(
-                    "understudy_stage_ms",
+                    "understudy_stage_seconds",
                     &[("stage", "tts_first_audio")],
                     first_audio_ms,
                 );
                 if let Some(end) = pace.speech_end {
                     let v2v = end.elapsed().as_secs_f64() * 1e3;
                     report.timings_ms.voice_to_voice = Some(v2v);
-                    metrics::observe_ms("understudy_stage_ms", &[("stage", "voice_to_voice")], v2v);
+                    metrics::observe_ms(
+                        "understudy_stage_seconds",
+                        &[("stage", "voice_to_voice")],
+                        v2v,
+                    );
                 }
             }
             if actions

@@ -116,7 +116,7 @@ pub async fn prepare(
     }
     .context("cannot pre-render the bot's prompts")?;
     crate::metrics::observe_ms(
-        "understudy_sync_stage_ms",
+        "understudy_sync_stage_seconds",
         &[("stage", "prepare")],
         started.elapsed().as_secs_f64() * 1e3,
     );

@@ -194,7 +194,7 @@ pub async fn run(bundle: &Bundle, nlu: Nlu) -> Result<ParityReport> {
         .await
         .context("an engine failed while checking the training phrases")?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
-    crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "parity")], ms);
+    crate::metrics::observe_ms("understudy_sync_stage_seconds", &[("stage", "parity")], ms);
     let report = ParityReport {
         total: reports.len(),
         passed: reports.len() - failures.len(),

@@ -129,7 +129,7 @@ impl PromptAudio {
         }
         stats.ms = started.elapsed().as_secs_f64() * 1e3;
         metrics::observe_ms(
-            "understudy_sync_stage_ms",
+            "understudy_sync_stage_seconds",
             &[("stage", "prompt_audio")],
             stats.ms,
         );

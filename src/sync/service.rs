@@ -127,7 +127,11 @@ async fn activate(
         Ok((setup, stats)) => {
             live.install(setup, Some(id.to_string()));
             let ms = started.elapsed().as_secs_f64() * 1e3;
-            crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "activate")], ms);
+            crate::metrics::observe_ms(
+                "understudy_sync_stage_seconds",
+                &[("stage", "activate")],
+                ms,
+            );
             crate::metrics::counter_inc("understudy_sync_activations_total", &[]);
             tracing::info!(
                 version = id,

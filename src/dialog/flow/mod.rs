@@ -119,7 +119,7 @@ fn ms_since(t: Instant) -> f64 {
 
 fn stage(name: &str, started: Instant) -> f64 {
     let ms = ms_since(started);
-    metrics::observe_ms("understudy_dialog_stage_ms", &[("stage", name)], ms);
+    metrics::observe_ms("understudy_dialog_stage_seconds", &[("stage", name)], ms);
     ms
 }
 
@@ -477,7 +477,7 @@ impl Bot {
         step.timings.total_ms = ms_since(started);
         let outcome = step.outcome.as_str();
         metrics::observe_ms(
-            "understudy_dialog_turn_ms",
+            "understudy_dialog_turn_seconds",
             &[("matched_by", step.matched_by.as_str())],
             step.timings.total_ms,
         );

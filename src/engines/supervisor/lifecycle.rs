@@ -159,7 +159,11 @@ pub(super) async fn run_once(
             ));
         }
     };
-    metrics::gauge_set("understudy_worker_load_ms", &[("engine", engine)], load_ms);
+    metrics::gauge_set(
+        "understudy_worker_load_seconds",
+        &[("engine", engine)],
+        load_ms / 1000.0,
+    );
 
     let pending: Pending = Arc::default();
     let conn = Arc::new(Connection {

@@ -344,7 +344,7 @@ pub fn import_files(files: ExportFiles) -> Result<Imported, ImportError> {
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let stats = ImportStats::of(&bundle);
     let warnings = warnings.into_vec();
-    crate::metrics::observe_ms("understudy_sync_stage_ms", &[("stage", "import")], ms);
+    crate::metrics::observe_ms("understudy_sync_stage_seconds", &[("stage", "import")], ms);
     tracing::info!(
         intents = stats.intents,
         phrases = stats.phrases,

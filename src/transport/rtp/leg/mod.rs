@@ -350,7 +350,7 @@ impl LegWorker {
             self.out.invalid as f64,
         );
         if self.out.received > 0 {
-            metrics::observe_ms("understudy_rtp_jitter_ms", &[], self.out.jitter_ms);
+            metrics::observe_ms("understudy_rtp_jitter_seconds", &[], self.out.jitter_ms);
         }
         self.out
     }

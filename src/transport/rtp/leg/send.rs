@@ -62,7 +62,7 @@ impl LegWorker {
                     if let Some(gap) = self.meter.on_bot_talkspurt(now) {
                         let ms = gap.as_secs_f64() * 1e3;
                         tracing::info!(leg = %self.name, ms = ms.round() as u64, "rtp voice-to-voice");
-                        metrics::observe_ms("understudy_sip_voice_to_voice_ms", &[], ms);
+                        metrics::observe_ms("understudy_sip_voice_to_voice_seconds", &[], ms);
                     }
                 }
             }
