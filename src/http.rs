@@ -76,21 +76,122 @@ impl CallsStatus {
     }
 }
 
+/// Equal, in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+fn bears_token(headers: &axum::http::HeaderMap, token: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| same(given.trim().as_bytes(), token.as_bytes()))
+}
+
+/// The address a request came from, over plain HTTP or HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tls::TlsListener>) -> Peer {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Who may read `/status`, `/metrics` and `/readyz`'s reasons without the
+/// admin token (`[http] status_open_to`).
+#[derive(Clone)]
+pub struct ReadAccess {
+    open_to: Arc<Vec<ipnet::IpNet>>,
+    token: Option<Arc<str>>,
+}
+
+impl ReadAccess {
+    /// From `[http]`: the networks, and the admin token that opens the rest.
+    pub fn new(config: &crate::config::HttpConfig) -> anyhow::Result<ReadAccess> {
+        Ok(ReadAccess {
+            open_to: Arc::new(crate::net::parse_networks(
+                "http.status_open_to",
+                &config.status_open_to,
+            )?),
+            token: config.admin_token()?.map(Arc::from),
+        })
+    }
+
+    fn allows(&self, request: &axum::extract::Request) -> bool {
+        // No peer address: the router is called in-process, not over the network.
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<Peer>>()
+            .map(|c| c.0 .0.ip().to_canonical());
+        peer.is_none_or(|ip| self.open_to.iter().any(|net| net.contains(&ip)))
+            || self
+                .token
+                .as_deref()
+                .is_some_and(|token| bears_token(request.headers(), token))
+    }
+}
+
+/// `/status` and `/metrics` from a peer outside `[http] status_open_to`
+/// without the token: 401. `/readyz`: its status code, without the reasons.
+async fn guard_reads(
+    State(access): State<ReadAccess>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if access.allows(&request) {
+        return next.run(request).await;
+    }
+    if request.uri().path() == "/readyz" {
+        let code = next.run(request).await.status();
+        let body = if code == StatusCode::OK {
+            "ready\n"
+        } else {
+            "not ready\n"
+        };
+        return (code, body).into_response();
+    }
+    tracing::warn!(path = %request.uri().path(), "HTTP: a read from outside http.status_open_to without the token");
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "this address may not read the appliance's status: send the admin token as `Authorization: Bearer <token>`, or add its network to [http] status_open_to\n",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
+    response
+}
+
 /// Produces the current status on demand.
 pub type StatusSource = Arc<dyn Fn() -> ApplianceStatus + Send + Sync>;
 
 /// The routes: `/healthz` (alive), `/readyz` (503 until ready), `/status` (JSON) and `/metrics`
-/// (Prometheus); with `streams`, `/calls/{id}` and `/calls/{id}/transfer` (how a streamed call
+/// (Prometheus), the last three guarded by `access`; with `streams`, `/calls/{id}` and `/calls/{id}/transfer` (how a streamed call
 /// ended) and, when `websocket` is on, the media-stream WebSocket.
-pub fn router(status: StatusSource, calls: Option<CallRoutes>) -> Router {
+pub fn router(status: StatusSource, access: ReadAccess, calls: Option<CallRoutes>) -> Router {
     let mut router = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route(
             "/status",
             get(|State(s): State<StatusSource>| async move { Json(s()) }),
         )
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(access, guard_reads))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(status);
     if let Some(calls) = calls {
         router = router.merge(
@@ -182,8 +283,29 @@ pub async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     router: Router,
 ) -> std::io::Result<()> {
+    // The peer's address reaches the handlers (`ReadAccess`).
+    let service = router.into_make_service_with_connect_info::<Peer>();
     match tls {
-        Some(config) => axum::serve(tls::TlsListener::new(listener, config)?, router).await,
-        None => axum::serve(listener, router).await,
+        Some(config) => axum::serve(tls::TlsListener::new(listener, config)?, service).await,
+        None => axum::serve(listener, service).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"0123456789abcdef", b"0123456789abcdef"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcdeF"));
+        assert!(!same(b"0123456789abcdef", b"0123456789abcde"));
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer 0123456789abcdef".parse().unwrap(),
+        );
+        assert!(bears_token(&headers, "0123456789abcdef"));
+        assert!(!bears_token(&headers, "0123456789abcdeF"));
     }
 }

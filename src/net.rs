@@ -6,6 +6,25 @@ pub mod tls;
 
 use std::net::SocketAddr;
 
+/// Parse a setting's list of addresses (`192.0.2.7`) and networks
+/// (`10.1.0.0/16`); an error names `field` and the entry.
+pub fn parse_networks(field: &str, entries: &[String]) -> anyhow::Result<Vec<ipnet::IpNet>> {
+    entries
+        .iter()
+        .map(|entry| {
+            let entry = entry.trim();
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "{field}: {entry:?} is neither an address (192.0.2.7) nor a network (10.1.0.0/16)"
+                    )
+                })
+        })
+        .collect()
+}
+
 /// What we say we are.
 pub const USER_AGENT: &str = concat!("Understudy/", env!("CARGO_PKG_VERSION"));
 /// Where to send a request for `uri`: its host (IP, or resolved) and port,

@@ -177,3 +177,56 @@ fn a_reloaded_configuration_applies_what_it_can_and_names_the_rest() {
     // The server still answers after all that.
     assert_eq!(RawSip::new(serve.sip).options_status(), Some(200));
 }
+
+/// A GET from the loopback address `from` (127.0.0.2 stands for a host on
+/// the network): (status, body).
+fn get_from(from: &str, to: SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    http_request_from(Some(from), to, "GET", path, &auth).unwrap()
+}
+
+#[test]
+fn status_and_metrics_need_the_token_from_outside_the_open_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let serve = Serve::start(&format!(
+        "\n[http]\nadmin_token_file = {:?}\nstatus_open_to = [\"127.0.0.1\"]\n",
+        token_file.display().to_string()
+    ));
+    let http = serve.http;
+    // From the open network: everything, no token needed.
+    for path in ["/status", "/metrics", "/readyz", "/healthz"] {
+        let (code, body) = get_from("127.0.0.1", http, path, None);
+        assert_eq!(code, 200, "{path}: {body}");
+    }
+    assert!(get_from("127.0.0.1", http, "/status", None)
+        .1
+        .contains("\"software\""));
+
+    // From elsewhere: the probes answer, the status and metrics need the token.
+    let outside = "127.0.0.2";
+    assert_eq!(get_from(outside, http, "/healthz", None).0, 200);
+    let (code, body) = get_from(outside, http, "/readyz", None);
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "ready\n"),
+        "no reasons for outsiders"
+    );
+    for path in ["/status", "/metrics"] {
+        let (code, body) = get_from(outside, http, path, None);
+        assert_eq!(code, 401, "{path}: {body}");
+        assert!(body.contains("status_open_to"), "{body}");
+        let (code, _) = get_from(
+            outside,
+            http,
+            path,
+            Some("0f3c9a1b7d2e4f608a9b1c2d3e4f5a6c"),
+        );
+        assert_eq!(code, 401, "{path} with a wrong token");
+        let (code, body) = get_from(outside, http, path, Some(TOKEN));
+        assert_eq!(code, 200, "{path} with the token: {body}");
+    }
+    let (_, body) = get_from(outside, http, "/readyz", Some(TOKEN));
+    assert!(body.contains("\"ready\":true"), "{body}");
+}

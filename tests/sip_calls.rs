@@ -52,8 +52,14 @@ fn sip_calls_end_to_end() {
     // counters moved with the calls' media.
     for kind in ["received", "sent"] {
         let name = format!("understudy_rtp_packets_{kind}");
-        assert!(metrics.contains(&format!("# HELP {name} RTP packets")), "{metrics}");
-        assert!(metrics.contains(&format!("# TYPE {name} counter")), "{metrics}");
+        assert!(
+            metrics.contains(&format!("# HELP {name} RTP packets")),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!("# TYPE {name} counter")),
+            "{metrics}"
+        );
         let packets: f64 = metrics
             .lines()
             .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
@@ -63,7 +69,10 @@ fn sip_calls_end_to_end() {
     }
     let typed = metrics.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let helped = metrics.lines().filter(|l| l.starts_with("# HELP ")).count();
-    assert!(typed > 10 && typed == helped, "{typed} TYPE, {helped} HELP lines");
+    assert!(
+        typed > 10 && typed == helped,
+        "{typed} TYPE, {helped} HELP lines"
+    );
     assert!(!metrics.contains("no help text"), "{metrics}");
 }
 

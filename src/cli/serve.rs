@@ -118,6 +118,7 @@ pub async fn run(
     let capacity = config.call_capacity()?;
     // A wrong certificate or key stops here, naming the file, before any engine starts.
     let https = http::tls::server_config(&config.http)?;
+    let read_access = http::ReadAccess::new(&config.http)?;
     // The same choice as chat, converse and bench (src/sync/choice.rs).
     let chosen = crate::sync::choice::choose_bot(&config, args.bundle.as_deref())?;
     eprintln!("{chosen}");
@@ -235,6 +236,7 @@ pub async fn run(
     let status_source = appliance.clone();
     let router = http::router(
         Arc::new(move || status_source.status()),
+        read_access,
         Some(http::CallRoutes {
             streams,
             websocket: config.calls.websocket,

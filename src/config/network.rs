@@ -19,6 +19,10 @@ pub struct HttpConfig {
     pub tls_certificate: Option<PathBuf>,
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub tls_private_key: Option<PathBuf>,
+    /// Addresses and networks that may read `/status`, `/metrics` and the
+    /// reasons of `/readyz` without the admin token; from anywhere else
+    /// these need it (`/healthz` and `/readyz`'s status code stay open).
+    pub status_open_to: Vec<String>,
 }
 
 /// The shortest admin token accepted.
@@ -53,6 +57,7 @@ impl Default for HttpConfig {
             admin_token_file: None,
             tls_certificate: None,
             tls_private_key: None,
+            status_open_to: vec!["127.0.0.0/8".into(), "::1".into()],
         }
     }
 }

@@ -355,7 +355,28 @@ pub fn http_request(
     path: &str,
     headers: &str,
 ) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    http_request_from(None, addr, method, path, headers)
+}
+
+/// [`http_request`] from the loopback address `from` (127.0.0.2 stands for
+/// a host on the network) when given.
+pub fn http_request_from(
+    from: Option<&str>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<(u16, String)> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    if let Some(from) = from {
+        socket.bind(&format!("{from}:0").parse::<SocketAddr>().unwrap().into())?;
+    }
+    socket.connect_timeout(&addr.into(), Duration::from_secs(2))?;
+    let mut stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         stream,

@@ -60,20 +60,7 @@ impl EdgeSettings {
     /// Parse `sip.allow_from` entries: addresses (`192.0.2.7`) or networks
     /// (`10.1.0.0/16`).
     pub fn parse_allow_from(entries: &[String]) -> anyhow::Result<Vec<IpNet>> {
-        entries
-            .iter()
-            .map(|entry| {
-                let entry = entry.trim();
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        anyhow::anyhow!(
-                            "sip.allow_from: {entry:?} is neither an address (192.0.2.7) nor a network (10.1.0.0/16)"
-                        )
-                    })
-            })
-            .collect()
+        crate::net::parse_networks("sip.allow_from", entries)
     }
 }
 
