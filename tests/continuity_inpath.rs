@@ -98,15 +98,13 @@ fn a_cloud_bot_hanging_up_with_an_error_is_taken_over() {
         "{}",
         taken[0]
     );
+    // The local prompt starts once the cut-off prompt is placed (a
+    // transcription, ~0.4 s after the log line), so listen from the takeover
+    // on: the cloud's last words before it made Whisper tiny loop on
+    // "you can tell" when the window began a second earlier.
     let taken_at = Instant::now();
     std::thread::sleep(Duration::from_secs(4));
-    let local = heard(
-        &caller.peer,
-        taken_at - Duration::from_secs(1),
-        Instant::now(),
-        dir,
-        "after-bye",
-    );
+    let local = heard(&caller.peer, taken_at, Instant::now(), dir, "after-bye");
     assert!(
         local.contains("back"),
         "the takeover prompt should play: {local:?}"
