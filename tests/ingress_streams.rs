@@ -402,26 +402,43 @@ async fn websocket_transfer(serve: &Serve) {
     );
 }
 
-/// Ask about an order over the greeting: the turn it makes.
+/// The caller's question for the barge-in calls, synthesized before the line
+/// opens: the greeting starts as soon as it does.
+fn order_question(dir: &std::path::Path) -> Vec<i16> {
+    question("I'd like to check on my order please", dir)
+}
+
+/// Ask about an order over the greeting (the line opened at `opened`): the
+/// turn it makes.
 async fn ask_over_the_greeting<L: Line>(
     serve: &Serve,
     caller: &mut Caller<L>,
     call: &str,
+    opened: Instant,
+    speech: &[i16],
 ) -> Value {
-    let work = tempfile::tempdir().unwrap();
-    let speech = question("I'd like to check on my order please", work.path());
+    // From the opening of the line: the greeting may have arrived whole
+    // before this runs (Twilio buffers it), and a later start would wait for
+    // the no-input reprompt instead.
     let greeting = caller
-        .wait_audio_after(Instant::now(), Duration::from_secs(30))
+        .wait_audio_after(opened, Duration::from_secs(30))
         .await;
     assert!(greeting.is_some(), "no greeting");
     caller.silence(Duration::from_millis(300)).await;
-    caller.say(&speech).await;
+    assert!(
+        caller.line.observed().lock().unwrap().playing(Instant::now()),
+        "the greeting had finished before the caller spoke"
+    );
+    caller.say(speech).await;
     hear_turn(serve, caller, call).await
 }
 
 async fn websocket_barge_in(serve: &Serve) {
+    let work = tempfile::tempdir().unwrap();
+    let speech = order_question(work.path());
+    let opened = Instant::now();
     let mut caller = Caller::new(TwilioLine::connect(serve.http, "CAbarge").await);
-    let turn = ask_over_the_greeting(serve, &mut caller, "CAbarge").await;
+    let turn = ask_over_the_greeting(serve, &mut caller, "CAbarge", opened, &speech).await;
     let observed = caller.line.observed();
     assert!(
         observed.lock().unwrap().clears >= 1,
@@ -445,8 +462,11 @@ async fn websocket_barge_in(serve: &Serve) {
 
 async fn asterisk_websocket_calls(serve: &Serve) {
     // Speech over the greeting flushes Asterisk's queue; the question is answered.
+    let work = tempfile::tempdir().unwrap();
+    let speech = order_question(work.path());
+    let opened = Instant::now();
     let mut caller = Caller::new(AsteriskWsLine::connect(serve.http, "1761245643.90").await);
-    let turn = ask_over_the_greeting(serve, &mut caller, "1761245643.90").await;
+    let turn = ask_over_the_greeting(serve, &mut caller, "1761245643.90", opened, &speech).await;
     assert_eq!(turn["intent"], "order_status", "{turn}");
     caller
         .wait_quiet(Duration::from_millis(1000), Duration::from_secs(30))
