@@ -335,13 +335,16 @@ fn family<'a, M: Clone + prometheus_client::registry::Metric>(
     name: &str,
     new: impl FnOnce() -> M,
 ) -> &'a M {
-    map.entry(name.to_string()).or_insert_with(|| {
+    // Looked up first: the name is copied only the first time (every RTP
+    // leg and stage timing comes through here).
+    if !map.contains_key(name) {
         let family = new();
         // The encoder adds `_total` to counters itself.
         let registered = name.strip_suffix("_total").unwrap_or(name);
         registry.register(registered, help(name), family.clone());
-        family
-    })
+        map.insert(name.to_string(), family);
+    }
+    &map[name]
 }
 
 fn with_counter<R>(name: &str, f: impl FnOnce(&Family<Labels, Counter<f64, AtomicU64>>) -> R) -> R {

@@ -60,11 +60,7 @@ fn sip_calls_end_to_end() {
             metrics.contains(&format!("# TYPE {name} counter")),
             "{metrics}"
         );
-        let packets: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}_total ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let packets = counter(&metrics, &format!("{name}_total"));
         assert!(packets > 100.0, "{packets} RTP packets {kind}:\n{metrics}");
     }
     let typed = metrics.lines().filter(|l| l.starts_with("# TYPE ")).count();
@@ -74,6 +70,15 @@ fn sip_calls_end_to_end() {
         "{typed} TYPE, {helped} HELP lines"
     );
     assert!(!metrics.contains("no help text"), "{metrics}");
+}
+
+/// The value of an unlabelled counter in a metrics exposition (0 when absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// SIP answers as soon as the process is up, but 503 until the engines are
@@ -266,11 +271,25 @@ fn full_and_garbage(serve: &Serve, dir: &std::path::Path) {
     let mut rtp = RtpCapture::new();
     rtp.audio(&vec![0; 8000]);
     rtp.write_pcap(&busy_dir.join("caller.pcap"));
+    let sent = "understudy_rtp_packets_sent_total";
+    let sent_before = counter(&serve.metrics(), sent);
     let long_call = Sipp::new("call", &busy_dir)
         .set("greeting_ms", 4_000)
         .set("reply_ms", 2_000)
         .spawn(Some(serve.sip));
     serve.wait_logged("answered", answered + 1, Duration::from_secs(10));
+    // The RTP counters move while the call is up, not only when it ends.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let sent_during = counter(&serve.metrics(), sent);
+    assert_eq!(
+        serve.logged("call ended").len(),
+        ended_before,
+        "the long call ended early"
+    );
+    assert!(
+        sent_during >= sent_before + 50.0,
+        "{sent_before} RTP packets sent before the call, {sent_during} during it"
+    );
 
     Sipp::new("options_503", dir)
         .run(serve.sip)

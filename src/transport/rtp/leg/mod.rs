@@ -35,6 +35,8 @@ use tokio::task::JoinHandle;
 use turn_meter::TurnMeter;
 
 const TICK: Duration = Duration::from_millis(20);
+/// The RTP counters reach the metrics every this many ticks (1 s) during a call.
+const PUBLISH_TICKS: u32 = 50;
 /// Bridged audio queued beyond this is dropped (keeps the relay's delay bounded).
 const BRIDGE_QUEUE_MAX: usize = WIRE_FRAME * 10;
 
@@ -233,6 +235,10 @@ struct LegWorker {
     meter: TurnMeter,
     epoch: Instant,
     out: LegStats,
+    /// The counters as last added to the metrics (see `publish`).
+    published: LegStats,
+    /// Ticks since the counters were last published.
+    ticks_unpublished: u32,
 }
 
 impl LegWorker {
@@ -281,6 +287,8 @@ impl LegWorker {
             meter: TurnMeter::default(),
             epoch: Instant::now(),
             out: LegStats::default(),
+            published: LegStats::default(),
+            ticks_unpublished: 0,
             config,
         }
     }
@@ -313,46 +321,40 @@ impl LegWorker {
     }
 
     fn finish(mut self) -> LegStats {
+        self.publish();
+        if self.out.received > 0 {
+            metrics::observe_ms("understudy_rtp_jitter_seconds", &[], self.out.jitter_ms);
+        }
+        self.out
+    }
+
+    /// Bring the leg's counters up to date and add what they gained since
+    /// the last time to the RTP metrics, so those move during a call.
+    fn publish(&mut self) {
         let j = self.jitter.stats();
         self.out.received = self.stats.received;
         self.out.lost = self.stats.lost();
         self.out.late = j.late;
         self.out.concealed = j.concealed;
         self.out.jitter_ms = self.stats.jitter_ms(WIRE_RATE);
-        metrics::counter_add(
-            "understudy_rtp_packets_received_total",
-            &[],
-            self.out.received as f64,
-        );
-        metrics::counter_add(
-            "understudy_rtp_packets_sent_total",
-            &[],
-            self.out.sent as f64,
-        );
-        metrics::counter_add(
-            "understudy_rtp_packets_lost_total",
-            &[],
-            self.out.lost as f64,
-        );
-        metrics::counter_add(
-            "understudy_rtp_packets_late_total",
-            &[],
-            self.out.late as f64,
-        );
-        metrics::counter_add(
-            "understudy_rtp_frames_concealed_total",
-            &[],
-            self.out.concealed as f64,
-        );
-        metrics::counter_add(
-            "understudy_rtp_packets_invalid_total",
-            &[],
-            self.out.invalid as f64,
-        );
-        if self.out.received > 0 {
-            metrics::observe_ms("understudy_rtp_jitter_seconds", &[], self.out.jitter_ms);
+        let (now, before) = (&self.out, &self.published);
+        for (name, now, before) in [
+            ("understudy_rtp_packets_received_total", now.received, before.received),
+            ("understudy_rtp_packets_sent_total", now.sent, before.sent),
+            ("understudy_rtp_packets_lost_total", now.lost, before.lost),
+            ("understudy_rtp_packets_late_total", now.late, before.late),
+            ("understudy_rtp_frames_concealed_total", now.concealed, before.concealed),
+            ("understudy_rtp_packets_invalid_total", now.invalid, before.invalid),
+        ] {
+            // Lost counts can fall back when a late packet fills a gap.
+            if now > before {
+                metrics::counter_add(name, &[], (now - before) as f64);
+            }
         }
-        self.out
+        self.published = LegStats {
+            lost: self.published.lost.max(self.out.lost),
+            ..self.out.clone()
+        };
     }
 
     fn on_command(&mut self, command: MediaCommand) {
@@ -429,6 +431,11 @@ impl LegWorker {
             }
         }
         self.check_timeout(now);
+        self.ticks_unpublished += 1;
+        if self.ticks_unpublished >= PUBLISH_TICKS {
+            self.ticks_unpublished = 0;
+            self.publish();
+        }
     }
 
     /// How long the peer has sent nothing, when it should be sending.
