@@ -9,12 +9,14 @@
 #           kamailio (the dispatcher in front, tests/continuity_standby.rs),
 #           chromium and chromium-driver (the softphone, tests/webrtc_softphone.rs),
 #           pulseaudio, pulseaudio-utils, libasound2-plugins (a virtual sound
-#           card for `understudy talk`, tests/sound_card.rs)
+#           card for `understudy talk`, tests/sound_card.rs),
+#           systemd and util-linux (a private systemd-journald in a mount
+#           namespace, tests/journald.rs)
 #   models: pip and npm fetch model packages through their registries
 set -euo pipefail
 
 build_pkgs=(cmake clang libclang-dev pkg-config libsonic-dev libasound2-dev ca-certificates)
-test_pkgs=(espeak-ng sox sip-tester baresip openssl procps kamailio chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins)
+test_pkgs=(espeak-ng sox sip-tester baresip openssl procps kamailio chromium chromium-driver pulseaudio pulseaudio-utils libasound2-plugins systemd util-linux)
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" != "--build-only" ]]; then
     want+=("${test_pkgs[@]}")

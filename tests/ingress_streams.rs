@@ -426,7 +426,12 @@ async fn ask_over_the_greeting<L: Line>(
     assert!(greeting.is_some(), "no greeting");
     caller.silence(Duration::from_millis(300)).await;
     assert!(
-        caller.line.observed().lock().unwrap().playing(Instant::now()),
+        caller
+            .line
+            .observed()
+            .lock()
+            .unwrap()
+            .playing(Instant::now()),
         "the greeting had finished before the caller spoke"
     );
     caller.say(speech).await;

@@ -53,7 +53,7 @@ pub struct GlobalArgs {
     /// Model pack to run with: `default` (Whisper base, Qwen 0.5B) or `test` (Whisper tiny.en, SmolLM2-135M).
     #[arg(long, global = true, env = "UNDERSTUDY_PACK")]
     pub pack: Option<String>,
-    /// Log format on stderr.
+    /// Log format: text or JSON on stderr, or native journal fields.
     #[arg(
         long,
         global = true,
@@ -74,6 +74,10 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// Straight to the systemd journal (its native protocol): every field is a
+    /// journal field (`journalctl -u understudy CALL=...`). JSON on stderr
+    /// when the journal is not reachable.
+    Journald,
 }
 
 /// The subcommands.
@@ -121,8 +125,10 @@ pub enum Command {
     Update(update::UpdateCommand),
 }
 
-/// Set up `tracing` on stderr.
+/// Set up `tracing`: on stderr, or to the systemd journal.
 pub fn init_logging(global: &GlobalArgs) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // The WebRTC stack logs every ICE and DTLS state change at info: its
     // own states are in our WebRTC log lines already.
     let default = match global.verbose {
@@ -132,12 +138,42 @@ pub fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("UNDERSTUDY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    if global.log_format != LogFormat::Journald {
+        log_to_stderr(filter, global.log_format == LogFormat::Json);
+        return;
+    }
+    match tracing_journald::layer() {
+        Ok(layer) => {
+            // Field names as they are (CALL, not F_CALL): none of ours is a
+            // journal field of its own. Info is informational (6), as syslog has it.
+            let layer = layer
+                .with_field_prefix(None)
+                .with_syslog_identifier("understudy".into())
+                .with_priority_mappings(tracing_journald::PriorityMappings {
+                    info: tracing_journald::Priority::Informational,
+                    debug: tracing_journald::Priority::Debug,
+                    ..tracing_journald::PriorityMappings::new()
+                });
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
+        }
+        Err(e) => {
+            log_to_stderr(filter, true);
+            tracing::warn!(error = %e, "the systemd journal is not reachable: logging JSON to stderr instead");
+        }
+    }
+}
+
+fn log_to_stderr(filter: tracing_subscriber::EnvFilter, json: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = match global.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
     };
 }
 

@@ -339,12 +339,24 @@ impl LegWorker {
         self.out.jitter_ms = self.stats.jitter_ms(WIRE_RATE);
         let (now, before) = (&self.out, &self.published);
         for (name, now, before) in [
-            ("understudy_rtp_packets_received_total", now.received, before.received),
+            (
+                "understudy_rtp_packets_received_total",
+                now.received,
+                before.received,
+            ),
             ("understudy_rtp_packets_sent_total", now.sent, before.sent),
             ("understudy_rtp_packets_lost_total", now.lost, before.lost),
             ("understudy_rtp_packets_late_total", now.late, before.late),
-            ("understudy_rtp_frames_concealed_total", now.concealed, before.concealed),
-            ("understudy_rtp_packets_invalid_total", now.invalid, before.invalid),
+            (
+                "understudy_rtp_frames_concealed_total",
+                now.concealed,
+                before.concealed,
+            ),
+            (
+                "understudy_rtp_packets_invalid_total",
+                now.invalid,
+                before.invalid,
+            ),
         ] {
             // Lost counts can fall back when a late packet fills a gap.
             if now > before {
