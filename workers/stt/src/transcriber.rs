@@ -277,7 +277,7 @@ impl Transcriber {
                 .map_err(|e| format!("Whisper output: {e}"))?;
             text.push_str(&piece);
         }
-        Ok(Some(strip_non_speech(&text)))
+        Ok(Some(collapse_loops(&strip_non_speech(&text))))
     }
 
     fn tokenize(&self, prompt: &str) -> Result<Vec<WhisperTokenId>, String> {
@@ -342,9 +342,106 @@ pub fn strip_non_speech(text: &str) -> String {
     kept.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// The fewest words a repeated phrase must have to count as a decoder loop:
+/// callers say "no, no" and "agent, agent", but not the same three words twice.
+const LOOP_MIN_WORDS: usize = 3;
+
+/// Drop Whisper's decoder loops: a phrase of [`LOOP_MIN_WORDS`] or more words
+/// said again straight after itself ("What time do you open tomorrow? What
+/// time do you open tomorrow?", as the shrunken audio window makes tiny and
+/// base do on short turns), and the start of a sentence said again at the very
+/// end (a loop the token limit cut off). Words compare without case or
+/// punctuation; the first saying is kept as transcribed.
+pub fn collapse_loops(text: &str) -> String {
+    let mut words: Vec<&str> = text.split_whitespace().collect();
+    let key = |w: &str| -> String {
+        w.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let mut i = 0;
+    while i < words.len() {
+        let keys: Vec<String> = words[i..].iter().map(|w| key(w)).collect();
+        // The longest phrase that repeats here, so a loop of a loop goes at once.
+        let repeated = (LOOP_MIN_WORDS..=keys.len() / 2)
+            .rev()
+            .find(|&n| keys[..n] == keys[n..2 * n]);
+        match repeated {
+            Some(n) => {
+                words.drain(i + n..i + 2 * n);
+            }
+            None => i += 1,
+        }
+    }
+    // A loop cut off by the token limit: after a sentence, the transcript
+    // starts an earlier sentence again ("... customer support. Transfer me to").
+    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
+    let cut = (LOOP_MIN_WORDS..=words.len() / 2).rev().find(|&m| {
+        let tail = words.len() - m;
+        ends_sentence(words[tail - 1])
+            // A sentence longer than the tail (a whole one again is a loop above).
+            && (0..tail - m)
+                .filter(|&p| p == 0 || ends_sentence(words[p - 1]))
+                .any(|p| keys[p..p + m] == keys[tail..])
+    });
+    if let Some(m) = cut {
+        words.truncate(words.len() - m);
+    }
+    words.join(" ")
+}
+
+/// The word closes a sentence (Whisper punctuates its transcripts).
+fn ends_sentence(word: &str) -> bool {
+    word.ends_with(['.', '?', '!'])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_loops_are_collapsed() {
+        assert_eq!(
+            collapse_loops("What time do you open tomorrow? What time do you open tomorrow?"),
+            "What time do you open tomorrow?"
+        );
+        assert_eq!(
+            collapse_loops("So you can tell you can tell you can tell"),
+            "So you can tell"
+        );
+        assert_eq!(
+            collapse_loops("I want to return I want to return these boots."),
+            "I want to return these boots."
+        );
+        assert_eq!(
+            collapse_loops("Transfer me to somebody in customer support. Transfer me to"),
+            "Transfer me to somebody in customer support."
+        );
+        assert_eq!(
+            collapse_loops("Where is my order? Where is my"),
+            "Where is my order?"
+        );
+        // Only a restart of a whole sentence counts as a cut-off loop.
+        assert_eq!(
+            collapse_loops("I need help with my order. I need help"),
+            "I need help with my order."
+        );
+        assert_eq!(
+            collapse_loops("Can you check where my order is, check where my"),
+            "Can you check where my order is, check where my"
+        );
+        // A caller's own short repeats, and a transcript without loops, stay.
+        assert_eq!(
+            collapse_loops("No, no, agent agent."),
+            "No, no, agent agent."
+        );
+        assert_eq!(
+            collapse_loops("I'd like to check on my order please"),
+            "I'd like to check on my order please"
+        );
+        assert_eq!(collapse_loops(""), "");
+    }
 
     #[test]
     fn window_follows_the_build_notes_formula() {
