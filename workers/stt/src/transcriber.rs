@@ -360,23 +360,25 @@ pub fn collapse_loops(text: &str) -> String {
             .flat_map(char::to_lowercase)
             .collect()
     };
+    // Kept in step with `words`.
+    let mut keys: Vec<String> = words.iter().map(|w| key(w)).collect();
     let mut i = 0;
     while i < words.len() {
-        let keys: Vec<String> = words[i..].iter().map(|w| key(w)).collect();
+        let here = &keys[i..];
         // The longest phrase that repeats here, so a loop of a loop goes at once.
-        let repeated = (LOOP_MIN_WORDS..=keys.len() / 2)
+        let repeated = (LOOP_MIN_WORDS..=here.len() / 2)
             .rev()
-            .find(|&n| keys[..n] == keys[n..2 * n]);
+            .find(|&n| here[..n] == here[n..2 * n]);
         match repeated {
             Some(n) => {
                 words.drain(i + n..i + 2 * n);
+                keys.drain(i + n..i + 2 * n);
             }
             None => i += 1,
         }
     }
     // A loop cut off by the token limit: after a sentence, the transcript
     // starts an earlier sentence again ("... customer support. Transfer me to").
-    let keys: Vec<String> = words.iter().map(|w| key(w)).collect();
     let cut = (LOOP_MIN_WORDS..=words.len() / 2).rev().find(|&m| {
         let tail = words.len() - m;
         ends_sentence(words[tail - 1])
