@@ -4,6 +4,7 @@
 //! API (`admin`).
 
 pub mod admin;
+pub mod dashboard;
 pub mod tls;
 
 use crate::engines::WorkerHealth;

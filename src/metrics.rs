@@ -5,7 +5,10 @@
 //! also visible in production. Latencies are histograms in seconds.
 //!
 //! A metric is named where it is reported; its help text is in [`HELP`], which a
-//! test keeps complete.
+//! test keeps complete. [`recent`] keeps the last turns and calls for the
+//! dashboard.
+
+pub mod recent;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -67,7 +70,7 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "understudy_cloud_state",
-        "The cloud bot's state: 0 unknown, 1 healthy, 2 degraded, 3 down.",
+        "The cloud bot's state: 0 up, 1 degraded, 2 down.",
     ),
     (
         "understudy_cloud_transitions_total",

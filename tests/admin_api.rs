@@ -11,7 +11,7 @@ mod sync_support;
 use sip_support::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use sync_support::{fixture, Cli};
+use sync_support::Cli;
 
 const TOKEN: &str = "0f3c9a1b7d2e4f608a9b1c2d3e4f5a6b";
 
@@ -29,16 +29,8 @@ fn json(body: &str) -> serde_json::Value {
 fn the_admin_api_drains_and_switches_versions_with_the_token_only() {
     // Two bot versions in a store: the Rasa cafe, then the Lex bank line.
     let cli = Cli::new();
-    for export in ["rasa/cafe-bot", "lex_v2/BankLine"] {
-        cli.ok(&[
-            "sync",
-            "pull",
-            "--from",
-            fixture(export).to_str().unwrap(),
-            "--no-embed",
-        ]);
-    }
-    let bank = cli.active().unwrap();
+    cli.pull_fixture("rasa/cafe-bot");
+    let bank = cli.pull_fixture("lex_v2/BankLine");
     let token_file = cli.dir.path().join("admin-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let serve = Serve::start(&format!(

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::files::{presence, sha256_file, write_stamp, Presence};
+use crate::files::{presence, sha256_file, stamped_sha256, write_stamp, Presence};
 use crate::fix_command;
-use crate::manifest::{Manifest, Role};
+use crate::manifest::{FileSpec, Manifest, Role};
 use crate::progress::Progress;
 
 /// Result of [`verify`]: one line per file.
@@ -58,6 +58,9 @@ pub enum FileStatus {
         /// Hex sha256 of the file on disk, to paste into the manifest.
         actual: String,
     },
+    /// Present with the pinned size, but not hashed since it last changed
+    /// (only [`inspect`] says this; [`verify`] hashes).
+    NotHashed,
 }
 
 impl VerifyReport {
@@ -83,6 +86,9 @@ impl fmt::Display for VerifyReport {
                 ),
                 FileStatus::Unpinned { actual } => {
                     format!("NOT PINNED in the manifest (sha256 {actual})")
+                }
+                FileStatus::NotHashed => {
+                    "right size, not hashed since it changed (`understudy models verify`)".into()
                 }
             };
             let path = check
@@ -120,8 +126,37 @@ impl fmt::Display for VerifyReport {
 /// Hashes every file of `pack` in `models_dir` and compares with the manifest. Never modifies
 /// models; files that verify get a fresh stamp so the next fetch skips them without hashing.
 pub fn verify(models_dir: &Path, pack: &str) -> Result<VerifyReport> {
-    let manifest = Manifest::builtin()?;
     let progress = Progress::new();
+    check_files(models_dir, pack, |file, path| {
+        let step = progress.bytes(format!("sha256 {}", file.path), file.size);
+        let actual = sha256_file(path, Some(&step))?;
+        let ok = file.sha256.as_ref() == Some(&actual);
+        step.done(if ok { "ok" } else { "MISMATCH" });
+        if ok {
+            write_stamp(models_dir, &file.path, &actual)?;
+        }
+        Ok(Some(actual))
+    })
+}
+
+/// What `pack`'s files are known to be without hashing them (for a status
+/// page): presence and size, and the sha256 a fetch or [`verify`] recorded
+/// while the file has not changed since; `NotHashed` where none is recorded.
+pub fn inspect(models_dir: &Path, pack: &str) -> Result<VerifyReport> {
+    check_files(models_dir, pack, |file, _| {
+        Ok(stamped_sha256(models_dir, &file.path))
+    })
+}
+
+/// One check per file of `pack`: missing and wrong-size files without
+/// hashing; for the rest, the sha256 `hash(file, path)` gives (`None`: not
+/// hashed) compared with the manifest's.
+fn check_files(
+    models_dir: &Path,
+    pack: &str,
+    mut hash: impl FnMut(&FileSpec, &Path) -> Result<Option<String>>,
+) -> Result<VerifyReport> {
+    let manifest = Manifest::builtin()?;
     let mut files = Vec::new();
     for artefact in manifest.select(pack)? {
         for file in &artefact.files {
@@ -129,28 +164,14 @@ pub fn verify(models_dir: &Path, pack: &str) -> Result<VerifyReport> {
             let status = match presence(&path, file.size) {
                 Presence::Missing => FileStatus::Missing,
                 Presence::WrongSize { actual } => FileStatus::WrongSize { actual },
-                Presence::Present => {
-                    let step = progress.bytes(format!("sha256 {}", file.path), file.size);
-                    let actual = sha256_file(&path, Some(&step))?;
-                    let status = match &file.sha256 {
+                Presence::Present => match hash(file, &path)? {
+                    None => FileStatus::NotHashed,
+                    Some(actual) => match &file.sha256 {
                         Some(pinned) if *pinned == actual => FileStatus::Ok,
-                        Some(_) => FileStatus::WrongSha256 {
-                            actual: actual.clone(),
-                        },
-                        None => FileStatus::Unpinned {
-                            actual: actual.clone(),
-                        },
-                    };
-                    step.done(if status == FileStatus::Ok {
-                        "ok"
-                    } else {
-                        "MISMATCH"
-                    });
-                    if status == FileStatus::Ok {
-                        write_stamp(models_dir, &file.path, &actual)?;
-                    }
-                    status
-                }
+                        Some(_) => FileStatus::WrongSha256 { actual },
+                        None => FileStatus::Unpinned { actual },
+                    },
+                },
             };
             files.push(FileCheck {
                 artefact: artefact.name.clone(),

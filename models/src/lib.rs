@@ -38,7 +38,7 @@ mod progress;
 mod registry;
 
 pub use catalog::{
-    list, verify, ArtefactInfo, Catalog, FileCheck, FileStatus, InstallState, PackInfo,
+    inspect, list, verify, ArtefactInfo, Catalog, FileCheck, FileStatus, InstallState, PackInfo,
     VerifyReport,
 };
 pub use fetch::{fetch, FetchAction, FetchOptions, FetchReport, FetchedFile};
@@ -372,6 +372,51 @@ mod tests {
         assert!(
             text.contains("whisper-tiny.en") && text.contains("licence: MIT"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn inspect_trusts_stamps_and_hashes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_install(dir.path(), "eval");
+        let report = inspect(dir.path(), "eval").unwrap();
+        assert!(report
+            .files
+            .iter()
+            .all(|f| f.status == FileStatus::NotHashed));
+        assert!(report.to_string().contains("not hashed"), "{report}");
+        // A stamp recorded while the file is unchanged is believed...
+        let first = &report.files[0];
+        let rel = first
+            .path
+            .strip_prefix(dir.path())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        let pinned = first.expected_sha256.clone().unwrap();
+        files::write_stamp(dir.path(), &rel, &pinned).unwrap();
+        assert_eq!(
+            inspect(dir.path(), "eval").unwrap().files[0].status,
+            FileStatus::Ok
+        );
+        // ...until the file changes; a missing file is missing.
+        std::fs::File::options()
+            .append(true)
+            .open(&first.path)
+            .unwrap()
+            .set_len(first.expected_size + 1)
+            .unwrap();
+        assert_eq!(
+            inspect(dir.path(), "eval").unwrap().files[0].status,
+            FileStatus::WrongSize {
+                actual: first.expected_size + 1
+            }
+        );
+        std::fs::remove_file(&first.path).unwrap();
+        assert_eq!(
+            inspect(dir.path(), "eval").unwrap().files[0].status,
+            FileStatus::Missing
         );
     }
 

@@ -264,11 +264,7 @@ fn sample(
         reference_words: reference.len(),
         transcript,
         intent: first.intent.clone(),
-        path: if matches!(first.matched_by.as_str(), "llm" | "knowledge") {
-            "llm"
-        } else {
-            "flow"
-        },
+        path: if first.is_llm_turn() { "llm" } else { "flow" },
         matched_by: first.matched_by.clone(),
         reply: reports
             .iter()

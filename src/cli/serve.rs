@@ -107,6 +107,67 @@ fn apply_overrides(args: &ServeArgs, config: &mut Config) {
     }
 }
 
+/// What the dashboard shows besides the status: the sync store's versions
+/// and the model pack's files, each read when the page asks.
+fn dashboard_sources(
+    config: &Config,
+    status: http::StatusSource,
+) -> http::dashboard::DashboardSources {
+    let sync: http::dashboard::Section = {
+        let config = config.clone();
+        Arc::new(move || {
+            let status = crate::sync::SyncAgent::open(&config)?.local_status()?;
+            Ok(serde_json::to_value(status)?)
+        })
+    };
+    let models: http::dashboard::Section = {
+        let (dir, pack) = (config.models.dir.clone(), config.models.pack.clone());
+        Arc::new(move || {
+            let report = understudy_models::inspect(&dir, &pack)?;
+            let files: Vec<serde_json::Value> = report
+                .files
+                .iter()
+                .map(|f| {
+                    serde_json::json!({
+                        "artefact": f.artefact,
+                        "path": f.path.strip_prefix(&dir).unwrap_or(&f.path),
+                        "size": f.expected_size,
+                        "check": model_check(&f.status),
+                    })
+                })
+                .collect();
+            Ok(serde_json::json!({ "pack": pack, "dir": dir, "files": files }))
+        })
+    };
+    http::dashboard::DashboardSources {
+        status,
+        sync,
+        models,
+    }
+}
+
+/// A model file's check in a word or two, for the dashboard.
+fn model_check(status: &understudy_models::FileStatus) -> String {
+    use understudy_models::FileStatus::*;
+    match status {
+        Ok => "sha256 ok".into(),
+        NotHashed => "size ok, not hashed since it changed".into(),
+        Missing => "MISSING".into(),
+        WrongSize { actual } => format!("WRONG SIZE ({actual} bytes)"),
+        WrongSha256 { .. } => "SHA256 MISMATCH".into(),
+        Unpinned { .. } => "not pinned in the manifest".into(),
+    }
+}
+
+/// Keep calls in progress over time for the dashboard's plot.
+async fn sample_calls(admission: Arc<Admission>) {
+    let mut tick = tokio::time::interval(crate::metrics::recent::CALL_SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        crate::metrics::recent::record_calls(admission.active(), admission.capacity());
+    }
+}
+
 /// Run `understudy serve` until SIGTERM or Ctrl-C. `read_config` reads the
 /// configuration again (file and global overrides) for a reload.
 pub async fn run(
@@ -200,12 +261,18 @@ pub async fn run(
         Arc::new(move || reloader.reload())
     };
     tokio::spawn(reload_on_hangup(reloader));
+    let status: http::StatusSource = {
+        let appliance = appliance.clone();
+        Arc::new(move || appliance.status())
+    };
     let admin = Arc::new(http::admin::AdminContext::new(
         &config.http,
         admission.clone(),
         versions,
         config_reload,
+        dashboard_sources(&config, status.clone()),
     )?);
+    tokio::spawn(sample_calls(admission.clone()));
     let sip = crate::transport::sip::start(&config.sip, admission.clone(), cloud).await?;
     let streams = Arc::new(StreamContext {
         admission,
@@ -233,9 +300,8 @@ pub async fn run(
             "WebRTC: on the HTTP listener"
         );
     }
-    let status_source = appliance.clone();
     let router = http::router(
-        Arc::new(move || status_source.status()),
+        status,
         read_access,
         Some(http::CallRoutes {
             streams,

@@ -24,9 +24,13 @@ use crate::metrics;
 use anyhow::{bail, Context, Result};
 use health::{CloudHealth, CloudState, Hysteresis, Signal, Transition};
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+
+/// Changes of the cloud bot's state kept for `/status` (the newest).
+const TIMELINE_KEPT: usize = 50;
 
 /// The `[cloud]` configuration, checked.
 #[derive(Debug, Clone)]
@@ -151,6 +155,21 @@ pub struct CloudStatus {
     pub for_s: u64,
     /// New calls go to the cloud bot.
     pub routes_to_cloud: bool,
+    /// The last changes of state since the process started, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// One change of the cloud bot's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    /// When, in Unix milliseconds.
+    pub at_ms: u64,
+    /// The state before.
+    pub from: CloudState,
+    /// The state after.
+    pub to: CloudState,
+    /// What caused it.
+    pub reason: String,
 }
 
 /// The cloud's health, shared by the probes, the calls and `/status`.
@@ -158,6 +177,7 @@ pub struct Continuity {
     /// The checked `[cloud]` configuration.
     pub settings: CloudSettings,
     health: Mutex<CloudHealth>,
+    timeline: Mutex<VecDeque<TimelineEntry>>,
     probe_now: Notify,
 }
 
@@ -169,6 +189,7 @@ impl Continuity {
         Arc::new(Continuity {
             settings,
             health: Mutex::new(health),
+            timeline: Default::default(),
             probe_now: Notify::new(),
         })
     }
@@ -197,6 +218,7 @@ impl Continuity {
             state: health.state(),
             for_s: health.since().elapsed().as_secs(),
             routes_to_cloud: health.routes_to_cloud(),
+            timeline: self.timeline.lock().unwrap().iter().cloned().collect(),
         }
     }
 
@@ -210,6 +232,16 @@ impl Continuity {
                 &[("from", t.from.label()), ("to", t.to.label())],
             );
             metrics::gauge_set("understudy_cloud_state", &[], t.to.gauge());
+            let mut timeline = self.timeline.lock().unwrap();
+            if timeline.len() == TIMELINE_KEPT {
+                timeline.pop_front();
+            }
+            timeline.push_back(TimelineEntry {
+                at_ms: metrics::recent::now_ms(),
+                from: t.from,
+                to: t.to,
+                reason: t.reason.clone(),
+            });
         }
         transition
     }
@@ -270,6 +302,29 @@ mod tests {
             uri: Some("sip:bot@127.0.0.1:5090".into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn status_keeps_the_timeline_of_state_changes() {
+        let cloud = Continuity::new(CloudSettings::from_config(&in_path()).unwrap());
+        assert!(cloud.status().timeline.is_empty());
+        // Enough failures to go down, whatever the hysteresis.
+        for _ in 0..20 {
+            cloud.observe(Signal::ProbeFailed("timeout".into()));
+        }
+        let timeline = cloud.status().timeline;
+        assert!(!timeline.is_empty());
+        assert_eq!(timeline[0].from, CloudState::Up, "{timeline:?}");
+        assert_eq!(
+            timeline.last().unwrap().to,
+            CloudState::Down,
+            "{timeline:?}"
+        );
+        assert!(
+            timeline.last().unwrap().reason.contains("timeout"),
+            "{timeline:?}"
+        );
+        assert!(timeline.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
     }
 
     #[test]

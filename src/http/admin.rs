@@ -1,7 +1,8 @@
 //! The admin API: what changes the appliance's state (drain before an
 //! update, sync activate and rollback) under `/admin/`, each request with
-//! the bearer token of `[http] admin_token_file`; and `/openapi.json`, the
-//! description of every route (docs/admin.md).
+//! the bearer token of `[http] admin_token_file`, with the dashboard's data
+//! (`super::dashboard`); and `/openapi.json`, the description of every route
+//! (docs/admin.md).
 
 use crate::config::HttpConfig;
 use crate::session::admission::Admission;
@@ -57,6 +58,7 @@ pub struct AdminContext {
     admission: Arc<Admission>,
     versions: Versions,
     reload: ConfigReload,
+    dashboard: super::dashboard::DashboardSources,
 }
 
 impl AdminContext {
@@ -67,6 +69,7 @@ impl AdminContext {
         admission: Arc<Admission>,
         versions: Versions,
         reload: ConfigReload,
+        dashboard: super::dashboard::DashboardSources,
     ) -> Result<AdminContext> {
         let token = config.admin_token()?;
         Ok(AdminContext {
@@ -74,13 +77,15 @@ impl AdminContext {
             admission,
             versions,
             reload,
+            dashboard,
         })
     }
 }
 
-/// `/admin/...` (token required) and `/openapi.json` (open).
+/// `/admin/...` (token required), `/openapi.json` and the dashboard's page (open).
 pub fn routes(ctx: Arc<AdminContext>) -> Router {
     let admin = Router::new()
+        .route("/admin/dashboard", get(dashboard))
         .route(
             "/admin/drain",
             get(drain_state).post(drain_on).delete(drain_off),
@@ -90,7 +95,9 @@ pub fn routes(ctx: Arc<AdminContext>) -> Router {
         .route("/admin/config/reload", post(config_reload))
         .route_layer(middleware::from_fn_with_state(ctx.clone(), authorized))
         .with_state(ctx);
-    admin.route("/openapi.json", get(|| async { Json(openapi()) }))
+    admin
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .merge(super::dashboard::page_routes())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -121,6 +128,15 @@ async fn authorized(
                 .insert(header::WWW_AUTHENTICATE, "Bearer".parse().unwrap());
             r
         }
+    }
+}
+
+async fn dashboard(State(ctx): State<Arc<AdminContext>>) -> Response {
+    let sources = ctx.dashboard.clone();
+    // The sync store and the model files are read from disk.
+    match tokio::task::spawn_blocking(move || super::dashboard::data(&sources)).await {
+        Ok(data) => Json(data).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -220,6 +236,10 @@ pub fn openapi() -> Value {
             "/status": { "get": { "summary": "engines, bot, calls (by ingress, draining), the cloud bot", "responses": ok("the status, JSON") } },
             "/metrics": { "get": { "summary": "Prometheus text exposition", "responses": ok("metrics") } },
             "/calls/{id}": { "get": { "summary": "how a streamed call ended (404 when unknown)", "responses": ok("the outcome, JSON") } },
+            "/dashboard": { "get": { "summary": "the NOC dashboard (HTML; it signs in with the admin token and reads /admin/dashboard)", "responses": ok("the page") } },
+            "/admin/dashboard": {
+                "get": admin("everything the dashboard shows: status, per-stage latency percentiles of the last turns, recent turns and calls over time, bot versions, model files and their checks", "the dashboard's data, JSON")
+            },
             "/admin/drain": {
                 "get": admin("whether new calls are refused, and the calls in progress", "{draining, active_calls}"),
                 "post": admin("refuse new calls (OPTIONS and INVITE 503, streams refused) while the calls in progress finish", "{draining: true, active_calls}"),
@@ -254,12 +274,24 @@ mod tests {
         let admission = Arc::new(Admission::new(1, Arc::new(|| None)));
         let versions: Versions = Arc::new(|_| anyhow::bail!("no store"));
         let reload: ConfigReload = Arc::new(|| Ok(ReloadReport::default()));
-        let e = AdminContext::new(&config, admission.clone(), versions.clone(), reload.clone())
-            .err()
-            .unwrap();
+        let empty: super::super::dashboard::Section = Arc::new(|| Ok(Value::Null));
+        let sources = super::super::dashboard::DashboardSources {
+            status: Arc::new(|| unreachable!("no request is made")),
+            sync: empty.clone(),
+            models: empty,
+        };
+        let e = AdminContext::new(
+            &config,
+            admission.clone(),
+            versions.clone(),
+            reload.clone(),
+            sources.clone(),
+        )
+        .err()
+        .unwrap();
         assert!(format!("{e:#}").contains("at least 16 characters"), "{e:#}");
         config.admin_token_file = Some(dir.path().join("missing"));
-        let e = AdminContext::new(&config, admission, versions, reload)
+        let e = AdminContext::new(&config, admission, versions, reload, sources)
             .err()
             .unwrap();
         assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
@@ -273,6 +305,7 @@ mod tests {
             "/admin/sync/activate/{version}",
             "/admin/sync/rollback",
             "/admin/config/reload",
+            "/admin/dashboard",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }

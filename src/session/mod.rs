@@ -161,6 +161,9 @@ impl Session {
         // and even when that transport has already gone.
         if let SessionAction::Report(report) = &action {
             report.log(&self.call_id);
+            if report.turn >= 1 {
+                crate::metrics::recent::record_turn(report.sample());
+            }
         }
         // The ingress went away: the run loop notices on its next event.
         let _ = self.actions.send(action).await;

@@ -60,6 +60,27 @@ pub struct TurnReport {
 }
 
 impl TurnReport {
+    /// Decided by the LLM or answered from the knowledge facts (an "LLM
+    /// turn" in benchmarks and the dashboard; the rest are flow turns).
+    pub fn is_llm_turn(&self) -> bool {
+        matches!(self.matched_by.as_str(), "llm" | "knowledge")
+    }
+
+    /// The turn's timings for the dashboard's recent history.
+    pub fn sample(&self) -> crate::metrics::recent::TurnSample {
+        let t = &self.timings_ms;
+        crate::metrics::recent::TurnSample {
+            at_ms: crate::metrics::recent::now_ms(),
+            llm: self.is_llm_turn(),
+            safety_net: self.safety_net,
+            endpoint: t.endpoint,
+            stt: t.stt,
+            dialog: t.dialog,
+            tts_first_audio: t.tts_first_audio,
+            voice_to_voice: t.voice_to_voice,
+        }
+    }
+
     /// Log the turn (one `info` line with every field a support engineer
     /// asks for).
     pub fn log(&self, call: &str) {

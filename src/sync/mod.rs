@@ -318,6 +318,30 @@ impl SyncAgent {
 
     /// Where things stand; with `check`, ask the source whether it changed.
     pub async fn status(&self, check: bool) -> Result<Status> {
+        let mut status = self.local_status()?;
+        if !check || status.source.is_none() {
+            return Ok(status);
+        }
+        match self.latest_version().await {
+            Ok(latest) => {
+                if latest.is_some() {
+                    status.latest = latest;
+                }
+                let active = status.active.as_ref().map(|m| &m.id);
+                status.drift = match &status.latest {
+                    Some(l) if Some(l) == active => "in sync: the cloud's latest export is the active version".into(),
+                    Some(l) => format!("differs: the cloud's latest export is version {l} (`understudy sync diff` shows what changed)"),
+                    None => "unknown: never pulled".into(),
+                };
+            }
+            Err(e) => status.drift = format!("unknown: {e:#}"),
+        }
+        Ok(status)
+    }
+
+    /// Where things stand from the store alone, without asking the source
+    /// (the dashboard's view; `drift` says it was not checked).
+    pub fn local_status(&self) -> Result<Status> {
         let state = self.store.state()?;
         let active = state
             .active
@@ -325,7 +349,7 @@ impl SyncAgent {
             .map(|id| self.store.meta(id))
             .transpose()?;
         let source = self.config.source.clone().map(|s| Source::parse(&s).key());
-        let (last_pull, mut latest) = match &source {
+        let (last_pull, latest) = match &source {
             Some(k) => {
                 let s = self.store.source_state(k)?;
                 (s.last_pull, s.last_success.and_then(|r| r.version))
@@ -340,25 +364,10 @@ impl SyncAgent {
                 None,
             ),
         };
-        let mut drift = match (&source, check) {
-            (None, _) => "unknown: no [sync] source configured".to_string(),
-            (Some(_), false) => "not checked (--offline)".to_string(),
-            (Some(_), true) => String::new(),
+        let drift = match &source {
+            None => "unknown: no [sync] source configured".to_string(),
+            Some(_) => "not checked (--offline)".to_string(),
         };
-        if let (Some(_), true) = (&source, check) {
-            match self.latest_version().await {
-                Ok(Some(id)) => latest = Some(id),
-                Ok(None) => {}
-                Err(e) => drift = format!("unknown: {e:#}"),
-            }
-        }
-        if drift.is_empty() {
-            drift = match (&latest, &state.active) {
-                (Some(l), Some(a)) if l == a => "in sync: the cloud's latest export is the active version".into(),
-                (Some(l), _) => format!("differs: the cloud's latest export is version {l} (`understudy sync diff` shows what changed)"),
-                (None, _) => "unknown: never pulled".into(),
-            };
-        }
         let activated_at = state
             .log
             .iter()

@@ -213,6 +213,18 @@ impl Cli {
     pub fn active(&self) -> Option<String> {
         self.status()["active"]["id"].as_str().map(str::to_string)
     }
+
+    /// Pull one of our fixtures (rules only) and make it active; its id.
+    pub fn pull_fixture(&self, export: &str) -> String {
+        self.ok(&[
+            "sync",
+            "pull",
+            "--from",
+            fixture(export).to_str().unwrap(),
+            "--no-embed",
+        ]);
+        self.active().unwrap()
+    }
 }
 
 pub fn text(b: &[u8]) -> String {
