@@ -213,6 +213,45 @@ fn a_bundle_is_refused_unless_whole_signed_by_a_trusted_key_and_built_for_this_m
     refused(&unsigned, ".minisig");
 }
 
+/// A configuration for a supervised appliance with slots, a trusted vendor
+/// key and a restart command for [`Supervised`].
+struct Appliance {
+    config: PathBuf,
+    slots: PathBuf,
+    http: u16,
+    /// The vendor's secret key, whose public key the appliance trusts.
+    vendor: PathBuf,
+}
+
+impl Appliance {
+    /// In `dir`, with `update_extra` added to `[update]`.
+    fn new(dir: &Path, update_extra: &str) -> Appliance {
+        let (slots, keys) = (dir.join("slots"), dir.join("keys"));
+        std::fs::create_dir_all(&keys).unwrap();
+        let token_file = dir.join("admin-token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let config = dir.join("understudy.toml");
+        let restart = format!("kill $(cat {}/serve.pid)", dir.display());
+        let http = free_port();
+        std::fs::write(
+            &config,
+            format!(
+                "[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token_file = {token_file:?}\n[update]\nslots_dir = {slots:?}\nkeys_dir = {keys:?}\n\
+                 restart_command = [\"sh\", \"-c\", {restart:?}]\n{update_extra}\n"
+            ),
+        )
+        .unwrap();
+        let (vendor, vendor_pub) = keygen(&config, dir, "vendor");
+        std::fs::copy(&vendor_pub, keys.join("vendor.pub")).unwrap();
+        Appliance {
+            config,
+            slots,
+            http,
+            vendor,
+        }
+    }
+}
+
 /// `serve` restarted by a loop whenever it exits, as systemd's `Restart=always` would.
 struct Supervised {
     loop_child: Child,
@@ -323,23 +362,12 @@ fn wait_for_text(path: &Path, needle: &str, limit: Duration) -> String {
 fn an_update_waits_for_calls_switches_and_a_version_that_is_never_ready_rolls_back() {
     require("sipp", "sip-tester");
     let dir = tempfile::tempdir().unwrap();
-    let (slots, keys) = (dir.path().join("slots"), dir.path().join("keys"));
-    std::fs::create_dir_all(&keys).unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let config = dir.path().join("understudy.toml");
-    let restart = format!("kill $(cat {}/serve.pid)", dir.path().display());
-    let http = free_port();
-    std::fs::write(
-        &config,
-        format!(
-            "[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token_file = {token_file:?}\n[update]\nslots_dir = {slots:?}\nkeys_dir = {keys:?}\n\
-             restart_command = [\"sh\", \"-c\", {restart:?}]\n"
-        ),
-    )
-    .unwrap();
-    let (vendor, vendor_pub) = keygen(&config, dir.path(), "vendor");
-    std::fs::copy(&vendor_pub, keys.join("vendor.pub")).unwrap();
+    let Appliance {
+        config,
+        http,
+        vendor,
+        ..
+    } = Appliance::new(dir.path(), "");
     let good = dir.path().join("good.update");
     pack(&config, &stage(dir.path(), &[]), &vendor, &good, &[]);
     // A build that starts but can never be ready: its LLM worker is missing.
@@ -423,4 +451,67 @@ fn an_update_waits_for_calls_switches_and_a_version_that_is_never_ready_rolls_ba
     let said = ok(&config, &["update", "rollback", "--ready-timeout", "300"]);
     assert!(said.contains("runs from slot packaged"), "{said}");
     serve.wait_ready_on("packaged", Duration::from_secs(10));
+}
+
+#[test]
+fn a_switch_whose_watcher_dies_falls_back_once_the_new_version_has_had_its_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    // The version on trial gets 20 s to be ready, and one start.
+    let Appliance {
+        config,
+        slots,
+        http,
+        vendor,
+    } = Appliance::new(dir.path(), "ready_timeout_s = 20\ntrial_starts = 1");
+    let broken = dir.path().join("broken.update");
+    pack(
+        &config,
+        &stage(dir.path(), &["understudy-llm"]),
+        &vendor,
+        &broken,
+        &[],
+    );
+    let serve = Supervised::start(dir.path(), &config, http);
+    serve.wait_ready_on("packaged", Duration::from_secs(300));
+
+    // Apply the broken version, then lose `update apply` (as in a power cut)
+    // once it has switched and restarted the appliance.
+    let apply_log = dir.path().join("apply.log");
+    let mut apply = Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("--config")
+        .arg(&config)
+        .args(["update", "apply", broken.to_str().unwrap()])
+        .args(["--ready-timeout", "600"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&apply_log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_text(
+        &apply_log,
+        "waiting for slot a to be ready",
+        Duration::from_secs(120),
+    );
+    apply.kill().unwrap();
+    apply.wait().unwrap();
+    assert!(slots.join("trial.json").exists(), "the switch is on trial");
+
+    // Slot a is never ready: it exits after 20 s, its second start is one
+    // too many, and the packaged version runs again by itself.
+    let status = serve.wait_ready_on("packaged", Duration::from_secs(180));
+    assert_eq!(status["calls"]["draining"], false, "{status}");
+    assert!(!slots.join("trial.json").exists());
+    let shown = ok(&config, &["update", "status"]);
+    assert!(shown.contains("active:   packaged"), "{shown}");
+    assert!(shown.contains("previous: slot a"), "{shown}");
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.contains("the version on trial was not ready in time"),
+        "{}",
+        tail(&log, 30)
+    );
+    assert!(
+        log.contains("the version before runs again"),
+        "{}",
+        tail(&log, 30)
+    );
 }

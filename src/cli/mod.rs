@@ -183,9 +183,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // After an update every command runs the active slot's version; `update`
     // itself never hands over, so a broken version can still be rolled back.
     if !matches!(cli.command, Command::Update(_)) {
-        crate::update::slots::run_active(&crate::update::slots::Slots::new(
-            config.update.slots_dir.clone(),
-        ))?;
+        let slots = crate::update::slots::Slots::new(config.update.slots_dir.clone());
+        if matches!(cli.command, Command::Serve(_)) {
+            serve::count_trial_start(&slots, config.update.trial_starts);
+        }
+        crate::update::slots::run_active(&slots)?;
     }
     match cli.command {
         Command::Serve(args) => {

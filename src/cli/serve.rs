@@ -18,9 +18,11 @@ use crate::http::{self, ApplianceStatus};
 use crate::session::admission::{Admission, SessionSource};
 use crate::session::SessionSetup;
 use crate::transport::stream::StreamContext;
+use crate::update::slots::{self, Slots, TrialStart};
 use anyhow::{Context, Result};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// `understudy serve` options.
 #[derive(clap::Args, Debug, Clone)]
@@ -159,6 +161,58 @@ fn model_check(status: &understudy_models::FileStatus) -> String {
     }
 }
 
+/// Count this start against a switched-to version on trial (once per
+/// start: in the process that hands over to the active slot, not in the
+/// slot's own). Past its starts the version before is active again.
+pub fn count_trial_start(slots: &Slots, max_starts: u32) {
+    if std::env::var_os(slots::SLOT_ENV).is_some() {
+        return;
+    }
+    match slots.count_start(max_starts) {
+        Ok(TrialStart::NoTrial) => {}
+        Ok(TrialStart::Counted(n)) => tracing::warn!(
+            start = n,
+            of = max_starts,
+            "update: the switched-to version is on trial until it is ready once"
+        ),
+        Ok(TrialStart::FellBack(to)) => tracing::error!(
+            to = %to.display(),
+            starts = max_starts,
+            "update: the switched-to version was never ready; the version before runs again"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "update: cannot count this start against the version on trial")
+        }
+    }
+}
+
+/// While the running slot is on trial: confirm it once ready, or exit when
+/// it is not ready within `timeout`, so the supervisor starts it again and
+/// the start is counted (`count_trial_start`).
+async fn watch_trial(slots: Slots, appliance: Arc<Appliance>, timeout: Duration) {
+    let Some(running) = std::env::var_os(slots::SLOT_ENV).map(PathBuf::from) else {
+        return;
+    };
+    if slots.trial().is_none_or(|t| t.slot != running) {
+        return;
+    }
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if appliance.status().ready {
+            slots.end_trial();
+            tracing::info!(slot = %slots::label(&running), "update: the new version is ready; the switch is confirmed");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::error!(
+        slot = %slots::label(&running),
+        timeout_s = timeout.as_secs(),
+        "update: the version on trial was not ready in time; exiting so that it is started again (the version before runs after [update] trial_starts starts)"
+    );
+    std::process::exit(75);
+}
+
 /// Keep calls in progress over time for the dashboard's plot.
 async fn sample_calls(admission: Arc<Admission>) {
     let mut tick = tokio::time::interval(crate::metrics::recent::CALL_SAMPLE_EVERY);
@@ -273,6 +327,11 @@ pub async fn run(
         dashboard_sources(&config, status.clone()),
     )?);
     tokio::spawn(sample_calls(admission.clone()));
+    tokio::spawn(watch_trial(
+        Slots::new(config.update.slots_dir.clone()),
+        appliance.clone(),
+        Duration::from_secs(config.update.ready_timeout_s),
+    ));
     let sip = crate::transport::sip::start(&config.sip, admission.clone(), cloud).await?;
     let streams = Arc::new(StreamContext {
         admission,

@@ -22,6 +22,10 @@ pub struct UpdateConfig {
     /// Seconds to wait for calls in progress to end (new calls are refused
     /// meanwhile) before the appliance restarts anyway.
     pub drain_timeout_s: u64,
+    /// Starts a switched-to version gets to be ready (each within
+    /// `ready_timeout_s`) when `update apply` is no longer watching it (the
+    /// box lost power); then the version before runs again.
+    pub trial_starts: u32,
 }
 
 impl Default for UpdateConfig {
@@ -34,6 +38,7 @@ impl Default for UpdateConfig {
                 .to_vec(),
             ready_timeout_s: 300,
             drain_timeout_s: 300,
+            trial_starts: 3,
         }
     }
 }

@@ -188,6 +188,9 @@ impl Updater {
         let back_previous = self.slots.previous();
         self.drain(say).await;
         self.slots.switch(target, &self.packaged)?;
+        // Should this process die before the ready check, the trial still
+        // ends (src/update/slots.rs).
+        self.slots.begin_trial()?;
         let expected = slots::label(target);
         say(&format!(
             "switched to slot {expected}; restarting the appliance"
@@ -198,15 +201,17 @@ impl Updater {
         };
         let why = match attempt {
             Ok(version) => {
+                self.slots.end_trial();
                 return Ok(Outcome::Switched {
                     slot: expected,
                     version,
-                })
+                });
             }
             Err(why) => why,
         };
         say(&format!("{why:#}: rolling back to {}", slots::label(&back)));
         self.slots.restore(&back, back_previous.as_deref())?;
+        self.slots.end_trial();
         let back_up = match self.restart() {
             Ok(()) => self.wait_ready(&slots::label(&back), say).await,
             Err(e) => Err(e),

@@ -3,6 +3,14 @@
 //! `previous` (what it ran before, for a rollback). Without an `active`
 //! link the packaged install runs. Links are replaced atomically (a new link
 //! renamed over the old one), so a power cut leaves one version or the other.
+//!
+//! A switch puts the new slot on trial (`trial.json`) until it has been
+//! ready once. `understudy update apply` watches it and switches back when it
+//! is not ready in time; should that process die with the box (a power cut
+//! between the switch and the ready check), the trial still ends: every
+//! start of `serve` counts against it, a version on trial that is not ready
+//! within `[update] ready_timeout_s` exits so the supervisor starts it again,
+//! and past `[update] trial_starts` starts the previous version runs again.
 
 use super::bundle::{Manifest, MAIN_BINARY, MANIFEST};
 use anyhow::{Context, Result};
@@ -11,6 +19,31 @@ use std::path::{Path, PathBuf};
 /// Set in the environment of an `understudy` started from a slot: that
 /// slot's folder (so the launch does not repeat, and `/status` can say it).
 pub const SLOT_ENV: &str = "UNDERSTUDY_SLOT";
+
+/// The file that puts the active slot on trial, in the slots folder.
+const TRIAL: &str = "trial.json";
+
+/// A switch not yet confirmed by the new version being ready.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trial {
+    /// The folder switched to.
+    pub slot: PathBuf,
+    /// The folder that ran before, to go back to.
+    pub previous: PathBuf,
+    /// Starts of `serve` since the switch.
+    pub starts: u32,
+}
+
+/// What counting a start of `serve` did ([`Slots::count_start`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrialStart {
+    /// No switch is on trial.
+    NoTrial,
+    /// The slot on trial starts again (this many starts so far).
+    Counted(u32),
+    /// Too many starts without being ready: this folder is active again.
+    FellBack(PathBuf),
+}
 
 /// The two slots' names.
 pub const SLOT_NAMES: [&str; 2] = ["a", "b"];
@@ -81,6 +114,62 @@ impl Slots {
         let was = self.active().unwrap_or_else(|| packaged.to_path_buf());
         self.point("previous", &was)?;
         self.point("active", target)
+    }
+
+    /// Put the active slot on trial: `previous` runs again should it not
+    /// get ready (see the module comment).
+    pub fn begin_trial(&self) -> Result<()> {
+        let (Some(slot), Some(previous)) = (self.active(), self.previous()) else {
+            anyhow::bail!("no switch to put on trial in {}", self.dir.display());
+        };
+        self.write_trial(&Trial {
+            slot,
+            previous,
+            starts: 0,
+        })
+    }
+
+    fn write_trial(&self, trial: &Trial) -> Result<()> {
+        let path = self.dir.join(TRIAL);
+        let tmp = self.dir.join(format!(".{TRIAL}.new"));
+        std::fs::write(&tmp, serde_json::to_vec(trial)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        sync_dir(&self.dir)
+    }
+
+    /// The switch on trial, if any.
+    pub fn trial(&self) -> Option<Trial> {
+        let text = std::fs::read(self.dir.join(TRIAL)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// The switch is confirmed (or undone): no trial any more.
+    pub fn end_trial(&self) {
+        let _ = std::fs::remove_file(self.dir.join(TRIAL));
+    }
+
+    /// Count a start of `serve` against the switch on trial; past
+    /// `max_starts` starts, make the folder that ran before active again
+    /// (the one on trial becomes `previous`) and end the trial.
+    pub fn count_start(&self, max_starts: u32) -> Result<TrialStart> {
+        let Some(mut trial) = self.trial() else {
+            return Ok(TrialStart::NoTrial);
+        };
+        if self.active().as_deref() != Some(trial.slot.as_path()) {
+            // Switched since by other means: that switch decides.
+            self.end_trial();
+            return Ok(TrialStart::NoTrial);
+        }
+        trial.starts += 1;
+        if trial.starts > max_starts {
+            self.point("previous", &trial.slot)?;
+            self.point("active", &trial.previous)?;
+            self.end_trial();
+            return Ok(TrialStart::FellBack(trial.previous));
+        }
+        self.write_trial(&trial)?;
+        Ok(TrialStart::Counted(trial.starts))
     }
 
     /// Put both links back as they were before a switch that failed.
@@ -174,5 +263,43 @@ mod tests {
         slots.restore(&slots.slot("a"), Some(packaged)).unwrap();
         assert_eq!(slots.active(), Some(slots.slot("a")));
         assert_eq!(slots.previous().as_deref(), Some(packaged));
+    }
+
+    #[test]
+    fn a_switch_never_confirmed_falls_back_after_its_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path().to_path_buf());
+        let packaged = Path::new("/usr/lib/understudy");
+        assert_eq!(slots.count_start(2).unwrap(), TrialStart::NoTrial);
+        slots.switch(&slots.slot("a"), packaged).unwrap();
+        slots.begin_trial().unwrap();
+        assert_eq!(slots.count_start(2).unwrap(), TrialStart::Counted(1));
+        assert_eq!(slots.count_start(2).unwrap(), TrialStart::Counted(2));
+        assert_eq!(
+            slots.count_start(2).unwrap(),
+            TrialStart::FellBack(packaged.to_path_buf())
+        );
+        assert_eq!(slots.active().as_deref(), Some(packaged));
+        assert_eq!(slots.previous(), Some(slots.slot("a")));
+        assert_eq!(slots.trial(), None);
+        assert_eq!(slots.count_start(2).unwrap(), TrialStart::NoTrial);
+    }
+
+    #[test]
+    fn a_confirmed_or_superseded_switch_is_no_longer_on_trial() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path().to_path_buf());
+        let packaged = Path::new("/usr/lib/understudy");
+        slots.switch(&slots.slot("a"), packaged).unwrap();
+        slots.begin_trial().unwrap();
+        assert_eq!(slots.count_start(3).unwrap(), TrialStart::Counted(1));
+        slots.end_trial();
+        assert_eq!(slots.count_start(3).unwrap(), TrialStart::NoTrial);
+        assert_eq!(slots.active(), Some(slots.slot("a")));
+        // Switched again by hand while a trial was pending: that one decides.
+        slots.begin_trial().unwrap();
+        slots.switch(&slots.slot("b"), packaged).unwrap();
+        assert_eq!(slots.count_start(3).unwrap(), TrialStart::NoTrial);
+        assert_eq!(slots.active(), Some(slots.slot("b")));
     }
 }
