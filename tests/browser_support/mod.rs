@@ -120,6 +120,25 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // Ending the session closes Chromium; killing only the driver
+        // would leave Chromium running after the test.
+        let driver: std::net::SocketAddr = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the driver's address");
+        // HTTP/1.1: ChromeDriver does not answer 1.0 requests.
+        if let Ok(mut stream) = std::net::TcpStream::connect(driver) {
+            use std::io::{Read, Write};
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {driver}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let _ = stream.read_to_end(&mut vec![]);
+            }
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
