@@ -106,18 +106,22 @@ impl Config {
         out
     }
 
-    /// Load the configuration: `path`, else `$UNDERSTUDY_CONFIG`, else the
-    /// system file if present, else defaults.
-    pub fn load(path: Option<&Path>) -> Result<Config> {
-        let chosen = path
-            .map(Path::to_path_buf)
+    /// The file [`Config::load`] reads: `path`, else `$UNDERSTUDY_CONFIG`,
+    /// else the system file if present; `None`: built-in defaults.
+    pub fn file(path: Option<&Path>) -> Option<PathBuf> {
+        path.map(Path::to_path_buf)
             .or_else(|| std::env::var_os("UNDERSTUDY_CONFIG").map(PathBuf::from))
             .or_else(|| {
                 Path::new(SYSTEM_CONFIG)
                     .exists()
                     .then(|| PathBuf::from(SYSTEM_CONFIG))
-            });
-        let Some(path) = chosen else {
+            })
+    }
+
+    /// Load the configuration: `path`, else `$UNDERSTUDY_CONFIG`, else the
+    /// system file if present, else defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = Config::file(path) else {
             return Ok(Config::default());
         };
         let text = std::fs::read_to_string(&path)

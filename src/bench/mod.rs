@@ -8,8 +8,10 @@
 //! session, fed in real time as a phone line would; each first turn also goes
 //! through the raw engines alone, so the pipeline's own overhead shows.
 //! `report` turns the samples into accuracy, WER and latency per condition.
+//! `capacity` measures how many calls at once hold the latency target.
 
 pub mod callers;
+pub mod capacity;
 pub mod report;
 pub mod score;
 pub mod voice;

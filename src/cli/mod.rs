@@ -1,6 +1,7 @@
 //! The `understudy` command line: one module per subcommand.
 
 pub mod bench;
+pub mod capacity;
 pub mod chat;
 pub mod converse;
 pub mod models;
@@ -108,6 +109,11 @@ pub enum Command {
     /// STT word error rate and intent accuracy at 16 kHz and 8 kHz G.711, and the same
     /// stages on the raw engines (the pipeline's own overhead). Needs espeak-ng.
     Bench(bench::BenchArgs),
+    /// Measure how many calls at once this box answers within the latency target
+    /// (voice-to-voice p95), with the bot in use and varied callers (LLM turns included) on a telephone
+    /// line, in steps of 1, 2, 3... calls; then offer to write the figure to `[calls] capacity`
+    /// (`--write` writes it without asking). Needs espeak-ng.
+    Capacity(capacity::CapacityArgs),
     /// Keep the local bot matched to the cloud bot: pull an export (Dialogflow CX/ES, Lex V2,
     /// Rasa), see what changed, test it, activate it, roll it back (docs/sync.md).
     #[command(subcommand)]
@@ -200,6 +206,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transcribe(args) => transcribe::run(args, &config).await,
         Command::Say(args) => say::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,
+        Command::Capacity(args) => {
+            let file = crate::config::Config::file(cli.global.config.as_deref());
+            capacity::run(args, &config, file).await
+        }
         Command::Sync(cmd) => sync::run(cmd, &config).await,
         Command::Selftest(args) => selftest::run(args, &config).await,
         Command::Update(cmd) => update::run(cmd, &config).await,
