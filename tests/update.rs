@@ -4,7 +4,10 @@
 //! running `serve` (restarted by a supervisor loop, as systemd would) it
 //! waits for the call in progress while new calls are refused, switches to
 //! the new slot, rolls a version that never gets ready back by itself, and
-//! `update rollback` returns to the packaged install.
+//! `update rollback` returns to the packaged install; the running `serve`
+//! is found where `--http-listen` put it, not at `[http] listen`. A switch
+//! whose `apply` dies falls back by itself once the new version has had its
+//! starts.
 
 mod sip_support;
 
@@ -232,11 +235,13 @@ impl Appliance {
         std::fs::write(&token_file, TOKEN).unwrap();
         let config = dir.join("understudy.toml");
         let restart = format!("kill $(cat {}/serve.pid)", dir.display());
-        let http = free_port();
+        // `serve` listens elsewhere (`--http-listen`, see `Supervised`):
+        // `update` must find it where it says it listens, not here.
+        let (http, configured) = (free_port(), free_port());
         std::fs::write(
             &config,
             format!(
-                "[http]\nlisten = \"127.0.0.1:{http}\"\nadmin_token_file = {token_file:?}\n[update]\nslots_dir = {slots:?}\nkeys_dir = {keys:?}\n\
+                "[http]\nlisten = \"127.0.0.1:{configured}\"\nadmin_token_file = {token_file:?}\n[update]\nslots_dir = {slots:?}\nkeys_dir = {keys:?}\n\
                  restart_command = [\"sh\", \"-c\", {restart:?}]\n{update_extra}\n"
             ),
         )
@@ -262,13 +267,13 @@ struct Supervised {
 }
 
 impl Supervised {
-    /// Start `serve` with `config`, whose `[http] listen` is `http` (where
-    /// `understudy update` finds it too).
+    /// Start `serve` with `config`, its HTTP listener moved to `http` by
+    /// `--http-listen` (where `understudy update` must find it).
     fn start(dir: &Path, config: &Path, http: u16) -> Supervised {
         let (sip, audiosocket) = (free_port(), free_port());
         let serve = format!(
             "{exe} --config {config} --pack test --log-format json serve --sip-listen 127.0.0.1:{sip} \
-             --audiosocket-listen 127.0.0.1:{audiosocket}",
+             --audiosocket-listen 127.0.0.1:{audiosocket} --http-listen 127.0.0.1:{http}",
             exe = env!("CARGO_BIN_EXE_understudy"),
             config = config.display(),
         );
@@ -426,6 +431,8 @@ fn an_update_waits_for_calls_switches_and_a_version_that_is_never_ready_rolls_ba
     assert_eq!(status["calls"]["draining"], false, "{status}");
     assert_eq!(status["software"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(RawSip::new(serve.sip).options_status(), Some(200));
+    let shown = ok(&config, &["update", "status"]);
+    assert!(shown.contains("from a, ready: true"), "{shown}");
 
     // The broken version goes into slot b, is not ready in time, and slot a runs again.
     let out = understudy(

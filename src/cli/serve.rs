@@ -268,6 +268,15 @@ pub async fn run(
                 config.http.listen
             )
         })?;
+    // `understudy update` finds this listener here, wherever it was moved.
+    let slots = Slots::new(config.update.slots_dir.clone());
+    if let Err(e) = listener
+        .local_addr()
+        .map_err(anyhow::Error::from)
+        .and_then(|a| slots.record_listener(a))
+    {
+        tracing::debug!(error = %format!("{e:#}"), "cannot record the HTTP listener for `understudy update`");
+    }
     let scheme = if https.is_some() { "HTTPS" } else { "HTTP" };
     tracing::info!(addr = %config.http.listen, "{scheme}: /healthz /readyz /status /metrics");
     // Every ingress listens from the start and refuses calls until the
@@ -328,7 +337,7 @@ pub async fn run(
     )?);
     tokio::spawn(sample_calls(admission.clone()));
     tokio::spawn(watch_trial(
-        Slots::new(config.update.slots_dir.clone()),
+        slots.clone(),
         appliance.clone(),
         Duration::from_secs(config.update.ready_timeout_s),
     ));
@@ -422,6 +431,7 @@ pub async fn run(
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     crate::systemd::notify_stopping();
+    slots.forget_listener();
     if let Some(audiosocket) = audiosocket {
         audiosocket.shutdown();
     }

@@ -206,7 +206,7 @@ async fn status(config: &Config) -> Result<()> {
             println!("slot {name}:   version {} ({})", m.version, m.architecture);
         }
     }
-    match crate::update::apply::Daemon::new(&config.http)?
+    match crate::update::apply::Daemon::new(&config.http, &slots)?
         .status()
         .await
     {
@@ -216,7 +216,7 @@ async fn status(config: &Config) -> Result<()> {
             status["software"]["slot"].as_str().unwrap_or("?"),
             status["ready"]
         ),
-        Err(e) => println!("running:  no answer at [http] listen ({e})"),
+        Err(e) => println!("running:  no answer from the HTTP listener ({e})"),
     }
     Ok(())
 }

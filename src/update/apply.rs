@@ -19,14 +19,16 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// The appliance this configuration describes: `[http] listen` (a
-    /// wildcard address is reached on loopback), HTTPS trusting its own
-    /// certificate when it has one, and the admin token.
-    pub fn new(http: &HttpConfig) -> Result<Daemon> {
-        let addr: std::net::SocketAddr = http
-            .listen
+    /// The appliance this configuration describes: where the running
+    /// `serve` recorded its listener in the slots folder (`--http-listen`
+    /// included), else `[http] listen` (a wildcard address is reached on
+    /// loopback); HTTPS trusting its own certificate when it has one, and
+    /// the admin token.
+    pub fn new(http: &HttpConfig, slots: &Slots) -> Result<Daemon> {
+        let listen = slots.listener().unwrap_or_else(|| http.listen.clone());
+        let addr: std::net::SocketAddr = listen
             .parse()
-            .with_context(|| format!("http.listen {:?} is not an address:port", http.listen))?;
+            .with_context(|| format!("http.listen {listen:?} is not an address:port"))?;
         let ip = match addr.ip() {
             ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
             ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -127,9 +129,9 @@ impl Updater {
                 .unwrap_or_else(slots::own_folder)?,
         };
         Ok(Updater {
+            daemon: Daemon::new(&config.http, &slots)?,
             slots,
             settings: config.update.clone(),
-            daemon: Daemon::new(&config.http)?,
             packaged,
         })
     }

@@ -45,6 +45,19 @@ pub enum TrialStart {
     FellBack(PathBuf),
 }
 
+/// The file where a running `serve` says where its HTTP listener is, in
+/// the slots folder (a fixed place, whoever's environment reads it).
+const LISTENER: &str = "listener.json";
+
+/// Where a running `serve` listens for HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Listener {
+    /// The process.
+    pid: u32,
+    /// Its HTTP listener, `address:port` as bound.
+    http: String,
+}
+
 /// The two slots' names.
 pub const SLOT_NAMES: [&str; 2] = ["a", "b"];
 
@@ -172,6 +185,42 @@ impl Slots {
         Ok(TrialStart::Counted(trial.starts))
     }
 
+    /// Say where this process's HTTP listener is, so that `understudy
+    /// update` finds it whatever `--http-listen` moved it to.
+    pub fn record_listener(&self, http: std::net::SocketAddr) -> Result<()> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let record = Listener {
+            pid: std::process::id(),
+            http: http.to_string(),
+        };
+        let path = self.dir.join(LISTENER);
+        std::fs::write(&path, serde_json::to_vec(&record)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// This process no longer listens (it is stopping).
+    pub fn forget_listener(&self) {
+        let path = self.dir.join(LISTENER);
+        let ours = std::fs::read(&path)
+            .ok()
+            .and_then(|t| serde_json::from_slice::<Listener>(&t).ok())
+            .is_some_and(|l| l.pid == std::process::id());
+        if ours {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// The HTTP address of the `serve` that runs now, when one recorded it
+    /// and its process is still there.
+    pub fn listener(&self) -> Option<String> {
+        let text = std::fs::read(self.dir.join(LISTENER)).ok()?;
+        let record: Listener = serde_json::from_slice(&text).ok()?;
+        Path::new(&format!("/proc/{}", record.pid))
+            .exists()
+            .then_some(record.http)
+    }
+
     /// Put both links back as they were before a switch that failed.
     pub fn restore(&self, active: &Path, previous: Option<&Path>) -> Result<()> {
         match previous {
@@ -263,6 +312,30 @@ mod tests {
         slots.restore(&slots.slot("a"), Some(packaged)).unwrap();
         assert_eq!(slots.active(), Some(slots.slot("a")));
         assert_eq!(slots.previous().as_deref(), Some(packaged));
+    }
+
+    #[test]
+    fn the_listener_of_a_live_process_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let slots = Slots::new(dir.path().join("slots"));
+        assert_eq!(slots.listener(), None);
+        slots
+            .record_listener("127.0.0.1:18080".parse().unwrap())
+            .unwrap();
+        assert_eq!(slots.listener().as_deref(), Some("127.0.0.1:18080"));
+        slots.forget_listener();
+        assert_eq!(slots.listener(), None);
+        // A record left by a process that is gone is ignored.
+        let gone = Listener {
+            pid: u32::MAX - 1,
+            http: "127.0.0.1:1".into(),
+        };
+        std::fs::write(
+            slots.dir().join(LISTENER),
+            serde_json::to_vec(&gone).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(slots.listener(), None);
     }
 
     #[test]
