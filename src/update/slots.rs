@@ -187,9 +187,15 @@ impl Slots {
 
     /// Say where this process's HTTP listener is, so that `understudy
     /// update` finds it whatever `--http-listen` moved it to.
+    /// The slots folder is made when missing, but not its parent: a box
+    /// without the appliance's state folder (a developer's) gets nothing.
     pub fn record_listener(&self, http: std::net::SocketAddr) -> Result<()> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        match std::fs::create_dir(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e).with_context(|| format!("cannot create {}", self.dir.display()))
+            }
+            _ => {}
+        }
         let record = Listener {
             pid: std::process::id(),
             http: http.to_string(),
