@@ -22,17 +22,6 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Voices the callers speak with (the bench's espeak-ng voices; Piper is
-/// the bot's own).
-const VOICES: [&str; 6] = [
-    "en-us@160",
-    "en-gb@150",
-    "en-us+f3@175",
-    "en-us+m3@140",
-    "en-gb-scotland@165",
-    "en-029@155",
-];
-
 /// Over how long the lines of a step start, so they do not all speak at
 /// once (about one caller turn).
 const STAGGER: Duration = Duration::from_millis(3000);
@@ -220,7 +209,12 @@ pub async fn run(
 ) -> Result<CapacityReport> {
     options.check()?;
     let line: Condition = "mulaw".parse()?;
-    let voices: Vec<Voice> = VOICES.iter().map(|v| v.parse()).collect::<Result<_>>()?;
+    // The bench's caller voices but Piper: that is the bot's own voice.
+    let voices: Vec<Voice> = super::voice::DEFAULT_VOICES
+        .split(',')
+        .map(str::parse)
+        .filter(|v| !matches!(v, Ok(Voice::Piper)))
+        .collect::<Result<_>>()?;
     let texts = interleaved(&CallerSet::builtin());
     // Enough distinct callers for the biggest step; rendered before any
     // call, so synthesis does not compete with the calls.
