@@ -104,6 +104,28 @@ fn keygen(config: &Path, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// A signed bundle of a build that starts but can never be ready (its LLM
+/// worker is missing), in `dir`.
+fn never_ready_bundle(dir: &Path, config: &Path, vendor: &Path) -> PathBuf {
+    let out = dir.join("broken.update");
+    pack(config, &stage(dir, &["understudy-llm"]), vendor, &out, &[]);
+    out
+}
+
+/// `understudy update apply BUNDLE --ready-timeout S` in the background,
+/// its stderr (what it says) in `log`.
+fn spawn_apply(config: &Path, bundle: &Path, ready_timeout_s: u32, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_understudy"))
+        .arg("--config")
+        .arg(config)
+        .args(["update", "apply", bundle.to_str().unwrap()])
+        .args(["--ready-timeout", &ready_timeout_s.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
 fn pack(config: &Path, from: &Path, key: &Path, out: &Path, extra: &[&str]) -> String {
     let mut args = vec![
         "update",
@@ -375,15 +397,7 @@ fn an_update_waits_for_calls_switches_and_a_version_that_is_never_ready_rolls_ba
     } = Appliance::new(dir.path(), "");
     let good = dir.path().join("good.update");
     pack(&config, &stage(dir.path(), &[]), &vendor, &good, &[]);
-    // A build that starts but can never be ready: its LLM worker is missing.
-    let broken = dir.path().join("broken.update");
-    pack(
-        &config,
-        &stage(dir.path(), &["understudy-llm"]),
-        &vendor,
-        &broken,
-        &[],
-    );
+    let broken = never_ready_bundle(dir.path(), &config, &vendor);
 
     let serve = Supervised::start(dir.path(), &config, http);
     serve.wait_ready_on("packaged", Duration::from_secs(300));
@@ -399,20 +413,7 @@ fn an_update_waits_for_calls_switches_and_a_version_that_is_never_ready_rolls_ba
 
     // Apply: it waits for the call while new calls are refused.
     let apply_log = dir.path().join("apply.log");
-    let mut apply = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "update",
-            "apply",
-            good.to_str().unwrap(),
-            "--ready-timeout",
-            "300",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&apply_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut apply = spawn_apply(&config, &good, 300, &apply_log);
     wait_for_text(
         &apply_log,
         "waiting for 1 call(s)",
@@ -470,29 +471,14 @@ fn a_switch_whose_watcher_dies_falls_back_once_the_new_version_has_had_its_start
         http,
         vendor,
     } = Appliance::new(dir.path(), "ready_timeout_s = 20\ntrial_starts = 1");
-    let broken = dir.path().join("broken.update");
-    pack(
-        &config,
-        &stage(dir.path(), &["understudy-llm"]),
-        &vendor,
-        &broken,
-        &[],
-    );
+    let broken = never_ready_bundle(dir.path(), &config, &vendor);
     let serve = Supervised::start(dir.path(), &config, http);
     serve.wait_ready_on("packaged", Duration::from_secs(300));
 
     // Apply the broken version, then lose `update apply` (as in a power cut)
     // once it has switched and restarted the appliance.
     let apply_log = dir.path().join("apply.log");
-    let mut apply = Command::new(env!("CARGO_BIN_EXE_understudy"))
-        .arg("--config")
-        .arg(&config)
-        .args(["update", "apply", broken.to_str().unwrap()])
-        .args(["--ready-timeout", "600"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&apply_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut apply = spawn_apply(&config, &broken, 600, &apply_log);
     wait_for_text(
         &apply_log,
         "waiting for slot a to be ready",
